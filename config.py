@@ -1,0 +1,116 @@
+"""The one validated configuration of a seedchip instance.
+
+Gateware, firmware, golden models, tests and the board builds all read a
+:class:`ChipConfig`; it dumps itself as JSON next to every build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+__all__ = ["ChipConfig", "DEFAULT_CONFIG", "SMALL_CONFIG"]
+
+
+def _check_int(name, value, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in range {lo}..{hi}, not {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ChipConfig:
+    """Parameters of the matrix unit and of the chip clock.
+
+    ``rows`` is the reduction (K) dimension of the systolic array and ``cols``
+    the output-channel (N) dimension: one weight tile is ``rows`` x ``cols``.
+    ``max_m``/``max_k``/``max_n`` size the on-chip operand and accumulator
+    buffers; any GEMM with ``1 <= M <= max_m`` (etc.) runs, tiled and padded
+    by the controller.
+    """
+
+    rows: int = 16
+    cols: int = 8
+    in_width: int = 8
+    acc_width: int = 32
+    max_m: int = 256
+    max_k: int = 256
+    max_n: int = 256
+    clk_mhz: float = 125.0
+
+    def __post_init__(self):
+        _check_int("rows", self.rows, 1, 64)
+        _check_int("cols", self.cols, 1, 64)
+        _check_int("in_width", self.in_width, 2, 17)
+        _check_int("max_m", self.max_m, 1, 1 << 16)
+        _check_int("max_k", self.max_k, 1, 1 << 16)
+        _check_int("max_n", self.max_n, 1, 1 << 16)
+        # The accumulator must hold max_k products of two most-negative inputs
+        # without wrapping, and the requantizer is defined on int32.
+        need = 2 * self.in_width + max(1, math.ceil(math.log2(self.max_k))) + 1
+        _check_int("acc_width", self.acc_width, min(need, 32), 32)
+        if need > 32:
+            raise ValueError(
+                f"max_k must be at most {1 << (31 - 2 * self.in_width)} for in_width "
+                f"{self.in_width} so that int32 accumulation cannot overflow, not {self.max_k!r}")
+        if not isinstance(self.clk_mhz, (int, float)) or isinstance(self.clk_mhz, bool):
+            raise TypeError(f"clk_mhz must be a number, not {self.clk_mhz!r}")
+        if not 10.0 <= self.clk_mhz <= 400.0:
+            raise ValueError(f"clk_mhz must be in range 10..400, not {self.clk_mhz!r}")
+        # Buffer sizes, in words; checked so a typo cannot ask for megabytes of
+        # block RAM.
+        if self.max_m * self.k_tiles_max > 1 << 17:
+            raise ValueError(f"max_m * ceil(max_k / rows) must be at most {1 << 17}")
+        if self.max_k * self.n_tiles_max > 1 << 17:
+            raise ValueError(f"max_k * ceil(max_n / cols) must be at most {1 << 17}")
+
+    # -- derived figures ---------------------------------------------------
+    @property
+    def macs(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def k_tiles_max(self) -> int:
+        return -(-self.max_k // self.rows)
+
+    @property
+    def n_tiles_max(self) -> int:
+        return -(-self.max_n // self.cols)
+
+    def peak_gops(self, fmax_mhz: float) -> float:
+        """Peak int8 throughput: two operations (multiply, add) per MAC per cycle."""
+        return 2 * self.macs * fmax_mhz / 1000.0
+
+    def ideal_cycles(self, m: int, k: int, n: int) -> int:
+        return -(-(m * k * n) // self.macs)
+
+    # -- (de)serialisation -------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ChipConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(f"unknown configuration keys: {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(fields))}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ChipConfig":
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **kw) -> "ChipConfig":
+        return dataclasses.replace(self, **kw)
+
+
+DEFAULT_CONFIG = ChipConfig()
+#: A small array with small buffers: fast simulation and a quick synthesis
+#: check in CI.
+SMALL_CONFIG = ChipConfig(rows=4, cols=4, max_m=32, max_k=32, max_n=32, clk_mhz=100.0)

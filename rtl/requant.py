@@ -1,0 +1,168 @@
+"""Post-processing: bias add and gemmlowp/TFLite requantization, pipelined."""
+
+from amaranth.hdl import Module, Signal, signed, unsigned, Mux, Cat, Const
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .mac import Mul
+
+__all__ = ["Requantizer", "RequantInLayout", "RequantOutLayout"]
+
+
+RequantInLayout = data.StructLayout({
+    "acc": signed(32),
+    "bias": signed(32),
+    "multiplier": signed(32),
+    "shift": unsigned(5),
+    #: 1: requantize and saturate; 0: raw ``wrap32(acc + bias)``
+    "requant": unsigned(1),
+    "relu": unsigned(1),
+    #: carried through unchanged (stream framing)
+    "last": unsigned(1),
+})
+
+RequantOutLayout = data.StructLayout({
+    "data": signed(32),
+    "last": unsigned(1),
+})
+
+
+class Requantizer(wiring.Component):
+    """One element per cycle of::
+
+        x = wrap32(acc + bias)
+        raw:      out = relu ? max(x, 0) : x
+        requant:  out = sat_int(relu ? max(z, 0) : z),
+                  z   = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x, multiplier), shift)
+
+    bit-exact with gemmlowp for every int32 ``multiplier`` (the
+    INT32_MIN * INT32_MIN case saturates to INT32_MAX) and ``shift`` 0..31.
+
+    Ports
+    -----
+    i_valid, i : In
+        An element; no backpressure.
+    o_valid, o : Out
+        The result :attr:`latency` cycles later.
+
+    The 32x32 product is split into four 17x17 signed partial products, each
+    one DSP with its own registers (:class:`Mul`), and the 64-bit sums are
+    spread over separate stages so no path carries more than one wide adder.
+    """
+
+    def __init__(self, *, out_width=8):
+        if not isinstance(out_width, int) or isinstance(out_width, bool):
+            raise TypeError(f"out_width must be a positive integer, not {out_width!r}")
+        if not 2 <= out_width <= 32:
+            raise ValueError(f"out_width must be in range 2..32, not {out_width!r}")
+        self.out_width = out_width
+        self.latency = 9 + Mul.LATENCY
+        super().__init__({
+            "i_valid": In(1),
+            "i": In(RequantInLayout),
+            "o_valid": Out(1),
+            "o": Out(RequantOutLayout),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+
+        # Control and the raw value ride along a delay line beside the datapath.
+        ctrl_layout = data.StructLayout({
+            "valid": 1, "requant": 1, "relu": 1, "last": 1, "shift": 5,
+            "x": signed(32), "ovf": 1,
+        })
+
+        def stage(prev, name):
+            s = Signal(ctrl_layout, name=name)
+            m.d.sync += s.eq(prev)
+            return s
+
+        # S1: register the inputs.
+        s1 = Signal(RequantInLayout)
+        v1 = Signal()
+        m.d.sync += [s1.eq(self.i), v1.eq(self.i_valid)]
+
+        # S2: x = acc + bias (wraps), overflow flag for the saturating case.
+        c2 = Signal(ctrl_layout)
+        mult2 = Signal(signed(32))
+        x_sum = (s1.acc + s1.bias)[:32].as_signed()
+        m.d.sync += [
+            c2.valid.eq(v1), c2.requant.eq(s1.requant), c2.relu.eq(s1.relu),
+            c2.last.eq(s1.last), c2.shift.eq(s1.shift),
+            c2.x.eq(x_sum),
+            c2.ovf.eq((x_sum == -(1 << 31)) & (s1.multiplier == -(1 << 31))),
+            mult2.eq(s1.multiplier),
+        ]
+
+        # S3-S4 (inside the DSPs): four partial products.
+        # x = xh * 2**16 + xl, mult = mh * 2**16 + ml; xl, ml unsigned 16-bit.
+        muls = {}
+        for name, a, b in [
+            ("ll", Cat(c2.x[:16], Const(0, 1)).as_signed(), Cat(mult2[:16], Const(0, 1)).as_signed()),
+            ("lh", Cat(c2.x[:16], Const(0, 1)).as_signed(), mult2[16:].as_signed()),
+            ("hl", c2.x[16:].as_signed(), Cat(mult2[:16], Const(0, 1)).as_signed()),
+            ("hh", c2.x[16:].as_signed(), mult2[16:].as_signed()),
+        ]:
+            mul = Mul(a_width=17, b_width=17)
+            m.submodules[f"mul_{name}"] = mul
+            m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
+            muls[name] = mul.p
+        c = c2
+        for n in range(Mul.LATENCY):
+            c = stage(c, f"c_mul{n}")
+
+        # S5: middle sum.
+        c5 = stage(c, "c5")
+        mid = Signal(signed(35))
+        ll5 = Signal(unsigned(32))
+        hh5 = Signal(signed(32))
+        m.d.sync += [mid.eq(muls["lh"] + muls["hl"]), ll5.eq(muls["ll"]), hh5.eq(muls["hh"])]
+
+        # S6: low part of the product.
+        c6 = stage(c5, "c6")
+        low6 = Signal(signed(52))
+        hh6 = Signal(signed(32))
+        m.d.sync += [low6.eq((mid << 16) + ll5), hh6.eq(hh5)]
+
+        # S7: the 64-bit product.
+        c7 = stage(c6, "c7")
+        prod = Signal(signed(64))
+        m.d.sync += prod.eq((hh6 << 32) + low6)
+
+        # S8: + nudge (1 << 30 for a non-negative product, 1 - (1 << 30) otherwise).
+        c8 = stage(c7, "c8")
+        nudged = Signal(signed(65))
+        m.d.sync += nudged.eq(prod + Mux(prod[63], 1 - (1 << 30), 1 << 30))
+
+        # S9: divide by 2**31, truncating toward zero; then saturate the single
+        # overflow case.
+        c9 = stage(c8, "c9")
+        y = Signal(signed(32))
+        floor = nudged[31:].as_signed()
+        adj = nudged[64] & (nudged[:31] != 0)
+        m.d.sync += y.eq(Mux(c8.ovf, (1 << 31) - 1, (floor + adj)[:32].as_signed()))
+
+        # S10: RoundingDivideByPOT, round half away from zero.
+        c10 = stage(c9, "c10")
+        shifted = Signal(signed(32))
+        rnd = Signal()
+        mask = Signal(unsigned(32))
+        m.d.comb += mask.eq((Const(1, unsigned(33)) << c9.shift) - 1)
+        remainder = y.as_unsigned() & mask
+        threshold = (mask >> 1) + y[31]
+        m.d.sync += [shifted.eq(y >> c9.shift), rnd.eq(remainder > threshold)]
+
+        # S11: round, ReLU, saturate; or the raw value.
+        z = Signal(signed(33))
+        m.d.comb += z.eq(shifted + rnd)
+        lo, hi = -(1 << (self.out_width - 1)), (1 << (self.out_width - 1)) - 1
+        zr = Mux(c10.relu & z[32], 0, z)
+        sat = Mux(zr > hi, hi, Mux(zr < lo, lo, zr))
+        raw = Mux(c10.relu & c10.x[31], 0, c10.x)
+        m.d.sync += [
+            self.o_valid.eq(c10.valid),
+            self.o.last.eq(c10.last),
+            self.o.data.eq(Mux(c10.requant, sat, raw)),
+        ]
+        return m

