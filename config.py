@@ -43,18 +43,18 @@ class ChipConfig:
     def __post_init__(self):
         _check_int("rows", self.rows, 1, 64)
         _check_int("cols", self.cols, 1, 64)
-        _check_int("in_width", self.in_width, 2, 17)
+        _check_int("in_width", self.in_width, 2, 12)
         _check_int("max_m", self.max_m, 1, 1 << 16)
         _check_int("max_k", self.max_k, 1, 1 << 16)
         _check_int("max_n", self.max_n, 1, 1 << 16)
         # The accumulator must hold max_k products of two most-negative inputs
         # without wrapping, and the requantizer is defined on int32.
         need = 2 * self.in_width + max(1, math.ceil(math.log2(self.max_k))) + 1
-        _check_int("acc_width", self.acc_width, min(need, 32), 32)
         if need > 32:
             raise ValueError(
                 f"max_k must be at most {1 << (31 - 2 * self.in_width)} for in_width "
                 f"{self.in_width} so that int32 accumulation cannot overflow, not {self.max_k!r}")
+        _check_int("acc_width", self.acc_width, need, 32)
         if not isinstance(self.clk_mhz, (int, float)) or isinstance(self.clk_mhz, bool):
             raise TypeError(f"clk_mhz must be a number, not {self.clk_mhz!r}")
         if not 10.0 <= self.clk_mhz <= 400.0:

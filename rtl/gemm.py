@@ -148,6 +148,11 @@ class GemmUnit(wiring.Component):
         dr_m = Signal(16)
         dr_j = Signal(range(C))
         dr_nbase = Signal(16)
+        # Channels in the draining tile (minus one) and whether it is the last
+        # tile, kept in registers: they sit on the path to the read address.
+        dr_left = Signal(16)               # N - dr_nbase
+        nv_m1 = Signal(range(C))
+        dr_final_tile = Signal()
         row_reg = Signal(acc_row)
         row_valid = Signal()
         rd_pending = Signal()
@@ -231,7 +236,8 @@ class GemmUnit(wiring.Component):
                 ld_par.eq(0), ld_active.eq(0), ld_done.eq(0),
                 ahead.eq(0),
                 bank_safe[0].eq(0), bank_safe[1].eq(0),
-                dr_active.eq(0), dr_bank.eq(0), dr_nbase.eq(0),
+                dr_active.eq(0), dr_bank.eq(0), dr_nbase.eq(0), dr_left.eq(N),
+                nv_m1.eq(Mux(N >= C, C - 1, N - 1)), dr_final_tile.eq(N <= C),
                 row_valid.eq(0), rd_pending.eq(0),
             ]
 
@@ -349,7 +355,11 @@ class GemmUnit(wiring.Component):
             t = Signal(tag_layout, name=f"tag{d + 1}")
             m.d.sync += t.eq(tags[-1])
             tags.append(t)
-        t_rd, t_wr = tags[-2], tags[-1]
+        # The partial sum is read two cycles ahead and registered once: block RAM
+        # clock-to-out followed by a 32-bit add would not fit one cycle.
+        t_rd, t_wr = tags[-3], tags[-1]
+        acc_old = Signal(acc_row)
+        m.d.sync += acc_old.eq(acc_rd.data)
         m.d.comb += [
             acc_rd.addr.eq(Cat(t_rd.m, t_rd.bank)),
             acc_rd.en.eq(1),
@@ -358,21 +368,18 @@ class GemmUnit(wiring.Component):
         ]
         for j in range(C):
             m.d.comb += acc_wr.data[j].eq(
-                Mux(t_wr.first, 0, acc_rd.data[j]) + array.psum[j])
+                Mux(t_wr.first, 0, acc_old[j]) + array.psum[j])
         drain_set = Signal(2)
         with m.If(t_wr.valid & t_wr.final):
             m.d.comb += drain_set.bit_select(t_wr.bank, 1).eq(1)
 
         # ---------------------------------------------------------------- drain
-        nv = Signal(range(C + 1))          # valid channels in the draining tile
-        m.d.comb += nv.eq(Mux(N - dr_nbase >= C, C, N - dr_nbase))
-        dr_final_tile = dr_nbase + C >= N
         row_now = Signal(acc_row)
         m.d.comb += row_now.eq(Mux(rd_pending, drn_rd.data, row_reg))
         row_here = rd_pending | row_valid
         emit = Signal()
         m.d.comb += emit.eq(dr_active & row_here & (outstanding < fifo_depth))
-        lane_last = dr_j == nv - 1
+        lane_last = dr_j == nv_m1
         row_last = dr_m == M - 1
         fetch = Signal()
         fetch_m = Signal(16)
@@ -387,8 +394,11 @@ class GemmUnit(wiring.Component):
                 m.d.sync += dr_j.eq(0)
                 with m.If(row_last):
                     m.d.comb += drain_clr.bit_select(dr_bank, 1).eq(1)
+                    next_left = dr_left - C
                     m.d.sync += [dr_active.eq(0), dr_bank.eq(~dr_bank),
-                                 dr_nbase.eq(dr_nbase + C)]
+                                 dr_nbase.eq(dr_nbase + C), dr_left.eq(next_left),
+                                 nv_m1.eq(Mux(next_left >= C, C - 1, next_left - 1)),
+                                 dr_final_tile.eq(next_left <= C)]
                 with m.Else():
                     m.d.comb += [fetch.eq(1), fetch_m.eq(dr_m + 1)]
                     m.d.sync += dr_m.eq(dr_m + 1)

@@ -1,0 +1,57 @@
+import json
+
+import pytest
+
+from seedchip.config import ChipConfig, DEFAULT_CONFIG, SMALL_CONFIG
+from seedchip.rtl.gemm import GemmUnit
+from seedchip.rtl.systolic import SystolicArray
+from seedchip.rtl.requant import Requantizer
+
+
+def test_defaults_round_trip():
+    for cfg in (DEFAULT_CONFIG, SMALL_CONFIG):
+        assert ChipConfig.from_json(cfg.to_json()) == cfg
+        assert json.loads(cfg.to_json())["rows"] == cfg.rows
+
+
+@pytest.mark.parametrize("field,value,exc,msg", [
+    ("rows", 0, ValueError, "rows must be in range 1..64, not 0"),
+    ("rows", 65, ValueError, "rows must be in range 1..64, not 65"),
+    ("cols", 2.0, TypeError, "cols must be an integer, not 2.0"),
+    ("cols", True, TypeError, "cols must be an integer, not True"),
+    ("in_width", 1, ValueError, "in_width must be in range 2..12, not 1"),
+    ("acc_width", 16, ValueError, "acc_width must be in range 25..32, not 16"),
+    ("acc_width", 33, ValueError, "acc_width must be in range 25..32, not 33"),
+    ("max_m", 0, ValueError, "max_m must be in range 1..65536, not 0"),
+    ("max_k", "8", TypeError, "max_k must be an integer, not '8'"),
+    ("clk_mhz", 5, ValueError, "clk_mhz must be in range 10..400, not 5"),
+    ("clk_mhz", "fast", TypeError, "clk_mhz must be a number, not 'fast'"),
+])
+def test_bad_values_name_the_field(field, value, exc, msg):
+    with pytest.raises(exc) as info:
+        DEFAULT_CONFIG.replace(**{field: value})
+    assert str(info.value) == msg
+
+
+def test_accumulator_cannot_overflow():
+    # 16-bit operands with K = 2**16 would need more than 32 bits.
+    with pytest.raises(ValueError, match="max_k must be at most"):
+        ChipConfig(in_width=12, max_k=1 << 16)
+
+
+def test_unknown_key():
+    with pytest.raises(ValueError, match="unknown configuration keys: bogus"):
+        ChipConfig.from_dict({"rows": 4, "bogus": 1})
+
+
+def test_components_validate_arguments():
+    with pytest.raises(TypeError, match="config must be a ChipConfig"):
+        GemmUnit(config={"rows": 4})
+    with pytest.raises(ValueError, match="rows must be in range 1..64, not 0"):
+        SystolicArray(rows=0, cols=4)
+    with pytest.raises(TypeError, match="cols must be a positive integer, not 'x'"):
+        SystolicArray(rows=4, cols="x")
+    with pytest.raises(ValueError, match="acc_width must be in range 19..64, not 8"):
+        SystolicArray(rows=4, cols=4, acc_width=8)
+    with pytest.raises(ValueError, match="out_width must be in range 2..32, not 1"):
+        Requantizer(out_width=1)
