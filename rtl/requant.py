@@ -56,7 +56,7 @@ class Requantizer(wiring.Component):
         if not 2 <= out_width <= 32:
             raise ValueError(f"out_width must be in range 2..32, not {out_width!r}")
         self.out_width = out_width
-        self.latency = 9 + Mul.LATENCY
+        self.latency = 12 + Mul.LATENCY
         super().__init__({
             "i_valid": In(1),
             "i": In(RequantInLayout),
@@ -135,34 +135,64 @@ class Requantizer(wiring.Component):
         nudged = Signal(signed(65))
         m.d.sync += nudged.eq(prod + Mux(prod[63], 1 - (1 << 30), 1 << 30))
 
-        # S9: divide by 2**31, truncating toward zero; then saturate the single
-        # overflow case.
+        # S9: divide by 2**31 truncating toward zero = floor + (negative and
+        # inexact); the OR-reduction of the 31 dropped bits gets its own stage.
         c9 = stage(c8, "c9")
-        y = Signal(signed(32))
-        floor = nudged[31:].as_signed()
-        adj = nudged[64] & (nudged[:31] != 0)
-        m.d.sync += y.eq(Mux(c8.ovf, (1 << 31) - 1, (floor + adj)[:32].as_signed()))
+        floor9 = Signal(signed(34))
+        adj9 = Signal()
+        m.d.sync += [floor9.eq(nudged[31:].as_signed()),
+                     adj9.eq(nudged[64] & (nudged[:31] != 0))]
 
-        # S10: RoundingDivideByPOT, round half away from zero.
+        # S10: the high word; the single overflow case saturates.
         c10 = stage(c9, "c10")
-        shifted = Signal(signed(32))
-        rnd = Signal()
-        mask = Signal(unsigned(32))
-        m.d.comb += mask.eq((Const(1, unsigned(33)) << c9.shift) - 1)
-        remainder = y.as_unsigned() & mask
-        threshold = (mask >> 1) + y[31]
-        m.d.sync += [shifted.eq(y >> c9.shift), rnd.eq(remainder > threshold)]
+        y = Signal(signed(32))
+        m.d.sync += y.eq(Mux(c9.ovf, (1 << 31) - 1, (floor9 + adj9)[:32].as_signed()))
 
-        # S11: round, ReLU, saturate; or the raw value.
-        z = Signal(signed(33))
-        m.d.comb += z.eq(shifted + rnd)
-        lo, hi = -(1 << (self.out_width - 1)), (1 << (self.out_width - 1)) - 1
-        zr = Mux(c10.relu & z[32], 0, z)
-        sat = Mux(zr > hi, hi, Mux(zr < lo, lo, zr))
-        raw = Mux(c10.relu & c10.x[31], 0, c10.x)
+        # S11: RoundingDivideByPOT, round half away from zero. For shift >= 1
+        # "remainder > (mask >> 1) + negative" is "remainder >= half + negative"
+        # with half = 2**(shift-1); the mask and half are decoded per bit from
+        # the shift, so this stage has no adder.
+        c11 = stage(c10, "c11")
+        shifted = Signal(signed(32))
+        remainder = Signal(unsigned(32))
+        half = Signal(unsigned(32))
+        neg = Signal()
+        mask = Cat(*[c10.shift > i for i in range(32)])
         m.d.sync += [
-            self.o_valid.eq(c10.valid),
-            self.o.last.eq(c10.last),
-            self.o.data.eq(Mux(c10.requant, sat, raw)),
+            shifted.eq(y >> c10.shift),
+            remainder.eq(y.as_unsigned() & mask),
+            half.eq(Cat(*[c10.shift == i + 1 for i in range(32)])),
+            neg.eq(y[31]),
+        ]
+
+        # S12: the rounding decision (one comparator).
+        c12 = stage(c11, "c12")
+        shifted12 = Signal(signed(32))
+        rnd = Signal()
+        m.d.sync += [
+            shifted12.eq(shifted),
+            rnd.eq((c11.shift != 0) & Mux(neg, remainder > half, remainder >= half)),
+        ]
+
+        # S13: round (one adder).
+        c13 = stage(c12, "c13")
+        z = Signal(signed(33))
+        m.d.sync += z.eq(shifted12 + rnd)
+
+        # S14: ReLU and saturation from the sign and the high bits (no
+        # comparator), or the raw value.
+        ow = self.out_width
+        lo, hi = -(1 << (ow - 1)), (1 << (ow - 1)) - 1
+        z_neg = z[32]
+        high = z[ow - 1:]
+        too_big = ~z_neg & (high != 0)
+        too_small = z_neg & ~high.all()
+        sat = Mux(c13.relu & z_neg, 0,
+                  Mux(too_big, hi, Mux(too_small, lo, z[:ow].as_signed())))
+        raw = Mux(c13.relu & c13.x[31], 0, c13.x)
+        m.d.sync += [
+            self.o_valid.eq(c13.valid),
+            self.o.last.eq(c13.last),
+            self.o.data.eq(Mux(c13.requant, sat, raw)),
         ]
         return m
