@@ -38,7 +38,7 @@ class ChipConfig:
     max_m: int = 256
     max_k: int = 256
     max_n: int = 256
-    clk_mhz: float = 125.0
+    clk_mhz: float = 50.0
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, 64)

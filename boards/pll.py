@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth.hdl import ClockDomain, ClockSignal, Const, Instance, Module, Signal
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -136,7 +136,7 @@ def pll_params(f_out_mhz, *, f_in_mhz=25.0, tolerance=None) -> PLLParams:
 
 
 class PLL(wiring.Component):
-    """EHXPLLL driving clock domain ``domain`` from ``clk_in``.
+    """EHXPLLL driving the clock and reset of domain ``domain`` from ``clk_in``.
 
     Ports
     -----
@@ -145,9 +145,10 @@ class PLL(wiring.Component):
     locked : Out(1)
         PLL lock, asynchronous.
 
-    The domain's reset is asserted asynchronously while the PLL is not locked
-    and released synchronously to the new clock (two flops). Only elaborates
-    for an ECP5 platform: a PLL has no simulation model.
+    The parent defines the domain (``m.domains.sync = ClockDomain()``); this
+    component drives its clock, and its reset: asserted asynchronously while
+    the PLL is not locked, released synchronously to the new clock. A PLL has
+    no simulation model: elaborate it for an ECP5 platform only.
     """
 
     def __init__(self, *, f_out_mhz, f_in_mhz=25.0, domain="sync", tolerance=0.01):
@@ -173,7 +174,6 @@ class PLL(wiring.Component):
         m = Module()
 
         clkop = Signal()
-        m.domains += ClockDomain(self._domain)
         m.d.comb += ClockSignal(self._domain).eq(clkop)
 
         m.submodules.pll = Instance("EHXPLLL",

@@ -110,9 +110,6 @@ class Mul(wiring.Component):
         for i in range(_DSP_WIDTH):
             ports[f"i_A{i}"] = a18[i]
             ports[f"i_B{i}"] = b18[i]
-            ports[f"i_C{i}"] = Const(0)
-            ports[f"i_SRIA{i}"] = Const(0)
-            ports[f"i_SRIB{i}"] = Const(0)
         for i in range(2 * _DSP_WIDTH):
             ports[f"o_P{i}"] = p36[i]
         m.submodules.dsp = Instance("MULT18X18D",
@@ -142,17 +139,13 @@ class Mul(wiring.Component):
             i_SIGNEDB=Const(1),
             i_SOURCEA=Const(0),
             i_SOURCEB=Const(0),
+            # C (only used by a downstream ALU54B), CLK1-3/CE1-3/RST1-3 and the
+            # SRIA/SRIB cascade inputs stay unconnected. The cascade pins have
+            # no fabric route (tying them to a constant makes nextpnr fail to
+            # route the GND net), and every tied pin is one more GND sink to
+            # route into the congested DSP rows.
             i_CLK0=ClockSignal("sync"),
-            i_CLK1=Const(0),
-            i_CLK2=Const(0),
-            i_CLK3=Const(0),
             i_CE0=Const(1),
-            i_CE1=Const(0),
-            i_CE2=Const(0),
-            i_CE3=Const(0),
             i_RST0=Const(0),
-            i_RST1=Const(0),
-            i_RST2=Const(0),
-            i_RST3=Const(0),
             **ports,
         )

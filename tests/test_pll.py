@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 
 from seedchip.boards.pll import (PLL, F_OUT_RANGE, F_PFD_RANGE, F_VCO_RANGE, DIV_RANGE,
                                  pll_params)
@@ -105,10 +106,26 @@ def test_bad_types():
         PLL(f_out_mhz=125, domain=None)
 
 
+class _PLLTop(Elaboratable):
+    def __init__(self):
+        self.pll = PLL(f_out_mhz=125)
+        self.clk_in = Signal()
+        self.count = Signal(4)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain()
+        m.submodules.pll = self.pll
+        m.d.comb += self.pll.clk_in.eq(self.clk_in)
+        m.d.sync += self.count.eq(self.count + 1)
+        return m
+
+
 def test_elaborates_ehxplll():
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
-    pll = PLL(f_out_mhz=125)
-    text = rtlil.convert(pll, name="pll", platform=ULX3S_85F_Platform())
+    top = _PLLTop()
+    text = rtlil.convert(top, name="pll", platform=ULX3S_85F_Platform(),
+                         ports=[top.clk_in, top.count])
     assert "EHXPLLL" in text
     for name, value in (("CLKI_DIV", 1), ("CLKFB_DIV", 5), ("CLKOP_DIV", 5), ("CLKOP_CPHASE", 4)):
         assert re.search(rf"parameter \\{name} {value}\b", text), name

