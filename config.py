@@ -31,7 +31,7 @@ class ChipConfig:
     by the controller.
     """
 
-    rows: int = 16
+    rows: int = 8
     cols: int = 8
     in_width: int = 8
     acc_width: int = 32

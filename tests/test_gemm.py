@@ -11,11 +11,13 @@ import os
 import numpy as np
 import pytest
 
-from seedchip.config import DEFAULT_CONFIG, SMALL_CONFIG
+from seedchip.config import DEFAULT_CONFIG, SMALL_CONFIG, ChipConfig
 from seedchip.rtl.gemm import GemmUnit
 from seedchip.sim import golden, runner
 
-CONFIGS = {"small4x4": SMALL_CONFIG, "default16x8": DEFAULT_CONFIG}
+# The default, a small square array and a non-square one (rows != cols).
+CONFIGS = {"small4x4": SMALL_CONFIG, "default": DEFAULT_CONFIG,
+           "rect16x8": ChipConfig(rows=16, cols=8)}
 
 TESTCASES = [
     "test_shapes",
