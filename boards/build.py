@@ -5,7 +5,14 @@ Amaranth's Trellis flow (Yosys, nextpnr-ecp5, ecppack; the YoWASP wheels) in
 ``build/<board>/`` and writes ``report.json`` and ``config.json`` there.
 nextpnr runs with ``--timing-allow-fail`` so that a design that misses its
 clock still yields its achieved Fmax and a bitstream; the driver then decides
-pass/fail itself and says so.
+pass/fail itself and says so. nextpnr gets ``--speed`` from the platform (the
+ULX3S parts are speed grade 6), ``--freq``, ``--seed`` and ``--router router2``.
+
+Two things beyond Amaranth's stock flow: the array's multipliers are locked to
+DSP sites (:mod:`.floorplan`; on a 16x8 array this cut routing from ~7 min to
+~1 min), and when Yosys 0.70 crashes inside ABC9 (an internal assertion in
+``abc_ops_reintegrate`` that some netlists trigger) the synthesis is rerun
+with plain ABC LUT mapping, recorded as ``report["lut_mapper"] == "abc"``.
 
 Usage::
 
@@ -29,6 +36,8 @@ from pathlib import Path
 
 from ..config import DEFAULT_CONFIG, ChipConfig
 from . import DEFAULT_BOARD, BOARDS, get_board
+from .floorplan import array_floorplan, dsp_sites
+from .floorplan import yosys_script as floorplan_script
 from .ulx3s import missing_tools, toolchain_env
 
 __all__ = ["BuildError", "FlashError", "build", "flash", "format_report",
@@ -311,12 +320,15 @@ def _tool_version(exe, env):
 # -- build ------------------------------------------------------------------------------
 
 def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
-          build_dir=None, out=None, top=None, synth_opts=(), nextpnr_opts=()) -> dict:
+          build_dir=None, out=None, top=None, synth_opts=(), nextpnr_opts=(),
+          floorplan=True) -> dict:
     """Build a bitstream of the board top for ``config``; return the report dict.
 
     ``synth_opts`` go to Yosys' ``synth_ecp5`` (e.g. ``["-nowidelut"]``),
     ``nextpnr_opts`` are appended to nextpnr's command line; ``top`` replaces
     the board top (anything with ``pll_params``, for experiments).
+    ``floorplan`` locks the array's multipliers to DSP sites column by column
+    (:mod:`.floorplan`) where the board's device has a site table.
 
     Raises :class:`BuildError` if a tool is missing or fails. Missing the
     clock target is *not* an error here: see ``report["met"]``.
@@ -356,29 +368,60 @@ def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
           f"({board.device}-{platform.speed}{board.package}), target {target:g} MHz, seed {seed} "
           f"-> {build_dir}/", file=out, flush=True)
     t0 = time.monotonic()
-    plan = platform.prepare(top, name=NAME, verbose=True,
-                            synth_opts=synth_opts,
-                            nextpnr_opts=nextpnr_opts,
-                            script_after_synth=f"tee -q -o {YOSYS_STAT} stat")
-    for stale in (NEXTPNR_REPORT, YOSYS_STAT, f"{NAME}.bit", "report.json"):
-        (build_dir / stale).unlink(missing_ok=True)
-    plan.extract(build_dir)
-    (build_dir / "config.json").write_text(config.to_json() + "\n")
-    print(f"[{_fmt_time(time.monotonic() - t0)}] elaborated; full log: {build_dir / BUILD_LOG}",
-          file=out, flush=True)
+    dsp_plan = None
+    if floorplan:
+        dsp_plan = array_floorplan(config.rows, config.cols, dsp_sites(board.device))
 
-    rc, progress = _run_script(build_dir, f"{plan.script}.sh", env, out, t0)
-    if rc != 0:
+    def run(platform, lut_mapper):
+        after_synth = []
+        opts = list(synth_opts)
+        if lut_mapper == "abc":
+            # Yosys' pre-ABC9 LUT mapping: synth_ecp5 up to its LUT mapping step,
+            # plain ABC, then the rest of synth_ecp5.
+            opts += ["-run", ":map_luts"]
+            after_synth += ["techmap -map +/lattice/latches_map.v", "abc -dress -lut 4:7",
+                            "clean", f"synth_ecp5 -run map_cells: -top {NAME}"]
+        if dsp_plan:
+            after_synth.append(floorplan_script(dsp_plan))
+            # Fail loudly if the names did not match (setattr on nothing is silent).
+            after_synth.append(f"select -assert-count {len(dsp_plan)} t:MULT18X18D a:BEL %i")
+        after_synth.append(f"tee -q -o {YOSYS_STAT} stat")
+        plan = platform.prepare(top, name=NAME, verbose=True,
+                                synth_opts=opts,
+                                nextpnr_opts=nextpnr_opts,
+                                script_after_synth="\n".join(after_synth))
+        for stale in (NEXTPNR_REPORT, YOSYS_STAT, f"{NAME}.bit", "report.json"):
+            (build_dir / stale).unlink(missing_ok=True)
+        plan.extract(build_dir)
+        (build_dir / "config.json").write_text(config.to_json() + "\n")
+        print(f"[{_fmt_time(time.monotonic() - t0)}] elaborated; full log: "
+              f"{build_dir / BUILD_LOG}", file=out, flush=True)
+        return _run_script(build_dir, f"{plan.script}.sh", env, out, t0)
+
+    def failure(rc, progress):
         stage = progress.stage_times and list(progress.stage_times)[-1] or "build script"
         tool_log = {"yosys": f"{NAME}.rpt", "nextpnr": f"{NAME}.tim"}.get(stage)
         reason = (_last_error(build_dir / tool_log) if tool_log else None) or \
             progress.last_error or progress.last_line
-        hint = ""
-        if stage == "yosys" and "Assert" in reason and "ABC" in _tail(build_dir / f"{NAME}.rpt"):
-            hint = ("\n  this is an internal Yosys crash in ABC9 (seen in Yosys 0.70 with a "
-                    "combinational path from logic to a top-level output)")
-        raise BuildError(f"{stage} failed (exit {rc}): {reason}{hint}\n"
-                         f"  see {build_dir / (tool_log or BUILD_LOG)}")
+        return stage, tool_log, reason
+
+    lut_mapper = "abc9"
+    rc, progress = run(platform, lut_mapper)
+    if rc != 0:
+        stage, tool_log, reason = failure(rc, progress)
+        if (stage == "yosys" and reason.startswith("ERROR: Assert")
+                and "ABC_OPS_REINTEGRATE" in _tail(build_dir / f"{NAME}.rpt")):
+            # Yosys 0.70 can crash while reintegrating the ABC9 result (an
+            # internal assertion, design dependent). Plain ABC still works.
+            print(f"[{_fmt_time(time.monotonic() - t0)}] yosys crashed inside ABC9 ({reason}); "
+                  f"retrying with plain ABC LUT mapping", file=out, flush=True)
+            lut_mapper = "abc"
+            rc, progress = run(board.platform(), lut_mapper)
+            if rc != 0:
+                stage, tool_log, reason = failure(rc, progress)
+        if rc != 0:
+            raise BuildError(f"{stage} failed (exit {rc}): {reason}\n"
+                             f"  see {build_dir / (tool_log or BUILD_LOG)}")
 
     bitstream = build_dir / f"{NAME}.bit"
     try:
@@ -424,7 +467,10 @@ def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
             "yosys": _tool_version(env["YOSYS"], env),
             "nextpnr": _tool_version(env["NEXTPNR_ECP5"], env),
         },
+        "floorplan": "dsp-columns" if dsp_plan else None,
         "synth_options": synth_opts,
+        # "abc" when Yosys' ABC9 crashed and the build fell back to plain ABC
+        "lut_mapper": lut_mapper,
         "nextpnr_options": nextpnr_opts,
         "stage_seconds": progress.stage_times,
         "warnings": {k or "build": v for k, v in progress.warnings.items()},
@@ -462,6 +508,8 @@ def format_report(report: dict) -> str:
         cp = report["critical_paths"][0]
         lines.append(f"critical    {cp['from']} -> {cp['to']}: {cp['delay_ns']} ns, "
                      f"{cp['logic_levels']} logic levels, {cp['routing_ns']} ns routing")
+    if report.get("floorplan"):
+        lines.append(f"floorplan   {report['floorplan']} (array multipliers locked to DSP sites)")
     lines.append(f"bitstream   {report['bitstream']}")
     lines.append("")
     if report["met"]:
@@ -558,6 +606,8 @@ def _parser():
     b.add_argument("--clk-mhz", type=float, help="override config.clk_mhz")
     b.add_argument("--synth-opts", default="", help="extra synth_ecp5 options, e.g. -nowidelut")
     b.add_argument("--nextpnr-opts", default="", help="extra nextpnr-ecp5 options")
+    b.add_argument("--no-floorplan", dest="floorplan", action="store_false",
+                   help="let nextpnr place the array's DSPs freely")
     b.add_argument("--allow-timing-fail", action="store_true",
                    help="exit 0 even if the clock target is missed")
     f = sub.add_parser("flash", help="program a connected board with openFPGALoader")
@@ -590,7 +640,8 @@ def main(argv=None) -> int:
     config = _load_config(args)
     try:
         report = build(args.board, config, seed=args.seed, build_dir=args.build_dir,
-                       synth_opts=args.synth_opts.split(), nextpnr_opts=args.nextpnr_opts.split())
+                       synth_opts=args.synth_opts.split(), nextpnr_opts=args.nextpnr_opts.split(),
+                       floorplan=args.floorplan)
     except (BuildError, ValueError) as exc:
         print(f"seedchip: build failed: {exc}", file=sys.stderr)
         return 1

@@ -136,7 +136,7 @@ def pll_params(f_out_mhz, *, f_in_mhz=25.0, tolerance=None) -> PLLParams:
 
 
 class PLL(wiring.Component):
-    """EHXPLLL driving the clock and reset of domain ``domain`` from ``clk_in``.
+    """EHXPLLL driving the clock of domain ``domain`` from ``clk_in``, and its reset.
 
     Ports
     -----
@@ -145,15 +145,29 @@ class PLL(wiring.Component):
     locked : Out(1)
         PLL lock, asynchronous.
 
-    The parent defines the domain (``m.domains.sync = ClockDomain()``); this
-    component drives its clock, and its reset: asserted asynchronously while
-    the PLL is not locked, released synchronously to the new clock. A PLL has
-    no simulation model: elaborate it for an ECP5 platform only.
+    The parent defines the domain; this component drives its clock and holds
+    it in reset until the PLL locks, released synchronously to the new clock.
+    ``reset`` chooses how:
+
+    ``"gsr"`` (default)
+        through the ECP5 global set/reset network (``SGSR``), as Amaranth's
+        own ECP5 clock domain does: the domain must be reset-less
+        (``ClockDomain(reset_less=True)``) and every flop starts from its
+        ``init`` value via GSR. No reset net is routed, so a reset fanning
+        out to thousands of flops never becomes a critical path.
+    ``"sync"``
+        a :class:`~amaranth.lib.cdc.ResetSynchronizer` driving the domain's
+        reset signal (a routed net to every flop with a reset).
+
+    A PLL has no simulation model: elaborate it for an ECP5 platform only.
     """
 
-    def __init__(self, *, f_out_mhz, f_in_mhz=25.0, domain="sync", tolerance=0.01):
+    def __init__(self, *, f_out_mhz, f_in_mhz=25.0, domain="sync", tolerance=0.01, reset="gsr"):
         if not isinstance(domain, str) or not domain:
             raise TypeError(f"domain must be a non-empty string, not {domain!r}")
+        if reset not in ("gsr", "sync"):
+            raise ValueError(f"reset must be 'gsr' or 'sync', not {reset!r}")
+        self._reset = reset
         self._params = pll_params(f_out_mhz, f_in_mhz=f_in_mhz, tolerance=tolerance)
         self._domain = domain
         super().__init__({
@@ -168,6 +182,10 @@ class PLL(wiring.Component):
     @property
     def domain(self) -> str:
         return self._domain
+
+    @property
+    def reset(self) -> str:
+        return self._reset
 
     def elaborate(self, platform):
         p = self._params
@@ -213,7 +231,18 @@ class PLL(wiring.Component):
             o_CLKOP=clkop,
             o_LOCK=self.locked,
         )
-        m.submodules.reset_sync = ResetSynchronizer(~self.locked, domain=self._domain)
+        if self._reset == "sync":
+            m.submodules.reset_sync = ResetSynchronizer(~self.locked, domain=self._domain)
+        else:
+            # Two flops outside GSR (they power up 0 = reset asserted) bring
+            # the lock into the new clock domain; SGSR applies it to every
+            # other flop, synchronously to that clock.
+            lock0, lock1 = Signal(), Signal()
+            m.submodules.lock_ff0 = Instance("FD1S3AX", p_GSR="DISABLED",
+                i_CK=clkop, i_D=self.locked, o_Q=lock0)
+            m.submodules.lock_ff1 = Instance("FD1S3AX", p_GSR="DISABLED",
+                i_CK=clkop, i_D=lock0, o_Q=lock1)
+            m.submodules.sgsr = Instance("SGSR", i_CLK=clkop, i_GSR=lock1)
 
         if platform is not None:
             platform.add_clock_constraint(clkop, p.f_out * 1e6)

@@ -217,7 +217,8 @@ class Exerciser(wiring.Component):
 class Top(Elaboratable):
     """ULX3S top level: 25 MHz oscillator -> EHXPLLL at ``config.clk_mhz``
     -> ``sync`` domain running an :class:`Exerciser`, whose LEDs drive the
-    board's eight LEDs. The ``sync`` reset is held until the PLL locks."""
+    board's eight LEDs. The ``sync`` domain is reset-less; GSR holds every
+    flop at its init value until the PLL locks (see :class:`.pll.PLL`)."""
 
     def __init__(self, *, config, clk_in="clk25", clk_in_mhz=25.0, display_bits=26):
         if not isinstance(config, ChipConfig):
@@ -237,7 +238,9 @@ class Top(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = ClockDomain("sync")
+        # Reset-less: the PLL holds every flop at its init value through the
+        # global set/reset network until lock (no routed reset net).
+        m.domains.sync = ClockDomain("sync", reset_less=True)
         clk_io = platform.request(self.clk_in, 0, dir="-")
         m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_io)
         m.submodules.pll = pll = PLL(f_out_mhz=self.config.clk_mhz, f_in_mhz=self.clk_in_mhz,
@@ -248,7 +251,8 @@ class Top(Elaboratable):
                                                 display_bits=self.display_bits)
         for i in range(8):
             led = platform.request("led", i, dir="-")
-            buf = io.Buffer("o", led)
+            # Output flops in the I/O cells: the pads never see fabric logic.
+            buf = io.FFBuffer("o", led)
             m.submodules[f"led_buf{i}"] = buf
             m.d.comb += buf.o.eq(ex.leds[i])
         return m

@@ -129,6 +129,19 @@ def test_elaborates_ehxplll():
     assert "EHXPLLL" in text
     for name, value in (("CLKI_DIV", 1), ("CLKFB_DIV", 5), ("CLKOP_DIV", 5), ("CLKOP_CPHASE", 4)):
         assert re.search(rf"parameter \\{name} {value}\b", text), name
+    # reset="gsr" (default): the lock reaches the design through SGSR
+    assert "SGSR" in text and text.count("FD1S3AX") == 2
+
+
+def test_sync_reset_mode():
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+    top = _PLLTop()
+    top.pll = PLL(f_out_mhz=125, reset="sync")
+    text = rtlil.convert(top, name="pll", platform=ULX3S_85F_Platform(),
+                         ports=[top.clk_in, top.count])
+    assert "EHXPLLL" in text and "SGSR" not in text
+    with pytest.raises(ValueError, match=r"reset must be 'gsr' or 'sync', not 'async'"):
+        PLL(f_out_mhz=125, reset="async")
 
 
 def _ecppll():

@@ -52,6 +52,7 @@ def test_report(small_build):
     assert (report["board"], report["device"], report["package"], report["speed"]) == \
         (BOARD, board.device, board.package, "6")
     assert report["seed"] == 1
+    assert report["floorplan"] == "dsp-columns"   # 4x4 fits; nextpnr accepted the BEL locks
     assert report["config"] == SMALL_CONFIG.to_dict()
     for name in ("LUT4", "FF", "DSP", "EBR"):
         r = report["resources"][name]

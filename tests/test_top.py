@@ -105,6 +105,7 @@ def test_top_elaborates_for_ulx3s():
     plan = board.platform().prepare(Top(config=SMALL_CONFIG), name="top")
     il = plan.files["top.il"]
     assert "EHXPLLL" in il and il.count("MULT18X18D") >= SMALL_CONFIG.macs
+    assert "SGSR" in il
     lpf = plan.files["top.lpf"]
     assert 'SITE "G2"' in lpf                  # clk25
     for pin in "B2 C2 C1 D2 D1 E2 E1 H3".split():
