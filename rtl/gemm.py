@@ -3,7 +3,6 @@
 from amaranth.hdl import Module, Signal, Cat, Const, Mux, unsigned, signed
 from amaranth.lib import data, wiring, stream
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -12,6 +11,7 @@ from ..protocol import (GemmCmdLayout, ParamLayout, OutLayout, GemmError,
                         a_word_layout, b_word_layout)
 from .systolic import SystolicArray
 from .requant import Requantizer
+from .bufmem import BufferRAM
 
 __all__ = ["GemmUnit"]
 
@@ -54,7 +54,7 @@ class GemmUnit(wiring.Component):
     is shorter than the next tile's compute (``M * ceil(K / rows)``).
     """
 
-    MIN_PASS = 4
+    MIN_PASS = 6
 
     def __init__(self, *, config):
         if not isinstance(config, ChipConfig):
@@ -85,18 +85,21 @@ class GemmUnit(wiring.Component):
 
         # Buffers. Addresses are {tile, index} bit concatenations so no address
         # needs a multiply: A at {kt, m}, B at {nt, k}, accumulators at {bank, m}.
-        m.submodules.abuf = abuf = Memory(shape=a_word_layout(cfg),
-                                          depth=cfg.k_tiles_max << mbits, init=[])
-        m.submodules.bbuf = bbuf = Memory(shape=b_word_layout(cfg),
-                                          depth=cfg.n_tiles_max << kbits, init=[])
-        m.submodules.pbuf = pbuf = Memory(shape=ParamLayout, depth=cfg.max_n, init=[])
-        m.submodules.accbuf = accbuf = Memory(shape=acc_row, depth=2 << mbits, init=[])
-        a_wr, a_rd = abuf.write_port(), abuf.read_port()
-        b_wr, b_rd = bbuf.write_port(), bbuf.read_port()
-        p_wr, p_rd = pbuf.write_port(), pbuf.read_port()
-        acc_wr = accbuf.write_port()
-        acc_rd = accbuf.read_port()      # read-modify-write of partial sums
-        drn_rd = accbuf.read_port()      # drain of finished tiles
+        #
+        # Timing rule for the whole controller: every block RAM port is driven
+        # straight from registers and every read result lands in a register
+        # first. On ECP5 the route to or from a block RAM alone can take 5 ns,
+        # so no logic may sit on either side of it at 125 MHz.
+        m.submodules.abuf = abuf = BufferRAM(shape=a_word_layout(cfg),
+                                             depth=cfg.k_tiles_max << mbits)
+        m.submodules.bbuf = bbuf = BufferRAM(shape=b_word_layout(cfg),
+                                             depth=cfg.n_tiles_max << kbits)
+        m.submodules.pbuf = pbuf = BufferRAM(shape=ParamLayout, depth=cfg.max_n)
+        # Two copies of the accumulators: one read port each (read-modify-write
+        # of partial sums; drain of finished tiles), written together.
+        m.submodules.accbuf = accbuf = BufferRAM(shape=acc_row, depth=2 << mbits)
+        m.submodules.drnbuf = drnbuf = BufferRAM(shape=acc_row, depth=2 << mbits)
+        RD = BufferRAM.LATENCY
 
         # Output FIFO; the drain only issues an element when it holds a credit
         # for it, so the fixed-latency requantizer never needs backpressure.
@@ -109,27 +112,53 @@ class GemmUnit(wiring.Component):
         ]
 
         # -- command ---------------------------------------------------------
-        M = Signal(16)
-        K = Signal(16)
-        N = Signal(16)
-        use_params = Signal()
-        requant = Signal()
-        relu = Signal()
+        M, K, N = Signal(16), Signal(16), Signal(16)
+        M_m1, K_m1, N_m1 = Signal(16), Signal(16), Signal(16)
+        pass_last = Signal(16)          # max(M, MIN_PASS) - 1
+        one_kt, one_nt = Signal(), Signal()   # K <= rows, N <= cols
+        use_params, requant, relu = Signal(), Signal(), Signal()
+
+        class Walker:
+            """Steps ``base`` by ``step`` over 0..length-1, with the index of the
+            tile and a registered ``last`` flag (``base + step >= length``), so
+            no adder or comparator sits on an address path."""
+
+            def __init__(self, name, step, length, first_last, idx_bits):
+                self.idx = Signal(idx_bits, name=f"{name}_idx")
+                self.base = Signal(16, name=f"{name}_base")
+                self.last = Signal(name=f"{name}_last")
+                self.step, self.length, self.first_last = step, length, first_last
+
+            def reset(self):
+                return [self.idx.eq(0), self.base.eq(0), self.last.eq(self.first_last)]
+
+            def advance(self):
+                """Next tile, wrapping to 0 after the last one."""
+                return [
+                    self.idx.eq(Mux(self.last, 0, self.idx + 1)),
+                    self.base.eq(Mux(self.last, 0, self.base + self.step)),
+                    self.last.eq(Mux(self.last, self.first_last,
+                                     self.base + 2 * self.step >= self.length)),
+                ]
 
         # Load counters.
-        a_m, a_kt, a_koff, a_done = Signal(mbits), Signal(ktbits), Signal(16), Signal()
-        b_k, b_nt, b_noff, b_done = Signal(kbits), Signal(ntbits), Signal(16), Signal()
+        a_m, a_done = Signal(mbits), Signal()
+        a_kw = Walker("a_k", R, K, one_kt, ktbits)
+        b_k, b_done = Signal(kbits), Signal()
+        b_nw = Walker("b_n", C, N, one_nt, ntbits)
         p_n, p_done = Signal(nbits), Signal()
 
         # Issue (activations into the array).
-        is_nt, is_kt = Signal(ntbits), Signal(ktbits)
-        is_nbase, is_kbase = Signal(16), Signal(16)
+        is_kw = Walker("is_k", R, K, one_kt, ktbits)
+        is_nw = Walker("is_n", C, N, one_nt, ntbits)
         is_m = Signal(16)
         is_par = Signal()
         is_active, is_done = Signal(), Signal()
 
         # Weight loader.
-        ld_nt, ld_kt, ld_kbase, ld_nbase = Signal(ntbits), Signal(ktbits), Signal(16), Signal(16)
+        ld_kw = Walker("ld_k", R, K, one_kt, ktbits)
+        ld_nw = Walker("ld_n", C, N, one_nt, ntbits)
+        ld_k = Signal(16)               # ld_kw.base + ld_i, kept as a register
         ld_i = Signal(range(R))
         ld_par = Signal()
         ld_active, ld_done = Signal(), Signal()
@@ -145,198 +174,202 @@ class GemmUnit(wiring.Component):
         # Drain.
         dr_active = Signal()
         dr_bank = Signal()
-        dr_m = Signal(16)
+        dr_m = Signal(16)               # row held in row_reg
         dr_j = Signal(range(C))
         dr_nbase = Signal(16)
-        # Channels in the draining tile (minus one) and whether it is the last
-        # tile, kept in registers: they sit on the path to the read address.
-        dr_left = Signal(16)               # N - dr_nbase
-        nv_m1 = Signal(range(C))
+        dr_left = Signal(16)            # N - dr_nbase
+        nv_m1 = Signal(range(C))        # channels in the draining tile, minus one
         dr_final_tile = Signal()
+        ra = Signal(16)                 # row the drain read port is pointed at
+        ra_in = Signal()                # ra < M
+        rd_ok = Signal()                # drnbuf.r_data is row ra
         row_reg = Signal(acc_row)
         row_valid = Signal()
-        rd_pending = Signal()
+        p_idx = Signal(16)              # channel of the element being emitted
         outstanding = Signal(range(fifo_depth + 1))
 
         busy = Signal()
-        m.d.comb += self.busy.eq(busy)
-
-        with m.If(busy):
+        load_phase = Signal()
+        run_phase = Signal()
+        # The accepted command is registered before it is checked and decoded:
+        # the shape compares and the decode (with its adders) then start from
+        # registers, not from whatever logic drives the command stream.
+        cmd_pend = Signal()             # the registered command is being checked
+        cmd_go = Signal()               # ... and starts (or is refused)
+        p = Signal(GemmCmdLayout)
+        m.d.comb += [
+            busy.eq(load_phase | run_phase | cmd_pend | cmd_go),
+            self.busy.eq(busy),
+            self.cmd.ready.eq(~busy),
+        ]
+        with m.If(load_phase | run_phase):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
         # ---------------------------------------------------------------- idle
-        load_phase = Signal()
-        run_phase = Signal()
-        m.d.comb += busy.eq(load_phase | run_phase)
-        m.d.comb += self.cmd.ready.eq(~busy)
         with m.If(self.cmd.valid & ~busy):
-            p = self.cmd.payload
-            bad = ((p.m == 0) | (p.m > cfg.max_m) | (p.k == 0) | (p.k > cfg.max_k) |
-                   (p.n == 0) | (p.n > cfg.max_n))
+            m.d.sync += [p.eq(self.cmd.payload), cmd_pend.eq(1), self.error.eq(GemmError.NONE)]
+        # Then the shape check is registered too, so the start (which fans out
+        # to every counter's reset) hangs off one register.
+        bad = Signal()
+        with m.If(cmd_pend):
+            m.d.sync += [
+                cmd_pend.eq(0), cmd_go.eq(1),
+                bad.eq((p.m == 0) | (p.m > cfg.max_m) | (p.k == 0) | (p.k > cfg.max_k) |
+                       (p.n == 0) | (p.n > cfg.max_n)),
+            ]
+        with m.If(cmd_go):
+            m.d.sync += cmd_go.eq(0)
             with m.If(bad):
                 m.d.sync += self.error.eq(GemmError.BAD_SHAPE)
             with m.Else():
                 m.d.sync += [
-                    self.error.eq(GemmError.NONE),
-                    self.cycles.eq(1),
+                    # the accepting cycle, the check and this one
+                    self.cycles.eq(3),
                     M.eq(p.m), K.eq(p.k), N.eq(p.n),
+                    M_m1.eq(p.m - 1), K_m1.eq(p.k - 1), N_m1.eq(p.n - 1),
+                    pass_last.eq(Mux(p.m < self.MIN_PASS, self.MIN_PASS - 1, p.m - 1)),
+                    one_kt.eq(p.k <= R), one_nt.eq(p.n <= C),
                     use_params.eq(p.params), requant.eq(p.requant & p.params), relu.eq(p.relu),
                     load_phase.eq(1),
-                    a_m.eq(0), a_kt.eq(0), a_koff.eq(0), a_done.eq(0),
-                    b_k.eq(0), b_nt.eq(0), b_noff.eq(0), b_done.eq(0),
+                    a_m.eq(0), a_done.eq(0),
+                    b_k.eq(0), b_done.eq(0),
                     p_n.eq(0), p_done.eq(~p.params),
+                    a_kw.idx.eq(0), a_kw.base.eq(0), a_kw.last.eq(p.k <= R),
+                    b_nw.idx.eq(0), b_nw.base.eq(0), b_nw.last.eq(p.n <= C),
                 ]
 
         # ---------------------------------------------------------------- load
+        # Writes are registered once on their way to the buffers.
+        a_take = self.a.valid & self.a.ready
+        b_take = self.b.valid & self.b.ready
+        p_take = self.params.valid & self.params.ready
         m.d.comb += [
             self.a.ready.eq(load_phase & ~a_done),
-            a_wr.addr.eq(Cat(a_m, a_kt)),
-            a_wr.data.eq(self.a.payload),
-            a_wr.en.eq(self.a.valid & self.a.ready),
-        ]
-        with m.If(self.a.valid & self.a.ready):
-            with m.If(a_koff + R >= K):
-                m.d.sync += [a_koff.eq(0), a_kt.eq(0), a_m.eq(a_m + 1)]
-                with m.If(a_m == M - 1):
-                    m.d.sync += a_done.eq(1)
-            with m.Else():
-                m.d.sync += [a_koff.eq(a_koff + R), a_kt.eq(a_kt + 1)]
-
-        m.d.comb += [
             self.b.ready.eq(load_phase & ~b_done),
-            b_wr.addr.eq(Cat(b_k, b_nt)),
-            b_wr.data.eq(self.b.payload),
-            b_wr.en.eq(self.b.valid & self.b.ready),
-        ]
-        with m.If(self.b.valid & self.b.ready):
-            with m.If(b_noff + C >= N):
-                m.d.sync += [b_noff.eq(0), b_nt.eq(0), b_k.eq(b_k + 1)]
-                with m.If(b_k == K - 1):
-                    m.d.sync += b_done.eq(1)
-            with m.Else():
-                m.d.sync += [b_noff.eq(b_noff + C), b_nt.eq(b_nt + 1)]
-
-        m.d.comb += [
             self.params.ready.eq(load_phase & ~p_done),
-            p_wr.addr.eq(p_n),
-            p_wr.data.eq(self.params.payload),
-            p_wr.en.eq(self.params.valid & self.params.ready),
         ]
-        with m.If(self.params.valid & self.params.ready):
+        m.d.sync += [
+            abuf.w_en.eq(a_take), abuf.w_addr.eq(Cat(a_m, a_kw.idx)), abuf.w_data.eq(self.a.payload),
+            bbuf.w_en.eq(b_take), bbuf.w_addr.eq(Cat(b_k, b_nw.idx)), bbuf.w_data.eq(self.b.payload),
+            pbuf.w_en.eq(p_take), pbuf.w_addr.eq(p_n), pbuf.w_data.eq(self.params.payload),
+        ]
+        with m.If(a_take):
+            m.d.sync += a_kw.advance()
+            with m.If(a_kw.last):
+                m.d.sync += a_m.eq(a_m + 1)
+                with m.If(a_m == M_m1):
+                    m.d.sync += a_done.eq(1)
+        with m.If(b_take):
+            m.d.sync += b_nw.advance()
+            with m.If(b_nw.last):
+                m.d.sync += b_k.eq(b_k + 1)
+                with m.If(b_k == K_m1):
+                    m.d.sync += b_done.eq(1)
+        with m.If(p_take):
             m.d.sync += p_n.eq(p_n + 1)
-            with m.If(p_n == N - 1):
+            with m.If(p_n == N_m1):
                 m.d.sync += p_done.eq(1)
 
         with m.If(load_phase & a_done & b_done & p_done):
             m.d.sync += [
                 load_phase.eq(0), run_phase.eq(1),
-                is_nt.eq(0), is_kt.eq(0), is_nbase.eq(0), is_kbase.eq(0), is_m.eq(0),
-                is_par.eq(0), is_active.eq(0), is_done.eq(0),
-                ld_nt.eq(0), ld_kt.eq(0), ld_kbase.eq(0), ld_nbase.eq(0), ld_i.eq(0),
-                ld_par.eq(0), ld_active.eq(0), ld_done.eq(0),
+                *is_kw.reset(), *is_nw.reset(), *ld_kw.reset(), *ld_nw.reset(),
+                is_m.eq(0), is_par.eq(0), is_active.eq(0), is_done.eq(0),
+                ld_k.eq(0), ld_i.eq(0), ld_par.eq(0), ld_active.eq(0), ld_done.eq(0),
                 ahead.eq(0),
-                bank_safe[0].eq(0), bank_safe[1].eq(0),
                 dr_active.eq(0), dr_bank.eq(0), dr_nbase.eq(0), dr_left.eq(N),
-                nv_m1.eq(Mux(N >= C, C - 1, N - 1)), dr_final_tile.eq(N <= C),
-                row_valid.eq(0), rd_pending.eq(0),
+                nv_m1.eq(Mux(one_nt, N_m1, C - 1)), dr_final_tile.eq(one_nt),
+                ra.eq(0), ra_in.eq(1), row_valid.eq(0), p_idx.eq(0),
             ]
 
         # -------------------------------------------------------- weight loader
-        # Reads one row of a B tile per cycle; the row lands in the array's
-        # inactive weight bank one cycle later. Rows past K are zero, which is
-        # all the K padding needs (A lanes past K then multiply zero).
-        ld_k = Signal(16)
-        m.d.comb += ld_k.eq(ld_kbase + ld_i)
-        wr_pend = Signal()          # a weight row is in the read pipeline
-        wr_row = Signal(range(R))
-        wr_bank = Signal()
-        wr_zero = Signal()
-        wr_last = Signal()
-        ld_start = (run_phase & ~ld_active & ~ld_done & ~wr_pend & (ahead < 2) &
+        # Reads one row of a B tile per cycle (registered address), registers
+        # it, and writes it into the array's inactive weight bank the cycle
+        # after. Rows past K are zero, which is all the K padding needs (A lanes
+        # past K then multiply zero).
+        # The read pipeline: (pend, row, bank, zero, last) for each of the RD
+        # cycles a row spends in the buffer.
+        rd_layout = data.StructLayout({"pend": 1, "row": range(R), "bank": 1, "zero": 1, "last": 1})
+        rd_pipe = [Signal(rd_layout, name=f"ld_rd{d}") for d in range(RD)]
+        w_last = Signal()
+        ld_start = (run_phase & ~ld_active & ~ld_done & ~array.w_en & (ahead < 2) &
+                    ~Cat(*[st.pend for st in rd_pipe]).any() &
                     (Mux(ld_par, bank_safe[1], bank_safe[0]) == 0))
-        m.d.comb += [
-            b_rd.addr.eq(Cat(ld_k[:kbits], ld_nt)),
-            b_rd.en.eq(1),
-        ]
         ld_go = Signal()
-        m.d.comb += ld_go.eq(ld_active | ld_start)
+        m.d.comb += [
+            ld_go.eq(ld_active | ld_start),
+            bbuf.r_addr.eq(Cat(ld_k[:kbits], ld_nw.idx)),
+        ]
         with m.If(ld_start):
             m.d.sync += ld_active.eq(1)
         m.d.sync += [
-            wr_pend.eq(ld_go),
-            wr_row.eq(ld_i),
-            wr_bank.eq(ld_par),
-            wr_zero.eq(ld_k >= K),
-            wr_last.eq(ld_i == R - 1),
+            rd_pipe[0].pend.eq(ld_go), rd_pipe[0].row.eq(ld_i), rd_pipe[0].bank.eq(ld_par),
+            rd_pipe[0].zero.eq(ld_k >= K), rd_pipe[0].last.eq(ld_i == R - 1),
         ]
+        for d in range(1, RD):
+            m.d.sync += rd_pipe[d].eq(rd_pipe[d - 1])
+        rd_out = rd_pipe[-1]
+        m.d.sync += [
+            array.w_en.eq(rd_out.pend), array.w_row.eq(rd_out.row), array.w_bank.eq(rd_out.bank),
+            w_last.eq(rd_out.pend & rd_out.last),
+        ]
+        for j in range(C):
+            m.d.sync += array.w_data[j].eq(Mux(rd_out.zero, 0, bbuf.r_data[j]))
         with m.If(ld_go):
             with m.If(ld_i == R - 1):
                 m.d.sync += [ld_i.eq(0), ld_active.eq(0), ld_par.eq(~ld_par)]
-                with m.If(ld_kbase + R >= K):
-                    m.d.sync += [ld_kbase.eq(0), ld_kt.eq(0), ld_nt.eq(ld_nt + 1),
-                                 ld_nbase.eq(ld_nbase + C)]
-                    with m.If(ld_nbase + C >= N):
+                m.d.sync += ld_kw.advance()
+                m.d.sync += ld_k.eq(Mux(ld_kw.last, 0, ld_kw.base + R))
+                with m.If(ld_kw.last):
+                    m.d.sync += ld_nw.advance()
+                    with m.If(ld_nw.last):
                         m.d.sync += ld_done.eq(1)
-                with m.Else():
-                    m.d.sync += [ld_kbase.eq(ld_kbase + R), ld_kt.eq(ld_kt + 1)]
             with m.Else():
-                m.d.sync += ld_i.eq(ld_i + 1)
-        m.d.comb += [
-            array.w_en.eq(wr_pend),
-            array.w_row.eq(wr_row),
-            array.w_bank.eq(wr_bank),
-        ]
-        for j in range(C):
-            m.d.comb += array.w_data[j].eq(Mux(wr_zero, 0, b_rd.data[j]))
-        loaded = Signal()
-        m.d.comb += loaded.eq(wr_pend & wr_last)
+                m.d.sync += [ld_i.eq(ld_i + 1), ld_k.eq(ld_k + 1)]
+        loaded = w_last
 
         # ---------------------------------------------------------------- issue
-        pass_len = Signal(16)
-        m.d.comb += pass_len.eq(Mux(M < self.MIN_PASS, self.MIN_PASS, M))
-        is_lastk = Signal()
-        m.d.comb += is_lastk.eq(is_kbase + R >= K)
-        bank_free = ~Mux(is_nt[0], acc_busy[1], acc_busy[0])
+        bank_free = ~Mux(is_nw.idx[0], acc_busy[1], acc_busy[0])
         is_start = (run_phase & ~is_active & ~is_done & (ahead != 0) &
-                    ((is_kt != 0) | bank_free))
+                    ((is_kw.idx != 0) | bank_free))
         issued = Signal()           # last cycle of a pass
         acc_claim = Signal(2)
         with m.If(is_start):
             m.d.sync += [is_active.eq(1), is_m.eq(0)]
-            with m.If(is_kt == 0):
-                m.d.comb += acc_claim.bit_select(is_nt[0], 1).eq(1)
+            with m.If(is_kw.idx == 0):
+                m.d.comb += acc_claim.bit_select(is_nw.idx[0], 1).eq(1)
 
         tag_layout = data.StructLayout({
             "valid": 1, "m": mbits, "first": 1, "bank": 1, "final": 1,
         })
+        # tag0 is registered in the issue cycle (with the address), so
+        # tags[RD - 1] is aligned with the buffer's output, which one more
+        # register stage carries into the array: its input belongs to tags[RD].
         tag0 = Signal(tag_layout)
-        act_bank = Signal()
-        m.d.comb += [
-            a_rd.addr.eq(Cat(is_m[:mbits], is_kt)),
-            a_rd.en.eq(1),
-        ]
+        bank_pipe = [Signal(name=f"act_bank{d}") for d in range(RD)]
+        m.d.comb += abuf.r_addr.eq(Cat(is_m[:mbits], is_kw.idx))
         m.d.sync += [
             tag0.valid.eq(is_active & (is_m < M)),
             tag0.m.eq(is_m),
-            tag0.first.eq(is_kt == 0),
-            tag0.bank.eq(is_nt[0]),
-            tag0.final.eq(is_lastk & (is_m == M - 1)),
-            act_bank.eq(is_par),
+            tag0.first.eq(is_kw.idx == 0),
+            tag0.bank.eq(is_nw.idx[0]),
+            tag0.final.eq(is_kw.last & (is_m == M_m1)),
+            bank_pipe[0].eq(is_par),
+            array.act.eq(abuf.r_data),
+            array.act_bank.eq(bank_pipe[-1]),
         ]
+        for d in range(1, RD):
+            m.d.sync += bank_pipe[d].eq(bank_pipe[d - 1])
         with m.If(is_active):
             m.d.sync += is_m.eq(is_m + 1)
-            with m.If(is_m == pass_len - 1):
+            with m.If(is_m == pass_last):
                 m.d.comb += issued.eq(1)
                 m.d.sync += [is_active.eq(0), is_par.eq(~is_par)]
-                with m.If(is_lastk):
-                    m.d.sync += [is_kt.eq(0), is_kbase.eq(0), is_nt.eq(is_nt + 1),
-                                 is_nbase.eq(is_nbase + C)]
-                    with m.If(is_nbase + C >= N):
+                m.d.sync += is_kw.advance()
+                with m.If(is_kw.last):
+                    m.d.sync += is_nw.advance()
+                    with m.If(is_nw.last):
                         m.d.sync += is_done.eq(1)
-                with m.Else():
-                    m.d.sync += [is_kt.eq(is_kt + 1), is_kbase.eq(is_kbase + R)]
-
-        m.d.comb += [array.act.eq(a_rd.data), array.act_bank.eq(act_bank)]
 
         # Pass bookkeeping shared by loader and issuer.
         with m.If(loaded & ~issued):
@@ -350,89 +383,108 @@ class GemmUnit(wiring.Component):
                 m.d.sync += bank_safe[bnk].eq(bank_safe[bnk] - 1)
 
         # ----------------------------------------------------------- accumulate
+        # tags[d] is d cycles after tag0; the array's psum for tags[RD] (its
+        # input) appears with tags[RD + latency]. The old partial sum
+        # is read RD + 1 cycles ahead and registered; the new one is
+        # registered on its way into both accumulator copies.
+        t_sum_at = RD + array.latency
         tags = [tag0]
-        for d in range(array.latency):
+        for d in range(t_sum_at + 1):
             t = Signal(tag_layout, name=f"tag{d + 1}")
             m.d.sync += t.eq(tags[-1])
             tags.append(t)
-        # The partial sum is read two cycles ahead and registered once: block RAM
-        # clock-to-out followed by a 32-bit add would not fit one cycle.
-        t_rd, t_wr = tags[-3], tags[-1]
+        t_rd, t_sum, t_wr = tags[t_sum_at - RD - 1], tags[t_sum_at], tags[t_sum_at + 1]
         acc_old = Signal(acc_row)
-        m.d.sync += acc_old.eq(acc_rd.data)
-        m.d.comb += [
-            acc_rd.addr.eq(Cat(t_rd.m, t_rd.bank)),
-            acc_rd.en.eq(1),
-            acc_wr.addr.eq(Cat(t_wr.m, t_wr.bank)),
-            acc_wr.en.eq(t_wr.valid),
-        ]
+        acc_new = Signal(acc_row)
+        m.d.sync += acc_old.eq(accbuf.r_data)
+        m.d.comb += accbuf.r_addr.eq(Cat(t_rd.m, t_rd.bank))
+        for buf in (accbuf, drnbuf):
+            m.d.comb += [
+                buf.w_addr.eq(Cat(t_wr.m, t_wr.bank)),
+                buf.w_en.eq(t_wr.valid),
+                buf.w_data.eq(acc_new),
+            ]
         for j in range(C):
-            m.d.comb += acc_wr.data[j].eq(
-                Mux(t_wr.first, 0, acc_old[j]) + array.psum[j])
+            m.d.sync += acc_new[j].eq(Mux(t_sum.first, 0, acc_old[j]) + array.psum[j])
         drain_set = Signal(2)
         with m.If(t_wr.valid & t_wr.final):
             m.d.comb += drain_set.bit_select(t_wr.bank, 1).eq(1)
 
         # ---------------------------------------------------------------- drain
-        row_now = Signal(acc_row)
-        m.d.comb += row_now.eq(Mux(rd_pending, drn_rd.data, row_reg))
-        row_here = rd_pending | row_valid
+        # The drain read port always points at the next row (register ra); its
+        # data is usable once ra has been stable for a cycle (rd_ok). A row is
+        # copied into row_reg and its channels leave one per cycle while the
+        # next row is already being read.
+        m.d.comb += drnbuf.r_addr.eq(Cat(ra[:mbits], dr_bank))
         emit = Signal()
-        m.d.comb += emit.eq(dr_active & row_here & (outstanding < fifo_depth))
-        lane_last = dr_j == nv_m1
-        row_last = dr_m == M - 1
-        fetch = Signal()
-        fetch_m = Signal(16)
-        dr_start = run_phase & ~dr_active & Mux(dr_bank, drain_req[1], drain_req[0])
+        # Both flags are registers, not compares: emit fans out to the row
+        # register's enables and the element pipeline, and must be shallow.
+        room = Signal(init=1)           # outstanding < fifo_depth
+        lane_last = Signal()            # dr_j == nv_m1
+        m.d.comb += emit.eq(dr_active & row_valid & room)
+        row_last = dr_m == M_m1
+        ra_moved = Signal()
+        rd_wait = Signal(range(RD + 1))
+        m.d.comb += rd_ok.eq(rd_wait == 0)
+        with m.If(ra_moved):
+            m.d.sync += rd_wait.eq(RD)
+        with m.Elif(~rd_ok):
+            m.d.sync += rd_wait.eq(rd_wait - 1)
+        need_row = dr_active & ra_in & (~row_valid | (emit & lane_last))
+        load_row = need_row & rd_ok
         drain_clr = Signal(2)
 
-        with m.If(dr_start):
-            m.d.comb += [fetch.eq(1), fetch_m.eq(0)]
-            m.d.sync += [dr_active.eq(1), dr_m.eq(0), dr_j.eq(0)]
+        with m.If(run_phase & ~dr_active & Mux(dr_bank, drain_req[1], drain_req[0])):
+            # The tile's last row was written a cycle ago; restart the read
+            # wait so row 0 is read after that write.
+            m.d.comb += ra_moved.eq(1)
+            m.d.sync += dr_active.eq(1)
+        with m.If(load_row):
+            m.d.comb += ra_moved.eq(1)
+            m.d.sync += [row_reg.eq(drnbuf.r_data), row_valid.eq(1), dr_m.eq(ra), dr_j.eq(0),
+                         lane_last.eq(nv_m1 == 0), ra.eq(ra + 1), ra_in.eq(ra != M_m1)]
+        with m.Elif(emit & lane_last):
+            m.d.sync += row_valid.eq(0)
         with m.If(emit):
             with m.If(lane_last):
-                m.d.sync += dr_j.eq(0)
                 with m.If(row_last):
-                    m.d.comb += drain_clr.bit_select(dr_bank, 1).eq(1)
                     next_left = dr_left - C
+                    m.d.comb += [drain_clr.bit_select(dr_bank, 1).eq(1), ra_moved.eq(1)]
                     m.d.sync += [dr_active.eq(0), dr_bank.eq(~dr_bank),
                                  dr_nbase.eq(dr_nbase + C), dr_left.eq(next_left),
                                  nv_m1.eq(Mux(next_left >= C, C - 1, next_left - 1)),
-                                 dr_final_tile.eq(next_left <= C)]
+                                 dr_final_tile.eq(next_left <= C),
+                                 p_idx.eq(dr_nbase + C), ra.eq(0), ra_in.eq(1)]
                 with m.Else():
-                    m.d.comb += [fetch.eq(1), fetch_m.eq(dr_m + 1)]
-                    m.d.sync += dr_m.eq(dr_m + 1)
+                    m.d.sync += p_idx.eq(dr_nbase)
             with m.Else():
-                m.d.sync += dr_j.eq(dr_j + 1)
-        m.d.comb += [
-            drn_rd.addr.eq(Cat(fetch_m[:mbits], dr_bank)),
-            drn_rd.en.eq(1),
-        ]
-        m.d.sync += rd_pending.eq(fetch)
-        with m.If(emit & lane_last):
-            m.d.sync += row_valid.eq(0)
-        with m.Elif(rd_pending):
-            m.d.sync += [row_reg.eq(drn_rd.data), row_valid.eq(1)]
+                m.d.sync += [dr_j.eq(dr_j + 1), lane_last.eq(dr_j + 1 == nv_m1),
+                             p_idx.eq(p_idx + 1)]
 
-        m.d.sync += drain_req.eq((drain_req | drain_set) & ~drain_clr)
-        m.d.sync += acc_busy.eq((acc_busy | acc_claim) & ~drain_clr)
+        m.d.sync += [
+            drain_req.eq((drain_req | drain_set) & ~drain_clr),
+            acc_busy.eq((acc_busy | acc_claim) & ~drain_clr),
+        ]
 
         # Element -> parameter read (one cycle) -> requantizer.
-        m.d.comb += [p_rd.addr.eq(dr_nbase + dr_j), p_rd.en.eq(1)]
-        e_valid = Signal()
-        e_acc = Signal(signed(32))
-        e_last = Signal()
+        m.d.comb += pbuf.r_addr.eq(p_idx)
+        e_layout = data.StructLayout({"valid": 1, "acc": signed(32), "last": 1})
+        e_pipe = [Signal(e_layout, name=f"elem{d}") for d in range(RD)]
         m.d.sync += [
-            e_valid.eq(emit),
-            e_acc.eq(row_now[dr_j]),
-            e_last.eq(dr_final_tile & row_last & lane_last),
+            e_pipe[0].valid.eq(emit),
+            e_pipe[0].acc.eq(row_reg[dr_j]),
+            e_pipe[0].last.eq(dr_final_tile & row_last & lane_last),
         ]
+        for d in range(1, RD):
+            m.d.sync += e_pipe[d].eq(e_pipe[d - 1])
+        e_valid, e_acc, e_last = e_pipe[-1].valid, e_pipe[-1].acc, e_pipe[-1].last
+        p_rd = pbuf.r_data
         m.d.comb += [
             rq.i_valid.eq(e_valid),
             rq.i.acc.eq(e_acc),
-            rq.i.bias.eq(Mux(use_params, p_rd.data.bias, 0)),
-            rq.i.multiplier.eq(p_rd.data.multiplier),
-            rq.i.shift.eq(p_rd.data.shift),
+            rq.i.bias.eq(Mux(use_params, p_rd.bias, 0)),
+            rq.i.multiplier.eq(p_rd.multiplier),
+            rq.i.shift.eq(p_rd.shift),
             rq.i.requant.eq(requant),
             rq.i.relu.eq(relu),
             rq.i.last.eq(e_last),
@@ -441,9 +493,9 @@ class GemmUnit(wiring.Component):
         ]
         c_take = self.c.valid & self.c.ready
         with m.If(emit & ~c_take):
-            m.d.sync += outstanding.eq(outstanding + 1)
+            m.d.sync += [outstanding.eq(outstanding + 1), room.eq(outstanding + 1 < fifo_depth)]
         with m.Elif(~emit & c_take):
-            m.d.sync += outstanding.eq(outstanding - 1)
+            m.d.sync += [outstanding.eq(outstanding - 1), room.eq(1)]
 
         with m.If(c_take & self.c.payload.last):
             m.d.sync += run_phase.eq(0)
