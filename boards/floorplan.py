@@ -7,8 +7,9 @@ column (measured: 9.7 ns of routing on one hop of a 16x8 array). Here every
 PE's multiplier is locked to a DSP site so that each column's chain
 ``pe_0_j -> pe_1_j -> ...`` sits on consecutive sites of one DSP row; the
 activations, which are re-registered at every PE, take the longer hops.
-Columns are spread evenly over the DSP rows and centred, so a small array
-stays compact.
+The array takes the fewest DSP rows that hold it, so a small array stays
+compact (an 8x8 array spread over all three rows spanned the die and
+pulled the controller's logic and block RAMs apart).
 
 The locks are nextpnr ``BEL`` attributes set by Yosys after synthesis
 (``setattr``), on cells found by name: ``*array.pe_{i}_{j}.dsp`` (the
@@ -50,8 +51,9 @@ def array_floorplan(rows, cols, sites):
     """``{(i, j): "X../Y../MULT18_n"}`` for a ``rows`` x ``cols`` array, or ``None``.
 
     Each column's ``rows`` PEs take consecutive sites of one DSP row. The
-    columns are spread evenly over the DSP rows and centred in each, so a
-    small array stays compact; DSP rows alternate direction (a serpentine),
+    array takes the fewest DSP rows that hold it (adjacent ones, centred on
+    the die), its columns spread evenly over them and centred in each, so
+    the array and the logic around it stay compact; DSP rows alternate direction (a serpentine),
     so the last column of one row sits above the first column of the next.
     ``None`` if the array does not fit that way.
     """
@@ -60,13 +62,15 @@ def array_floorplan(rows, cols, sites):
     fit = len(sites[0]) // rows
     if fit == 0 or -(-cols // fit) > len(sites):
         return None
-    per_row = -(-cols // len(sites))            # columns per DSP row, balanced
+    n_rows = -(-cols // fit)                    # the fewest DSP rows that hold it
+    per_row = -(-cols // n_rows)                # columns per DSP row, balanced
+    first_row = (len(sites) - n_rows) // 2
     plan = {}
     for j in range(cols):
         r, slot = divmod(j, per_row)
         in_row = min(per_row, cols - r * per_row)
-        first = (len(sites[r]) - in_row * rows) // 2
-        row = sites[r] if r % 2 == 0 else sites[r][::-1]
+        first = (len(sites[first_row + r]) - in_row * rows) // 2
+        row = sites[first_row + r] if r % 2 == 0 else sites[first_row + r][::-1]
         for i in range(rows):
             x, y, bel = row[first + slot * rows + i]
             plan[(i, j)] = f"X{x}/Y{y}/{bel}"

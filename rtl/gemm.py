@@ -114,6 +114,8 @@ class GemmUnit(wiring.Component):
         # -- command ---------------------------------------------------------
         M, K, N = Signal(16), Signal(16), Signal(16)
         M_m1, K_m1, N_m1 = Signal(16), Signal(16), Signal(16)
+        M_m2 = Signal(16)               # M - 2: the drain's row compare, one row early
+        m_is_1 = Signal()
         pass_last = Signal(16)          # max(M, MIN_PASS) - 1
         one_kt, one_nt = Signal(), Signal()   # K <= rows, N <= cols
         use_params, requant, relu = Signal(), Signal(), Signal()
@@ -182,6 +184,7 @@ class GemmUnit(wiring.Component):
         dr_final_tile = Signal()
         ra = Signal(16)                 # row the drain read port is pointed at
         ra_in = Signal()                # ra < M
+        ra_is_last = Signal()           # ra == M - 1
         rd_ok = Signal()                # drnbuf.r_data is row ra
         row_reg = Signal(acc_row)
         row_valid = Signal()
@@ -227,6 +230,7 @@ class GemmUnit(wiring.Component):
                     self.cycles.eq(3),
                     M.eq(p.m), K.eq(p.k), N.eq(p.n),
                     M_m1.eq(p.m - 1), K_m1.eq(p.k - 1), N_m1.eq(p.n - 1),
+                    M_m2.eq(p.m - 2), m_is_1.eq(p.m == 1),
                     pass_last.eq(Mux(p.m < self.MIN_PASS, self.MIN_PASS - 1, p.m - 1)),
                     one_kt.eq(p.k <= R), one_nt.eq(p.n <= C),
                     use_params.eq(p.params), requant.eq(p.requant & p.params), relu.eq(p.relu),
@@ -279,7 +283,7 @@ class GemmUnit(wiring.Component):
                 ahead.eq(0),
                 dr_active.eq(0), dr_bank.eq(0), dr_nbase.eq(0), dr_left.eq(N),
                 nv_m1.eq(Mux(one_nt, N_m1, C - 1)), dr_final_tile.eq(one_nt),
-                ra.eq(0), ra_in.eq(1), row_valid.eq(0), p_idx.eq(0),
+                ra.eq(0), ra_in.eq(1), ra_is_last.eq(m_is_1), row_valid.eq(0), p_idx.eq(0),
             ]
 
         # -------------------------------------------------------- weight loader
@@ -292,9 +296,17 @@ class GemmUnit(wiring.Component):
         rd_layout = data.StructLayout({"pend": 1, "row": range(R), "bank": 1, "zero": 1, "last": 1})
         rd_pipe = [Signal(rd_layout, name=f"ld_rd{d}") for d in range(RD)]
         w_last = Signal()
-        ld_start = (run_phase & ~ld_active & ~ld_done & ~array.w_en & (ahead < 2) &
-                    ~Cat(*[st.pend for st in rd_pipe]).any() &
-                    (Mux(ld_par, bank_safe[1], bank_safe[0]) == 0))
+        # The start condition is evaluated a cycle ahead into a register: it
+        # feeds the read address counter, and as logic in front of it the
+        # compares and the pipeline OR took 6 levels. None of its terms can
+        # turn false in between: only the loader itself ends them (the bank it
+        # loads next is never the one being issued while ahead < 2).
+        ld_can = Signal()
+        ld_start = Signal()
+        m.d.comb += ld_start.eq(ld_can)
+        m.d.sync += ld_can.eq(run_phase & ~ld_active & ~ld_start & ~ld_done & ~array.w_en &
+                              (ahead < 2) & ~Cat(*[st.pend for st in rd_pipe]).any() &
+                              (Mux(ld_par, bank_safe[1], bank_safe[0]) == 0))
         ld_go = Signal()
         m.d.comb += [
             ld_go.eq(ld_active | ld_start),
@@ -422,7 +434,7 @@ class GemmUnit(wiring.Component):
         room = Signal(init=1)           # outstanding < fifo_depth
         lane_last = Signal()            # dr_j == nv_m1
         m.d.comb += emit.eq(dr_active & row_valid & room)
-        row_last = dr_m == M_m1
+        row_last = Signal()             # dr_m == M - 1
         ra_moved = Signal()
         rd_wait = Signal(range(RD + 1))
         m.d.comb += rd_ok.eq(rd_wait == 0)
@@ -442,7 +454,10 @@ class GemmUnit(wiring.Component):
         with m.If(load_row):
             m.d.comb += ra_moved.eq(1)
             m.d.sync += [row_reg.eq(drnbuf.r_data), row_valid.eq(1), dr_m.eq(ra), dr_j.eq(0),
-                         lane_last.eq(nv_m1 == 0), ra.eq(ra + 1), ra_in.eq(ra != M_m1)]
+                         lane_last.eq(nv_m1 == 0), ra.eq(ra + 1),
+                         # registered compares: ra == M - 1 is known a row ahead
+                         ra_in.eq(~ra_is_last), row_last.eq(ra_is_last),
+                         ra_is_last.eq(ra == M_m2)]
         with m.Elif(emit & lane_last):
             m.d.sync += row_valid.eq(0)
         with m.If(emit):
@@ -454,7 +469,8 @@ class GemmUnit(wiring.Component):
                                  dr_nbase.eq(dr_nbase + C), dr_left.eq(next_left),
                                  nv_m1.eq(Mux(next_left >= C, C - 1, next_left - 1)),
                                  dr_final_tile.eq(next_left <= C),
-                                 p_idx.eq(dr_nbase + C), ra.eq(0), ra_in.eq(1)]
+                                 p_idx.eq(dr_nbase + C), ra.eq(0), ra_in.eq(1),
+                                 ra_is_last.eq(m_is_1)]
                 with m.Else():
                     m.d.sync += p_idx.eq(dr_nbase)
             with m.Else():

@@ -174,19 +174,28 @@ class Requantizer(wiring.Component):
             rnd.eq((c11.shift != 0) & Mux(neg, remainder > half, remainder >= half)),
         ]
 
-        # S13: round (one adder).
+        # S13: round (one adder), and the saturation flags of the rounded
+        # value decided from the unrounded one and the rounding bit, so that
+        # S14 is only multiplexers (as one stage, the high-bit trees behind
+        # the adder took 6 logic levels).
         c13 = stage(c12, "c13")
-        z = Signal(signed(33))
-        m.d.sync += z.eq(shifted12 + rnd)
-
-        # S14: ReLU and saturation from the sign and the high bits (no
-        # comparator), or the raw value.
         ow = self.out_width
         lo, hi = -(1 << (ow - 1)), (1 << (ow - 1)) - 1
-        z_neg = z[32]
-        high = z[ow - 1:]
-        too_big = ~z_neg & (high != 0)
-        too_small = z_neg & ~high.all()
+        z = Signal(signed(33))
+        z_neg, too_big, too_small = Signal(), Signal(), Signal()
+        s = shifted12
+        s_neg, s_high = s[31], s[ow - 1:]
+        m.d.sync += [
+            z.eq(s + rnd),
+            # z < 0: s < 0, unless s == -1 rounds up to 0
+            z_neg.eq(s_neg & ~((s == -1) & rnd)),
+            # z > hi: s > hi (non-negative with a high bit set), or s == hi rounded up
+            too_big.eq((~s_neg & (s_high != 0)) | ((s == hi) & rnd)),
+            # z < lo: s < lo (negative, not all high bits set), unless s == lo - 1 rounds up
+            too_small.eq(s_neg & ~s_high.all() & ~((s == lo - 1) & rnd)),
+        ]
+
+        # S14: ReLU and saturation from the flags, or the raw value.
         sat = Mux(c13.relu & z_neg, 0,
                   Mux(too_big, hi, Mux(too_small, lo, z[:ow].as_signed())))
         raw = Mux(c13.relu & c13.x[31], 0, c13.x)

@@ -34,7 +34,8 @@ class SystolicArray(wiring.Component):
         activation wavefront, so a new tile's weights take over PE by PE
         exactly when its first activation arrives.
     w_en, w_bank, w_row : In
-        Write ``w_data`` into row ``w_row`` of weight bank ``w_bank``.
+        Write ``w_data`` into row ``w_row`` of weight bank ``w_bank``; the
+        weights change two clock edges later (the write is registered per row).
     w_data : In(ArrayLayout(signed(in_width), cols))
     psum : Out(ArrayLayout(signed(acc_width), cols))
         ``sum_i act[i] * W[bank][i][j]`` for the activation presented
@@ -74,11 +75,21 @@ class SystolicArray(wiring.Component):
         # Weights: w[bank][i][j].
         w = [[[Signal(signed(W), name=f"w{b}_{i}_{j}") for j in range(C)]
               for i in range(R)] for b in range(2)]
-        for b in range(2):
-            for i in range(R):
-                with m.If(self.w_en & (self.w_bank == b) & (self.w_row == i)):
-                    for j in range(C):
-                        m.d.sync += w[b][i][j].eq(self.w_data[j])
+        # Weight writes are registered per row first: one w_en/w_data net to
+        # every weight register of the array spans the die (measured 8.6 ns of
+        # routing on an 8x8 array). Each row's copy loads under its own enable,
+        # so Yosys cannot merge the copies back into one.
+        for i in range(R):
+            sel = [Signal(name=f"w_sel{b}_{i}") for b in range(2)]
+            wd = [Signal(signed(W), name=f"w_in_{i}_{j}") for j in range(C)]
+            hit = self.w_en & (self.w_row == i)
+            for b in range(2):
+                m.d.sync += sel[b].eq(hit & (self.w_bank == b))
+            with m.If(hit):
+                m.d.sync += [wd[j].eq(self.w_data[j]) for j in range(C)]
+            for b in range(2):
+                with m.If(sel[b]):
+                    m.d.sync += [w[b][i][j].eq(wd[j]) for j in range(C)]
 
         # Input skew: row i is delayed by i cycles, then the activation (and its
         # bank bit) moves one PE to the right per cycle.

@@ -34,6 +34,14 @@ def vectors(seed):
                 x = 2 * sign * y
                 if I32_MIN <= x <= I32_MAX:
                     v.append((x, 0, 1 << 30, s))
+    # Rounding across the saturation and sign boundaries: multiplier 2**30
+    # maps x to round(x / 2), shift s divides by 2**s more, so these land on
+    # and around 127/128, -128/-129 and -1/0 with and without rounding up.
+    for s in (1, 2, 5):
+        for y in (126, 127, 128, -127, -128, -129, -1, 0):
+            base = y * (1 << (s + 1))
+            for d in range(-(1 << (s + 1)), (1 << (s + 1)) + 1):
+                v.append((base + d, 0, 1 << 30, s))
     # Saturation both ways after requantization, and bias wrap-around.
     v += [(1 << 20, 0, I32_MAX, 0), (-(1 << 20), 0, I32_MAX, 0),
           (I32_MAX, 1, 1 << 30, 0), (I32_MIN, -1, 1 << 30, 0)]
