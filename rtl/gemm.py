@@ -117,6 +117,7 @@ class GemmUnit(wiring.Component):
         M_m2 = Signal(16)               # M - 2: the drain's row compare, one row early
         m_is_1 = Signal()
         pass_last = Signal(16)          # max(M, MIN_PASS) - 1
+        pass_last_m1 = Signal(16)       # pass_last - 1 (>= MIN_PASS - 2 > 0)
         one_kt, one_nt = Signal(), Signal()   # K <= rows, N <= cols
         use_params, requant, relu = Signal(), Signal(), Signal()
 
@@ -154,6 +155,7 @@ class GemmUnit(wiring.Component):
         is_kw = Walker("is_k", R, K, one_kt, ktbits)
         is_nw = Walker("is_n", C, N, one_nt, ntbits)
         is_m = Signal(16)
+        is_m_last = Signal()            # is_m == pass_last
         is_par = Signal()
         is_active, is_done = Signal(), Signal()
 
@@ -232,6 +234,7 @@ class GemmUnit(wiring.Component):
                     M_m1.eq(p.m - 1), K_m1.eq(p.k - 1), N_m1.eq(p.n - 1),
                     M_m2.eq(p.m - 2), m_is_1.eq(p.m == 1),
                     pass_last.eq(Mux(p.m < self.MIN_PASS, self.MIN_PASS - 1, p.m - 1)),
+                    pass_last_m1.eq(Mux(p.m < self.MIN_PASS, self.MIN_PASS - 2, p.m - 2)),
                     one_kt.eq(p.k <= R), one_nt.eq(p.n <= C),
                     use_params.eq(p.params), requant.eq(p.requant & p.params), relu.eq(p.relu),
                     load_phase.eq(1),
@@ -347,7 +350,7 @@ class GemmUnit(wiring.Component):
         issued = Signal()           # last cycle of a pass
         acc_claim = Signal(2)
         with m.If(is_start):
-            m.d.sync += [is_active.eq(1), is_m.eq(0)]
+            m.d.sync += [is_active.eq(1), is_m.eq(0), is_m_last.eq(0)]
             with m.If(is_kw.idx == 0):
                 m.d.comb += acc_claim.bit_select(is_nw.idx[0], 1).eq(1)
 
@@ -372,9 +375,11 @@ class GemmUnit(wiring.Component):
         ]
         for d in range(1, RD):
             m.d.sync += bank_pipe[d].eq(bank_pipe[d - 1])
+        # is_m == pass_last, registered: the end of a pass advances the tile
+        # walkers, and behind a 16-bit compare that took 7 logic levels.
         with m.If(is_active):
-            m.d.sync += is_m.eq(is_m + 1)
-            with m.If(is_m == pass_last):
+            m.d.sync += [is_m.eq(is_m + 1), is_m_last.eq(is_m == pass_last_m1)]
+            with m.If(is_m_last):
                 m.d.comb += issued.eq(1)
                 m.d.sync += [is_active.eq(0), is_par.eq(~is_par)]
                 m.d.sync += is_kw.advance()
