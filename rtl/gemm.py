@@ -472,8 +472,9 @@ class GemmUnit(wiring.Component):
                     m.d.comb += [drain_clr.bit_select(dr_bank, 1).eq(1), ra_moved.eq(1)]
                     m.d.sync += [dr_active.eq(0), dr_bank.eq(~dr_bank),
                                  dr_nbase.eq(dr_nbase + C), dr_left.eq(next_left),
-                                 nv_m1.eq(Mux(next_left >= C, C - 1, next_left - 1)),
-                                 dr_final_tile.eq(next_left <= C),
+                                 # compares against constants, not behind the subtraction
+                                 nv_m1.eq(Mux(dr_left >= 2 * C, C - 1, dr_left - (C + 1))),
+                                 dr_final_tile.eq(dr_left <= 2 * C),
                                  p_idx.eq(dr_nbase + C), ra.eq(0), ra_in.eq(1),
                                  ra_is_last.eq(m_is_1)]
                 with m.Else():
