@@ -1,0 +1,1159 @@
+"""EmbeddingBag gather engine: int8 table rows from memory, pooled per bag.
+
+What it computes
+================
+
+PyTorch ``nn.EmbeddingBag`` forward with ``include_last_offset=True`` on int8
+tables that live in a word-addressed memory behind a
+:class:`~seedchip.rtl.memport.MemPortSignature` port. Wire formats are in
+:mod:`seedchip.emb_protocol`; the bit-exact reference is
+:class:`seedchip.sim.emb_golden.GatherModel`.
+
+Tables
+------
+The host writes up to ``n_tables`` descriptors through the ``desc`` stream
+(only while the engine is idle; one write every 4 cycles). Descriptor ``t``
+says: row ``r`` of table ``t`` is ``dim`` int8 elements (1..``max_dim``)
+starting at word ``base + r * pitch``, ``pitch = ceil(dim / word_lanes)``
+words, ``word_lanes = data_width // 8``; element ``d`` of a row is byte
+``d % word_lanes`` (little-endian) of word ``d // word_lanes``; the padding
+bytes of a row's last word are ignored. ``multiplier``/``shift`` requantize the table's pooled values.
+A descriptor is refused (``BAD_DESC``; the table becomes invalid) when
+``table >= n_tables``, ``rows == 0``, ``dim == 0``, ``dim > max_dim`` or
+``base + rows * pitch > 2**addr_width``. Every table starts invalid after reset.
+
+A batch
+-------
+One ``cmd`` beat (pooling mode, bounds-check mode, per-sample weights on/off,
+requantize on/off) starts a batch; it is accepted only while the engine is
+idle (``busy`` low), holds no error, and no descriptor write is pending
+(``desc`` goes first). Then:
+
+* ``bags`` items ``{table, offset, last}``: item ``i`` carries ``offsets[i]``
+  and the table of bag ``i``; the final item (``last`` = 1) carries
+  ``offsets[B]`` (its table is ignored). Bag ``i`` is indices
+  ``offsets[i] .. offsets[i+1] - 1`` of the batch's ``indices`` stream. A
+  batch whose first item is its last has no bags.
+* ``indices`` items ``{index, weight}``: the batch consumes exactly
+  ``max(offsets)`` of them (``offsets[B]`` for a well-formed batch).
+
+Pooling over the rows ``row_i`` of a bag of ``n`` looked-up rows, per element
+``d`` (int8 rows, int32 results, no overflow possible since
+``128 * 128 * max_bag < 2**31``):
+
+* SUM: ``sum_i w_i * row_i[d]``, ``w_i`` the index's ``weight`` when the
+  command's ``weighted`` is set, else 1;
+* MEAN: ``s = sum_i row_i[d]``, result ``sign(s) * floor((2|s| + n) / (2n))``
+  (exact; round to nearest, ties away from zero);
+* MAX: ``max_i row_i[d]``;
+* an empty bag (or one whose indices were all skipped) gives zeros in every
+  mode; ``n`` counts only the rows really looked up.
+
+With ``requant`` every pooled value ``x`` becomes
+``requantize(x, multiplier, shift)`` of its table (gemmlowp, saturated to
+int8; the shared :class:`~seedchip.rtl.requant.Requantizer`, bias 0, no ReLU);
+otherwise the raw int32 comes out.
+
+Output
+------
+``pooled`` carries, for every bag in bag order, ``ceil(dim / lanes)`` beats of
+``lanes`` elements (elements ``k * lanes .. k * lanes + lanes - 1`` in beat
+``k``; elements past ``dim`` are 0), as int32 (raw) or int8 in int32
+(requantized). ``lanes`` is the datapath width, a multiple of the memory
+word (by default one word: one beat per word of a row, so the output keeps
+up with the reads; wider, it keeps up with the hot-row cache). ``last`` marks a bag's final beat, ``batch_last`` the final
+beat of the batch's final bag.
+
+Bounds checks (``cmd.bounds``, index >= the table's ``rows``)
+--------------------------------------------------------------
+* FATAL: error ``OUT_OF_RANGE`` (see below);
+* CLAMP: row 0 is looked up instead; ``clamped`` counts it;
+* SKIP: the index is left out (no read, not counted in ``n``); ``skipped``
+  counts it.
+
+The index on the wire is unsigned: -1 is all ones, out of range for every
+table. In every mode the engine never issues a memory request outside the
+table's extent ``base .. base + rows * pitch - 1``.
+
+Errors
+------
+``error`` (:class:`~seedchip.emb_protocol.GatherError`) with ``error_bag``
+(bag number within the batch) and ``error_index`` (meaning per code, see the
+enum) hold the first error in stream order:
+
+* bag-level errors of bag ``i`` come before its indices: ``BAD_TABLE``
+  (table >= n_tables or invalid), then ``BAD_OFFSET`` (``offsets[i+1] <
+  offsets[i]``), then ``BAG_TOO_LONG`` (``offsets[i+1] - offsets[i] > max_bag``);
+  ``BAD_CMD`` and ``BAD_OFFSET`` for ``offsets[0] != 0`` are bag 0's and come
+  first;
+* ``OUT_OF_RANGE`` at the offending index in FATAL mode;
+* ``MEM_ERROR``: a read answered with ``err``. It replaces an input error that
+  was reported earlier in time (the read precedes it in stream order);
+* ``BAD_DESC`` from a descriptor write.
+
+Every error is fatal to its batch. The engine then issues no new reads, lets
+the reads in flight return, emits the bags *before* the erroneous bag (they
+are complete and correct) and nothing else, and consumes and discards the
+rest of the batch's input: ``bags`` up to the item with ``last`` set and
+``indices`` up to ``max(offsets)``; so the streams stay aligned for the next
+batch and nothing hangs. ``busy`` falls when that is done. The error then
+stays, and ``cmd`` is not accepted, until the host pulses ``clear`` (after
+``busy`` fell): a queued batch cannot start before the host has seen the
+error. With ``MEM_ERROR`` the counters may include lookups the engine issued
+before the error reached its issue stage.
+
+Hot-row cache (``cache_rows`` > 0)
+----------------------------------
+Recommendation traffic is skewed, so recently looked-up rows are kept on
+chip: ``cache_rows`` lines of one row each (up to ``max_dim`` bytes, stored
+``lanes`` bytes wide), direct-mapped, keyed by (table, row number looked
+up); the line of a key is ``(row ^ table * 0x9E5) % cache_rows``. A hit
+reads no memory and its row comes out of block RAM at one beat (``lanes``
+bytes) per cycle, against one memory word per cycle for a miss: with
+``lanes`` wider than the memory word, hits are faster than the pins.
+
+The cache is transparent: results are the same with or without it. It is
+emptied by every descriptor write (good or refused) and by ``cache_clear``
+(a pulse; for exact hit counts, give it while the engine is idle; mid-batch
+it is safe but the counts then depend on timing). After a read answered
+with ``err`` the engine neither hits nor allocates and keeps the cache
+empty until ``clear``. ``cache_hits`` + ``cache_misses`` = ``lookups``
+(clamped lookups use row 0's key). A miss allocates its line when its first
+word is requested, so the key store always names the last row sent to a
+line; a hit on a row whose fill is still in flight is served (it waits
+behind the fill in the tag FIFO, see below). :class:`~seedchip.sim.emb_golden.GatherModel`
+simulates the cache exactly (``cache_rows``), hit counts included.
+
+Status
+------
+``busy``: a batch is accepted and not finished (its last output beat not yet
+taken, or its input not yet consumed). ``clamped``, ``skipped``, ``lookups``
+(rows read, clamped ones included), ``cycles`` (cycles with ``busy`` high):
+32-bit counters since reset, wrapping.
+
+Design
+======
+::
+
+    bags -> [A: offsets, table] -> jobs -> [B: indices, bounds, row*pitch+base]
+         -> lookups -> [C: cache check; a miss: one word request per cycle] -> mem.req
+                                      \\-> tag FIFO (inflight) --\\
+    mem.resp ------------------------------- [G: gearbox | cache read] -> beats
+         -> [D: accumulate] -> 2 accumulator banks -> [E: drain, mean divider]
+         -> Requantizer x lanes -> output FIFO -> pooled
+
+* A turns ``bags`` items into bag jobs, one per cycle, with the table's
+  descriptor (block RAM) and the bag-level checks.
+* B walks a job's indices, one per cycle: bounds check, then a two-stage
+  ``base + row * pitch``. Bag metadata (``n``, table parameters, mode) goes
+  to E through a FIFO.
+* C holds one lookup (C0, loaded from the lookup FIFO while the cache's
+  key store is read) and checks the cache: a hit pushes one tag and no
+  request, in one cycle (the cache's line is allocated at issue, so the
+  check depends only on the order of the lookups); a miss allocates the
+  line and issues the lookup's ``pitch`` word reads back to back, one per
+  cycle, pushing one tag per beat (at the beat's last word) into the tag
+  FIFO and one entry per read into the word FIFO (``inflight`` entries
+  each; the word FIFO bounds the reads in flight). Skipped indices, empty
+  bags and aborted bags push a tag with no read.
+* R, the gearbox, takes the responses in order with their word entries and
+  packs ``lanes / word_lanes`` words into a beat (a row starts on a beat;
+  the final beat of a row may be partial, its unused lanes are past
+  ``dim``) into the beat FIFO, ahead of G.
+* G takes tags in order, hence keeps hits and misses in lookup order: a
+  miss's tag takes its beat from the beat FIFO and writes it into the row's
+  cache line (the fill); a hit's tag is expanded into its row's beats read
+  from the cache, one per cycle. Every fill to a line was issued before any
+  hit that saw its key, so a hit always reads a completed fill.
+* D multiplies a beat by the weight and read-modify-writes the bag's
+  accumulator bank (transparent read port, so one-beat rows accumulate at
+  one beat per cycle).
+* E drains a finished bank (one word per cycle, holding a credit for every
+  beat so the fixed-latency pipeline never needs backpressure) while D fills
+  the other: a bag's reads overlap the previous bag's drain. Mean is an
+  8-stage restoring divider per lane: ``|s| <= 128 n`` makes the quotient
+  at most 128.
+
+Throughput: one word read per cycle when the memory takes one, and a bag
+costs no idle cycle on the memory port unless it is empty, all-skipped, or
+the drain falls behind (bags shorter than one row each, with backpressure).
+G takes one beat per cycle, miss or hit: a row costs it ``ceil(dim / lanes)``
+cycles, and the tag FIFO lets the memory work on later misses while G reads
+hits out of the cache.
+Batches do not overlap: between two batches the pipeline drains (about
+memory latency + 30 cycles).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from ..emb_protocol import (BagLayout, BoundsMode, CmdLayout, COUNTER_WIDTH, GatherError,
+                            OFFSET_WIDTH, PoolMode, TABLE_WIDTH, desc_layout, index_layout,
+                            pooled_layout)
+from .memport import MemPortSignature
+from .requant import Requantizer
+
+__all__ = ["GatherEngine"]
+
+
+def _check_int(name, value, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in range {lo}..{hi}, not {value!r}")
+
+
+def _recip(divisor, max_x):
+    """``(m, k)`` with ``(x * m) >> k == x // divisor`` for every ``0 <= x <= max_x``."""
+    for k in range(1, 64):
+        m = -(-(1 << k) // divisor)
+        if all((x * m) >> k == x // divisor for x in range(max_x + 1)):
+            return m, k
+    raise ValueError(f"no reciprocal of {divisor} for x up to {max_x}")  # pragma: no cover
+
+
+# Job kinds (A -> B)
+_JOB_BAG, _JOB_ERR, _JOB_END = 0, 1, 2
+
+
+class GatherEngine(wiring.Component):
+    """EmbeddingBag gather/pool engine (semantics: module docstring).
+
+    Parameters (keyword-only)
+    -------------------------
+    data_width : int
+        Memory word width, 8..64, a multiple of 8; ``lanes = data_width // 8``.
+    addr_width : int
+        Memory word address width, 1..40.
+    n_tables : int
+        Descriptors, 1..256.
+    max_dim : int
+        Largest row (bytes), 1..1024.
+    max_bag : int
+        Longest bag, 1..65535.
+    inflight : int
+        Tag FIFO depth = most reads in flight, 4..256.
+    index_width : int
+        Width of ``indices.payload.index`` and of a descriptor's ``rows``, 1..32.
+    lanes : int or None
+        Datapath width in int8 lanes (accumulate, drain, ``pooled`` beat), 1..8
+        and a multiple of the memory word's bytes; default one memory word.
+    cache_rows : int
+        Hot-row cache lines, 0 (no cache, no cache hardware) or a power of 2,
+        2..4096. Each line holds one row of up to ``max_dim`` bytes.
+
+    Ports
+    -----
+    desc : In(stream(desc_layout(addr_width, index_width)))
+    cmd : In(stream(CmdLayout))
+    bags : In(stream(BagLayout))
+    indices : In(stream(index_layout(index_width)))
+    pooled : Out(stream(pooled_layout(lanes)))
+    mem : Out(MemPortSignature(addr_width, data_width))
+        Reads only (``we`` = 0).
+    clear : In(1)
+        Pulse: clear the error.
+    busy : Out(1)
+    error : Out(GatherError); error_bag, error_index : Out(32)
+    clamped, skipped, lookups, cycles : Out(32)
+    cache_clear : In(1)
+        Pulse: invalidate the whole hot-row cache.
+    cache_hits, cache_misses : Out(32)
+        Lookups served from the cache / read from memory (0 without a cache).
+
+    Latency: a bag's last beat is written to the output FIFO 11 cycles +
+    the requantizer's latency after its last response was taken.
+    """
+
+    def __init__(self, *, data_width=16, addr_width=25, n_tables=8, max_dim=128, max_bag=64,
+                 inflight=32, index_width=32, lanes=None, cache_rows=0):
+        _check_int("data_width", data_width, 8, 64)
+        if data_width % 8:
+            raise ValueError(f"data_width must be a multiple of 8, not {data_width!r}")
+        _check_int("addr_width", addr_width, 1, 40)
+        _check_int("n_tables", n_tables, 1, 256)
+        _check_int("max_dim", max_dim, 1, 1024)
+        _check_int("max_bag", max_bag, 1, 65535)
+        _check_int("inflight", inflight, 4, 256)
+        _check_int("index_width", index_width, 1, 32)
+        word_lanes = data_width // 8
+        if lanes is None:
+            lanes = word_lanes
+        _check_int("lanes", lanes, 1, 8)
+        if lanes % word_lanes:
+            raise ValueError(f"lanes must be a multiple of the memory word's {word_lanes} "
+                             f"byte(s), not {lanes!r}")
+        _check_int("cache_rows", cache_rows, 0, 4096)
+        if cache_rows == 1 or cache_rows & (cache_rows - 1):
+            raise ValueError(f"cache_rows must be 0 or a power of 2 from 2, not {cache_rows!r}")
+        self.data_width = data_width
+        self.addr_width = addr_width
+        self.n_tables = n_tables
+        self.max_dim = max_dim
+        self.max_bag = max_bag
+        self.inflight = inflight
+        self.index_width = index_width
+        self.word_lanes = word_lanes
+        self.lanes = lanes
+        self.ratio = lanes // word_lanes
+        self.cache_rows = cache_rows
+        self.max_pitch = -(-max_dim // word_lanes)
+        self.max_beats = -(-max_dim // lanes)
+        self.desc_layout = desc_layout(addr_width=addr_width, index_width=index_width)
+        self.index_layout = index_layout(index_width=index_width)
+        self.pooled_layout = pooled_layout(lanes=self.lanes)
+        super().__init__({
+            "desc": In(stream.Signature(self.desc_layout)),
+            "cmd": In(stream.Signature(CmdLayout)),
+            "bags": In(stream.Signature(BagLayout)),
+            "indices": In(stream.Signature(self.index_layout)),
+            "pooled": Out(stream.Signature(self.pooled_layout)),
+            "mem": Out(MemPortSignature(addr_width=addr_width, data_width=data_width)),
+            "clear": In(1),
+            "busy": Out(1),
+            "error": Out(GatherError),
+            "error_bag": Out(COUNTER_WIDTH),
+            "error_index": Out(COUNTER_WIDTH),
+            "clamped": Out(COUNTER_WIDTH),
+            "skipped": Out(COUNTER_WIDTH),
+            "lookups": Out(COUNTER_WIDTH),
+            "cycles": Out(COUNTER_WIDTH),
+            "cache_clear": In(1),
+            "cache_hits": Out(COUNTER_WIDTH),
+            "cache_misses": Out(COUNTER_WIDTH),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        L = self.lanes                  # datapath lanes (bytes per beat)
+        WL = self.word_lanes            # bytes per memory word
+        R = self.ratio                  # memory words per beat
+        dw = self.data_width
+        aw, iw = self.addr_width, self.index_width
+        max_pitch = self.max_pitch
+        max_beats = self.max_beats
+        pitch_shape = range(max_pitch + 1)
+        beats_shape = range(max_beats + 1)
+        kbits = ceil_log2(max_beats)
+        cache = self.cache_rows > 0
+        dim_shape = range(self.max_dim + 1)
+        n_shape = range(self.max_bag + 1)
+        pbits = max(1, ceil_log2(max_pitch))
+        tbits = max(1, ceil_log2(self.n_tables))
+
+        # -- descriptor storage --------------------------------------------------------
+        tdesc = data.StructLayout({
+            "base": unsigned(aw), "rows": unsigned(iw), "pitch": pitch_shape, "beats": beats_shape,
+            "dim": dim_shape, "multiplier": signed(32), "shift": unsigned(5),
+        })
+        m.submodules.descmem = descmem = Memory(shape=tdesc, depth=self.n_tables, init=[])
+        dwr = descmem.write_port()
+        drd = descmem.read_port()
+        tvalid = Signal(self.n_tables)
+
+        busy = Signal()
+        error_set = Signal()       # any error held
+        m.d.comb += [self.busy.eq(busy), error_set.eq(self.error != GatherError.NONE)]
+
+        # Error reports of this cycle (resolved at the end).
+        desc_err = Signal()
+        desc_err_table = Signal(TABLE_WIDTH)
+        b_err = Signal()
+        b_err_code = Signal(GatherError)
+        b_err_bag = Signal(COUNTER_WIDTH)
+        b_err_val = Signal(COUNTER_WIDTH)
+        d_err = Signal()
+        d_err_bag = Signal(COUNTER_WIDTH)
+        d_err_val = Signal(COUNTER_WIDTH)
+
+        # -- descriptor writes: W1 pitch, W2 rows*pitch, W3 check and write ---------------
+        w1 = Signal(self.desc_layout)
+        w1_v = Signal()
+        w2 = Signal(self.desc_layout)
+        w2_v = Signal()
+        w2_pitch = Signal(pitch_shape)
+        w2_ok = Signal()
+        w3 = Signal(self.desc_layout)
+        w3_v = Signal()
+        w3_pitch = Signal(pitch_shape)
+        w3_ok = Signal()
+        w3_end = Signal(max(aw, iw + pbits + 1) + 2)
+        w_busy = Signal()
+        m.d.comb += [
+            w_busy.eq(w1_v | w2_v | w3_v),
+            self.desc.ready.eq(~busy & ~w_busy),
+        ]
+        desc_take = self.desc.valid & self.desc.ready
+        m.d.sync += [w1_v.eq(desc_take), w2_v.eq(w1_v), w3_v.eq(w2_v)]
+        with m.If(desc_take):
+            m.d.sync += w1.eq(self.desc.payload)
+        def ceil_div(x, n):
+            if n & (n - 1) == 0:
+                return (x + (n - 1)) >> (n.bit_length() - 1)
+            rm, rk = _recip(n, self.max_dim + n - 1)
+            return ((x + (n - 1)) * rm) >> rk
+        w1_pitch = ceil_div(w1.dim, WL)
+        w2_beats = Signal(beats_shape)
+        w3_beats = Signal(beats_shape)
+        m.d.sync += [
+            w2.eq(w1),
+            w2_pitch.eq(w1_pitch),
+            w2_beats.eq(ceil_div(w1.dim, L)),
+            w3_beats.eq(w2_beats),
+            w2_ok.eq((w1.table < self.n_tables) & (w1.rows != 0) & (w1.dim != 0)
+                     & (w1.dim <= self.max_dim)),
+            w3.eq(w2),
+            w3_pitch.eq(w2_pitch),
+            w3_ok.eq(w2_ok),
+            w3_end.eq(w2.base + w2.rows * w2_pitch),
+        ]
+        w3_good = w3_ok & (w3_end <= (1 << aw))
+        m.d.comb += [
+            dwr.addr.eq(w3.table[:tbits]),
+            dwr.data.base.eq(w3.base),
+            dwr.data.rows.eq(w3.rows),
+            dwr.data.pitch.eq(w3_pitch),
+            dwr.data.beats.eq(w3_beats),
+            dwr.data.dim.eq(w3.dim),
+            dwr.data.multiplier.eq(w3.multiplier),
+            dwr.data.shift.eq(w3.shift),
+            dwr.en.eq(w3_v & w3_good),
+        ]
+        with m.If(w3_v):
+            for t in range(self.n_tables):
+                with m.If(w3.table == t):
+                    m.d.sync += tvalid[t].eq(w3_good)
+            with m.If(~w3_good):
+                m.d.comb += [desc_err.eq(1), desc_err_table.eq(w3.table)]
+
+        # -- command ---------------------------------------------------------------------
+        c_mode = Signal(PoolMode)
+        c_bounds = Signal(BoundsMode)
+        c_weighted = Signal()
+        c_requant = Signal()
+        c_bad = Signal()
+        cmd_take = Signal()
+        m.d.comb += [
+            self.cmd.ready.eq(~busy & ~error_set & ~w_busy & ~self.desc.valid),
+            cmd_take.eq(self.cmd.valid & self.cmd.ready),
+        ]
+        with m.If(cmd_take):
+            p = self.cmd.payload
+            mode_raw = p.mode.as_value()
+            bounds_raw = p.bounds.as_value()
+            m.d.sync += [
+                c_mode.eq(p.mode), c_bounds.eq(p.bounds),
+                c_weighted.eq(p.weighted), c_requant.eq(p.requant),
+                c_bad.eq((mode_raw == 3) | (bounds_raw == 3)
+                         | (p.weighted & (p.mode != PoolMode.SUM))),
+            ]
+
+        # -- A: bags items -> jobs ----------------------------------------------------------
+        job_layout = data.StructLayout({
+            "kind": 2,
+            "len": n_shape,
+            "last_bag": 1,
+            "code": GatherError,
+            "value": unsigned(COUNTER_WIDTH),
+            "table": unsigned(tbits),
+            "d": tdesc,
+        })
+        JOB_DEPTH = 4
+        m.submodules.jobs = jobs = SyncFIFO(width=job_layout.size, depth=JOB_DEPTH)
+        job_w = job_layout(jobs.w_data)
+        job = job_layout(jobs.r_data)
+
+        a_state = Signal(range(4))     # 0 idle, 1 first item, 2 bag items, 3 end job
+        prev_table = Signal(TABLE_WIDTH)
+        prev_offset = Signal(OFFSET_WIDTH)
+        max_off = Signal(OFFSET_WIDTH)
+        # A1: the job being formed (descriptor data arrives from the block RAM)
+        a1_v = Signal()
+        a1_kind = Signal(2)
+        a1_code = Signal(GatherError)
+        a1_value = Signal(COUNTER_WIDTH)
+        a1_table = Signal(TABLE_WIDTH)
+        a1_len = Signal(OFFSET_WIDTH + 1)
+        a1_neg = Signal()
+        a1_last = Signal()
+        a1_tvalid = Signal()
+
+        a_room = Signal()
+        m.d.comb += [
+            a_room.eq(jobs.level + a1_v < JOB_DEPTH),
+            drd.addr.eq(prev_table[:tbits]),
+            drd.en.eq(1),
+        ]
+        item = self.bags.payload
+        a_pop = Signal()
+        m.d.comb += [
+            a_pop.eq(((a_state == 1) | (a_state == 2)) & a_room & self.bags.valid),
+            self.bags.ready.eq(a_pop),
+        ]
+        m.d.sync += a1_v.eq(0)
+        with m.If(cmd_take):
+            m.d.sync += a_state.eq(1)
+        with m.If(a_pop):
+            m.d.sync += [
+                prev_table.eq(item.table),
+                prev_offset.eq(item.offset),
+                a1_last.eq(item.last),
+                a1_table.eq(prev_table),
+                a1_tvalid.eq(tvalid.bit_select(prev_table[:tbits], 1)
+                             & (prev_table < self.n_tables)),
+                a1_len.eq(item.offset - prev_offset),
+                a1_neg.eq(item.offset < prev_offset),
+            ]
+            with m.If(item.last):
+                m.d.sync += a_state.eq(3)
+            with m.Else():
+                m.d.sync += a_state.eq(2)
+            with m.If(a_state == 1):
+                m.d.sync += max_off.eq(item.offset)
+                with m.If(c_bad):
+                    m.d.sync += [a1_v.eq(1), a1_kind.eq(_JOB_ERR),
+                                 a1_code.eq(GatherError.BAD_CMD), a1_value.eq(0)]
+                with m.Elif(item.offset != 0):
+                    m.d.sync += [a1_v.eq(1), a1_kind.eq(_JOB_ERR),
+                                 a1_code.eq(GatherError.BAD_OFFSET), a1_value.eq(item.offset)]
+            with m.Else():
+                with m.If(item.offset > max_off):
+                    m.d.sync += max_off.eq(item.offset)
+                m.d.sync += [a1_v.eq(1), a1_kind.eq(_JOB_BAG), a1_value.eq(item.offset)]
+        with m.If((a_state == 3) & a_room):
+            m.d.sync += [a1_v.eq(1), a1_kind.eq(_JOB_END), a1_value.eq(max_off), a_state.eq(0)]
+
+        # A1 -> job FIFO (always has room, see a_room)
+        m.d.comb += [
+            jobs.w_en.eq(a1_v),
+            job_w.kind.eq(a1_kind),
+            job_w.code.eq(a1_code),
+            job_w.value.eq(a1_value),
+            job_w.len.eq(a1_len),
+            job_w.last_bag.eq(a1_last),
+            job_w.table.eq(a1_table[:tbits]),
+            job_w.d.eq(drd.data),
+        ]
+        with m.If(a1_kind == _JOB_BAG):
+            with m.If(~a1_tvalid):
+                m.d.comb += [job_w.kind.eq(_JOB_ERR), job_w.code.eq(GatherError.BAD_TABLE),
+                             job_w.value.eq(a1_table)]
+            with m.Elif(a1_neg):
+                m.d.comb += [job_w.kind.eq(_JOB_ERR), job_w.code.eq(GatherError.BAD_OFFSET)]
+            with m.Elif(a1_len > self.max_bag):
+                m.d.comb += [job_w.kind.eq(_JOB_ERR), job_w.code.eq(GatherError.BAG_TOO_LONG),
+                             job_w.value.eq(a1_len)]
+
+        # -- B: indices -> lookups ------------------------------------------------------------
+        lk_layout = data.StructLayout({
+            "row": 1,             # 1: read pitch words (or a cache hit); 0: a tag with no read
+            "addr": unsigned(aw),
+            "pitch": pitch_shape,
+            "beats": beats_shape,
+            # the cache key (table, row number looked up)
+            "table": unsigned(tbits if cache else 0),
+            "rownum": unsigned(iw if cache else 0),
+            "init": 1,            # first row of the bag: overwrite the accumulator
+            "bag_end": 1,
+            "batch_end": 1,
+            "abort": 1,
+            "is_max": 1,
+            "weight": signed(8),
+            "index": unsigned(iw),
+        })
+        meta_layout = data.StructLayout({
+            "n": n_shape,
+            "beats": beats_shape,
+            "dim": dim_shape,
+            "mean": 1,
+            "requant": 1,
+            "multiplier": signed(32),
+            "shift": unsigned(5),
+            "batch_last": 1,
+            "abort": 1,
+        })
+        LK_DEPTH = 4
+        m.submodules.lookups_fifo = lkf = SyncFIFO(width=lk_layout.size, depth=LK_DEPTH)
+        META_DEPTH = 16
+        m.submodules.meta_fifo = metaf = SyncFIFOBuffered(width=meta_layout.size, depth=META_DEPTH)
+        meta_w = meta_layout(metaf.w_data)
+
+        b_active = Signal()
+        b_discard = Signal()
+        b_end_sent = Signal()
+        b_k = Signal(n_shape)
+        b_n = Signal(n_shape)
+        b_bag = Signal(COUNTER_WIDTH)
+        b_consumed = Signal(OFFSET_WIDTH)
+        lk_res = Signal(range(LK_DEPTH + 1))     # lookups in B1, B2 and the FIFO
+        lk_ok = Signal()
+        emit = Signal()                         # B0 sends a lookup into B1
+        e_row = Signal()
+        e_rownum = Signal(iw)
+        e_init = Signal()
+        e_bag_end = Signal()
+        e_batch_end = Signal()
+        e_abort = Signal()
+        e_weight = Signal(signed(8))
+        e_index = Signal(iw)
+        meta_push = Signal()
+        meta_n = Signal(n_shape)
+        meta_abort = Signal()
+        lk_pop = Signal()
+
+        m.d.comb += lk_ok.eq((lk_res < LK_DEPTH) & metaf.w_rdy)
+        m.d.sync += lk_res.eq(lk_res + emit - lk_pop)
+
+        idx = self.indices.payload
+        oor = Signal()
+        m.d.comb += oor.eq(idx.index >= job.d.rows)
+        with m.If(cmd_take):
+            m.d.sync += [b_active.eq(1), b_discard.eq(0), b_end_sent.eq(0), b_k.eq(0),
+                         b_n.eq(0), b_bag.eq(0), b_consumed.eq(0)]
+
+        def abort_marker():
+            m.d.comb += [emit.eq(1), e_row.eq(0), e_bag_end.eq(1), e_batch_end.eq(1),
+                         e_abort.eq(1), meta_push.eq(1), meta_abort.eq(1)]
+            m.d.sync += [b_discard.eq(1), b_end_sent.eq(1)]
+
+        # One action per cycle, in priority order.
+        with m.If(b_active & error_set & ~b_discard):
+            # an error elsewhere (MEM_ERROR): stop issuing, end the batch for D and E
+            with m.If(b_end_sent):
+                m.d.sync += b_discard.eq(1)
+            with m.Elif(lk_ok):
+                abort_marker()
+        with m.Elif(b_active & jobs.r_rdy & (job.kind == _JOB_END)):
+            with m.If(b_consumed >= job.value):
+                m.d.comb += jobs.r_en.eq(1)
+                m.d.sync += b_active.eq(0)
+            with m.Else():
+                m.d.comb += self.indices.ready.eq(1)
+                with m.If(self.indices.valid):
+                    m.d.sync += b_consumed.eq(b_consumed + 1)
+        with m.Elif(jobs.r_rdy & b_discard):
+            m.d.comb += jobs.r_en.eq(1)
+        with m.Elif(jobs.r_rdy & (job.kind == _JOB_ERR)):
+            with m.If(lk_ok):
+                m.d.comb += [jobs.r_en.eq(1), b_err.eq(1), b_err_code.eq(job.code),
+                             b_err_bag.eq(b_bag), b_err_val.eq(job.value)]
+                abort_marker()
+        with m.Elif(jobs.r_rdy & (job.kind == _JOB_BAG) & lk_ok):
+            with m.If(job.len == 0):
+                m.d.comb += [emit.eq(1), e_row.eq(0), e_bag_end.eq(1),
+                             e_batch_end.eq(job.last_bag), meta_push.eq(1), meta_n.eq(0),
+                             jobs.r_en.eq(1)]
+                m.d.sync += [b_bag.eq(b_bag + 1), b_end_sent.eq(b_end_sent | job.last_bag)]
+            with m.Elif(self.indices.valid):
+                m.d.comb += self.indices.ready.eq(1)
+                m.d.sync += b_consumed.eq(b_consumed + 1)
+                with m.If(oor & (c_bounds == BoundsMode.FATAL)):
+                    m.d.comb += [b_err.eq(1), b_err_code.eq(GatherError.OUT_OF_RANGE),
+                                 b_err_bag.eq(b_bag), b_err_val.eq(idx.index)]
+                    abort_marker()
+                with m.Else():
+                    is_row = ~(oor & (c_bounds == BoundsMode.SKIP))
+                    last_in_bag = b_k == job.len - 1
+                    m.d.comb += [
+                        emit.eq(1), e_row.eq(is_row), e_rownum.eq(Mux(oor, 0, idx.index)),
+                        e_init.eq(b_n == 0), e_bag_end.eq(last_in_bag),
+                        e_batch_end.eq(last_in_bag & job.last_bag),
+                        e_weight.eq(Mux(c_weighted, idx.weight, 1)), e_index.eq(idx.index),
+                    ]
+                    m.d.sync += [
+                        self.lookups.eq(self.lookups + is_row),
+                        self.clamped.eq(self.clamped + (oor & (c_bounds == BoundsMode.CLAMP))),
+                        self.skipped.eq(self.skipped + (oor & (c_bounds == BoundsMode.SKIP))),
+                    ]
+                    with m.If(last_in_bag):
+                        m.d.comb += [meta_push.eq(1), meta_n.eq(b_n + is_row), jobs.r_en.eq(1)]
+                        m.d.sync += [b_k.eq(0), b_n.eq(0), b_bag.eq(b_bag + 1),
+                                     b_end_sent.eq(b_end_sent | job.last_bag)]
+                    with m.Else():
+                        m.d.sync += [b_k.eq(b_k + 1), b_n.eq(b_n + is_row)]
+
+        m.d.comb += [
+            metaf.w_en.eq(meta_push),
+            meta_w.n.eq(meta_n),
+            meta_w.beats.eq(job.d.beats),
+            meta_w.dim.eq(job.d.dim),
+            meta_w.mean.eq(c_mode == PoolMode.MEAN),
+            meta_w.requant.eq(c_requant),
+            meta_w.multiplier.eq(job.d.multiplier),
+            meta_w.shift.eq(job.d.shift),
+            meta_w.batch_last.eq(e_batch_end),
+            meta_w.abort.eq(meta_abort),
+        ]
+
+        # B1: row * pitch; B2: + base
+        b1 = Signal(lk_layout)
+        b1_v = Signal()
+        b1_rownum = Signal(iw)
+        b1_base = Signal(aw)
+        b2 = Signal(lk_layout)
+        b2_v = Signal()
+        b2_off = Signal(aw)
+        b2_base = Signal(aw)
+        m.d.sync += [
+            b1_v.eq(emit),
+            b1.row.eq(e_row), b1.pitch.eq(job.d.pitch), b1.beats.eq(job.d.beats),
+            b1.table.eq(job.table), b1.rownum.eq(e_rownum), b1.init.eq(e_init),
+            b1.bag_end.eq(e_bag_end), b1.batch_end.eq(e_batch_end), b1.abort.eq(e_abort),
+            b1.is_max.eq(c_mode == PoolMode.MAX), b1.weight.eq(e_weight),
+            b1.index.eq(e_index),
+            b1_rownum.eq(e_rownum), b1_base.eq(job.d.base),
+            b2_v.eq(b1_v), b2.eq(b1), b2_off.eq((b1_rownum * b1.pitch)[:aw]), b2_base.eq(b1_base),
+        ]
+        lk_w = lk_layout(lkf.w_data)
+        m.d.comb += [
+            lkf.w_en.eq(b2_v),
+            lk_w.eq(b2),
+            lk_w.addr.eq(b2_base + b2_off),
+        ]
+
+        # -- C: lookups -> word requests (or a cache hit) + tags ----------------------------------
+        # C0 holds the lookup being issued. It is a register so that the cache
+        # key, read from block RAM when the lookup is loaded, lines up with it.
+        tag_layout = data.StructLayout({
+            "has_resp": 1,        # a miss's beat k: wait for it from the gearbox
+            "hit": 1,             # a cache hit: `beats` beats from cache line `line`
+            "k": range(max_beats),
+            "beats": beats_shape,
+            "line": range(max(1, self.cache_rows)),
+            "init": 1,
+            "bag_end": 1,
+            "batch_end": 1,
+            "abort": 1,
+            "is_max": 1,
+            "weight": signed(8),
+            "index": unsigned(iw),
+        })
+        m.submodules.tags = tagf = SyncFIFOBuffered(width=tag_layout.size, depth=self.inflight)
+        tag_w = tag_layout(tagf.w_data)
+        # one entry per word read (its place in its beat), for the gearbox;
+        # its depth bounds the reads in flight
+        word_layout = data.StructLayout({"slot": range(R), "emit": 1})
+        m.submodules.words = wordf = SyncFIFOBuffered(width=word_layout.size,
+                                                      depth=self.inflight)
+        word_w = word_layout(wordf.w_data)
+        lk = lk_layout(lkf.r_data)
+        c0 = Signal(lk_layout)
+        c0_v = Signal()
+        c0_line = Signal(range(max(1, self.cache_rows)))
+        c_w = Signal(range(max_pitch))
+        c_slot = Signal(range(R))
+        c_k = Signal(range(max_beats))
+        req = self.mem.req
+        slot_free = ~req.valid | req.ready
+        c_go = Signal()
+        c_done = Signal()
+        c_load = Signal()
+        c_last_word = Signal()
+        c_emit = Signal()
+        c_hit = Signal()
+        c_read = Signal()
+        c_flush = Signal()        # a read came back with err: stop hitting and allocating
+        m.d.comb += [
+            c_read.eq(c0.row & ~c_hit),
+            c_last_word.eq(~c_read | (c_w == c0.pitch - 1)),
+            c_emit.eq((c_slot == R - 1) | c_last_word),
+            c_go.eq(c0_v & tagf.w_rdy & (~c_read | (slot_free & wordf.w_rdy))),
+            c_done.eq(c_go & c_last_word),
+            c_load.eq(lkf.r_rdy & (~c0_v | c_done)),
+            lk_pop.eq(c_load),
+            lkf.r_en.eq(c_load),
+            # a miss pushes a tag per beat (at the beat's last word), a word
+            # entry per read
+            tagf.w_en.eq(c_go & (~c_read | c_emit)),
+            wordf.w_en.eq(c_go & c_read),
+            word_w.slot.eq(c_slot),
+            word_w.emit.eq(c_emit),
+            tag_w.has_resp.eq(c_read),
+            tag_w.hit.eq(c_hit),
+            tag_w.k.eq(c_k),
+            tag_w.beats.eq(c0.beats),
+            tag_w.line.eq(c0_line),
+            tag_w.init.eq(c0.init),
+            tag_w.bag_end.eq(c0.bag_end & c_last_word),
+            tag_w.batch_end.eq(c0.batch_end & c_last_word),
+            tag_w.abort.eq(c0.abort),
+            tag_w.is_max.eq(c0.is_max),
+            tag_w.weight.eq(c0.weight),
+            tag_w.index.eq(c0.index),
+        ]
+        with m.If(c_load):
+            m.d.sync += [c0.eq(lk), c0_v.eq(1)]
+        with m.Elif(c_done):
+            m.d.sync += c0_v.eq(0)
+        with m.If(c_go):
+            m.d.sync += [
+                c_w.eq(Mux(c_last_word, 0, c_w + 1)),
+                c_slot.eq(Mux(c_emit, 0, c_slot + 1)),
+                c_k.eq(Mux(c_last_word, 0, Mux(c_emit, c_k + 1, c_k))),
+            ]
+        with m.If(slot_free):
+            m.d.sync += req.valid.eq(c_go & c_read)
+            with m.If(c_go & c_read):
+                m.d.sync += [req.payload.addr.eq(c0.addr + c_w), req.payload.we.eq(0),
+                             req.payload.wdata.eq(0), req.payload.mask.eq(0)]
+
+        if cache:
+            # Direct-mapped, keyed by (table, row). A miss allocates its line
+            # when its first word is requested (key written, line valid), so
+            # the key store always names the last row sent to that line; the
+            # fill itself happens in G, in tag order. A later hit on that line
+            # is behind the fill in the tag FIFO, so it reads the filled row
+            # even when the fill was still in flight at the hit check.
+            ibits = exact_log2(self.cache_rows)
+            key_shape = unsigned(tbits + iw)
+            m.submodules.cache_keys = ckeys = Memory(shape=key_shape, depth=self.cache_rows,
+                                                     init=[])
+            ck_wr = ckeys.write_port()
+            ck_rd = ckeys.read_port(transparent_for=(ck_wr,))
+            cvalid = Signal(self.cache_rows)
+
+            def line_of(rownum, table):
+                # spread the tables over the lines so row r of every table does not collide
+                return (rownum[:ibits] ^ (table * 0x9E5)[:ibits])[:ibits]
+
+            m.d.comb += [ck_rd.addr.eq(line_of(lk.rownum, lk.table)), ck_rd.en.eq(c_load)]
+            with m.If(c_load):
+                m.d.sync += c0_line.eq(line_of(lk.rownum, lk.table))
+            key = Cat(c0.rownum, c0.table)
+            m.d.comb += c_hit.eq(c0_v & c0.row & (c_w == 0) & cvalid.bit_select(c0_line, 1)
+                                 & (ck_rd.data == key) & ~c_flush)
+            alloc = c_go & c_read & (c_w == 0) & ~c_flush
+            m.d.comb += [ck_wr.addr.eq(c0_line), ck_wr.data.eq(key), ck_wr.en.eq(alloc)]
+            with m.If(alloc):
+                m.d.sync += cvalid.bit_select(c0_line, 1).eq(1)
+            with m.If(c_go & c0.row & (c_w == 0)):
+                m.d.sync += [self.cache_hits.eq(self.cache_hits + c_hit),
+                             self.cache_misses.eq(self.cache_misses + ~c_hit)]
+
+        # -- R: responses -> beats (gearbox) ---------------------------------------------------------
+        # The gearbox packs a miss's words, in response order, R to a beat (a
+        # row starts on a beat, so word w is slot w % R of beat w // R; since
+        # lanes is a multiple of the word every beat holds whole words; the
+        # final beat of a row may be partial, its unused lanes are past dim)
+        # into the beat FIFO. It runs ahead of G, so G spends one cycle per
+        # beat of a miss, not per word, and reads hits out of the cache while
+        # the memory works on later misses.
+        resp = self.mem.resp
+        word = word_layout(wordf.r_data)
+        beat_layout = data.StructLayout({"data": unsigned(8 * L), "err": 1})
+        m.submodules.beats = beatf = SyncFIFOBuffered(width=beat_layout.size,
+                                                      depth=max(4, self.inflight // R + 2))
+        beat_w = beat_layout(beatf.w_data)
+        r_go = Signal()
+        m.d.comb += [
+            resp.ready.eq(wordf.r_rdy & (~word.emit | beatf.w_rdy)),
+            r_go.eq(resp.ready & resp.valid),
+            wordf.r_en.eq(r_go),
+            beatf.w_en.eq(r_go & word.emit),
+        ]
+        gb = Signal(8 * L)         # words of the beat being packed
+        gb_err = Signal()
+        rdata = resp.payload.rdata
+        if R == 1:
+            m.d.comb += beat_w.data.eq(rdata)
+        else:
+            m.d.comb += beat_w.data.eq(Cat(*[Mux(word.slot == s, rdata, gb[s * dw:(s + 1) * dw])
+                                             for s in range(R)]))
+            with m.If(r_go & ~word.emit):
+                for s in range(R):
+                    with m.If(word.slot == s):
+                        m.d.sync += gb[s * dw:(s + 1) * dw].eq(rdata)
+        m.d.comb += beat_w.err.eq(gb_err | resp.payload.err)
+        with m.If(r_go):
+            m.d.sync += gb_err.eq(Mux(word.emit, 0, gb_err | resp.payload.err))
+        g_word_err = r_go & resp.payload.err
+
+        # -- G: tags + beats -> D (cache fill and read) -----------------------------------------------
+        # Tags are taken in order, so hits and misses keep lookup order.
+        acc_row = data.ArrayLayout(signed(32), L)
+        m.submodules.accmem = accmem = Memory(shape=acc_row, depth=2 << max(1, kbits), init=[])
+        acc_wr = accmem.write_port()
+        acc_rd = accmem.read_port(transparent_for=(acc_wr,))
+        drn_rd = accmem.read_port()
+
+        full = Signal(2)      # bank claimed by D's current/finished bag (set at its bag_end beat)
+        done = Signal(2)      # bank written completely
+        disc = Signal(2)      # bank's bag is discarded
+        d_bank = Signal()
+        tag = tag_layout(tagf.r_data)
+        gbeat = beat_layout(beatf.r_data)
+        bank_free = ~full.bit_select(d_bank, 1)
+        g_go = Signal()
+        g_k = Signal(range(max_beats))       # beat of a hit being read out
+        g_hit_last = Signal()
+        g_bag_end = Signal()
+        beat = gbeat.data
+        m.d.comb += [
+            g_go.eq(tagf.r_rdy & bank_free & (~tag.has_resp | beatf.r_rdy)),
+            beatf.r_en.eq(g_go & tag.has_resp),
+            g_hit_last.eq(g_k == tag.beats - 1),
+            tagf.r_en.eq(g_go & (~tag.hit | g_hit_last)),
+            g_bag_end.eq(tag.bag_end & (~tag.hit | g_hit_last)),
+        ]
+        with m.If(g_go & tag.hit):
+            m.d.sync += g_k.eq(Mux(g_hit_last, 0, g_k + 1))
+        if cache:
+            flush_r = Signal()
+            # C stops hitting and allocating from the cycle after the err
+            # response (registered, off the response path); a line allocated
+            # in that cycle is cleared with the rest
+            m.d.comb += c_flush.eq(flush_r)
+            with m.If(g_word_err):
+                m.d.sync += flush_r.eq(1)
+            with m.Elif(self.clear):
+                m.d.sync += flush_r.eq(0)
+            # a descriptor write or cache_clear empties the cache; an err
+            # response does too (a failed fill left junk in its line), and
+            # nothing is cached until the error is cleared
+            with m.If(w3_v | self.cache_clear | g_word_err | flush_r):
+                m.d.sync += cvalid.eq(0)
+            m.submodules.cache_data = cdata = Memory(shape=unsigned(8 * L),
+                                                     depth=self.cache_rows << kbits, init=[])
+            cd_wr = cdata.write_port()
+            cd_rd = cdata.read_port()
+            m.d.comb += [
+                cd_wr.addr.eq(Cat(tag.k, tag.line) if kbits else tag.line),
+                cd_wr.data.eq(beat),
+                cd_wr.en.eq(g_go & tag.has_resp),
+                cd_rd.addr.eq(Cat(g_k, tag.line) if kbits else tag.line),
+                cd_rd.en.eq(1),
+            ]
+
+        d1_layout = data.StructLayout({
+            "has_data": 1, "hit": 1, "k": range(max_beats), "init": 1, "bag_end": 1,
+            "batch_end": 1, "abort": 1, "is_max": 1, "weight": signed(8), "index": unsigned(iw),
+        })
+        d1 = Signal(d1_layout)
+        d1_v = Signal()
+        d1_data = Signal(8 * L)
+        d1_err = Signal()
+        d1_bank = Signal()
+        m.d.sync += d1_v.eq(g_go)
+        with m.If(g_go):
+            m.d.sync += [
+                d1.has_data.eq(tag.has_resp | tag.hit), d1.hit.eq(tag.hit),
+                d1.k.eq(Mux(tag.hit, g_k, tag.k)), d1.init.eq(tag.init),
+                d1.bag_end.eq(g_bag_end), d1.batch_end.eq(tag.batch_end & g_bag_end),
+                d1.abort.eq(tag.abort), d1.is_max.eq(tag.is_max), d1.weight.eq(tag.weight),
+                d1.index.eq(tag.index),
+                d1_data.eq(beat),
+                d1_err.eq(tag.has_resp & gbeat.err),
+                d1_bank.eq(d_bank),
+            ]
+        d1_bytes = Signal(8 * L)
+        if cache:
+            m.d.comb += d1_bytes.eq(Mux(d1.hit, cd_rd.data, d1_data))
+        else:
+            m.d.comb += d1_bytes.eq(d1_data)
+        full_set = Signal(2)
+        full_clr = Signal(2)
+        done_set = Signal(2)
+        with m.If(g_go & g_bag_end):
+            m.d.comb += full_set.eq(Mux(d_bank, 0b10, 0b01))
+            m.d.sync += d_bank.eq(~d_bank)
+
+        mem_fail = Signal()
+        d_bagcnt = Signal(COUNTER_WIDTH)
+        with m.If(d1_v):
+            with m.If(d1_err & ~mem_fail):
+                m.d.comb += [d_err.eq(1), d_err_bag.eq(d_bagcnt), d_err_val.eq(d1.index)]
+            with m.If(d1.batch_end):
+                m.d.sync += [mem_fail.eq(0), d_bagcnt.eq(0)]
+            with m.Else():
+                with m.If(d1_err):
+                    m.d.sync += mem_fail.eq(1)
+                with m.If(d1.bag_end):
+                    m.d.sync += d_bagcnt.eq(d_bagcnt + 1)
+
+        # -- D: beats -> accumulator banks -----------------------------------------------------
+        # D1 -> D2: weight x bytes, accumulator read
+        d2 = Signal(d1_layout)
+        d2_v = Signal()
+        d2_bank = Signal()
+        d2_disc = Signal()
+        d2_x = Signal(data.ArrayLayout(signed(16), L))
+        m.d.sync += [d2_v.eq(d1_v), d2.eq(d1), d2_bank.eq(d1_bank),
+                     d2_disc.eq(mem_fail | d1_err | d1.abort)]
+        for l in range(L):
+            m.d.sync += d2_x[l].eq(d1.weight * d1_bytes[8 * l:8 * l + 8].as_signed())
+        m.d.comb += [acc_rd.addr.eq(Cat(d1.k, d1_bank) if max_beats > 1 else d1_bank),
+                     acc_rd.en.eq(1)]
+        for l in range(L):
+            a = acc_rd.data[l]
+            x = d2_x[l]
+            m.d.comb += acc_wr.data[l].eq(
+                Mux(d2.init, x, Mux(d2.is_max, Mux(x > a, x, a), a + x)))
+        m.d.comb += [
+            acc_wr.addr.eq(Cat(d2.k, d2_bank) if max_beats > 1 else d2_bank),
+            acc_wr.en.eq(d2_v & d2.has_data),
+        ]
+        with m.If(d2_v & d2.bag_end):
+            m.d.comb += done_set.eq(Mux(d2_bank, 0b10, 0b01))
+            with m.If(d2_bank):
+                m.d.sync += disc[1].eq(d2_disc)
+            with m.Else():
+                m.d.sync += disc[0].eq(d2_disc)
+
+        # -- E: drain a finished bank ------------------------------------------------------------
+        rqs = [Requantizer(out_width=8) for _ in range(L)]
+        rq_latency = rqs[0].latency
+        # Every beat in the drain pipeline holds an output FIFO slot (a credit),
+        # so the fixed-latency pipeline never stalls; full rate needs as many
+        # slots as cycles from a drain read to the FIFO.
+        out_depth = 1 + 1 + 8 + 1 + rq_latency + 8
+        meta = meta_layout(metaf.r_data)
+        e_bank = Signal()
+        e_w = Signal(range(max_beats))
+        e_base = Signal(range(max_beats * L + 1))
+        out_pending = Signal(range(out_depth + 1))
+        e_issue = Signal()
+        e_ready = Signal()
+        pooled_take = Signal()
+        m.d.comb += [
+            e_ready.eq(metaf.r_rdy & done.bit_select(e_bank, 1)),
+            pooled_take.eq(self.pooled.valid & self.pooled.ready),
+        ]
+        e_last = e_w == meta.beats - 1
+        with m.If(e_ready):
+            with m.If(meta.abort | disc.bit_select(e_bank, 1)):
+                m.d.comb += [metaf.r_en.eq(1), full_clr.eq(Mux(e_bank, 0b10, 0b01))]
+                m.d.sync += e_bank.eq(~e_bank)
+            with m.Elif(out_pending < out_depth):
+                m.d.comb += e_issue.eq(1)
+                with m.If(e_last):
+                    m.d.comb += [metaf.r_en.eq(1), full_clr.eq(Mux(e_bank, 0b10, 0b01))]
+                    m.d.sync += [e_bank.eq(~e_bank), e_w.eq(0), e_base.eq(0)]
+                with m.Else():
+                    m.d.sync += [e_w.eq(e_w + 1), e_base.eq(e_base + L)]
+        m.d.sync += [
+            full.eq((full | full_set) & ~full_clr),
+            done.eq((done | done_set) & ~full_clr),
+            out_pending.eq(out_pending + e_issue - pooled_take),
+        ]
+        m.d.comb += [drn_rd.addr.eq(Cat(e_w, e_bank) if max_beats > 1 else e_bank),
+                     drn_rd.en.eq(1)]
+
+        # E1: the word read, its bag's parameters
+        ctl_layout = data.StructLayout({
+            "v": 1, "n": n_shape, "mean": 1, "requant": 1, "multiplier": signed(32),
+            "shift": unsigned(5), "last": 1, "batch_last": 1,
+        })
+        e1 = Signal(ctl_layout)
+        e1_base = Signal.like(e_base)
+        e1_dim = Signal(dim_shape)
+        m.d.sync += [
+            e1.v.eq(e_issue), e1.n.eq(meta.n), e1.mean.eq(meta.mean), e1.requant.eq(meta.requant),
+            e1.multiplier.eq(meta.multiplier), e1.shift.eq(meta.shift), e1.last.eq(e_last),
+            e1.batch_last.eq(e_last & meta.batch_last), e1_base.eq(e_base), e1_dim.eq(meta.dim),
+        ]
+        # Mean divider: q = floor(N / D), N = 2|s| + n, D = 2n, q <= 128 (8 bits).
+        nw = (257 * self.max_bag).bit_length()
+        lane_layout = data.StructLayout({
+            "s": signed(32), "zero": 1, "neg": 1, "r": unsigned(nw), "q": unsigned(8),
+        })
+        stage_ctl = Signal(ctl_layout, name="dv0_ctl")
+        stage_d = Signal(unsigned(nw), name="dv0_d")
+        stage = [Signal(lane_layout, name=f"dv0_lane{l}") for l in range(L)]
+        m.d.sync += [stage_ctl.eq(e1), stage_d.eq(e1.n << 1)]
+        for l in range(L):
+            s = drn_rd.data[l]
+            mag = Mux(s < 0, -s, s)
+            m.d.sync += [
+                stage[l].s.eq(s),
+                stage[l].zero.eq((e1.n == 0) | (e1_base + l >= e1_dim)),
+                stage[l].neg.eq(s < 0),
+                stage[l].r.eq((mag << 1) + e1.n),
+                stage[l].q.eq(0),
+            ]
+        for k in reversed(range(8)):
+            nctl = Signal(ctl_layout, name=f"dv{8 - k}_ctl")
+            nd = Signal(unsigned(nw), name=f"dv{8 - k}_d")
+            nst = [Signal(lane_layout, name=f"dv{8 - k}_lane{l}") for l in range(L)]
+            m.d.sync += [nctl.eq(stage_ctl), nd.eq(stage_d)]
+            for l in range(L):
+                trial = Signal(signed(nw + 9), name=f"dv{8 - k}_trial{l}")
+                m.d.comb += trial.eq(stage[l].r - (stage_d << k))
+                m.d.sync += [nst[l].s.eq(stage[l].s), nst[l].zero.eq(stage[l].zero),
+                             nst[l].neg.eq(stage[l].neg)]
+                with m.If(trial >= 0):
+                    m.d.sync += [nst[l].r.eq(trial), nst[l].q.eq(stage[l].q | (1 << k))]
+                with m.Else():
+                    m.d.sync += [nst[l].r.eq(stage[l].r), nst[l].q.eq(stage[l].q)]
+            stage_ctl, stage_d, stage = nctl, nd, nst
+        # Final value -> requantizers (one per lane, fixed latency)
+        f_ctl = Signal(ctl_layout)
+        f_val = Signal(data.ArrayLayout(signed(32), L))
+        m.d.sync += f_ctl.eq(stage_ctl)
+        for l in range(L):
+            st = stage[l]
+            q = Cat(st.q, Const(0, 1)).as_signed()
+            m.d.sync += f_val[l].eq(Mux(st.zero, 0,
+                                        Mux(stage_ctl.mean, Mux(st.neg, -q, q), st.s)))
+        for l in range(L):
+            rq = rqs[l]
+            m.submodules[f"requant{l}"] = rq
+            m.d.comb += [
+                rq.i_valid.eq(f_ctl.v),
+                rq.i.acc.eq(f_val[l]),
+                rq.i.bias.eq(0),
+                rq.i.multiplier.eq(f_ctl.multiplier),
+                rq.i.shift.eq(f_ctl.shift),
+                rq.i.requant.eq(f_ctl.requant),
+                rq.i.relu.eq(0),
+                rq.i.last.eq(f_ctl.last),
+            ]
+        # batch_last rides beside the requantizer
+        bl_line = Signal(rq_latency)
+        m.d.sync += bl_line.eq(Cat(f_ctl.batch_last, bl_line[:-1]))
+
+        m.submodules.out_fifo = ofifo = SyncFIFOBuffered(width=self.pooled_layout.size,
+                                                         depth=out_depth)
+        o_w = self.pooled_layout(ofifo.w_data)
+        m.d.comb += [
+            ofifo.w_en.eq(rqs[0].o_valid),
+            o_w.last.eq(rqs[0].o.last),
+            o_w.batch_last.eq(bl_line[-1]),
+            self.pooled.valid.eq(ofifo.r_rdy),
+            self.pooled.payload.eq(ofifo.r_data),
+            ofifo.r_en.eq(self.pooled.ready),
+        ]
+        for l in range(L):
+            m.d.comb += o_w.data[l].eq(rqs[l].o.data)
+
+        # -- busy, errors, counters ----------------------------------------------------------------
+        empty = Signal()
+        m.d.comb += empty.eq(
+            (a_state == 0) & ~a1_v & ~b_active & (jobs.level == 0) & (lk_res == 0) & ~c0_v
+            & ~req.valid & (tagf.level == 0) & (wordf.level == 0) & (beatf.level == 0)
+            & ~d1_v & ~d2_v & (full == 0) & (done == 0)
+            & (metaf.level == 0) & (out_pending == 0))
+        with m.If(cmd_take):
+            m.d.sync += busy.eq(1)
+        with m.Elif(empty):
+            m.d.sync += busy.eq(0)
+        m.d.sync += self.cycles.eq(self.cycles + busy)
+
+        with m.If(self.clear):
+            m.d.sync += [self.error.eq(GatherError.NONE), self.error_bag.eq(0),
+                         self.error_index.eq(0)]
+        with m.If(d_err & (self.error != GatherError.MEM_ERROR)):
+            m.d.sync += [self.error.eq(GatherError.MEM_ERROR), self.error_bag.eq(d_err_bag),
+                         self.error_index.eq(d_err_val)]
+        with m.Elif(b_err & ~error_set):
+            m.d.sync += [self.error.eq(b_err_code), self.error_bag.eq(b_err_bag),
+                         self.error_index.eq(b_err_val)]
+        with m.Elif(desc_err & ~error_set):
+            m.d.sync += [self.error.eq(GatherError.BAD_DESC), self.error_bag.eq(0),
+                         self.error_index.eq(desc_err_table)]
+        return m

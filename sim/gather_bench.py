@@ -1,0 +1,148 @@
+"""Gather engine lookup rate on the simulated RTL, uniform vs Zipf indices.
+
+``run_gather_bench(config, dims, bag_sizes, dists)`` runs the cocotb
+``bench_gather`` test of :mod:`seedchip.sim.gather_tb` once on the engine +
+memory backend of ``config`` (by default the SDRAM build: IS42S16160 at
+7 ns, CL3, as :mod:`seedchip.sim.sdram_bench`, with the default datapath and
+hot-row cache below), with no idle and no backpressure, for every (dim, bag
+size, distribution): a fresh ``rows``-row table, ``warm`` lookups of the same
+distribution to fill the cache (not timed), then ``bags`` bags (at least
+``min_lookups`` lookups) timed. ``zipf`` is Zipf(1.05) bounded to the
+table, ranks in a random order. Every output is checked against the golden
+model and every read by the address monitor, as in the tests.
+
+Per case it returns (list of dicts, ``results``) the cycles (command
+accepted .. last output beat taken), lookups, words read,
+``lookups_per_cycle``, ``fraction_of_pin_limit`` (lookups x pitch per cycle:
+the SDRAM pins carry one word per cycle, so above 1 the cache beats the
+pins), ``words_per_cycle`` (the pins' real use), the cache ``hit_rate``; the Zipf
+cases also carry ``zipf_over_uniform``, their lookup rate over the uniform
+case's of the same dim and bag size.
+
+Defaults (ULX3S-85F): a 64-bit datapath (``lanes=8``: a hit row comes out of
+the cache at 8 bytes per cycle, 4 SDRAM words) and 1024 cache lines of 64
+bytes (``max_dim``). Block RAM: the lines are 1024 x 8 beats x 64 bits =
+512 Kbit = 32 DP16KD; the keys 1024 x 35 bits = 2 DP16KD; the engine's
+other memories (descriptors, accumulator banks, FIFOs) are a few more: about
+36 of the 85F's 208 EBRs, next to about 100 for the matrix unit.
+
+``python -m seedchip.sim.gather_bench`` prints the table (a line per case on
+stderr while it runs).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from . import runner
+from .gather_tb import TOPLEVEL, GatherSimConfig, make_top
+
+__all__ = ["DEFAULT_CONFIG", "run_gather_bench", "render_table", "main"]
+
+DEFAULT_CONFIG = GatherSimConfig(backend="sdram", chip="IS42S16160", period_ns=7, cas_latency=3,
+                                 n_tables=8, max_dim=64, max_bag=32, inflight=32,
+                                 lanes=8, cache_rows=1024)
+
+
+def run_gather_bench(config: GatherSimConfig | None = None, *, dims=(16, 32, 64),
+                     bag_sizes=(1, 8, 32), dists=("uniform", "zipf"), bags: int = 64,
+                     min_lookups: int = 512, rows: int = 4096, warm: int = 2048,
+                     sim=None, progress=None) -> dict:
+    """Measure; returns the ``gather_bench.json`` dict (``results``: one dict
+    per case). ``progress``, if given, is called with a line per finished
+    case. Raises if a check failed."""
+    config = config or DEFAULT_CONFIG
+    cases = [{"dim": int(d), "bag": int(b), "bags": max(int(bags), -(-min_lookups // int(b))),
+              "rows": int(rows), "dist": dist, "warm": int(warm)}
+             for d in dims for b in bag_sizes for dist in dists]
+    env = {"GATHER_BENCH": json.dumps({"cases": cases})}
+    with tempfile.TemporaryDirectory() as tmp:
+        stop = threading.Event()
+        watcher = None
+        if progress is not None:
+            path = Path(tmp) / "progress"
+            path.touch()
+            env["GATHER_BENCH_PROGRESS"] = str(path)
+
+            def watch():
+                seen = 0
+                while True:
+                    done = stop.wait(2.0)
+                    lines = path.read_text().splitlines()
+                    for line in lines[seen:]:
+                        progress(line)
+                    seen = len(lines)
+                    if done:
+                        return
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+        try:
+            result = runner.run_cocotb(make_top, TOPLEVEL, "seedchip.sim.gather_tb", config,
+                                       sim=sim, testcase="bench_gather", tag="bench",
+                                       extra_env=env)
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join()
+    if not result.passed:
+        raise RuntimeError("gather benchmark failed:\n" + result.summary())
+    out = json.loads((result.run_dir / "gather_bench.json").read_text())
+    uniform = {(r["dim"], r["bag"]): r for r in out["results"] if r["dist"] == "uniform"}
+    for r in out["results"]:
+        u = uniform.get((r["dim"], r["bag"]))
+        if r["dist"] != "uniform" and u is not None:
+            r["zipf_over_uniform"] = round(r["lookups_per_cycle"] / u["lookups_per_cycle"], 3)
+    return out
+
+
+def render_table(out: dict) -> str:
+    lines = [f"{out['backend']} x{out['data_width']} ({out.get('chip') or 'block RAM'}, "
+             f"{out['clk_mhz']:g} MHz), datapath {out.get('lanes')} lanes, "
+             f"{out.get('cache_rows')} cache lines",
+             "| dim (B) | bag | indices | pitch (words) | lookups | cycles | lookups/cycle "
+             "| % of pin limit | SDRAM words/cycle | hit rate | Zipf / uniform |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in out["results"]:
+        ratio = f"{r['zipf_over_uniform']:.2f}" if "zipf_over_uniform" in r else ""
+        lines.append(f"| {r['dim']} | {r['bag']} | {r['dist']} | {r['pitch']} | {r['lookups']} "
+                     f"| {r['cycles']} | {r['lookups_per_cycle']:.4f} "
+                     f"| {100 * r['fraction_of_pin_limit']:.1f} | {r['words_per_cycle']:.3f} "
+                     f"| {r['hit_rate']:.3f} "
+                     f"| {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import argparse  # noqa: PLC0415
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bags", type=int, default=64, help="bags per case (at least)")
+    ap.add_argument("--min-lookups", type=int, default=512, help="timed lookups per case")
+    ap.add_argument("--rows", type=int, default=4096, help="table rows")
+    ap.add_argument("--warm", type=int, default=2048, help="untimed warm-up lookups per case")
+    ap.add_argument("--dims", default="16,32,64")
+    ap.add_argument("--bag-sizes", default="1,8,32")
+    ap.add_argument("--dists", default="uniform,zipf")
+    ap.add_argument("--json", help="write the figures to this file")
+    args = ap.parse_args(argv)
+    print(f"running {len(args.dims.split(','))* len(args.bag_sizes.split(',')) * 2} cases on "
+          f"the simulated SDRAM build (progress in the cocotb log; several minutes)...",
+          file=sys.stderr, flush=True)
+    out = run_gather_bench(progress=lambda line: print(line, file=sys.stderr, flush=True),
+                           dims=[int(x) for x in args.dims.split(",")],
+                           bag_sizes=[int(x) for x in args.bag_sizes.split(",")],
+                           dists=args.dists.split(","), bags=args.bags,
+                           min_lookups=args.min_lookups, rows=args.rows, warm=args.warm)
+    print(render_table(out))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
