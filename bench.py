@@ -1,5 +1,7 @@
-"""``make bench``: GEMM cycles and MAC utilization on the simulated RTL, plus
-the board figures from the build report, to JSON and the README table."""
+"""``make bench``: GEMM cycles and MAC utilization on the simulated RTL, the
+SDRAM controller's sustained bandwidth on the simulated RTL (against the
+pin-level SDRAM model, at the board's clock and CAS latency), plus the board
+figures from the build report, to JSON and the README table."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEFAULT_SIZES", "run_gemm_bench", "render_table", "update_readme", "main"]
+__all__ = ["DEFAULT_SIZES", "SDRAM_PATTERNS", "run_gemm_bench", "run_sdram_bench",
+           "render_table", "update_readme", "main"]
 
 #: (M, K, N). 256^3 is the headline; the others show where small K or M cost.
 DEFAULT_SIZES = [
@@ -26,6 +29,18 @@ DEFAULT_SIZES = [
 ]
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+#: SDRAM access patterns reported (names of ``seedchip.sim.sdram_bench``) -> README label.
+SDRAM_PATTERNS = {
+    "seq_read": "sequential reads",
+    "rand_read_32B": "random 32-byte reads",
+    "rand_read_64B": "random 64-byte reads",
+    "rand_write_32B": "random 32-byte writes",
+    "mixed_32B": "random 32-byte reads and writes, mixed",
+}
+#: Words per SDRAM pattern: enough for several refreshes and row switches per
+#: pattern, a minute or so of simulation.
+SDRAM_WORDS = 4096
 
 
 def run_gemm_bench(config, sizes, seed=1):
@@ -58,6 +73,66 @@ def run_gemm_bench(config, sizes, seed=1):
     return rows
 
 
+def run_sdram_bench(config, board, words=SDRAM_WORDS, report=None):
+    """Bandwidth of the board's SDRAM controller setup (chip, clock, CAS
+    latency, I/O read delay) on the simulated RTL; the controller's Fmax from
+    the board ``report`` if there is one."""
+    from .boards import get_board
+    from .boards.sdram_phy import plan_clocks
+    from .sim.sdram_bench import run_sdram_bench as run
+    from .sim.sdram_tb import SDRAMSimConfig
+
+    board = get_board(board)
+    plan = plan_clocks(chip=board.sdram_chip, clk_mhz=config.clk_mhz, sdram_mhz=config.sdram_mhz,
+                       clk_in_mhz=board.clk_in_mhz)
+    # The simulation clock is a whole number of ns; the board's timings in
+    # cycles are those of its worst-case part, which the IS42S16160 preset
+    # matches at 100 MHz.
+    sim_config = SDRAMSimConfig(chip="IS42S16160", period_ns=round(1000 / plan["sdram_mhz"]),
+                                cas_latency=plan["cas_latency"], read_delay=plan["read_delay"])
+    print(f"bench: SDRAM patterns on the simulated controller ({sim_config.chip}, "
+          f"{sim_config.clk_freq / 1e6:g} MHz, CL{plan['cas_latency']}, read delay "
+          f"{plan['read_delay']}), {words} words each...", flush=True)
+    t0 = time.monotonic()
+    (result,) = run([sim_config], words=words)
+    print(f"bench: simulated in {time.monotonic() - t0:.0f} s (wall clock, not a figure)")
+    patterns = {r["pattern"]: r for r in result["results"]}
+    out = {
+        "chip": result["chip"], "data_width": result["data_width"],
+        "clk_mhz": result["clk_mhz"], "cas_latency": result["cas_latency"],
+        "read_delay": plan["read_delay"],
+        "peak_mbytes_per_s": result["peak_mbytes_per_s"],
+        "patterns": {name: {k: patterns[name][k] for k in
+                            ("words", "cycles", "efficiency", "mbytes_per_s")}
+                     for name in SDRAM_PATTERNS if name in patterns},
+        "read_latency_cycles": {k: patterns[k]["cycles"] for k in
+                                ("read_latency_row_hit", "read_latency_row_miss") if k in patterns},
+        "fmax_mhz": None, "target_mhz": round(plan["sdram_mhz"], 3), "fmax_source": "not built",
+    }
+    clk = next((c for c in (report or {}).get("clocks", []) if c.get("domain") == "sdram"), None)
+    if clk is not None:
+        out.update(fmax_mhz=clk["fmax_mhz"], target_mhz=clk["target_mhz"], met=clk["met"],
+                   fmax_source=f"build/{board.name}/report.json (seed {report.get('seed')})")
+    for name, label in SDRAM_PATTERNS.items():
+        if name in out["patterns"]:
+            r = out["patterns"][name]
+            print(f"  {label:40s} {r['efficiency']:6.1%} of pin peak  {r['mbytes_per_s']:7.1f} MB/s")
+    return out
+
+
+def run_gather_bench():
+    """EmbeddingBag lookup rates on the simulated engine + SDRAM controller +
+    SDRAM model (:mod:`seedchip.sim.gather_bench`): dims 16/32/64 bytes, bags
+    of 1/8/32, uniform and Zipf(1.05) indices."""
+    from .sim.gather_bench import run_gather_bench as run
+
+    print("bench: gather engine on the simulated SDRAM (18 cases, a few minutes)...", flush=True)
+    t0 = time.monotonic()
+    out = run(progress=lambda line: print(f"  {line}", flush=True))
+    print(f"bench: simulated in {time.monotonic() - t0:.0f} s (wall clock, not a figure)")
+    return out
+
+
 def render_table(bench):
     """Markdown for the README."""
     lines = []
@@ -79,8 +154,11 @@ def render_table(bench):
         lines.append(f"| board / device | {board.get('board')} / {board.get('device')} "
                      f"(speed {board.get('speed')}) |")
         for clk in board.get("clocks", []):
+            if not clk.get("required", True):
+                continue        # a clock with nothing to time (the SDRAM clock pin's)
+            fmax = "not reported" if clk["fmax_mhz"] is None else f"{clk['fmax_mhz']:.1f} MHz"
             lines.append(f"| Fmax `{clk['domain']}` (target {clk['target_mhz']:g} MHz) | "
-                         f"{clk['fmax_mhz']:.1f} MHz ({'met' if clk['met'] else 'MISSED'}) |")
+                         f"{fmax} ({'met' if clk['met'] else 'MISSED'}) |")
         res = board.get("resources", {})
         for key in ("LUT4", "FF", "DSP", "EBR"):
             if key in res:
@@ -89,6 +167,43 @@ def render_table(bench):
             lines.append(f"| peak int8 GOPS at Fmax | {board['peak_gops']:.1f} |")
         if "seed" in board:
             lines.append(f"| nextpnr seed | {board['seed']} |")
+    sdram = bench.get("sdram")
+    if sdram:
+        lines.append("")
+        lines.append(f"| SDRAM, {sdram['chip']} x{sdram['data_width']} at {sdram['clk_mhz']:g} MHz "
+                     f"CL{sdram['cas_latency']} (simulated) | % of pin peak | MB/s |")
+        lines.append("|---|---:|---:|")
+        for name, label in SDRAM_PATTERNS.items():
+            r = sdram["patterns"].get(name)
+            if r:
+                lines.append(f"| {label} | {r['efficiency']:.1%} | {r['mbytes_per_s']:g} |")
+        lines.append(f"| pin peak | 100% | {sdram['peak_mbytes_per_s']:g} |")
+        if sdram.get("fmax_mhz") is not None:
+            fmax = (f"{sdram['fmax_mhz']:.1f} MHz ({'met' if sdram.get('met') else 'MISSED'}, "
+                    f"target {sdram['target_mhz']:g} MHz)")
+        else:
+            fmax = f"not built (target {sdram['target_mhz']:g} MHz)"
+        lines.append(f"| controller Fmax, `sdram` domain on the board | {fmax} | |")
+    gather = bench.get("gather")
+    if gather:
+        lines.append("")
+        lines.append(f"| EmbeddingBag, {gather.get('chip')} x{gather['data_width']} at "
+                     f"{gather['clk_mhz']:g} MHz (simulated), {gather.get('lanes')}-lane datapath, "
+                     f"{gather.get('cache_rows')}-row cache | uniform: lookups/cycle "
+                     f"(% of pin limit, hit rate) | Zipf(1.05) | Zipf / uniform |")
+        lines.append("|---|---:|---:|---:|")
+        by = {(r["dim"], r["bag"], r["dist"]): r for r in gather["results"]}
+        for (dim, bag, dist), r in by.items():
+            if dist != "uniform":
+                continue
+            z = by.get((dim, bag, "zipf"))
+
+            def cell(x):
+                return (f"{x['lookups_per_cycle']:.4f} ({100 * x['fraction_of_pin_limit']:.0f} %, "
+                        f"{x['hit_rate']:.2f})")
+            ratio = f"{z['zipf_over_uniform']:.2f}x" if z and "zipf_over_uniform" in z else ""
+            lines.append(f"| {dim}-byte rows, bags of {bag} | {cell(r)} | "
+                         f"{cell(z) if z else ''} | {ratio} |")
     lines.append("")
     lines.append(f"Measured by `make bench` on {bench['date']}; raw numbers in `build/bench.json`.")
     return "\n".join(lines)
@@ -125,6 +240,8 @@ def main(args):
         bench["board"] = json.loads(report_path.read_text())
     else:
         print(f"bench: no {report_path}; board figures left out", file=sys.stderr)
+    bench["sdram"] = run_sdram_bench(config, args.board, report=bench.get("board"))
+    bench["gather"] = run_gather_bench()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(bench, indent=2) + "\n")

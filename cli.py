@@ -26,7 +26,7 @@ def load_config(args) -> ChipConfig:
             d.update(json.loads(Path(args.config).read_text()))
         except (OSError, json.JSONDecodeError) as e:
             raise UsageError(f"cannot read configuration {args.config}: {e}")
-    for key in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz"):
+    for key in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz", "sdram_mhz"):
         v = getattr(args, key, None)
         if v is not None:
             d[key] = v
@@ -44,6 +44,7 @@ def _add_config_args(p):
     p.add_argument("--max-k", dest="max_k", type=int, help="largest K the buffers hold")
     p.add_argument("--max-n", dest="max_n", type=int, help="largest N the buffers hold")
     p.add_argument("--clk-mhz", dest="clk_mhz", type=float, help="core clock on the board")
+    p.add_argument("--sdram-mhz", dest="sdram_mhz", type=float, help="SDRAM controller clock on the board")
 
 
 # -- generate ---------------------------------------------------------------
@@ -71,7 +72,7 @@ def cmd_build(args):
         argv += ["--seed", str(args.seed)]
     if args.allow_timing_fail:
         argv += ["--allow-timing-fail"]
-    for key in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz"):
+    for key in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz", "sdram_mhz"):
         v = getattr(args, key)
         if v is not None:
             argv += [f"--{key.replace('_', '-')}", str(v)]
@@ -81,6 +82,37 @@ def cmd_build(args):
 def cmd_flash(args):
     from .boards import build as board_build
     return board_build.flash_main(["--board", args.board])
+
+
+# -- embedding-bag ----------------------------------------------------------------
+def cmd_embedding_bag(args):
+    from .emb_protocol import GatherError
+    from .sim.gather_run import describe_error, run_embedding_bag
+    table = _load_npy(args.table, "--table")
+    indices = _load_npy(args.indices, "--indices")
+    offsets = _load_npy(args.offsets, "--offsets")
+    weights = _load_npy(args.weights, "--weights") if args.weights else None
+    try:
+        r = run_embedding_bag(table, indices, offsets, mode=args.mode, weights=weights,
+                              bounds=args.bounds, include_last_offset=args.include_last_offset)
+    except ValueError as e:
+        raise UsageError(str(e))
+    bags = len(offsets) - (1 if args.include_last_offset else 0)
+    print(f"{len(r.pooled)} of {bags} bags pooled ({args.mode}), {r.lookups} lookups in "
+          f"{r.cycles} cycles = {r.lookups_per_cycle:.4f} lookups/cycle "
+          f"(engine + SDRAM controller + SDRAM model, IS42S16160 at 143 MHz)")
+    if r.clamped or r.skipped:
+        print(f"out-of-range indices: {r.clamped} clamped to row 0, {r.skipped} skipped")
+    if args.out:
+        np.save(args.out, r.pooled.astype(np.int32))
+        print(f"wrote {args.out}")
+    elif r.error == GatherError.NONE:
+        print(r.pooled)
+    if r.error != GatherError.NONE:
+        print(f"engine error {r.error.name}: "
+              f"{describe_error(r.error, r.error_bag, r.error_index)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 # -- gemm -----------------------------------------------------------------------
@@ -200,6 +232,21 @@ def main(argv=None):
     p.add_argument("--relu", action="store_true", help="clamp negative results to 0")
     p.add_argument("--out", metavar="C.npy", help="write the result here (else print it)")
     p.set_defaults(func=cmd_gemm)
+
+    p = sub.add_parser("embedding-bag",
+                       help="run EmbeddingBag lookups on the simulated RTL (engine + SDRAM)")
+    p.add_argument("--table", metavar="T.npy", required=True, help="int8 [rows, dim] table")
+    p.add_argument("--indices", metavar="I.npy", required=True, help="1-D integer indices")
+    p.add_argument("--offsets", metavar="O.npy", required=True,
+                   help="1-D bag offsets, PyTorch meaning (B entries; see --include-last-offset)")
+    p.add_argument("--include-last-offset", action="store_true",
+                   help="offsets has B + 1 entries, the last one = len(indices)")
+    p.add_argument("--mode", choices=("sum", "mean", "max"), default="sum")
+    p.add_argument("--weights", metavar="W.npy", help="int8 per-sample weights (mode sum)")
+    p.add_argument("--bounds", choices=("fatal", "clamp", "skip"), default="fatal",
+                   help="out-of-range indices: stop with an error, use row 0, or leave out")
+    p.add_argument("--out", metavar="P.npy", help="write the pooled [B, dim] int32 result here")
+    p.set_defaults(func=cmd_embedding_bag)
 
     p = sub.add_parser("bench", help="benchmarks: GEMM cycles/utilization on the RTL + board figures")
     _add_config_args(p)

@@ -29,6 +29,9 @@ class ChipConfig:
     ``max_m``/``max_k``/``max_n`` size the on-chip operand and accumulator
     buffers; any GEMM with ``1 <= M <= max_m`` (etc.) runs, tiled and padded
     by the controller.
+
+    ``sdram_mhz`` is the clock of the board's SDR SDRAM controller (its own
+    clock domain, a second PLL output next to ``clk_mhz``).
     """
 
     rows: int = 8
@@ -39,6 +42,7 @@ class ChipConfig:
     max_k: int = 256
     max_n: int = 256
     clk_mhz: float = 50.0
+    sdram_mhz: float = 100.0
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, 64)
@@ -59,6 +63,12 @@ class ChipConfig:
             raise TypeError(f"clk_mhz must be a number, not {self.clk_mhz!r}")
         if not 10.0 <= self.clk_mhz <= 400.0:
             raise ValueError(f"clk_mhz must be in range 10..400, not {self.clk_mhz!r}")
+        if not isinstance(self.sdram_mhz, (int, float)) or isinstance(self.sdram_mhz, bool):
+            raise TypeError(f"sdram_mhz must be a number, not {self.sdram_mhz!r}")
+        # The range of SDR SDRAM parts; the controller checks its chip's own
+        # limit (e.g. 143 MHz for the ULX3S part) when the board top is built.
+        if not 25.0 <= self.sdram_mhz <= 200.0:
+            raise ValueError(f"sdram_mhz must be in range 25..200, not {self.sdram_mhz!r}")
         # Buffer sizes, in words; checked so a typo cannot ask for megabytes of
         # block RAM.
         if self.max_m * self.k_tiles_max > 1 << 17:

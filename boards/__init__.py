@@ -29,6 +29,8 @@ class Board:
     clk_in_mhz: float = 25.0
     #: ``openFPGALoader`` arguments selecting the board's cable
     openfpgaloader_args: tuple = ("-b", "ulx3s")
+    #: the board's SDRAM (an ``SDRAMChip``; timings safe for every part fitted)
+    sdram_chip: object = None
 
     @property
     def resources(self) -> dict:
@@ -38,7 +40,7 @@ class Board:
 def _ulx3s(name, platform, lut4, dsp, ebr):
     return Board(name=name, platform=platform, device=platform.device,
                  package=platform.package, speed=platform.speed,
-                 lut4=lut4, ff=lut4, dsp=dsp, ebr=ebr)
+                 lut4=lut4, ff=lut4, dsp=dsp, ebr=ebr, sdram_chip=ulx3s.SDRAM_CHIP)
 
 
 # ECP5 family data sheet, table 1.1 (LUT4 and FF: two of each per slice).

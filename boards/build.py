@@ -40,7 +40,7 @@ from .floorplan import array_floorplan, dsp_sites
 from .floorplan import yosys_script as floorplan_script
 from .ulx3s import missing_tools, toolchain_env
 
-__all__ = ["BuildError", "FlashError", "build", "flash", "format_report",
+__all__ = ["BuildError", "FlashError", "build", "flash", "format_report", "assign_domains",
            "parse_nextpnr_report", "parse_yosys_stat", "default_build_dir", "main", "flash_main"]
 
 NAME = "top"
@@ -254,8 +254,72 @@ def parse_nextpnr_report(data: dict, available=None) -> dict:
     return {"resources": resources, "clocks": clocks}
 
 
-def _critical_paths(data: dict, limit=3) -> list:
-    """A short summary of nextpnr's critical paths: endpoints, delay, logic levels."""
+def _clock_net(edge):
+    """``"posedge $glbnet$x"`` -> ``"$glbnet$x"``."""
+    return (edge or "").split(" ", 1)[-1]
+
+
+def assign_domains(clocks: list, domains: dict, hints: dict, data: dict) -> list:
+    """Name each of nextpnr's clocks after the design's clock domain it is.
+
+    ``domains`` maps domain names to their target (MHz), ``hints`` domain
+    names to cell-name prefixes of the logic they clock (nextpnr names a
+    global net after whichever alias it likes, and several domains may share
+    a target). A clock takes the domain with its target whose prefixes match
+    most cells of its critical path; a clock with no critical path takes the
+    only domain left with its target. A clock left over takes the name of a
+    ``hints`` entry that is no domain of ``domains`` (a clock nothing requires,
+    such as the SDRAM clock pin's) if its cells match, else keeps its net
+    name. Domains nextpnr did not report get an entry with no Fmax, which is
+    not met. Returns the new clock list.
+    """
+    paths = {}
+    for cp in data.get("critical_paths", []):
+        if cp.get("from") == cp.get("to"):
+            cells = [st.get(end, {}).get("cell") or "" for st in cp.get("path", [])
+                     for end in ("from", "to")]
+            paths[_clock_net(cp.get("from"))] = cells
+    free = dict(domains)
+    names = {}
+
+    def candidates(c):
+        return [d for d, f in free.items()
+                if c["target_mhz"] is not None and abs(f - c["target_mhz"]) < 0.01]
+
+    for c in clocks:
+        cells = paths.get(c["net"], [])
+        votes = {d: sum(any(cell.startswith(h) for h in hints.get(d, ())) for cell in cells)
+                 for d in candidates(c)}
+        if votes and max(votes.values()) > 0:
+            best = max(votes, key=votes.get)
+            names[c["net"]] = best
+            del free[best]
+    for c in clocks:
+        if c["net"] not in names and not paths.get(c["net"]):
+            cand = candidates(c)
+            if len(cand) == 1:
+                names[c["net"]] = cand[0]
+                del free[cand[0]]
+    labels = {d: h for d, h in hints.items() if d not in domains}
+    for c in clocks:
+        if c["net"] not in names:
+            cells = paths.get(c["net"], [])
+            for d, prefixes in labels.items():
+                if any(cell.startswith(prefixes) for cell in cells):
+                    names[c["net"]] = d
+                    del labels[d]
+                    break
+    out = [{**c, "domain": names.get(c["net"], c["net"]),
+            "required": names.get(c["net"]) in domains} for c in clocks]
+    for d, f in free.items():
+        out.append({"domain": d, "net": None, "fmax_mhz": None, "target_mhz": round(f, 2),
+                    "met": False, "required": True})
+    return out
+
+
+def _critical_paths(data: dict, limit=6) -> list:
+    """A short summary of nextpnr's critical paths (one per clock and per
+    clock pair): endpoints, delay, logic levels."""
     paths = []
     for cp in data.get("critical_paths", [])[:limit]:
         steps = cp.get("path", [])
@@ -350,7 +414,8 @@ def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
                          + "; install them with `pip install -e '.[fpga]'`")
 
     if top is None:
-        top = Top(config=config, clk_in=board.clk_in, clk_in_mhz=board.clk_in_mhz)
+        top = Top(config=config, clk_in=board.clk_in, clk_in_mhz=board.clk_in_mhz,
+                  sdram_chip=board.sdram_chip)
     pll = top.pll_params
     target = round(pll.f_out, 3)
 
@@ -364,8 +429,10 @@ def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
         "--timing-allow-fail",
         *([nextpnr_opts] if isinstance(nextpnr_opts, str) else nextpnr_opts),
     ]
+    targets = ", ".join(f"{d} {f:g} MHz" for d, f in
+                        (getattr(top, "clock_domains", None) or {"sync": target}).items())
     print(f"seedchip: building {config.rows}x{config.cols} ({config.macs} MACs) for {board.name} "
-          f"({board.device}-{platform.speed}{board.package}), target {target:g} MHz, seed {seed} "
+          f"({board.device}-{platform.speed}{board.package}), targets {targets}, seed {seed} "
           f"-> {build_dir}/", file=out, flush=True)
     t0 = time.monotonic()
     dsp_plan = None
@@ -409,11 +476,16 @@ def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
     rc, progress = run(platform, lut_mapper)
     if rc != 0:
         stage, tool_log, reason = failure(rc, progress)
-        if (stage == "yosys" and reason.startswith("ERROR: Assert")
-                and "ABC_OPS_REINTEGRATE" in _tail(build_dir / f"{NAME}.rpt")):
+        abc9_crash = (stage == "yosys" and reason.startswith("ERROR: Assert")
+                      and "ABC_OPS_REINTEGRATE" in _tail(build_dir / f"{NAME}.rpt"))
+        # ... or reintegrate two flip-flops onto one net (nextpnr then refuses
+        # the netlist: "Net ... is multiply driven by cell ports").
+        abc9_multidriver = stage == "nextpnr" and "is multiply driven" in reason
+        if abc9_crash or abc9_multidriver:
             # Yosys 0.70 can crash while reintegrating the ABC9 result (an
             # internal assertion, design dependent). Plain ABC still works.
-            print(f"[{_fmt_time(time.monotonic() - t0)}] yosys crashed inside ABC9 ({reason}); "
+            what = "crashed inside ABC9" if abc9_crash else "produced a netlist nextpnr refuses"
+            print(f"[{_fmt_time(time.monotonic() - t0)}] yosys {what} ({reason}); "
                   f"retrying with plain ABC LUT mapping", file=out, flush=True)
             lut_mapper = "abc"
             rc, progress = run(board.platform(), lut_mapper)
@@ -434,13 +506,37 @@ def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
     except OSError:
         yosys = {"cells": None, "by_type": {}}
 
-    # The sync clock is the PLL output: the one constrained to the PLL frequency.
     clocks = parsed["clocks"]
-    sync = min(clocks, key=lambda c: abs((c["target_mhz"] or 0) - pll.f_out), default=None)
-    if sync is not None:
-        sync["domain"] = "sync"
+    domains = getattr(top, "clock_domains", None)
+    if domains:
+        clocks = assign_domains(clocks, domains, getattr(top, "clock_hints", {}), nextpnr)
+    else:
+        # The sync clock is the PLL output: the one constrained to the PLL frequency.
+        sync = min(clocks, key=lambda c: abs((c["target_mhz"] or 0) - pll.f_out), default=None)
+        if sync is not None:
+            sync["domain"] = "sync"
+    sync = next((c for c in clocks if c["domain"] == "sync"), None)
     fmax = sync["fmax_mhz"] if sync else None
+    # Every domain must meet its target (a domain nextpnr did not report is not met).
     met = bool(clocks) and all(c["met"] for c in clocks)
+    sdram = None
+    if getattr(top, "sdram_budget", None):
+        clk = next((c for c in clocks if c["domain"] == "sdram"), {})
+        b = top.sdram_budget
+        sdram = {
+            "chip": top.sdram_chip.name,
+            "target_mhz": round(top.sdram_mhz, 3),
+            "fmax_mhz": clk.get("fmax_mhz"),
+            "met": clk.get("met", False),
+            "cas_latency": b["cas_latency"],
+            "read_delay": b["read_delay"],
+            "clock_phase_deg": b["phase_deg"],
+            # estimates, see boards/sdram_phy.py: nextpnr does not time I/O
+            "io_margin_ns": round(b["worst_ns"], 2),
+            "io_budget": {name: {k: round(v, 2) if isinstance(v, float) else v
+                                 for k, v in budget.items()}
+                          for name, budget in b["budgets"].items()},
+        }
 
     report = {
         "board": board.name,
@@ -455,6 +551,7 @@ def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
         "fmax_mhz": fmax,
         "clocks": clocks,
         "met": met,
+        "sdram": sdram,
         # two ops (multiply, add) per MAC per cycle
         "peak_gops": round(config.peak_gops(fmax), 2) if fmax else None,
         "peak_gops_at_target": round(config.peak_gops(pll.f_out), 2),
@@ -500,24 +597,43 @@ def format_report(report: dict) -> str:
     lines.append("")
     for c in report["clocks"]:
         mark = "met" if c["met"] else "MISSED"
+        if c["fmax_mhz"] is None:
+            lines.append(f"clock {c['domain']:<9} not found in nextpnr's report, target "
+                         f"{c['target_mhz']:g} MHz  [{mark}]")
+            continue
         lines.append(f"clock {c['domain']:<9} {c['fmax_mhz']} MHz achieved, target "
                      f"{c['target_mhz']:g} MHz  [{mark}]  (net {c['net']})")
     if report["fmax_mhz"]:
         lines.append(f"peak int8   {report['peak_gops']} GOPS at Fmax {report['fmax_mhz']} MHz")
+    sdram = report.get("sdram")
+    if sdram:
+        lines.append(f"sdram       {sdram['chip']} CL{sdram['cas_latency']}, read_delay "
+                     f"{sdram['read_delay']}, clock pin at {sdram['clock_phase_deg']:g} deg; "
+                     f"estimated I/O margin {sdram['io_margin_ns']} ns")
     if not report["met"] and report["critical_paths"]:
-        cp = report["critical_paths"][0]
-        lines.append(f"critical    {cp['from']} -> {cp['to']}: {cp['delay_ns']} ns, "
-                     f"{cp['logic_levels']} logic levels, {cp['routing_ns']} ns routing")
+        shown = []
+        for c in report["clocks"]:
+            if c["met"] or c["net"] is None:
+                continue
+            shown += [(cp, c["domain"]) for cp in report["critical_paths"]
+                      if _clock_net(cp["clock_from"]) == c["net"] == _clock_net(cp["clock_to"])]
+        for cp, domain in shown or [(report["critical_paths"][0], None)]:
+            lines.append(f"critical    {cp['from']} -> {cp['to']}: {cp['delay_ns']} ns, "
+                         f"{cp['logic_levels']} logic levels, {cp['routing_ns']} ns routing"
+                         + (f" ({domain})" if domain else ""))
     if report.get("floorplan"):
         lines.append(f"floorplan   {report['floorplan']} (array multipliers locked to DSP sites)")
     lines.append(f"bitstream   {report['bitstream']}")
     lines.append("")
     if report["met"]:
-        lines.append(f"TIMING MET: {report['target_mhz']:g} MHz")
+        lines.append("TIMING MET: " + ", ".join(f"{c['target_mhz']:g} MHz ({c['domain']})"
+                                                for c in report["clocks"]))
     else:
-        lines.append(f"TIMING FAILED: Fmax {report['fmax_mhz']} MHz < target "
-                     f"{report['target_mhz']:g} MHz (the bitstream was still written; "
-                     f"do not expect it to work at {report['target_mhz']:g} MHz)")
+        missed = [c for c in report["clocks"] if not c["met"]]
+        lines.append("TIMING FAILED: " + "; ".join(
+            f"Fmax {c['fmax_mhz']} MHz < target {c['target_mhz']:g} MHz ({c['domain']})"
+            for c in missed) + " (the bitstream was still written; do not expect it to work "
+            "at these clocks)")
     return "\n".join(lines)
 
 
@@ -583,7 +699,8 @@ def _load_config(args) -> ChipConfig:
             raise SystemExit(f"seedchip: bad configuration {args.config}: {exc}")
     else:
         config = DEFAULT_CONFIG
-    overrides = {k: getattr(args, k) for k in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz")
+    overrides = {k: getattr(args, k) for k in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz",
+                                                 "sdram_mhz")
                  if getattr(args, k) is not None}
     if overrides:
         try:
@@ -604,6 +721,7 @@ def _parser():
     for name in ("rows", "cols", "max_m", "max_k", "max_n"):
         b.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override config.{name}")
     b.add_argument("--clk-mhz", type=float, help="override config.clk_mhz")
+    b.add_argument("--sdram-mhz", type=float, help="override config.sdram_mhz")
     b.add_argument("--synth-opts", default="", help="extra synth_ecp5 options, e.g. -nowidelut")
     b.add_argument("--nextpnr-opts", default="", help="extra nextpnr-ecp5 options")
     b.add_argument("--no-floorplan", dest="floorplan", action="store_false",

@@ -8,15 +8,20 @@ checksum drives the LEDs.
 
 import random
 
-from amaranth.hdl import Cat, ClockDomain, Const, Elaboratable, Module, Mux, Signal
+from amaranth.hdl import (Cat, ClockDomain, Const, DomainRenamer, Elaboratable, Instance, Module,
+                          Mux, ResetSignal, Signal)
 from amaranth.lib import io, wiring
+from amaranth.lib.cdc import AsyncFFSynchronizer
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..config import ChipConfig
 from ..protocol import GemmCmdLayout, GemmError
 from ..rtl.gemm import GemmUnit
-from .pll import PLL, pll_params
+from ..rtl.sdram import SDRAMChip
+from .pll import PLL
+from .sdram_bist import SDRAMSelfTest
+from .sdram_phy import SDRAMPHY, plan_clocks
 
 #: largest accepted relative error between config.clk_mhz and the PLL output
 PLL_TOLERANCE = 0.01
@@ -215,44 +220,165 @@ class Exerciser(wiring.Component):
 
 
 class Top(Elaboratable):
-    """ULX3S top level: 25 MHz oscillator -> EHXPLLL at ``config.clk_mhz``
-    -> ``sync`` domain running an :class:`Exerciser`, whose LEDs drive the
-    board's eight LEDs. The ``sync`` domain is reset-less; GSR holds every
-    flop at its init value until the PLL locks (see :class:`.pll.PLL`)."""
+    """ULX3S top level: the matrix unit and the SDRAM self test.
 
-    def __init__(self, *, config, clk_in="clk25", clk_in_mhz=25.0, display_bits=26):
+    25 MHz oscillator -> one EHXPLLL with three outputs:
+
+    * CLKOP at ``config.clk_mhz``: the ``sync`` domain, running an
+      :class:`Exerciser`. Reset-less: GSR holds every flop at its init value
+      until the PLL locks (see :class:`.pll.PLL`).
+    * CLKOS at ``config.sdram_mhz``: the ``sdram`` domain, running the SDRAM
+      controller with an :class:`~.sdram_bist.SDRAMBist` over the whole chip
+      (:class:`~.sdram_bist.SDRAMSelfTest`), on the board's SDRAM pins through
+      I/O-cell registers (:class:`~.sdram_phy.SDRAMPHY`). Its reset follows
+      the PLL lock through an :class:`~amaranth.lib.cdc.AsyncFFSynchronizer`
+      (released on an sdram clock edge) and a global network (``DCCA``).
+    * CLKOS2: the same frequency delayed by the phase
+      :func:`~.sdram_phy.choose_phase` picks; it only clocks the ``ODDRX1F``
+      that drives the SDRAM clock pin (domain ``sdram_clkout``).
+
+    No signal crosses between ``sync`` and ``sdram``: each drives its own
+    LEDs, through output registers of its own clock.
+
+    LEDs (``led`` resources 0-7, D0-D7 on the ULX3S silkscreen):
+
+    ======  ===========================================================
+    0-3     matrix unit: output checksum, folded (changes about every
+            ``2**display_bits`` cycles: the unit is running)
+    4       matrix unit: an error was reported (sticky)
+    5       gather engine: its output checksum, folded and sampled about
+            6 times a second (flickers while bags flow); without the
+            engine (``gather=None``), the BIST phase: on while the
+            read-and-check pass runs
+    6       SDRAM BIST: toggles at the end of every full write+check pass
+    7       SDRAM BIST: a word read back wrong (sticky)
+    ======  ===========================================================
+
+    ``sdram_chip`` (default: the board's, safe for every part ULX3S boards
+    carry) sets the controller timings and the I/O budget. The CAS latency
+    and the SDRAM clock phase are the ones with the largest estimated I/O
+    margin at ``config.sdram_mhz`` (:attr:`sdram_budget`).
+    """
+
+    def __init__(self, *, config, clk_in="clk25", clk_in_mhz=25.0, display_bits=26,
+                 sdram_chip=None, sdram_resource="sdram", gather=None):
+        from .ulx3s import SDRAM_CHIP
         if not isinstance(config, ChipConfig):
             raise TypeError(f"config must be a ChipConfig, not {config!r}")
         self.config = config
         self.clk_in = clk_in
         self.clk_in_mhz = clk_in_mhz
         self.display_bits = display_bits
-        # Computed now so an impossible frequency fails before elaboration.
-        self.pll_params = pll_params(config.clk_mhz, f_in_mhz=clk_in_mhz,
-                                     tolerance=PLL_TOLERANCE)
+        self.sdram_chip = SDRAM_CHIP if sdram_chip is None else sdram_chip
+        if not isinstance(self.sdram_chip, SDRAMChip):
+            raise TypeError(f"sdram_chip must be an SDRAMChip, not {self.sdram_chip!r}")
+        self.sdram_resource = sdram_resource
+        # The gather engine beside the SDRAM self test (GatherExerciser keyword
+        # arguments; True: BOARD_GATHER), or None for the self test alone. Not
+        # in the default build yet: in the 100 MHz sdram domain the engine
+        # placed at 36 MHz (the timing work on it is still to do).
+        if gather is True:
+            from .gather_exerciser import BOARD_GATHER  # noqa: PLC0415
+            gather = BOARD_GATHER
+        self.gather = gather or None
+        # Computed now so an impossible frequency fails before elaboration:
+        # the PLL, and the CAS latency, SDRAM clock phase and read capture
+        # edge with the largest estimated I/O margin.
+        plan = plan_clocks(chip=self.sdram_chip, clk_mhz=config.clk_mhz,
+                           sdram_mhz=config.sdram_mhz, clk_in_mhz=clk_in_mhz,
+                           tolerance=PLL_TOLERANCE)
+        self.pll_params = plan.pop("pll")
+        self.sdram_budget = plan
 
     @property
     def clk_mhz(self) -> float:
         """The ``sync`` frequency the PLL actually produces."""
         return self.pll_params.f_out
 
+    @property
+    def sdram_mhz(self) -> float:
+        """The ``sdram`` frequency the PLL actually produces."""
+        return self.pll_params.secondary_f_out[0]
+
+    @property
+    def sdram_cas_latency(self) -> int:
+        return self.sdram_budget["cas_latency"]
+
+    @property
+    def sdram_read_delay(self) -> int:
+        return self.sdram_budget["read_delay"]
+
+    @property
+    def clock_domains(self) -> dict:
+        """Clock domain -> frequency (MHz) of every domain with logic to time."""
+        return {"sync": self.clk_mhz, "sdram": self.sdram_mhz}
+
+    #: Clock domain -> name prefixes of the cells it clocks (the submodules
+    #: below), which tell the build report's clocks apart at equal frequencies
+    #: (``sdram_clkout`` only clocks the SDRAM clock pin: named, not required).
+    clock_hints = {"sync": ("exerciser.",), "sdram": ("sdram.",),
+                   "sdram_clkout": ("sdram_phy.clk.",)}
+
     def elaborate(self, platform):
         m = Module()
         # Reset-less: the PLL holds every flop at its init value through the
         # global set/reset network until lock (no routed reset net).
         m.domains.sync = ClockDomain("sync", reset_less=True)
+        m.domains.sdram = ClockDomain("sdram")
+        m.domains.sdram_clkout = ClockDomain("sdram_clkout", reset_less=True)
         clk_io = platform.request(self.clk_in, 0, dir="-")
         m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_io)
-        m.submodules.pll = pll = PLL(f_out_mhz=self.config.clk_mhz, f_in_mhz=self.clk_in_mhz,
-                                     tolerance=PLL_TOLERANCE)
+        m.submodules.pll = pll = PLL(
+            f_out_mhz=self.config.clk_mhz, f_in_mhz=self.clk_in_mhz, tolerance=PLL_TOLERANCE,
+            secondary={"sdram": self.config.sdram_mhz,
+                       "sdram_clkout": (self.config.sdram_mhz, self.sdram_budget["phase_deg"])})
         m.d.comb += pll.clk_in.eq(clk_buf.i)
+        # The sdram domain's reset: asserted while the PLL is unlocked,
+        # released on an sdram clock edge, and distributed on a global clock
+        # network (DCCA): routed as a plain net to every flop of the
+        # controller it took 8.7 ns and limited the domain to 96 MHz.
+        sdram_rst = Signal(init=1)
+        m.submodules.sdram_reset = AsyncFFSynchronizer(~pll.locked, sdram_rst, o_domain="sdram")
+        m.submodules.sdram_reset_buf = Instance("DCCA", i_CLKI=sdram_rst, i_CE=Const(1),
+                                                o_CLKO=ResetSignal("sdram"))
 
         m.submodules.exerciser = ex = Exerciser(config=self.config,
                                                 display_bits=self.display_bits)
+
+        selftest = SDRAMSelfTest(chip=self.sdram_chip, clk_freq=self.sdram_mhz * 1e6,
+                                 cas_latency=self.sdram_cas_latency,
+                                 read_delay=self.sdram_read_delay,
+                                 gather=self.gather)
+        m.submodules.sdram = DomainRenamer("sdram")(selftest)
+        m.submodules.sdram_phy = phy = SDRAMPHY(chip=self.sdram_chip, domain="sdram",
+                                                clk_domain="sdram_clkout",
+                                                resource=self.sdram_resource)
+        wiring.connect(m, selftest.pins, phy.pins)
+
+        # Every checksum bit still reaches a pin (4 LEDs for 6 bits: XOR), so
+        # none of the unit can be optimized away.
+        ex_leds = Cat(ex.leds[0:4] ^ ex.leds[4:6], ex.leds[6])
+        # LED 5: the gather engine's checksum, folded to one bit and sampled
+        # every 2**24 sdram cycles (about 6 Hz): it flickers while bags flow.
+        gather_led = Signal()
+        if self.gather is not None:
+            sample = Signal(24)
+            m.d.sdram += sample.eq(sample + 1)
+            with m.If(sample == 0):
+                m.d.sdram += gather_led.eq(selftest.gather_checksum.xor() ^
+                                           selftest.gather_bags.xor())
+        else:
+            gather_led = selftest.phase
+        bist_leds = Cat(gather_led, selftest.passes[0], selftest.error)
         for i in range(8):
             led = platform.request("led", i, dir="-")
-            # Output flops in the I/O cells: the pads never see fabric logic.
-            buf = io.FFBuffer("o", led)
+            # Output flops in the I/O cells: the pads never see fabric logic,
+            # and each LED is registered in the domain that drives it.
+            if i < len(ex_leds):
+                buf = io.FFBuffer("o", led, o_domain="sync")
+                m.d.comb += buf.o.eq(ex_leds[i])
+            else:
+                buf = io.FFBuffer("o", led, o_domain="sdram")
+                m.d.comb += buf.o.eq(bist_leds[i - len(ex_leds)])
             m.submodules[f"led_buf{i}"] = buf
-            m.d.comb += buf.o.eq(ex.leds[i])
         return m

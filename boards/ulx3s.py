@@ -13,9 +13,17 @@ from pathlib import Path
 
 from amaranth_boards import ulx3s as _ulx3s
 
+from ..rtl.sdram import IS42S16160, MT48LC16M16A2, worst_case
+
 __all__ = ["TOOLS", "tool_path", "toolchain_env", "missing_tools",
+           "SDRAM_PARTS", "SDRAM_CHIP",
            "ULX3S_12F_Platform", "ULX3S_25F_Platform",
            "ULX3S_45F_Platform", "ULX3S_85F_Platform"]
+
+#: The 32 MB SDRAM parts ULX3S boards ship with (one of them per board).
+SDRAM_PARTS = (IS42S16160, MT48LC16M16A2)
+#: Timings safe for every one of them: one bitstream for every board revision.
+SDRAM_CHIP = worst_case(SDRAM_PARTS, name="ULX3S-SDRAM")
 
 
 #: Environment variable Amaranth's Trellis flow reads -> YoWASP executable.

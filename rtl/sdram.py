@@ -34,6 +34,7 @@ from .memport import MemPortSignature
 
 __all__ = [
     "SDRAMChip", "SDRAMTimings", "IS42S16160", "MT48LC16M16A2", "M12L64322A", "CHIPS",
+    "worst_case",
     "SDRAMCommand", "SDRAMPinSignature", "SDRAMController",
 ]
 
@@ -113,6 +114,17 @@ class SDRAMChip:
     #: how many refreshes the controller may postpone, since only a refresh
     #: (PRECHARGE ALL first) closes rows that traffic leaves open.
     tRAS_max: float = 100_000
+    #: Pin timings (ns), for a board's I/O timing budget (the controller itself
+    #: works in whole cycles and does not read them); None when not recorded.
+    #: ``tAC`` maps CAS latency -> access time from CLK (max), ``tOH`` is the
+    #: output data hold after CLK (min), ``tHZ`` the output turn-off after CLK
+    #: (max), ``tIS``/``tIH`` the input (command, address, data, DQM) setup and
+    #: hold around CLK (min).
+    tAC: tuple | None = None    # ((cas_latency, ns), ...)
+    tOH: float | None = None
+    tHZ: float | None = None
+    tIS: float | None = None
+    tIH: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -142,6 +154,16 @@ class SDRAMChip:
         for cl, fmax in self.cas_latencies:
             _check_int("cas_latency", cl, 1, 3)
             _check_num("max_clk_freq", fmax, 1e6, 400e6, " Hz")
+        if self.tAC is not None:
+            if (not isinstance(self.tAC, tuple) or
+                    not all(isinstance(e, tuple) and len(e) == 2 for e in self.tAC)):
+                raise TypeError(f"tAC must be a tuple of (cas_latency, ns) pairs, not {self.tAC!r}")
+            for cl, ns in self.tAC:
+                _check_int("cas_latency", cl, 1, 3)
+                _check_num("tAC", ns, 0, 20, " ns")
+        for name in ("tOH", "tHZ", "tIS", "tIH"):
+            if getattr(self, name) is not None:
+                _check_num(name, getattr(self, name), 0, 20, " ns")
 
     # -- geometry ------------------------------------------------------------
 
@@ -179,6 +201,13 @@ class SDRAMChip:
 
     # -- timings -------------------------------------------------------------
 
+    def access_time(self, cas_latency):
+        """``tAC`` (ns) at ``cas_latency``, or None if not recorded."""
+        for cl, ns in self.tAC or ():
+            if cl == cas_latency:
+                return ns
+        return None
+
     def max_freq(self, cas_latency):
         """Highest clock frequency (Hz) allowed at ``cas_latency``, or None."""
         for cl, fmax in self.cas_latencies:
@@ -214,25 +243,39 @@ class SDRAMChip:
 
 
 # Timings as recalled from the datasheets (no datasheet text copied; check
-# your board's part against its own datasheet):
+# your board's part against its own datasheet). The ULX3S carries either an
+# ISSI IS42S16160 (-7) or a Micron MT48LC16M16A2 (-6A or -75): both presets
+# below take, for each timing, the worst of the parts/revisions they stand for,
+# so one bitstream runs on every board revision.
 #
-# * ISSI IS42S16160 (ULX3S; revisions B/G/J, -7 grade, 143 MHz at CL3,
-#   100 MHz at CL2): the worst of the revisions is taken for each timing.
-#   ISSI asks for 8 AUTO REFRESH commands at init and 100 us of wait.
+# * ISSI IS42S16160 (revisions B/G/J, -7 grade, 143 MHz at CL3, 100 MHz at
+#   CL2). The -7 minima (J revision: tRCD = tRP = 15 ns, tRAS 42, tRC 60,
+#   tRRD 14, write recovery 2 clocks) are below the preset everywhere; the
+#   preset's tRCD/tRP of 18 ns and tRC/tRFC of 63/70 ns cover the older
+#   revisions (at 100 MHz: one cycle more on tRC and tRFC than the J revision
+#   needs, none on tRCD/tRP). ISSI asks for 8 AUTO REFRESH
+#   commands at init and 100 us of wait. Pins: tAC 5.4 ns at CL3 and 6 ns at
+#   CL2 (older revisions; J: 5.4), tOH 2.5 ns (J: 2.7), tHZ 6 ns, input setup
+#   1.5 ns and hold 0.8 ns.
 IS42S16160 = SDRAMChip(
     name="IS42S16160", data_width=16, banks=4, rows=8192, columns=512,
     tRCD=18, tRP=18, tRAS=42, tRC=63, tRFC=70, tWR=14, tRRD=14, tMRD=2,
     tWR_ck=2, tREFI=64e6 / 8192, init_delay=100_000, init_refreshes=8,
     cas_latencies=((2, 100e6), (3, 143e6)),
+    tAC=((2, 6.0), (3, 5.4)), tOH=2.5, tHZ=6.0, tIS=1.5, tIH=0.8,
 )
 
-# * Micron MT48LC16M16A2 (-6A grade: 167 MHz at CL3, 100 MHz at CL2), tWR =
-#   1 clock + 6 ns, 8K refreshes per 64 ms.
+# * Micron MT48LC16M16A2, -6A (167 MHz at CL3) and -75 (133 MHz at CL3) grades,
+#   both 100 MHz at CL2: the -75 figures are the larger ones (tRCD = tRP =
+#   20 ns, tRAS 44, tRC 66, tRFC 66, tRRD 15, tWR 1 clock + 7.5 ns), and the
+#   -75 caps CL3 at 133 MHz. Pins: tAC 5.4 ns at CL3, 7.5 ns at CL2 (-6A),
+#   tOH 3 ns, tHZ 7.5 ns, setup 1.5 ns, hold 0.8 ns.
 MT48LC16M16A2 = SDRAMChip(
     name="MT48LC16M16A2", data_width=16, banks=4, rows=8192, columns=512,
-    tRCD=18, tRP=18, tRAS=42, tRC=60, tRFC=66, tWR=12, tRRD=12, tMRD=2,
+    tRCD=20, tRP=20, tRAS=44, tRC=66, tRFC=66, tWR=15, tRRD=15, tMRD=2,
     tWR_ck=2, tREFI=64e6 / 8192, init_delay=100_000, init_refreshes=2,
-    cas_latencies=((2, 100e6), (3, 167e6)),
+    cas_latencies=((2, 100e6), (3, 133e6)),
+    tAC=((2, 7.5), (3, 5.4)), tOH=3.0, tHZ=7.5, tIS=1.5, tIH=0.8,
 )
 
 # * ESMT M12L64322A (Colorlight 5A-75B / i5; 512K x 32 x 4 banks, -7 grade:
@@ -246,6 +289,50 @@ M12L64322A = SDRAMChip(
 )
 
 CHIPS = {c.name: c for c in (IS42S16160, MT48LC16M16A2, M12L64322A)}
+
+
+def worst_case(chips, *, name=None) -> SDRAMChip:
+    """One chip description that is safe for every chip in ``chips`` (same
+    geometry): the larger of each minimum timing, the smaller of each maximum,
+    the CAS latencies all of them support at the lowest of their clock limits.
+    For a board that ships with one of several parts."""
+    chips = tuple(chips)
+    if not chips or not all(isinstance(c, SDRAMChip) for c in chips):
+        raise TypeError(f"chips must be a non-empty sequence of SDRAMChip, not {chips!r}")
+    first = chips[0]
+    for c in chips[1:]:
+        for attr in ("data_width", "banks", "rows", "columns"):
+            if getattr(c, attr) != getattr(first, attr):
+                raise ValueError(f"{c.name} and {first.name} differ in {attr}")
+
+    def known(attr):
+        return [getattr(c, attr) for c in chips if getattr(c, attr) is not None]
+
+    def worst(attr, pick):
+        values = known(attr)
+        return pick(values) if len(values) == len(chips) else None
+
+    cls = sorted(set.intersection(*(set(cl for cl, _ in c.cas_latencies) for c in chips)))
+    if not cls:
+        raise ValueError(f"{', '.join(c.name for c in chips)} share no CAS latency")
+    t_ac = None
+    if all(c.tAC is not None for c in chips):
+        t_ac = tuple((cl, max(c.access_time(cl) for c in chips)) for cl in cls)
+    return dataclasses.replace(
+        first,
+        name=name or "|".join(c.name for c in chips),
+        **{a: max(getattr(c, a) for c in chips)
+           for a in ("tRCD", "tRP", "tRAS", "tRC", "tRFC", "tWR", "tRRD", "tMRD", "tWR_ck",
+                     "init_delay", "init_refreshes")},
+        tREFI=min(c.tREFI for c in chips),
+        tRAS_max=min(c.tRAS_max for c in chips),
+        cas_latencies=tuple((cl, min(c.max_freq(cl) for c in chips)) for cl in cls),
+        tAC=t_ac,
+        tOH=worst("tOH", min),
+        tHZ=worst("tHZ", max),
+        tIS=worst("tIS", max),
+        tIH=worst("tIH", max),
+    )
 
 
 class SDRAMCommand(enum.Enum, shape=4):
@@ -504,13 +591,19 @@ class SDRAMController(wiring.Component):
             "we": 1,
             "hit": 1,       # its row is open in its bank (follows ACT/PRE a cycle late)
             "first": 1,     # no older queued request to the same bank
-            "need": 1,      # valid, not err, first, not hit: wants PRE or ACT
             "opened": 1,    # an ACTIVATE was issued for this request
             "bank_oh": nb,  # one-hot bank; 0 for err requests
             "row": rb,
         })
         side_layout = data.StructLayout({"col": cb, "wdata": dw, "mask": mw})
         q = [Signal(entry_layout, name=f"q{i}") for i in range(N)]
+
+        def needs(e):
+            """The entry wants a PRE or ACT: valid, not err, first of its bank,
+            row not open. A function of the stored flags rather than a flag of
+            its own: storing it put the row compare and the bank order in
+            series in front of every queue register (a 100 MHz critical path)."""
+            return e.valid & e.bank_oh.any() & e.first & ~e.hit
         head = q[0]
         full = q[N - 1].valid
         side = m.submodules.side = SyncFIFO(width=side_layout.size, depth=N + 1)
@@ -533,17 +626,28 @@ class SDRAMController(wiring.Component):
         ]
         with m.If(ins):
             m.d.sync += inp.valid.eq(0)
+        # The input register's row-hit flag is compared on the way in and then
+        # kept current like a queue entry's (the last row command applied):
+        # comparing at insertion put a 13-bit compare in front of the queue
+        # update and cost a 100 MHz clock.
+        inp_hit = Signal()              # inp.hit, the last cycle's row command applied
+        m.d.sync += inp.hit.eq(inp_hit)
         with m.If(accept):
             addr = port.req.payload.addr
             err = Signal()
             if self.addr_width > chip.addr_width:
                 m.d.comb += err.eq(addr[chip.addr_width:].any())
+            bank_oh = Signal(nb)
+            row = addr[cb + bb:cb + bb + rb]
+            m.d.comb += bank_oh.eq(Mux(err, 0, Const(1, nb) << addr[cb:cb + bb]))
             m.d.sync += [
                 inp.valid.eq(1),
                 inp.err.eq(err),
                 inp.we.eq(port.req.payload.we),
-                inp.bank_oh.eq(Mux(err, 0, Const(1, nb) << addr[cb:cb + bb])),
-                inp.row.eq(addr[cb + bb:cb + bb + rb]),
+                inp.bank_oh.eq(bank_oh),
+                inp.row.eq(row),
+                inp.hit.eq(_or(bank_oh[b] & bank_open[b] & (open_row[b] == row)
+                               for b in range(nb))),
             ]
 
         # The row command on the pins now, applied to the hit flags next edge.
@@ -552,11 +656,14 @@ class SDRAMController(wiring.Component):
         upd_row = Signal(rb)
 
         # Requests that stay in the queue after this cycle, per position.
-        keep = [q[0].valid & ~pop, *(q[k].valid for k in range(1, N))]
-        upd = [Signal(entry_layout, name=f"upd{i}") for i in range(N)]
+        # Every entry is worked out twice, for "no pop" (nothing leaves) and
+        # for "pop" (the head leaves, so it no longer counts as an older
+        # request of its bank): ``pop`` then only picks one at the end. It is
+        # the latest signal of the cycle (it follows the scheduler), and
+        # letting it into the bank-order logic cost a 100 MHz clock.
+        hits = []
         for j in range(N):
             e = q[j]
-            older = _or(Mux(keep[k], q[k].bank_oh, 0) for k in range(j))
             hit = Signal(name=f"hit_upd{j}")
             with m.If((e.bank_oh & upd_act).any()):
                 m.d.comb += hit.eq(e.row == upd_row)
@@ -564,42 +671,63 @@ class SDRAMController(wiring.Component):
                 m.d.comb += hit.eq(0)
             with m.Else():
                 m.d.comb += hit.eq(e.hit)
-            first = ~(older & e.bank_oh).any()
-            m.d.comb += [
-                upd[j].eq(e),
-                upd[j].hit.eq(hit),
-                upd[j].first.eq(first),
-                upd[j].need.eq(e.valid & e.bank_oh.any() & first & ~hit),
-                upd[j].opened.eq(e.opened | (e.need & (e.bank_oh & upd_act).any())),
-            ]
+            hits.append(hit)
 
-        new = Signal(entry_layout)
-        older_new = _or(Mux(keep[k], q[k].bank_oh, 0) for k in range(N))
-        new_hit = Signal()
-        m.d.comb += new_hit.eq(_or(
-            inp.bank_oh[b] & bank_open[b] & (open_row[b] == inp.row) for b in range(nb)))
-        new_first = ~(older_new & inp.bank_oh).any()
-        m.d.comb += [
-            new.eq(inp),
-            new.hit.eq(new_hit),
-            new.first.eq(new_first),
-            new.need.eq(inp.bank_oh.any() & new_first & ~new_hit),
-            new.opened.eq(0),
-        ]
+        def updated(j, head_stays, name):
+            """Entry ``j`` as it stays in the queue: the row command of the
+            last cycle applied, bank order recomputed."""
+            e, hit = q[j], hits[j]
+            older = _or(Mux(q[k].valid, q[k].bank_oh, 0) for k in range(j)
+                        if k > 0 or head_stays)
+            first = ~(older & e.bank_oh).any()
+            u = Signal(entry_layout, name=name)
+            m.d.comb += [
+                u.eq(e),
+                u.hit.eq(hit),
+                u.first.eq(first),
+                u.opened.eq(e.opened | (needs(e) & (e.bank_oh & upd_act).any())),
+            ]
+            return u
+
+        upd_nopop = [updated(j, True, f"upd{j}") for j in range(N)]
+        upd_pop = [None] + [updated(j, False, f"upd{j}_pop") for j in range(1, N)]
+
+        with m.If((inp.bank_oh & upd_act).any()):
+            m.d.comb += inp_hit.eq(inp.row == upd_row)
+        with m.Elif((inp.bank_oh & upd_pre).any()):
+            m.d.comb += inp_hit.eq(0)
+        with m.Else():
+            m.d.comb += inp_hit.eq(inp.hit)
+        new_hit = inp_hit
+
+        def inserted(head_stays, name):
+            older = _or(Mux(q[k].valid, q[k].bank_oh, 0) for k in range(N)
+                        if k > 0 or head_stays)
+            first = ~(older & inp.bank_oh).any()
+            u = Signal(entry_layout, name=name)
+            m.d.comb += [
+                u.eq(inp),
+                u.hit.eq(new_hit),
+                u.first.eq(first),
+                u.opened.eq(0),
+            ]
+            return u
+
+        new_nopop = inserted(True, "new")
+        new_pop = inserted(False, "new_pop")
 
         # Shift on pop, insert behind the last request that stays.
+        empty = Const.cast(entry_layout.const({}))
         for i in range(N):
-            n_i = Signal(entry_layout, name=f"next{i}")
-            shifted = upd[i + 1] if i + 1 < N else Const.cast(entry_layout.const({}))
+            n_nopop = Signal(entry_layout, name=f"next{i}")
+            n_pop = Signal(entry_layout, name=f"next{i}_pop")
             land_nopop = ~q[i].valid & (q[i - 1].valid if i else 1)
             land_pop = q[i].valid & (~q[i + 1].valid if i + 1 < N else 1)
-            with m.If(ins & Mux(pop, land_pop, land_nopop)):
-                m.d.comb += n_i.eq(new)
-            with m.Elif(pop):
-                m.d.comb += n_i.eq(shifted)
-            with m.Else():
-                m.d.comb += n_i.eq(upd[i])
-            m.d.sync += q[i].eq(n_i)
+            m.d.comb += [
+                n_nopop.eq(Mux(ins & land_nopop, new_nopop, upd_nopop[i])),
+                n_pop.eq(Mux(ins & land_pop, new_pop, upd_pop[i + 1] if i + 1 < N else empty)),
+            ]
+            m.d.sync += q[i].eq(Mux(pop, n_pop, n_nopop))
 
         # -- per-bank timers ------------------------------------------------------
         col_soon = Signal(nb)
@@ -620,10 +748,17 @@ class SDRAMController(wiring.Component):
         _, rrd_soon = timer("rrd", d_rrd, act_now.any())
         _, rdwr_soon = timer("rdwr", d_rd_wr, head_rd)
 
-        # Bank state follows the row command at once.
+        # Bank state follows the row command at once. A closed bank's open_row
+        # tracks need_row (the row an ACTIVATE would open, a register) and
+        # freezes when the bank opens: the same value as loading it on the
+        # ACTIVATE, without the scheduler's decision on the enable of 13 flops
+        # per bank (that path cost a 100 MHz clock). open_row is only looked at
+        # while its bank is open.
         for b in range(nb):
+            with m.If(~bank_open[b]):
+                m.d.sync += open_row[b].eq(need_row[b])
             with m.If(act_now[b]):
-                m.d.sync += [bank_open[b].eq(1), open_row[b].eq(need_row[b])]
+                m.d.sync += bank_open[b].eq(1)
             with m.If(pre_now[b]):
                 m.d.sync += bank_open[b].eq(0)
         m.d.sync += [
@@ -659,7 +794,7 @@ class SDRAMController(wiring.Component):
         open_next = (bank_open | act_now) & ~pre_now
         for b in range(nb):
             m.d.comb += [
-                need_q[b].eq(_or(q[i].need & q[i].bank_oh[b] for i in range(N))),
+                need_q[b].eq(_or(needs(q[i]) & q[i].bank_oh[b] for i in range(N))),
                 go_next[b].eq(run_next & need_q[b] & Mux(
                     open_next[b],
                     ~act_now[b] & ras_soon_[b] & ~(head_wr & head.bank_oh[b]) & wr_soon_[b],
@@ -670,7 +805,7 @@ class SDRAMController(wiring.Component):
             go.eq(go_next),
         ]
         for b in range(nb):
-            m.d.sync += need_row[b].eq(_or(Mux(q[i].need & q[i].bank_oh[b], q[i].row, 0)
+            m.d.sync += need_row[b].eq(_or(Mux(needs(q[i]) & q[i].bank_oh[b], q[i].row, 0)
                                            for i in range(N)))
 
         # head_ready, next cycle, for whichever request will be the head: its
@@ -688,11 +823,11 @@ class SDRAMController(wiring.Component):
         rdy_nopop = Signal()
         rdy_pop = Signal()
         m.d.comb += [
-            rdy_nopop.eq(Mux(q[0].valid, ready_of(upd[0], upd[0].hit, 0, credit_nopop),
-                             ins & ready_of(new, new_hit, 0, credit_nopop))),
-            rdy_pop.eq(Mux(q[1].valid, ready_of(upd[1], upd[1].hit, ~head.err & ~head.we,
+            rdy_nopop.eq(Mux(q[0].valid, ready_of(q[0], hits[0], 0, credit_nopop),
+                             ins & ready_of(inp, new_hit, 0, credit_nopop))),
+            rdy_pop.eq(Mux(q[1].valid, ready_of(q[1], hits[1], ~head.err & ~head.we,
                                                 credit_pop),
-                           ins & ready_of(new, new_hit, ~head.err & ~head.we, credit_pop))),
+                           ins & ready_of(inp, new_hit, ~head.err & ~head.we, credit_pop))),
         ]
         m.d.sync += head_ready.eq(Mux(pop, rdy_pop, rdy_nopop))
 

@@ -160,13 +160,16 @@ def _digest(*parts) -> str:
 
 
 def _rtl_sources(component_factory) -> list[Path]:
-    """The Python files whose change must regenerate the Verilog."""
+    """The Python files whose change must regenerate the Verilog: ``rtl/``,
+    ``config.py``, ``protocol.py``, the factory's module, and any files the
+    factory lists in an ``rtl_sources`` attribute (gateware outside ``rtl/``)."""
     files = [_PKG_ROOT / "config.py", _PKG_ROOT / "protocol.py"]
     files += sorted((_PKG_ROOT / "rtl").rglob("*.py"))
     mod = sys.modules.get(getattr(component_factory, "__module__", None) or "")
     mod_file = getattr(mod, "__file__", None)
     if mod_file:
         files.append(Path(mod_file).resolve())
+    files += [Path(f).resolve() for f in getattr(component_factory, "rtl_sources", ())]
     return sorted(set(f for f in files if f.exists()))
 
 

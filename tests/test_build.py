@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from seedchip.boards import build as build_mod
-from seedchip.boards.build import (FlashError, flash, format_report, main,
+from seedchip.boards.build import (FlashError, assign_domains, flash, format_report, main,
                                    parse_nextpnr_report, parse_yosys_stat)
 from seedchip.config import SMALL_CONFIG
 
@@ -92,6 +92,78 @@ def test_format_report():
     assert "critical    a.CLK -> c.DI" in text
     assert "DSP" in text and "12.8 %" in text
     assert "TIMING MET: 100 MHz" in format_report(_report(True))
+
+
+def _path(clock, cells):
+    steps = [{"type": "logic", "from": {"cell": c, "port": "A"}, "to": {"cell": c, "port": "F"},
+              "delay": 1.0} for c in cells]
+    return {"from": f"posedge {clock}", "to": f"posedge {clock}", "path": steps}
+
+
+#: Two domains at the same target, nextpnr's nets named after arbitrary aliases,
+#: and the SDRAM clock pin's ODDR clock (same target, not a domain to time).
+TWO_DOMAINS = {
+    "utilization": NEXTPNR["utilization"],
+    "fmax": {
+        "$glbnet$sdram_clkout_clk": {"achieved": 600.0, "constraint": 100.0},
+        "$glbnet$clk": {"achieved": 93.1, "constraint": 100.0},
+        "$glbnet$pll.clkos": {"achieved": 104.2, "constraint": 100.0},
+    },
+    "critical_paths": [
+        _path("$glbnet$sdram_clkout_clk", ["sdram_phy.clk.o_ddr0"]),
+        _path("$glbnet$clk", ["exerciser.gemm.a", "exerciser.gemm.b"]),
+        _path("$glbnet$pll.clkos", ["sdram.controller.go", "sdram.controller.q0"]),
+    ],
+}
+HINTS = {"sync": ("exerciser.",), "sdram": ("sdram.",), "sdram_clkout": ("sdram_phy.clk.",)}
+
+
+def test_assign_domains_by_cells():
+    parsed = parse_nextpnr_report(TWO_DOMAINS)
+    clocks = assign_domains(parsed["clocks"], {"sync": 100.0, "sdram": 100.0}, HINTS, TWO_DOMAINS)
+    by_domain = {c["domain"]: c for c in clocks}
+    assert by_domain["sync"]["fmax_mhz"] == 93.1 and not by_domain["sync"]["met"]
+    assert by_domain["sdram"]["fmax_mhz"] == 104.2 and by_domain["sdram"]["met"]
+    assert by_domain["sdram_clkout"]["met"]       # named by its hint, not required
+    assert not by_domain["sdram_clkout"]["required"] and by_domain["sdram"]["required"]
+    assert len(clocks) == 3
+    # without a hint it keeps its net name
+    hints = {k: v for k, v in HINTS.items() if k != "sdram_clkout"}
+    clocks = assign_domains(parsed["clocks"], {"sync": 100.0, "sdram": 100.0}, hints, TWO_DOMAINS)
+    assert {c["domain"] for c in clocks} == {"sync", "sdram", "$glbnet$sdram_clkout_clk"}
+
+
+def test_assign_domains_by_target_and_missing():
+    parsed = parse_nextpnr_report(NEXTPNR)      # one clock, no critical path of its own name
+    clocks = assign_domains(parsed["clocks"], {"sync": 100.0, "sdram": 125.0}, HINTS, {})
+    assert [c["domain"] for c in clocks] == ["sync", "sdram"]
+    assert clocks[1] == {"domain": "sdram", "net": None, "fmax_mhz": None, "target_mhz": 125.0,
+                         "met": False, "required": True}
+    assert clocks[0]["required"]
+    report = {**_report(False), "clocks": clocks}
+    text = format_report(report)
+    assert "clock sdram     not found in nextpnr's report, target 125 MHz  [MISSED]" in text
+    assert "Fmax None MHz < target 125 MHz (sdram)" in text
+
+
+def test_format_report_two_domains():
+    parsed = parse_nextpnr_report(TWO_DOMAINS)
+    clocks = assign_domains(parsed["clocks"], {"sync": 100.0, "sdram": 100.0}, HINTS, TWO_DOMAINS)
+    report = {**_report(False), "clocks": clocks,
+              "critical_paths": build_mod._critical_paths(TWO_DOMAINS),
+              "sdram": {"chip": "ULX3S-SDRAM", "cas_latency": 3, "read_delay": 2,
+                        "clock_phase_deg": 225.0, "io_margin_ns": 1.05}}
+    text = format_report(report)
+    assert "clock sync      93.1 MHz achieved, target 100 MHz  [MISSED]" in text
+    assert "clock sdram     104.2 MHz achieved, target 100 MHz  [met]" in text
+    assert "sdram       ULX3S-SDRAM CL3, read_delay 2, clock pin at 225 deg" in text
+    # the critical path of the domain that missed, not of the others
+    assert "exerciser.gemm.a.A -> exerciser.gemm.b.F" in text and "(sync)" in text
+    assert "sdram.controller.go" not in text
+    assert "TIMING FAILED: Fmax 93.1 MHz < target 100 MHz (sync)" in text
+    met = {**report, "met": True, "clocks": [{**c, "met": True} for c in clocks]}
+    assert "TIMING MET: 100 MHz (sdram_clkout), 100 MHz (sync), 100 MHz (sdram)" \
+        in format_report(met)
 
 
 def test_flash_without_bitstream(tmp_path, monkeypatch):

@@ -27,11 +27,23 @@ def test_defaults_round_trip():
     ("max_k", "8", TypeError, "max_k must be an integer, not '8'"),
     ("clk_mhz", 5, ValueError, "clk_mhz must be in range 10..400, not 5"),
     ("clk_mhz", "fast", TypeError, "clk_mhz must be a number, not 'fast'"),
+    ("sdram_mhz", 20, ValueError, "sdram_mhz must be in range 25..200, not 20"),
+    ("sdram_mhz", 250.0, ValueError, "sdram_mhz must be in range 25..200, not 250.0"),
+    ("sdram_mhz", None, TypeError, "sdram_mhz must be a number, not None"),
 ])
 def test_bad_values_name_the_field(field, value, exc, msg):
     with pytest.raises(exc) as info:
         DEFAULT_CONFIG.replace(**{field: value})
     assert str(info.value) == msg
+
+
+def test_sdram_clock_round_trip():
+    cfg = DEFAULT_CONFIG.replace(sdram_mhz=125.0)
+    assert json.loads(cfg.to_json())["sdram_mhz"] == 125.0
+    assert ChipConfig.from_json(cfg.to_json()) == cfg
+    # a configuration written before the field existed still loads
+    old = {k: v for k, v in DEFAULT_CONFIG.to_dict().items() if k != "sdram_mhz"}
+    assert ChipConfig.from_dict(old).sdram_mhz == 100.0
 
 
 def test_accumulator_cannot_overflow():

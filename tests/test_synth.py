@@ -70,3 +70,21 @@ def test_report(small_build):
     # progress went to the console stream; the table renders
     assert "yosys: started" in log and "nextpnr: started" in log
     assert ("TIMING MET" if report["met"] else "TIMING FAILED") in format_report(report)
+
+
+@pytest.mark.synth
+def test_sdram_domain(small_build):
+    """The SDRAM self test is in the build, in its own clock domain, reported
+    with its target; the build is met only if every domain is."""
+    _, report, log = small_build
+    sdram = [c for c in report["clocks"] if c["domain"] == "sdram"]
+    assert len(sdram) == 1 and sdram[0]["fmax_mhz"] and sdram[0]["fmax_mhz"] > 10
+    assert sdram[0]["target_mhz"] == pytest.approx(SMALL_CONFIG.sdram_mhz)
+    assert sdram[0]["met"] == (sdram[0]["fmax_mhz"] >= sdram[0]["target_mhz"])
+    assert report["met"] == all(c["met"] for c in report["clocks"])
+    s = report["sdram"]
+    assert (s["fmax_mhz"], s["met"]) == (sdram[0]["fmax_mhz"], sdram[0]["met"])
+    assert (s["cas_latency"], s["read_delay"], s["clock_phase_deg"]) == (3, 2, 225.0)
+    assert s["io_margin_ns"] > 0
+    assert "sdram 100 MHz" in log
+    assert "clock sdram" in format_report(report)
