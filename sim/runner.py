@@ -37,6 +37,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 __all__ = [
+    "simulators_from_env",
     "SIMULATORS", "DEFAULT_SEED", "build_root", "config_hash", "simulator_name",
     "simulator_available", "setup_tool_path", "generate_verilog", "build_sim",
     "run_cocotb", "CocotbResult", "CaseResult", "check_cocotb", "require_simulator",
@@ -113,6 +114,15 @@ def simulator_available(sim: str) -> tuple[bool, str]:
     if shutil.which("iverilog") is None or shutil.which("vvp") is None:
         return False, "Icarus Verilog (iverilog, vvp) not found on PATH"
     return True, ""
+
+
+def simulators_from_env(default=("verilator",)) -> list[str]:
+    """The simulators a test run asks for: ``SIM=icarus,verilator`` (comma
+    separated), else ``default``. Tests parametrize their ``sim`` fixture on it."""
+    env = os.environ.get("SIM")
+    if env:
+        return [s.strip() for s in env.split(",") if s.strip()]
+    return list(default)
 
 
 def require_simulator(sim: str | None = None) -> str:

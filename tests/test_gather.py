@@ -18,7 +18,6 @@ seed, ``WAVES=1`` dumps waveforms into ``build/sim/seedchip_gather-*/``.
 """
 
 import collections
-import os
 
 import numpy as np
 import pytest
@@ -229,14 +228,7 @@ def test_pysim_smoke(data_width):
 
 # -- cocotb ------------------------------------------------------------------------------
 
-def _simulators():
-    env = os.environ.get("SIM")
-    if env:
-        return [s.strip() for s in env.split(",") if s.strip()]
-    return ["verilator"]
-
-
-@pytest.fixture(params=_simulators())
+@pytest.fixture(params=runner.simulators_from_env())
 def sim(request):
     return runner.require_simulator(request.param)
 

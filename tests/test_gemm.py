@@ -6,7 +6,6 @@ the reason. ``SEED=<n>`` / ``SEED=random`` changes the base seed,
 ``WAVES=1`` dumps waveforms into ``build/sim/.../runs/<test>/``.
 """
 
-import os
 
 import numpy as np
 import pytest
@@ -32,14 +31,7 @@ TESTCASES = [
 ]
 
 
-def _simulators():
-    env = os.environ.get("SIM")
-    if env:
-        return [s.strip() for s in env.split(",") if s.strip()]
-    return list(runner.SIMULATORS)
-
-
-@pytest.fixture(params=_simulators())
+@pytest.fixture(params=runner.simulators_from_env(default=runner.SIMULATORS))
 def sim(request):
     return runner.require_simulator(request.param)
 

@@ -10,7 +10,6 @@ waveforms into ``build/sim/seedchip_sdram-*/.../runs/<test>/``.
 """
 
 import json
-import os
 
 import pytest
 
@@ -45,14 +44,7 @@ TESTCASES = [
 ]
 
 
-def _simulators():
-    env = os.environ.get("SIM")
-    if env:
-        return [s.strip() for s in env.split(",") if s.strip()]
-    return ["verilator"]
-
-
-@pytest.fixture(params=_simulators())
+@pytest.fixture(params=runner.simulators_from_env())
 def sim(request):
     return runner.require_simulator(request.param)
 

@@ -4,7 +4,6 @@ recurrence, the BIST on on-chip RAM in the Amaranth simulator (clean, stuck
 bit, random stalls), and the board's self test (controller + BIST) against the
 pin-level SDRAM model under cocotb (clean, flipped bit)."""
 
-import os
 
 import pytest
 from amaranth.hdl import Fragment, Module, Signal
@@ -254,8 +253,7 @@ def test_enable():
 
 # -- SDRAM controller + pin-level model, cocotb -----------------------------------
 
-@pytest.fixture(params=[s.strip() for s in os.environ.get("SIM", "verilator").split(",")
-                        if s.strip()])
+@pytest.fixture(params=runner.simulators_from_env())
 def sim(request):
     return runner.require_simulator(request.param)
 
