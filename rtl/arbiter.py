@@ -6,7 +6,7 @@ FIFO, and uses it to route the backend's in-order responses back to their
 ports.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -40,8 +40,9 @@ class MemOrderFIFO(wiring.Component):
         ``ready`` is ``level != depth`` (a full FIFO takes no write, even when
         it is read in the same cycle).
     r : Out(stream.Signature(width))
-        The oldest entry. Not fall-through: an entry is readable the cycle
-        after it is written.
+        The oldest entry, from a register (:attr:`head`; the entry select is
+        done a cycle ahead, off the reader's path). Not fall-through: an entry
+        is readable the cycle after it is written.
     level : Out(range(depth + 1))
         Entries held.
 
@@ -61,6 +62,9 @@ class MemOrderFIFO(wiring.Component):
         self._storage = Array(Signal(width, name=f"entry{i}") for i in range(1 << self._abits))
         self._rd = Signal(self._abits + 1)
         self._wr = Signal(self._abits + 1)
+        #: the oldest entry, registered (equal to the entry at the read
+        #: pointer whenever the FIFO holds one: :meth:`head_consistent`)
+        self.head = Signal(width, name="head")
         super().__init__({
             "w": In(stream.Signature(unsigned(width))),
             "r": Out(stream.Signature(unsigned(width))),
@@ -85,6 +89,10 @@ class MemOrderFIFO(wiring.Component):
             total = total + t
         return total
 
+    def head_consistent(self):
+        """The invariant of :attr:`head` (for formal harnesses)."""
+        return (self.level == 0) | (self.head == self._storage[self._index(self._rd)])
+
     def newest(self):
         """The most recently written entry (valid when ``level != 0``).
 
@@ -100,15 +108,27 @@ class MemOrderFIFO(wiring.Component):
             self.level.eq(level),
             self.w.ready.eq(level != self.depth),
             self.r.valid.eq(level != 0),
-            self.r.payload.eq(self._storage[self._index(self._rd)]),
+            self.r.payload.eq(self.head),
         ]
-        with m.If(self.w.valid & self.w.ready):
+        push = self.w.valid & self.w.ready
+        pop = self.r.valid & self.r.ready
+        with m.If(push):
             m.d.sync += [
                 self._storage[self._index(self._wr)].eq(self.w.payload),
                 self._wr.eq(self._wr + 1),
             ]
-        with m.If(self.r.valid & self.r.ready):
+        with m.If(pop):
             m.d.sync += self._rd.eq(self._rd + 1)
+        # head <= entry at the next read pointer, or the entry written now if
+        # that is where it goes (both selects from registers; pop and push
+        # only steer the last two muxes).
+        rd1 = self._rd + 1
+        at_rd = self._storage[self._index(self._rd)]
+        at_rd1 = self._storage[self._index(rd1)]
+        wr_at_rd = self._index(self._wr) == self._index(self._rd)
+        wr_at_rd1 = self._index(self._wr) == self._index(rd1)
+        m.d.sync += self.head.eq(
+            Mux(push & Mux(pop, wr_at_rd1, wr_at_rd), self.w.payload, Mux(pop, at_rd1, at_rd)))
         return m
 
 

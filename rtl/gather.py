@@ -26,8 +26,10 @@ A batch
 -------
 One ``cmd`` beat (pooling mode, bounds-check mode, per-sample weights on/off,
 requantize on/off) starts a batch; it is accepted only while the engine is
-idle (``busy`` low), holds no error, and no descriptor write is pending
-(``desc`` goes first). Then:
+idle (``busy`` low), holds no error, no descriptor write is pending
+(``desc`` goes first) and the hot-row cache is not being emptied (up to
+``cache_rows`` cycles after a descriptor write, ``cache_clear`` or an ``err``
+response). Then:
 
 * ``bags`` items ``{table, offset, last}``: item ``i`` carries ``offsets[i]``
   and the table of bag ``i``; the final item (``last`` = 1) carries
@@ -115,13 +117,17 @@ bytes) per cycle, against one memory word per cycle for a miss: with
 The cache is transparent: results are the same with or without it. It is
 emptied by every descriptor write (good or refused) and by ``cache_clear``
 (a pulse; for exact hit counts, give it while the engine is idle; mid-batch
-it is safe but the counts then depend on timing). After a read answered
+it is safe but the counts then depend on timing). Emptying sweeps the lines,
+one per cycle (the valid bits live in block RAM with the keys); meanwhile
+lookups neither hit nor allocate, and no batch starts. After a read answered
 with ``err`` the engine neither hits nor allocates and keeps the cache
 empty until ``clear``. ``cache_hits`` + ``cache_misses`` = ``lookups``
 (clamped lookups use row 0's key). A miss allocates its line when its first
 word is requested, so the key store always names the last row sent to a
 line; a hit on a row whose fill is still in flight is served (it waits
-behind the fill in the tag FIFO, see below). :class:`~seedchip.sim.emb_golden.GatherModel`
+behind the fill in the tag FIFO, see below). Lookups are checked in lookup
+order, one per cycle, two stages before C (S1 reads the key, S2 decides and
+allocates; the decision of the lookup just ahead is forwarded). :class:`~seedchip.sim.emb_golden.GatherModel`
 simulates the cache exactly (``cache_rows``), hit counts included.
 
 Status
@@ -166,8 +172,11 @@ Design
   from the cache, one per cycle. Every fill to a line was issued before any
   hit that saw its key, so a hit always reads a completed fill.
 * D multiplies a beat by the weight and read-modify-writes the bag's
-  accumulator bank (transparent read port, so one-beat rows accumulate at
-  one beat per cycle).
+  accumulator bank: read in D1 (transparent read port), the word registered
+  in D2, added (or maxed) and written in D3. Two beats to one word (rows of
+  one beat in a bag) are kept two cycles apart, so such rows accumulate at
+  one every two cycles, longer ones at one beat per cycle. With the cache a
+  stage D0 first registers the cache's block RAM output.
 * E drains a finished bank (one word per cycle, holding a credit for every
   beat so the fixed-latency pipeline never needs backpressure) while D fills
   the other: a bag's reads overlap the previous bag's drain. Mean is an
@@ -267,8 +276,9 @@ class GatherEngine(wiring.Component):
     cache_hits, cache_misses : Out(32)
         Lookups served from the cache / read from memory (0 without a cache).
 
-    Latency: a bag's last beat is written to the output FIFO 11 cycles +
-    the requantizer's latency after its last response was taken.
+    Latency: a bag's last beat is written to the output FIFO 12 cycles (13
+    with the cache) + the requantizer's latency after its last response was
+    taken.
     """
 
     def __init__(self, *, data_width=16, addr_width=25, n_tables=8, max_dim=128, max_bag=64,
@@ -432,6 +442,11 @@ class GatherEngine(wiring.Component):
             with m.If(~w3_good):
                 m.d.comb += [desc_err.eq(1), desc_err_table.eq(w3.table)]
 
+        # The hot-row cache's valid bits live in its key store (block RAM); it is
+        # emptied by a sweep over the lines, one per cycle, which holds the next
+        # batch back (exact hit counts) and stops hits and allocation meanwhile.
+        sweeping = Signal()
+
         # -- command ---------------------------------------------------------------------
         c_mode = Signal(PoolMode)
         c_bounds = Signal(BoundsMode)
@@ -440,7 +455,7 @@ class GatherEngine(wiring.Component):
         c_bad = Signal()
         cmd_take = Signal()
         m.d.comb += [
-            self.cmd.ready.eq(~busy & ~error_set & ~w_busy & ~self.desc.valid),
+            self.cmd.ready.eq(~busy & ~error_set & ~w_busy & ~self.desc.valid & ~sweeping),
             cmd_take.eq(self.cmd.valid & self.cmd.ready),
         ]
         with m.If(cmd_take):
@@ -465,7 +480,7 @@ class GatherEngine(wiring.Component):
             "d": tdesc,
         })
         JOB_DEPTH = 4
-        m.submodules.jobs = jobs = SyncFIFO(width=job_layout.size, depth=JOB_DEPTH)
+        m.submodules.jobs = jobs = SyncFIFOBuffered(width=job_layout.size, depth=JOB_DEPTH)
         job_w = job_layout(jobs.w_data)
         job = job_layout(jobs.r_data)
 
@@ -610,7 +625,12 @@ class GatherEngine(wiring.Component):
         m.d.comb += lk_ok.eq((lk_res < LK_DEPTH) & metaf.w_rdy)
         m.d.sync += lk_res.eq(lk_res + emit - lk_pop)
 
-        idx = self.indices.payload
+        # The indices enter through a 2-entry FIFO (registered output: the
+        # bounds check starts from a flop, not from the producer's logic).
+        m.submodules.idx_fifo = idxf = SyncFIFOBuffered(width=self.index_layout.size, depth=2)
+        m.d.comb += [idxf.w_data.eq(self.indices.payload), idxf.w_en.eq(self.indices.valid),
+                     self.indices.ready.eq(idxf.w_rdy)]
+        idx = self.index_layout(idxf.r_data)
         oor = Signal()
         m.d.comb += oor.eq(idx.index >= job.d.rows)
         with m.If(cmd_take):
@@ -634,8 +654,8 @@ class GatherEngine(wiring.Component):
                 m.d.comb += jobs.r_en.eq(1)
                 m.d.sync += b_active.eq(0)
             with m.Else():
-                m.d.comb += self.indices.ready.eq(1)
-                with m.If(self.indices.valid):
+                m.d.comb += idxf.r_en.eq(1)
+                with m.If(idxf.r_rdy):
                     m.d.sync += b_consumed.eq(b_consumed + 1)
         with m.Elif(jobs.r_rdy & b_discard):
             m.d.comb += jobs.r_en.eq(1)
@@ -650,8 +670,8 @@ class GatherEngine(wiring.Component):
                              e_batch_end.eq(job.last_bag), meta_push.eq(1), meta_n.eq(0),
                              jobs.r_en.eq(1)]
                 m.d.sync += [b_bag.eq(b_bag + 1), b_end_sent.eq(b_end_sent | job.last_bag)]
-            with m.Elif(self.indices.valid):
-                m.d.comb += self.indices.ready.eq(1)
+            with m.Elif(idxf.r_rdy):
+                m.d.comb += idxf.r_en.eq(1)
                 m.d.sync += b_consumed.eq(b_consumed + 1)
                 with m.If(oor & (c_bounds == BoundsMode.FATAL)):
                     m.d.comb += [b_err.eq(1), b_err_code.eq(GatherError.OUT_OF_RANGE),
@@ -765,9 +785,6 @@ class GatherEngine(wiring.Component):
             c_emit.eq((c_slot == R - 1) | c_last_word),
             c_go.eq(c0_v & tagf.w_rdy & (~c_read | (slot_free & wordf.w_rdy))),
             c_done.eq(c_go & c_last_word),
-            c_load.eq(lkf.r_rdy & (~c0_v | c_done)),
-            lk_pop.eq(c_load),
-            lkf.r_en.eq(c_load),
             # a miss pushes a tag per beat (at the beat's last word), a word
             # entry per read
             tagf.w_en.eq(c_go & (~c_read | c_emit)),
@@ -787,10 +804,19 @@ class GatherEngine(wiring.Component):
             tag_w.weight.eq(c0.weight),
             tag_w.index.eq(c0.index),
         ]
+        # C0 loads from the hit check (S2) with the cache, else from the FIFO.
+        c_src_v = Signal()
+        c_src = Signal(lk_layout)
+        s1_v = Signal()               # the cache's hit-check stages hold a lookup
+        s2_v = Signal()
+        m.d.comb += c_load.eq(c_src_v & (~c0_v | c_done))
         with m.If(c_load):
-            m.d.sync += [c0.eq(lk), c0_v.eq(1)]
+            m.d.sync += [c0.eq(c_src), c0_v.eq(1)]
         with m.Elif(c_done):
             m.d.sync += c0_v.eq(0)
+        if not cache:
+            m.d.comb += [c_src_v.eq(lkf.r_rdy), c_src.eq(lk), lk_pop.eq(c_load),
+                         lkf.r_en.eq(c_load)]
         with m.If(c_go):
             m.d.sync += [
                 c_w.eq(Mux(c_last_word, 0, c_w + 1)),
@@ -804,37 +830,98 @@ class GatherEngine(wiring.Component):
                              req.payload.wdata.eq(0), req.payload.mask.eq(0)]
 
         if cache:
-            # Direct-mapped, keyed by (table, row). A miss allocates its line
-            # when its first word is requested (key written, line valid), so
-            # the key store always names the last row sent to that line; the
-            # fill itself happens in G, in tag order. A later hit on that line
-            # is behind the fill in the tag FIFO, so it reads the filled row
-            # even when the fill was still in flight at the hit check.
+            # Direct-mapped, keyed by (table, row). Every lookup passes the hit
+            # check in lookup order, before C: S1 reads its line's key (block
+            # RAM), S2 holds the key registered and decides, in its first
+            # cycle, hit or miss; a miss allocates its line there (key written,
+            # line valid), so the key store always names the last row sent to
+            # that line. The fill itself happens in G, in tag order: a later
+            # hit on that line is behind the fill in the tag FIFO, so it reads
+            # the filled row even when the fill was still in flight at the
+            # check. C0 gets the decision registered.
+            # The one check S1's key read cannot see is that of the lookup just
+            # ahead (in S2 when this one moves into S2): when both name the
+            # same line its outcome is forwarded (that line then holds its key).
+            # A line's valid bit is stored with its key (a register per line
+            # made a 1024-way select and clear that limited the engine to
+            # 45 MHz); emptying the cache sweeps every line (``sweeping``),
+            # and a lookup whose key was read before a sweep ended neither
+            # hits nor allocates.
             ibits = exact_log2(self.cache_rows)
-            key_shape = unsigned(tbits + iw)
-            m.submodules.cache_keys = ckeys = Memory(shape=key_shape, depth=self.cache_rows,
+            key_layout = data.StructLayout({"valid": 1, "key": unsigned(tbits + iw)})
+            m.submodules.cache_keys = ckeys = Memory(shape=key_layout, depth=self.cache_rows,
                                                      init=[])
             ck_wr = ckeys.write_port()
             ck_rd = ckeys.read_port(transparent_for=(ck_wr,))
-            cvalid = Signal(self.cache_rows)
+            sweep_line = Signal(ibits)
 
             def line_of(rownum, table):
                 # spread the tables over the lines so row r of every table does not collide
                 return (rownum[:ibits] ^ (table * 0x9E5)[:ibits])[:ibits]
 
-            m.d.comb += [ck_rd.addr.eq(line_of(lk.rownum, lk.table)), ck_rd.en.eq(c_load)]
+            def key_of(lkv):
+                return Cat(lkv.rownum, lkv.table)
+
+            s1 = Signal(lk_layout)
+            s1_line = Signal(ibits)
+            s1_stale = Signal()
+            s2 = Signal(lk_layout)
+            s2_line = Signal(ibits)
+            s2_new = Signal()         # S2's first cycle: the check
+            s2_stale = Signal()
+            s2_kq = Signal(key_layout)
+            s2_fwd = Signal()         # the lookup ahead had this line and kept its key there
+            s2_fwd_eq = Signal()      # ... and the same key
+            s2_hit_r = Signal()
+            s2_on_r = Signal()
+            s2_hit = Signal()
+            s2_on = Signal()          # S2's lookup left its key in its line
+            s1_adv = Signal()
+            s1_load = Signal()
+            s2_off = Signal()
+            hit_now = Signal()
+            m.d.comb += [
+                c_src_v.eq(s2_v), c_src.eq(s2),
+                s1_adv.eq(s1_v & (~s2_v | c_load)),
+                s1_load.eq(lkf.r_rdy & (~s1_v | s1_adv)),
+                lkf.r_en.eq(s1_load), lk_pop.eq(s1_load),
+                ck_rd.addr.eq(line_of(lk.rownum, lk.table)), ck_rd.en.eq(s1_load),
+                s2_off.eq(c_flush | sweeping | s2_stale),
+                hit_now.eq(s2.row & ~s2_off & Mux(s2_fwd, s2_fwd_eq,
+                                                  s2_kq.valid & (s2_kq.key == key_of(s2)))),
+                s2_hit.eq(Mux(s2_new, hit_now, s2_hit_r)),
+                s2_on.eq(Mux(s2_new, s2.row & ~s2_off, s2_on_r)),
+            ]
+            with m.If(s1_load):
+                m.d.sync += [s1.eq(lk), s1_line.eq(line_of(lk.rownum, lk.table)),
+                             s1_stale.eq(sweeping)]
+            with m.Elif(sweeping):
+                m.d.sync += s1_stale.eq(1)
+            m.d.sync += [s1_v.eq(s1_load | (s1_v & ~s1_adv)),
+                         s2_v.eq(s1_adv | (s2_v & ~c_load)),
+                         s2_new.eq(s1_adv)]
+            with m.If(s1_adv):
+                m.d.sync += [
+                    s2.eq(s1), s2_line.eq(s1_line), s2_kq.eq(ck_rd.data),
+                    s2_stale.eq(s1_stale | sweeping),
+                    s2_fwd.eq(s2_v & s2_on & (s1_line == s2_line)),
+                    s2_fwd_eq.eq(key_of(s1) == key_of(s2)),
+                ]
+            with m.If(s2_new):
+                m.d.sync += [s2_hit_r.eq(hit_now), s2_on_r.eq(s2.row & ~s2_off)]
+            c0_hit = Signal()
             with m.If(c_load):
-                m.d.sync += c0_line.eq(line_of(lk.rownum, lk.table))
-            key = Cat(c0.rownum, c0.table)
-            m.d.comb += c_hit.eq(c0_v & c0.row & (c_w == 0) & cvalid.bit_select(c0_line, 1)
-                                 & (ck_rd.data == key) & ~c_flush)
-            alloc = c_go & c_read & (c_w == 0) & ~c_flush
-            m.d.comb += [ck_wr.addr.eq(c0_line), ck_wr.data.eq(key), ck_wr.en.eq(alloc)]
-            with m.If(alloc):
-                m.d.sync += cvalid.bit_select(c0_line, 1).eq(1)
-            with m.If(c_go & c0.row & (c_w == 0)):
-                m.d.sync += [self.cache_hits.eq(self.cache_hits + c_hit),
-                             self.cache_misses.eq(self.cache_misses + ~c_hit)]
+                m.d.sync += [c0_hit.eq(s2_hit), c0_line.eq(s2_line)]
+            m.d.comb += c_hit.eq(c0_hit)
+            alloc = s2_new & s2.row & ~s2_off & ~hit_now
+            with m.If(sweeping):
+                m.d.comb += [ck_wr.addr.eq(sweep_line), ck_wr.data.valid.eq(0), ck_wr.en.eq(1)]
+            with m.Else():
+                m.d.comb += [ck_wr.addr.eq(s2_line), ck_wr.data.valid.eq(1),
+                             ck_wr.data.key.eq(key_of(s2)), ck_wr.en.eq(alloc)]
+            with m.If(s2_new & s2.row):
+                m.d.sync += [self.cache_hits.eq(self.cache_hits + hit_now),
+                             self.cache_misses.eq(self.cache_misses + ~hit_now)]
 
         # -- R: responses -> beats (gearbox) ---------------------------------------------------------
         # The gearbox packs a miss's words, in response order, R to a beat (a
@@ -893,9 +980,10 @@ class GatherEngine(wiring.Component):
         g_k = Signal(range(max_beats))       # beat of a hit being read out
         g_hit_last = Signal()
         g_bag_end = Signal()
+        g_hazard = Signal()
         beat = gbeat.data
         m.d.comb += [
-            g_go.eq(tagf.r_rdy & bank_free & (~tag.has_resp | beatf.r_rdy)),
+            g_go.eq(tagf.r_rdy & bank_free & (~tag.has_resp | beatf.r_rdy) & ~g_hazard),
             beatf.r_en.eq(g_go & tag.has_resp),
             g_hit_last.eq(g_k == tag.beats - 1),
             tagf.r_en.eq(g_go & (~tag.hit | g_hit_last)),
@@ -903,6 +991,13 @@ class GatherEngine(wiring.Component):
         ]
         with m.If(g_go & tag.hit):
             m.d.sync += g_k.eq(Mux(g_hit_last, 0, g_k + 1))
+        # D's read-modify-write sees the write of the beat two ahead (transparent
+        # read port) but not that of the beat just ahead: two beats in a row to
+        # one accumulator word (rows of one beat, same bag) get a cycle between.
+        g_prev0 = Signal()
+        g_k_cur = Mux(tag.hit, g_k, tag.k)
+        m.d.comb += g_hazard.eq(g_prev0 & (g_k_cur == 0))
+        m.d.sync += g_prev0.eq(g_go & (g_k_cur == 0) & ~g_bag_end & (tag.has_resp | tag.hit))
         if cache:
             flush_r = Signal()
             # C stops hitting and allocating from the cycle after the err
@@ -916,8 +1011,12 @@ class GatherEngine(wiring.Component):
             # a descriptor write or cache_clear empties the cache; an err
             # response does too (a failed fill left junk in its line), and
             # nothing is cached until the error is cleared
-            with m.If(w3_v | self.cache_clear | g_word_err | flush_r):
-                m.d.sync += cvalid.eq(0)
+            with m.If(w3_v | self.cache_clear | g_word_err):
+                m.d.sync += [sweeping.eq(1), sweep_line.eq(0)]
+            with m.Elif(sweeping):
+                m.d.sync += sweep_line.eq(sweep_line + 1)
+                with m.If(sweep_line == self.cache_rows - 1):
+                    m.d.sync += sweeping.eq(0)
             m.submodules.cache_data = cdata = Memory(shape=unsigned(8 * L),
                                                      depth=self.cache_rows << kbits, init=[])
             cd_wr = cdata.write_port()
@@ -939,23 +1038,32 @@ class GatherEngine(wiring.Component):
         d1_data = Signal(8 * L)
         d1_err = Signal()
         d1_bank = Signal()
-        m.d.sync += d1_v.eq(g_go)
+        # With the cache a stage D0 comes first: the cache's block RAM output
+        # is registered (with the miss data beside it) before the multiply.
+        g1 = Signal(d1_layout, name="d0" if cache else None)
+        g1_v = Signal(name="d0_v" if cache else None)
+        g1_data = Signal(8 * L, name="d0_data" if cache else None)
+        g1_err = Signal(name="d0_err" if cache else None)
+        g1_bank = Signal(name="d0_bank" if cache else None)
+        m.d.sync += g1_v.eq(g_go)
         with m.If(g_go):
             m.d.sync += [
-                d1.has_data.eq(tag.has_resp | tag.hit), d1.hit.eq(tag.hit),
-                d1.k.eq(Mux(tag.hit, g_k, tag.k)), d1.init.eq(tag.init),
-                d1.bag_end.eq(g_bag_end), d1.batch_end.eq(tag.batch_end & g_bag_end),
-                d1.abort.eq(tag.abort), d1.is_max.eq(tag.is_max), d1.weight.eq(tag.weight),
-                d1.index.eq(tag.index),
-                d1_data.eq(beat),
-                d1_err.eq(tag.has_resp & gbeat.err),
-                d1_bank.eq(d_bank),
+                g1.has_data.eq(tag.has_resp | tag.hit), g1.hit.eq(tag.hit),
+                g1.k.eq(Mux(tag.hit, g_k, tag.k)), g1.init.eq(tag.init),
+                g1.bag_end.eq(g_bag_end), g1.batch_end.eq(tag.batch_end & g_bag_end),
+                g1.abort.eq(tag.abort), g1.is_max.eq(tag.is_max), g1.weight.eq(tag.weight),
+                g1.index.eq(tag.index),
+                g1_data.eq(beat),
+                g1_err.eq(tag.has_resp & gbeat.err),
+                g1_bank.eq(d_bank),
             ]
-        d1_bytes = Signal(8 * L)
         if cache:
-            m.d.comb += d1_bytes.eq(Mux(d1.hit, cd_rd.data, d1_data))
+            m.d.sync += [d1_v.eq(g1_v), d1.eq(g1), d1_err.eq(g1_err), d1_bank.eq(g1_bank),
+                         d1_data.eq(Mux(g1.hit, cd_rd.data, g1_data))]
         else:
-            m.d.comb += d1_bytes.eq(d1_data)
+            m.d.comb += [d1_v.eq(g1_v), d1.eq(g1), d1_err.eq(g1_err), d1_bank.eq(g1_bank),
+                         d1_data.eq(g1_data)]
+        d1_bytes = d1_data
         full_set = Signal(2)
         full_clr = Signal(2)
         done_set = Signal(2)
@@ -989,21 +1097,38 @@ class GatherEngine(wiring.Component):
             m.d.sync += d2_x[l].eq(d1.weight * d1_bytes[8 * l:8 * l + 8].as_signed())
         m.d.comb += [acc_rd.addr.eq(Cat(d1.k, d1_bank) if max_beats > 1 else d1_bank),
                      acc_rd.en.eq(1)]
+        # D2 -> D3: the accumulator word registered (LUT RAM read, then flops;
+        # a bag's first beat takes the identity instead: 0, or INT32_MIN for
+        # MAX), D3 adds (or takes the max) and writes it back. G keeps two beats
+        # to one word at least two cycles apart, so the read (transparent) has
+        # every earlier write.
+        def acc_addr(k, bank):
+            return Cat(k, bank) if max_beats > 1 else bank
+        d3 = Signal(d1_layout)
+        d3_v = Signal()
+        d3_bank = Signal()
+        d3_disc = Signal()
+        d3_x = Signal(data.ArrayLayout(signed(16), L))
+        d3_a = Signal(acc_row)
+        d3_res = Signal(acc_row)
+        m.d.sync += [d3_v.eq(d2_v), d3.eq(d2), d3_bank.eq(d2_bank), d3_disc.eq(d2_disc),
+                     d3_x.eq(d2_x)]
         for l in range(L):
-            a = acc_rd.data[l]
-            x = d2_x[l]
-            m.d.comb += acc_wr.data[l].eq(
-                Mux(d2.init, x, Mux(d2.is_max, Mux(x > a, x, a), a + x)))
+            m.d.sync += d3_a[l].eq(Mux(d2.init, Mux(d2.is_max, -(1 << 31), 0), acc_rd.data[l]))
+            a = d3_a[l]
+            x = d3_x[l]
+            m.d.comb += d3_res[l].eq(Mux(d3.is_max, Mux(x > a, x, a), a + x))
         m.d.comb += [
-            acc_wr.addr.eq(Cat(d2.k, d2_bank) if max_beats > 1 else d2_bank),
-            acc_wr.en.eq(d2_v & d2.has_data),
+            acc_wr.data.eq(d3_res),
+            acc_wr.addr.eq(acc_addr(d3.k, d3_bank)),
+            acc_wr.en.eq(d3_v & d3.has_data),
         ]
-        with m.If(d2_v & d2.bag_end):
-            m.d.comb += done_set.eq(Mux(d2_bank, 0b10, 0b01))
-            with m.If(d2_bank):
-                m.d.sync += disc[1].eq(d2_disc)
+        with m.If(d3_v & d3.bag_end):
+            m.d.comb += done_set.eq(Mux(d3_bank, 0b10, 0b01))
+            with m.If(d3_bank):
+                m.d.sync += disc[1].eq(d3_disc)
             with m.Else():
-                m.d.sync += disc[0].eq(d2_disc)
+                m.d.sync += disc[0].eq(d3_disc)
 
         # -- E: drain a finished bank ------------------------------------------------------------
         rqs = [Requantizer(out_width=8) for _ in range(L)]
@@ -1136,7 +1261,7 @@ class GatherEngine(wiring.Component):
         m.d.comb += empty.eq(
             (a_state == 0) & ~a1_v & ~b_active & (jobs.level == 0) & (lk_res == 0) & ~c0_v
             & ~req.valid & (tagf.level == 0) & (wordf.level == 0) & (beatf.level == 0)
-            & ~d1_v & ~d2_v & (full == 0) & (done == 0)
+            & ~g1_v & ~d1_v & ~d2_v & ~d3_v & (full == 0) & (done == 0) & ~s1_v & ~s2_v
             & (metaf.level == 0) & (out_pending == 0))
         with m.If(cmd_take):
             m.d.sync += busy.eq(1)
