@@ -46,9 +46,10 @@ class MemOrderFIFO(wiring.Component):
     level : Out(range(depth + 1))
         Entries held.
 
-    The pointers carry one wrap bit over a power-of-two storage, so the level
-    is their difference and no pointer/level combination is inconsistent
-    (this keeps k-induction proofs over the FIFO short). Registers rather than
+    The pointers carry one wrap bit over a power-of-two storage; the level is
+    their difference, kept in a register of its own (and the oldest entry in
+    :attr:`head`) so the reader's ``valid``/``payload`` come from flops;
+    :meth:`consistent` states the invariant for k-induction. Registers rather than
     a memory: the entries are a few bits each and the formal harness reads
     them (:meth:`count`).
     """
@@ -65,6 +66,8 @@ class MemOrderFIFO(wiring.Component):
         #: the oldest entry, registered (equal to the entry at the read
         #: pointer whenever the FIFO holds one: :meth:`head_consistent`)
         self.head = Signal(width, name="head")
+        # the level, registered too (the pointers' difference is a carry chain)
+        self._level = Signal(range(depth + 1), name="level_q")
         super().__init__({
             "w": In(stream.Signature(unsigned(width))),
             "r": Out(stream.Signature(unsigned(width))),
@@ -89,9 +92,12 @@ class MemOrderFIFO(wiring.Component):
             total = total + t
         return total
 
-    def head_consistent(self):
-        """The invariant of :attr:`head` (for formal harnesses)."""
-        return (self.level == 0) | (self.head == self._storage[self._index(self._rd)])
+    def consistent(self):
+        """The invariant of the registered :attr:`head` and level (for formal
+        harnesses): the level is the pointers' difference, and the head is the
+        entry at the read pointer whenever the FIFO holds one."""
+        return ((self._level == (self._wr - self._rd)[:len(self._level)])
+                & ((self._level == 0) | (self.head == self._storage[self._index(self._rd)])))
 
     def newest(self):
         """The most recently written entry (valid when ``level != 0``).
@@ -102,9 +108,8 @@ class MemOrderFIFO(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        level = Signal.like(self._wr)
+        level = self._level
         m.d.comb += [
-            level.eq(self._wr - self._rd),
             self.level.eq(level),
             self.w.ready.eq(level != self.depth),
             self.r.valid.eq(level != 0),
@@ -112,6 +117,7 @@ class MemOrderFIFO(wiring.Component):
         ]
         push = self.w.valid & self.w.ready
         pop = self.r.valid & self.r.ready
+        m.d.sync += level.eq(level + push - pop)
         with m.If(push):
             m.d.sync += [
                 self._storage[self._index(self._wr)].eq(self.w.payload),

@@ -566,7 +566,15 @@ class GatherEngine(wiring.Component):
                              job_w.value.eq(a1_len)]
 
         # -- B: indices -> lookups ------------------------------------------------------------
+        # The cache line of a key (computed in B2, ahead of the lookup FIFO).
+        ibits = exact_log2(self.cache_rows) if cache else 0
+
+        def line_of(rownum, table):
+            # spread the tables over the lines so row r of every table does not collide
+            return (rownum[:ibits] ^ (table * 0x9E5)[:ibits])[:ibits]
+
         lk_layout = data.StructLayout({
+            "line": unsigned(ibits),
             "row": 1,             # 1: read pitch words (or a cache hit); 0: a tag with no read
             "addr": unsigned(aw),
             "pitch": pitch_shape,
@@ -730,6 +738,8 @@ class GatherEngine(wiring.Component):
             b1_rownum.eq(e_rownum), b1_base.eq(job.d.base),
             b2_v.eq(b1_v), b2.eq(b1), b2_off.eq((b1_rownum * b1.pitch)[:aw]), b2_base.eq(b1_base),
         ]
+        if cache:
+            m.d.sync += b2.line.eq(line_of(b1.rownum, b1.table))
         lk_w = lk_layout(lkf.w_data)
         m.d.comb += [
             lkf.w_en.eq(b2_v),
@@ -847,17 +857,12 @@ class GatherEngine(wiring.Component):
             # 45 MHz); emptying the cache sweeps every line (``sweeping``),
             # and a lookup whose key was read before a sweep ended neither
             # hits nor allocates.
-            ibits = exact_log2(self.cache_rows)
             key_layout = data.StructLayout({"valid": 1, "key": unsigned(tbits + iw)})
             m.submodules.cache_keys = ckeys = Memory(shape=key_layout, depth=self.cache_rows,
                                                      init=[])
             ck_wr = ckeys.write_port()
             ck_rd = ckeys.read_port(transparent_for=(ck_wr,))
             sweep_line = Signal(ibits)
-
-            def line_of(rownum, table):
-                # spread the tables over the lines so row r of every table does not collide
-                return (rownum[:ibits] ^ (table * 0x9E5)[:ibits])[:ibits]
 
             def key_of(lkv):
                 return Cat(lkv.rownum, lkv.table)
@@ -885,7 +890,7 @@ class GatherEngine(wiring.Component):
                 s1_adv.eq(s1_v & (~s2_v | c_load)),
                 s1_load.eq(lkf.r_rdy & (~s1_v | s1_adv)),
                 lkf.r_en.eq(s1_load), lk_pop.eq(s1_load),
-                ck_rd.addr.eq(line_of(lk.rownum, lk.table)), ck_rd.en.eq(s1_load),
+                ck_rd.addr.eq(lk.line), ck_rd.en.eq(s1_load),
                 s2_off.eq(c_flush | sweeping | s2_stale),
                 hit_now.eq(s2.row & ~s2_off & Mux(s2_fwd, s2_fwd_eq,
                                                   s2_kq.valid & (s2_kq.key == key_of(s2)))),
@@ -893,7 +898,7 @@ class GatherEngine(wiring.Component):
                 s2_on.eq(Mux(s2_new, s2.row & ~s2_off, s2_on_r)),
             ]
             with m.If(s1_load):
-                m.d.sync += [s1.eq(lk), s1_line.eq(line_of(lk.rownum, lk.table)),
+                m.d.sync += [s1.eq(lk), s1_line.eq(lk.line),
                              s1_stale.eq(sweeping)]
             with m.Elif(sweeping):
                 m.d.sync += s1_stale.eq(1)

@@ -405,7 +405,7 @@ class ArbiterHarness(wiring.Component):
         self._assert(m, "inv_order_fifo", pend == bk_total)
         self._assert(m, "inv_order_fifo", order.level == pend + arb.staged_valid)
         self._assert(m, "inv_order_fifo", order.level <= D)
-        self._assert(m, "inv_order_fifo", order.head_consistent())
+        self._assert(m, "inv_order_fifo", order.consistent())
         # The staged request is the newest entry of the order FIFO, so the
         # oldest entry belongs to the backend's oldest request.
         with m.If(arb.staged_valid):
