@@ -173,10 +173,11 @@ Design
   hit that saw its key, so a hit always reads a completed fill.
 * D multiplies a beat by the weight and read-modify-writes the bag's
   accumulator bank: read in D1 (transparent read port), the word registered
-  in D2, added (or maxed) and written in D3. Two beats to one word (rows of
-  one beat in a bag) are kept two cycles apart, so such rows accumulate at
-  one every two cycles, longer ones at one beat per cycle. With the cache a
-  stage D0 first registers the cache's block RAM output.
+  in D2, added (or maxed) in D3, written in D4. Two beats to one word are
+  kept three cycles apart, so rows of one beat accumulate at one every three
+  cycles and rows of two beats at two every three, longer ones at one beat
+  per cycle. With the cache a stage D0 first registers the cache's block RAM
+  output.
 * E drains a finished bank (one word per cycle, holding a credit for every
   beat so the fixed-latency pipeline never needs backpressure) while D fills
   the other: a bag's reads overlap the previous bag's drain. Mean is an
@@ -276,7 +277,7 @@ class GatherEngine(wiring.Component):
     cache_hits, cache_misses : Out(32)
         Lookups served from the cache / read from memory (0 without a cache).
 
-    Latency: a bag's last beat is written to the output FIFO 12 cycles (13
+    Latency: a bag's last beat is written to the output FIFO 13 cycles (14
     with the cache) + the requantizer's latency after its last response was
     taken.
     """
@@ -968,7 +969,9 @@ class GatherEngine(wiring.Component):
 
         # -- G: tags + beats -> D (cache fill and read) -----------------------------------------------
         # Tags are taken in order, so hits and misses keep lookup order.
-        acc_row = data.ArrayLayout(signed(32), L)
+        # The accumulators are as wide as a bag's sum needs (|w * x| <= 2**14).
+        accw = min(32, (128 * 128 * self.max_bag).bit_length() + 1)
+        acc_row = data.ArrayLayout(signed(accw), L)
         m.submodules.accmem = accmem = Memory(shape=acc_row, depth=2 << max(1, kbits), init=[])
         acc_wr = accmem.write_port()
         acc_rd = accmem.read_port(transparent_for=(acc_wr,))
@@ -996,13 +999,15 @@ class GatherEngine(wiring.Component):
         ]
         with m.If(g_go & tag.hit):
             m.d.sync += g_k.eq(Mux(g_hit_last, 0, g_k + 1))
-        # D's read-modify-write sees the write of the beat two ahead (transparent
-        # read port) but not that of the beat just ahead: two beats in a row to
-        # one accumulator word (rows of one beat, same bag) get a cycle between.
-        g_prev0 = Signal()
+        # D's read-modify-write sees the write of the beat three ahead
+        # (transparent read port) but not those of the two just ahead: a beat
+        # waits while one of the two beats issued before it goes to its
+        # accumulator word (rows of one or two beats in a bag).
         g_k_cur = Mux(tag.hit, g_k, tag.k)
-        m.d.comb += g_hazard.eq(g_prev0 & (g_k_cur == 0))
-        m.d.sync += g_prev0.eq(g_go & (g_k_cur == 0) & ~g_bag_end & (tag.has_resp | tag.hit))
+        hz = [Signal(1 + max(1, kbits) + 1, name=f"g_hz{i}") for i in range(2)]  # v, k, bank
+        hz_now = Cat(g_go & (tag.has_resp | tag.hit), g_k_cur, d_bank)
+        m.d.sync += [hz[0].eq(hz_now), hz[1].eq(hz[0])]
+        m.d.comb += g_hazard.eq(Cat(h[0] & (h[1:] == Cat(g_k_cur, d_bank)) for h in hz).any())
         if cache:
             flush_r = Signal()
             # C stops hitting and allocating from the cycle after the err
@@ -1050,18 +1055,19 @@ class GatherEngine(wiring.Component):
         g1_data = Signal(8 * L, name="d0_data" if cache else None)
         g1_err = Signal(name="d0_err" if cache else None)
         g1_bank = Signal(name="d0_bank" if cache else None)
+        # (captured every cycle: g1_v says whether it is a beat; g_go's fanout
+        # stays small)
         m.d.sync += g1_v.eq(g_go)
-        with m.If(g_go):
-            m.d.sync += [
-                g1.has_data.eq(tag.has_resp | tag.hit), g1.hit.eq(tag.hit),
-                g1.k.eq(Mux(tag.hit, g_k, tag.k)), g1.init.eq(tag.init),
-                g1.bag_end.eq(g_bag_end), g1.batch_end.eq(tag.batch_end & g_bag_end),
-                g1.abort.eq(tag.abort), g1.is_max.eq(tag.is_max), g1.weight.eq(tag.weight),
-                g1.index.eq(tag.index),
-                g1_data.eq(beat),
-                g1_err.eq(tag.has_resp & gbeat.err),
-                g1_bank.eq(d_bank),
-            ]
+        m.d.sync += [
+            g1.has_data.eq(tag.has_resp | tag.hit), g1.hit.eq(tag.hit),
+            g1.k.eq(Mux(tag.hit, g_k, tag.k)), g1.init.eq(tag.init),
+            g1.bag_end.eq(g_bag_end), g1.batch_end.eq(tag.batch_end & g_bag_end),
+            g1.abort.eq(tag.abort), g1.is_max.eq(tag.is_max), g1.weight.eq(tag.weight),
+            g1.index.eq(tag.index),
+            g1_data.eq(beat),
+            g1_err.eq(tag.has_resp & gbeat.err),
+            g1_bank.eq(d_bank),
+        ]
         if cache:
             m.d.sync += [d1_v.eq(g1_v), d1.eq(g1), d1_err.eq(g1_err), d1_bank.eq(g1_bank),
                          d1_data.eq(Mux(g1.hit, cd_rd.data, g1_data))]
@@ -1103,10 +1109,11 @@ class GatherEngine(wiring.Component):
         m.d.comb += [acc_rd.addr.eq(Cat(d1.k, d1_bank) if max_beats > 1 else d1_bank),
                      acc_rd.en.eq(1)]
         # D2 -> D3: the accumulator word registered (LUT RAM read, then flops;
-        # a bag's first beat takes the identity instead: 0, or INT32_MIN for
-        # MAX), D3 adds (or takes the max) and writes it back. G keeps two beats
-        # to one word at least two cycles apart, so the read (transparent) has
-        # every earlier write.
+        # a bag's first beat takes the identity instead: 0, or -2**15 for MAX,
+        # below any int8 row value), D3 adds (or takes the max: MAX values
+        # stay within 16 bits) and D4 writes the result back. G keeps two
+        # beats to one word at least three cycles apart, so the read
+        # (transparent) has every earlier write.
         def acc_addr(k, bank):
             return Cat(k, bank) if max_beats > 1 else bank
         d3 = Signal(d1_layout)
@@ -1119,21 +1126,28 @@ class GatherEngine(wiring.Component):
         m.d.sync += [d3_v.eq(d2_v), d3.eq(d2), d3_bank.eq(d2_bank), d3_disc.eq(d2_disc),
                      d3_x.eq(d2_x)]
         for l in range(L):
-            m.d.sync += d3_a[l].eq(Mux(d2.init, Mux(d2.is_max, -(1 << 31), 0), acc_rd.data[l]))
+            m.d.sync += d3_a[l].eq(Mux(d2.init, Mux(d2.is_max, -(1 << 15), 0), acc_rd.data[l]))
             a = d3_a[l]
             x = d3_x[l]
-            m.d.comb += d3_res[l].eq(Mux(d3.is_max, Mux(x > a, x, a), a + x))
+            m.d.comb += d3_res[l].eq(Mux(d3.is_max, Mux(x > a[:16].as_signed(), x, a), a + x))
+        d4 = Signal(d1_layout)
+        d4_v = Signal()
+        d4_bank = Signal()
+        d4_disc = Signal()
+        d4_res = Signal(acc_row)
+        m.d.sync += [d4_v.eq(d3_v), d4.eq(d3), d4_bank.eq(d3_bank), d4_disc.eq(d3_disc),
+                     d4_res.eq(d3_res)]
         m.d.comb += [
-            acc_wr.data.eq(d3_res),
-            acc_wr.addr.eq(acc_addr(d3.k, d3_bank)),
-            acc_wr.en.eq(d3_v & d3.has_data),
+            acc_wr.data.eq(d4_res),
+            acc_wr.addr.eq(acc_addr(d4.k, d4_bank)),
+            acc_wr.en.eq(d4_v & d4.has_data),
         ]
-        with m.If(d3_v & d3.bag_end):
-            m.d.comb += done_set.eq(Mux(d3_bank, 0b10, 0b01))
-            with m.If(d3_bank):
-                m.d.sync += disc[1].eq(d3_disc)
+        with m.If(d4_v & d4.bag_end):
+            m.d.comb += done_set.eq(Mux(d4_bank, 0b10, 0b01))
+            with m.If(d4_bank):
+                m.d.sync += disc[1].eq(d4_disc)
             with m.Else():
-                m.d.sync += disc[0].eq(d3_disc)
+                m.d.sync += disc[0].eq(d4_disc)
 
         # -- E: drain a finished bank ------------------------------------------------------------
         rqs = [Requantizer(out_width=8) for _ in range(L)]
@@ -1266,7 +1280,7 @@ class GatherEngine(wiring.Component):
         m.d.comb += empty.eq(
             (a_state == 0) & ~a1_v & ~b_active & (jobs.level == 0) & (lk_res == 0) & ~c0_v
             & ~req.valid & (tagf.level == 0) & (wordf.level == 0) & (beatf.level == 0)
-            & ~g1_v & ~d1_v & ~d2_v & ~d3_v & (full == 0) & (done == 0) & ~s1_v & ~s2_v
+            & ~g1_v & ~d1_v & ~d2_v & ~d3_v & ~d4_v & (full == 0) & (done == 0) & ~s1_v & ~s2_v
             & (metaf.level == 0) & (out_pending == 0))
         with m.If(cmd_take):
             m.d.sync += busy.eq(1)
