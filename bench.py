@@ -189,7 +189,7 @@ def render_table(bench):
         lines.append("")
         lines.append(f"| EmbeddingBag, {gather.get('chip')} x{gather['data_width']} at "
                      f"{gather['clk_mhz']:g} MHz (simulated), {gather.get('lanes')}-lane datapath, "
-                     f"{gather.get('cache_rows')}-row cache | uniform: lookups/cycle "
+                     f"{gather.get('cache_rows')}-row cache | uniform: lookups/s, bags/s "
                      f"(% of pin limit, hit rate) | Zipf(1.05) | Zipf / uniform |")
         lines.append("|---|---:|---:|---:|")
         by = {(r["dim"], r["bag"], r["dist"]): r for r in gather["results"]}
@@ -199,11 +199,18 @@ def render_table(bench):
             z = by.get((dim, bag, "zipf"))
 
             def cell(x):
-                return (f"{x['lookups_per_cycle']:.4f} ({100 * x['fraction_of_pin_limit']:.0f} %, "
-                        f"{x['hit_rate']:.2f})")
+                return (f"{x['lookups_per_s'] / 1e6:.2f} M, {x['bags_per_s'] / 1e3:.0f} k "
+                        f"({100 * x['fraction_of_pin_limit']:.0f} %, {x['hit_rate']:.2f})")
             ratio = f"{z['zipf_over_uniform']:.2f}x" if z and "zipf_over_uniform" in z else ""
             lines.append(f"| {dim}-byte rows, bags of {bag} | {cell(r)} | "
                          f"{cell(z) if z else ''} | {ratio} |")
+        bg = (board or {}).get("gather")
+        if bg:
+            fmax = (f"{bg['fmax_mhz']:.1f} MHz" if bg.get("fmax_mhz") is not None
+                    else "not reported")
+            lines.append(f"| engine in the board build (`{bg['domain']}` domain) | "
+                         f"Fmax {fmax} ({'met' if bg.get('met') else 'MISSED'}, "
+                         f"target {bg['clk_mhz']:g} MHz) | | |")
     lines.append("")
     lines.append(f"Measured by `make bench` on {bench['date']}; raw numbers in `build/bench.json`.")
     return "\n".join(lines)

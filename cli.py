@@ -26,7 +26,10 @@ def load_config(args) -> ChipConfig:
             d.update(json.loads(Path(args.config).read_text()))
         except (OSError, json.JSONDecodeError) as e:
             raise UsageError(f"cannot read configuration {args.config}: {e}")
-    for key in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz", "sdram_mhz"):
+    if getattr(args, "no_gather", False):
+        d["gather"] = False
+    for key in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz", "sdram_mhz",
+                "gather_lanes", "gather_cache_rows"):
         v = getattr(args, key, None)
         if v is not None:
             d[key] = v
@@ -45,6 +48,12 @@ def _add_config_args(p):
     p.add_argument("--max-n", dest="max_n", type=int, help="largest N the buffers hold")
     p.add_argument("--clk-mhz", dest="clk_mhz", type=float, help="core clock on the board")
     p.add_argument("--sdram-mhz", dest="sdram_mhz", type=float, help="SDRAM controller clock on the board")
+    p.add_argument("--no-gather", dest="no_gather", action="store_true",
+                   help="leave the gather engine out of the board build")
+    p.add_argument("--gather-lanes", dest="gather_lanes", type=int,
+                   help="gather engine datapath bytes per beat")
+    p.add_argument("--gather-cache-rows", dest="gather_cache_rows", type=int,
+                   help="gather engine hot-row cache lines (0: none)")
 
 
 # -- generate ---------------------------------------------------------------
@@ -72,7 +81,10 @@ def cmd_build(args):
         argv += ["--seed", str(args.seed)]
     if args.allow_timing_fail:
         argv += ["--allow-timing-fail"]
-    for key in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz", "sdram_mhz"):
+    if getattr(args, "no_gather", False):
+        argv += ["--no-gather"]
+    for key in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz", "sdram_mhz",
+                "gather_lanes", "gather_cache_rows"):
         v = getattr(args, key)
         if v is not None:
             argv += [f"--{key.replace('_', '-')}", str(v)]

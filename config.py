@@ -22,7 +22,7 @@ def _check_int(name, value, lo, hi):
 
 @dataclasses.dataclass(frozen=True)
 class ChipConfig:
-    """Parameters of the matrix unit and of the chip clock.
+    """Parameters of the matrix unit, the gather engine and the chip clocks.
 
     ``rows`` is the reduction (K) dimension of the systolic array and ``cols``
     the output-channel (N) dimension: one weight tile is ``rows`` x ``cols``.
@@ -31,7 +31,8 @@ class ChipConfig:
     by the controller.
 
     ``sdram_mhz`` is the clock of the board's SDR SDRAM controller (its own
-    clock domain, a second PLL output next to ``clk_mhz``).
+    clock domain, a second PLL output next to ``clk_mhz``); on the board the
+    gather engine (``gather_*``) runs in that domain, on the SDRAM controller.
     """
 
     rows: int = 8
@@ -43,6 +44,17 @@ class ChipConfig:
     max_n: int = 256
     clk_mhz: float = 50.0
     sdram_mhz: float = 100.0
+    #: The EmbeddingBag gather engine (:class:`~seedchip.rtl.gather.GatherEngine`)
+    #: beside the SDRAM controller in the board build, and its parameters:
+    #: datapath lanes (bytes per beat), hot-row cache lines (0: no cache),
+    #: table descriptors, the largest row (bytes) and bag, reads in flight.
+    gather: bool = True
+    gather_lanes: int = 8
+    gather_cache_rows: int = 1024
+    gather_tables: int = 8
+    gather_max_dim: int = 64
+    gather_max_bag: int = 32
+    gather_inflight: int = 32
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, 64)
@@ -69,6 +81,17 @@ class ChipConfig:
         # limit (e.g. 143 MHz for the ULX3S part) when the board top is built.
         if not 25.0 <= self.sdram_mhz <= 200.0:
             raise ValueError(f"sdram_mhz must be in range 25..200, not {self.sdram_mhz!r}")
+        if not isinstance(self.gather, bool):
+            raise TypeError(f"gather must be True or False, not {self.gather!r}")
+        _check_int("gather_lanes", self.gather_lanes, 1, 8)
+        _check_int("gather_cache_rows", self.gather_cache_rows, 0, 4096)
+        if self.gather_cache_rows == 1 or self.gather_cache_rows & (self.gather_cache_rows - 1):
+            raise ValueError(f"gather_cache_rows must be 0 or a power of 2 from 2, "
+                             f"not {self.gather_cache_rows!r}")
+        _check_int("gather_tables", self.gather_tables, 1, 256)
+        _check_int("gather_max_dim", self.gather_max_dim, 1, 1024)
+        _check_int("gather_max_bag", self.gather_max_bag, 1, 65535)
+        _check_int("gather_inflight", self.gather_inflight, 4, 256)
         # Buffer sizes, in words; checked so a typo cannot ask for megabytes of
         # block RAM.
         if self.max_m * self.k_tiles_max > 1 << 17:
@@ -88,6 +111,13 @@ class ChipConfig:
     @property
     def n_tiles_max(self) -> int:
         return -(-self.max_n // self.cols)
+
+    def gather_params(self) -> dict:
+        """:class:`~seedchip.rtl.gather.GatherEngine` keyword arguments (the
+        memory's widths come from the board)."""
+        return dict(n_tables=self.gather_tables, max_dim=self.gather_max_dim,
+                    max_bag=self.gather_max_bag, inflight=self.gather_inflight,
+                    lanes=self.gather_lanes, cache_rows=self.gather_cache_rows)
 
     def peak_gops(self, fmax_mhz: float) -> float:
         """Peak int8 throughput: two operations (multiply, add) per MAC per cycle."""
@@ -122,5 +152,7 @@ class ChipConfig:
 
 DEFAULT_CONFIG = ChipConfig()
 #: A small array with small buffers: fast simulation and a quick synthesis
-#: check in CI.
-SMALL_CONFIG = ChipConfig(rows=4, cols=4, max_m=32, max_k=32, max_n=32, clk_mhz=100.0)
+#: check in CI (with a small gather engine: one memory word wide, no cache).
+SMALL_CONFIG = ChipConfig(rows=4, cols=4, max_m=32, max_k=32, max_n=32, clk_mhz=100.0,
+                          gather_lanes=2, gather_cache_rows=0, gather_tables=2,
+                          gather_max_dim=32, gather_max_bag=16, gather_inflight=16)

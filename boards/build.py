@@ -538,6 +538,30 @@ def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
                           for name, budget in b["budgets"].items()},
         }
 
+    gather = None
+    if getattr(top, "gather", None):
+        # The engine runs in the sdram domain, on the controller: its ceilings at
+        # that clock for typical row sizes (a miss reads ceil(dim / word bytes)
+        # words, one per cycle at best; a cache hit streams ceil(dim / lanes)
+        # beats); `make bench` measures the real rates on the simulated RTL.
+        eng = dict(top.gather.get("engine", {}))
+        word_bytes = top.sdram_chip.data_width // 8
+        lanes = eng.get("lanes") or word_bytes
+        clk = next((c for c in clocks if c["domain"] == "sdram"), {})
+        hz = top.sdram_mhz * 1e6
+        gather = {
+            "domain": "sdram",
+            "clk_mhz": round(top.sdram_mhz, 3),
+            "fmax_mhz": clk.get("fmax_mhz"),
+            "met": clk.get("met", False),
+            "engine": {**eng, "data_width": top.sdram_chip.data_width},
+            "peak_lookups_per_s": {
+                str(dim): {"sdram": round(hz / -(-dim // word_bytes)),
+                           "cache_hit": round(hz / -(-dim // lanes))
+                           if eng.get("cache_rows") else None}
+                for dim in (16, 32, 64) if dim <= eng.get("max_dim", 64)},
+        }
+
     report = {
         "board": board.name,
         "device": board.device,
@@ -552,6 +576,7 @@ def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
         "clocks": clocks,
         "met": met,
         "sdram": sdram,
+        "gather": gather,
         # two ops (multiply, add) per MAC per cycle
         "peak_gops": round(config.peak_gops(fmax), 2) if fmax else None,
         "peak_gops_at_target": round(config.peak_gops(pll.f_out), 2),
@@ -610,6 +635,17 @@ def format_report(report: dict) -> str:
         lines.append(f"sdram       {sdram['chip']} CL{sdram['cas_latency']}, read_delay "
                      f"{sdram['read_delay']}, clock pin at {sdram['clock_phase_deg']:g} deg; "
                      f"estimated I/O margin {sdram['io_margin_ns']} ns")
+    gather = report.get("gather")
+    if gather:
+        eng = gather["engine"]
+        line = (f"gather      EmbeddingBag engine in `{gather['domain']}` at {gather['clk_mhz']:g} MHz: "
+                f"{eng.get('lanes')} lanes, {eng.get('cache_rows')} cache lines, "
+                f"{eng.get('n_tables')} tables, rows up to {eng.get('max_dim')} B")
+        dim, peak = list(gather["peak_lookups_per_s"].items())[-1]
+        line += f"; {dim}-byte rows: at most {peak['sdram'] / 1e6:.2f} M lookups/s from SDRAM"
+        if peak["cache_hit"]:
+            line += f", {peak['cache_hit'] / 1e6:.1f} M/s from the cache"
+        lines.append(line)
     if not report["met"] and report["critical_paths"]:
         shown = []
         for c in report["clocks"]:
@@ -700,8 +736,10 @@ def _load_config(args) -> ChipConfig:
     else:
         config = DEFAULT_CONFIG
     overrides = {k: getattr(args, k) for k in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz",
-                                                 "sdram_mhz")
+                                                 "sdram_mhz", "gather_lanes", "gather_cache_rows")
                  if getattr(args, k) is not None}
+    if args.no_gather:
+        overrides["gather"] = False
     if overrides:
         try:
             config = config.replace(**overrides)
@@ -722,6 +760,9 @@ def _parser():
         b.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override config.{name}")
     b.add_argument("--clk-mhz", type=float, help="override config.clk_mhz")
     b.add_argument("--sdram-mhz", type=float, help="override config.sdram_mhz")
+    b.add_argument("--no-gather", action="store_true", help="leave the gather engine out")
+    b.add_argument("--gather-lanes", type=int, help="override config.gather_lanes")
+    b.add_argument("--gather-cache-rows", type=int, help="override config.gather_cache_rows")
     b.add_argument("--synth-opts", default="", help="extra synth_ecp5 options, e.g. -nowidelut")
     b.add_argument("--nextpnr-opts", default="", help="extra nextpnr-ecp5 options")
     b.add_argument("--no-floorplan", dest="floorplan", action="store_false",

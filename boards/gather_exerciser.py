@@ -6,7 +6,7 @@ does, so the whole engine is built, placed and timed and does real lookups on
 the board's SDRAM:
 
 * one descriptor at start: table 0 over the first ``2**rows_log2`` rows of
-  ``dim`` bytes from address 0 (whatever the memory holds there: on the ULX3S
+  ``dim`` bytes (default: the engine's ``max_dim``) from address 0 (whatever the memory holds there: on the ULX3S
   the SDRAM self test's patterns);
 * then batches forever, one after another, pooling mode SUM, MEAN, MAX in
   turn, bounds mode CLAMP: ``bags_per_batch`` bags of 0..15 random indices
@@ -27,14 +27,7 @@ from ..rtl.gather import GatherEngine
 from ..rtl.memport import MemPortSignature
 from .top import Lfsr
 
-__all__ = ["GatherExerciser", "BOARD_GATHER"]
-
-#: What the ULX3S top runs (in the SDRAM clock domain, beside the SDRAM self
-#: test): the engine as :mod:`seedchip.sim.gather_bench` measures it (64-bit
-#: datapath, 1024-row hot-row cache), over a table of 65536 rows of 64 bytes.
-BOARD_GATHER = dict(
-    engine=dict(n_tables=8, max_dim=64, max_bag=32, inflight=32, lanes=8, cache_rows=1024),
-    rows_log2=16, dim=64, bags_per_batch=16)
+__all__ = ["GatherExerciser"]
 
 
 class GatherExerciser(wiring.Component):
@@ -49,8 +42,10 @@ class GatherExerciser(wiring.Component):
     error_seen : Out(1)
     """
 
-    def __init__(self, *, engine: dict, rows_log2=16, dim=64, bags_per_batch=16):
+    def __init__(self, *, engine: dict, rows_log2=16, dim=None, bags_per_batch=16):
         self._engine = probe = GatherEngine(**engine)
+        if dim is None:
+            dim = probe.max_dim
         if not isinstance(rows_log2, int) or not 1 <= rows_log2 <= 24:
             raise ValueError(f"rows_log2 must be an integer in range 1..24, not {rows_log2!r}")
         if not isinstance(dim, int) or not 1 <= dim <= probe.max_dim:

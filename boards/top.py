@@ -229,7 +229,9 @@ class Top(Elaboratable):
       until the PLL locks (see :class:`.pll.PLL`).
     * CLKOS at ``config.sdram_mhz``: the ``sdram`` domain, running the SDRAM
       controller with an :class:`~.sdram_bist.SDRAMBist` over the whole chip
-      (:class:`~.sdram_bist.SDRAMSelfTest`), on the board's SDRAM pins through
+      and, with ``config.gather``, the EmbeddingBag gather engine driven by a
+      :class:`~.gather_exerciser.GatherExerciser` (both on the controller
+      through an arbiter: :class:`~.sdram_bist.SDRAMSelfTest`), on the board's SDRAM pins through
       I/O-cell registers (:class:`~.sdram_phy.SDRAMPHY`). Its reset follows
       the PLL lock through an :class:`~amaranth.lib.cdc.AsyncFFSynchronizer`
       (released on an sdram clock edge) and a global network (``DCCA``).
@@ -248,7 +250,7 @@ class Top(Elaboratable):
     4       matrix unit: an error was reported (sticky)
     5       gather engine: its output checksum, folded and sampled about
             6 times a second (flickers while bags flow); without the
-            engine (``gather=None``), the BIST phase: on while the
+            engine (``config.gather`` off), the BIST phase: on while the
             read-and-check pass runs
     6       SDRAM BIST: toggles at the end of every full write+check pass
     7       SDRAM BIST: a word read back wrong (sticky)
@@ -273,13 +275,16 @@ class Top(Elaboratable):
         if not isinstance(self.sdram_chip, SDRAMChip):
             raise TypeError(f"sdram_chip must be an SDRAMChip, not {self.sdram_chip!r}")
         self.sdram_resource = sdram_resource
-        # The gather engine beside the SDRAM self test (GatherExerciser keyword
-        # arguments; True: BOARD_GATHER), or None for the self test alone. Not
-        # in the default build yet: in the 100 MHz sdram domain the engine
-        # placed at 36 MHz (the timing work on it is still to do).
+        # The gather engine beside the SDRAM self test: GatherExerciser keyword
+        # arguments, from the configuration (``config.gather``) unless given
+        # here; False for the self test alone.
+        if gather is None:
+            gather = config.gather
         if gather is True:
-            from .gather_exerciser import BOARD_GATHER  # noqa: PLC0415
-            gather = BOARD_GATHER
+            gather = dict(engine=config.gather_params())
+        if gather is not False and not isinstance(gather, dict):
+            raise TypeError(f"gather must be None, True, False or GatherExerciser keyword "
+                            f"arguments, not {gather!r}")
         self.gather = gather or None
         # Computed now so an impossible frequency fails before elaboration:
         # the PLL, and the CAS latency, SDRAM clock phase and read capture

@@ -2,9 +2,9 @@
 
 ``run_gather_bench(config, dims, bag_sizes, dists)`` runs the cocotb
 ``bench_gather`` test of :mod:`seedchip.sim.gather_tb` once on the engine +
-memory backend of ``config`` (by default the SDRAM build: IS42S16160 at
-7 ns, CL3, as :mod:`seedchip.sim.sdram_bench`, with the default datapath and
-hot-row cache below), with no idle and no backpressure, for every (dim, bag
+memory backend of ``config`` (by default the board's: the engine of
+:class:`~seedchip.config.ChipConfig`'s ``gather_*`` on an IS42S16160 at the
+board's SDRAM clock, 100 MHz, CL3; :func:`board_sim_config`), with no idle and no backpressure, for every (dim, bag
 size, distribution): a fresh ``rows``-row table, ``warm`` lookups of the same
 distribution to fill the cache (not timed), then ``bags`` bags (at least
 ``min_lookups`` lookups) timed. ``zipf`` is Zipf(1.05) bounded to the
@@ -13,13 +13,14 @@ model and every read by the address monitor, as in the tests.
 
 Per case it returns (list of dicts, ``results``) the cycles (command
 accepted .. last output beat taken), lookups, words read,
-``lookups_per_cycle``, ``fraction_of_pin_limit`` (lookups x pitch per cycle:
+``lookups_per_cycle``, ``lookups_per_s`` and ``bags_per_s`` (at the simulated
+clock), ``fraction_of_pin_limit`` (lookups x pitch per cycle:
 the SDRAM pins carry one word per cycle, so above 1 the cache beats the
 pins), ``words_per_cycle`` (the pins' real use), the cache ``hit_rate``; the Zipf
 cases also carry ``zipf_over_uniform``, their lookup rate over the uniform
 case's of the same dim and bag size.
 
-Defaults (ULX3S-85F): a 64-bit datapath (``lanes=8``: a hit row comes out of
+Defaults (ULX3S-85F, ``ChipConfig``): a 64-bit datapath (``lanes=8``: a hit row comes out of
 the cache at 8 bytes per cycle, 4 SDRAM words) and 1024 cache lines of 64
 bytes (``max_dim``). Block RAM: the lines are 1024 x 8 beats x 64 bits =
 512 Kbit = 32 DP16KD; the keys 1024 x 35 bits = 2 DP16KD; the engine's
@@ -38,19 +39,30 @@ import tempfile
 import threading
 from pathlib import Path
 
+from ..config import DEFAULT_CONFIG as CHIP_DEFAULT, ChipConfig
 from . import runner
 from .gather_tb import TOPLEVEL, GatherSimConfig, make_top
 
-__all__ = ["DEFAULT_CONFIG", "run_gather_bench", "render_table", "main"]
+__all__ = ["DEFAULT_CONFIG", "board_sim_config", "run_gather_bench", "render_table", "main"]
 
-DEFAULT_CONFIG = GatherSimConfig(backend="sdram", chip="IS42S16160", period_ns=7, cas_latency=3,
-                                 n_tables=8, max_dim=64, max_bag=32, inflight=32,
-                                 lanes=8, cache_rows=1024)
+
+
+def board_sim_config(config: ChipConfig = CHIP_DEFAULT) -> GatherSimConfig:
+    """The board's engine (``config.gather_*``) on the board's SDRAM part at the
+    board's SDRAM clock (``config.sdram_mhz``, CL3), as the ULX3S build runs it."""
+    return GatherSimConfig(backend="sdram", chip="IS42S16160",
+                           period_ns=round(1000 / config.sdram_mhz), cas_latency=3,
+                           n_tables=config.gather_tables, max_dim=config.gather_max_dim,
+                           max_bag=config.gather_max_bag, inflight=config.gather_inflight,
+                           lanes=config.gather_lanes, cache_rows=config.gather_cache_rows)
+
+
+DEFAULT_CONFIG = board_sim_config()
 
 
 def run_gather_bench(config: GatherSimConfig | None = None, *, dims=(16, 32, 64),
                      bag_sizes=(1, 8, 32), dists=("uniform", "zipf"), bags: int = 64,
-                     min_lookups: int = 512, rows: int = 4096, warm: int = 2048,
+                     min_lookups: int = 512, rows: int = 65536, warm: int = 2048,
                      sim=None, progress=None) -> dict:
     """Measure; returns the ``gather_bench.json`` dict (``results``: one dict
     per case). ``progress``, if given, is called with a line per finished
@@ -91,6 +103,11 @@ def run_gather_bench(config: GatherSimConfig | None = None, *, dims=(16, 32, 64)
     if not result.passed:
         raise RuntimeError("gather benchmark failed:\n" + result.summary())
     out = json.loads((result.run_dir / "gather_bench.json").read_text())
+    hz = out["clk_mhz"] * 1e6
+    for r in out["results"]:
+        # per second at the simulated clock (the board's SDRAM clock by default)
+        r["lookups_per_s"] = round(r["lookups_per_cycle"] * hz)
+        r["bags_per_s"] = round(r["bags"] / r["cycles"] * hz)
     uniform = {(r["dim"], r["bag"]): r for r in out["results"] if r["dist"] == "uniform"}
     for r in out["results"]:
         u = uniform.get((r["dim"], r["bag"]))
@@ -104,12 +121,14 @@ def render_table(out: dict) -> str:
              f"{out['clk_mhz']:g} MHz), datapath {out.get('lanes')} lanes, "
              f"{out.get('cache_rows')} cache lines",
              "| dim (B) | bag | indices | pitch (words) | lookups | cycles | lookups/cycle "
-             "| % of pin limit | SDRAM words/cycle | hit rate | Zipf / uniform |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| M lookups/s | bags/s | % of pin limit | SDRAM words/cycle | hit rate "
+             "| Zipf / uniform |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in out["results"]:
         ratio = f"{r['zipf_over_uniform']:.2f}" if "zipf_over_uniform" in r else ""
         lines.append(f"| {r['dim']} | {r['bag']} | {r['dist']} | {r['pitch']} | {r['lookups']} "
                      f"| {r['cycles']} | {r['lookups_per_cycle']:.4f} "
+                     f"| {r['lookups_per_s'] / 1e6:.2f} | {r['bags_per_s']:,} "
                      f"| {100 * r['fraction_of_pin_limit']:.1f} | {r['words_per_cycle']:.3f} "
                      f"| {r['hit_rate']:.3f} "
                      f"| {ratio} |")
@@ -122,7 +141,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bags", type=int, default=64, help="bags per case (at least)")
     ap.add_argument("--min-lookups", type=int, default=512, help="timed lookups per case")
-    ap.add_argument("--rows", type=int, default=4096, help="table rows")
+    ap.add_argument("--rows", type=int, default=65536, help="table rows")
     ap.add_argument("--warm", type=int, default=2048, help="untimed warm-up lookups per case")
     ap.add_argument("--dims", default="16,32,64")
     ap.add_argument("--bag-sizes", default="1,8,32")

@@ -30,6 +30,16 @@ def test_defaults_round_trip():
     ("sdram_mhz", 20, ValueError, "sdram_mhz must be in range 25..200, not 20"),
     ("sdram_mhz", 250.0, ValueError, "sdram_mhz must be in range 25..200, not 250.0"),
     ("sdram_mhz", None, TypeError, "sdram_mhz must be a number, not None"),
+    ("gather", 1, TypeError, "gather must be True or False, not 1"),
+    ("gather_lanes", 0, ValueError, "gather_lanes must be in range 1..8, not 0"),
+    ("gather_lanes", 16, ValueError, "gather_lanes must be in range 1..8, not 16"),
+    ("gather_cache_rows", 1000, ValueError,
+     "gather_cache_rows must be 0 or a power of 2 from 2, not 1000"),
+    ("gather_cache_rows", 8192, ValueError, "gather_cache_rows must be in range 0..4096, not 8192"),
+    ("gather_tables", 0, ValueError, "gather_tables must be in range 1..256, not 0"),
+    ("gather_max_dim", 2048, ValueError, "gather_max_dim must be in range 1..1024, not 2048"),
+    ("gather_max_bag", 0, ValueError, "gather_max_bag must be in range 1..65535, not 0"),
+    ("gather_inflight", 2, ValueError, "gather_inflight must be in range 4..256, not 2"),
 ])
 def test_bad_values_name_the_field(field, value, exc, msg):
     with pytest.raises(exc) as info:
@@ -68,3 +78,12 @@ def test_components_validate_arguments():
         SystolicArray(rows=4, cols=4, acc_width=8)
     with pytest.raises(ValueError, match="out_width must be in range 2..32, not 1"):
         Requantizer(out_width=1)
+
+
+def test_gather_params_feed_the_engine():
+    """``gather_params()`` are GatherEngine keywords: the board's engine is the
+    configuration's."""
+    from seedchip.rtl.gather import GatherEngine
+    eng = GatherEngine(data_width=16, **DEFAULT_CONFIG.gather_params())
+    assert (eng.lanes, eng.cache_rows, eng.n_tables, eng.max_dim, eng.max_bag, eng.inflight) == \
+        (8, 1024, 8, 64, 32, 32)

@@ -34,15 +34,20 @@ def test_runs_batches_without_errors():
     assert seen["error"] == 0 and seen["checksum"] != 0
 
 
-def test_board_top_can_include_the_engine():
-    """``Top(gather=True)``: the engine shares the SDRAM controller with the
-    self test through the arbiter (not in the default build yet)."""
+def test_board_top_includes_the_engine():
+    """The board top has the engine (from the configuration's ``gather_*``) on
+    the SDRAM controller, sharing it with the self test through the arbiter;
+    ``gather=False`` (or ``config.gather`` off) leaves it out."""
     from seedchip.boards import get_board
     from seedchip.boards.top import Top
     from seedchip.config import SMALL_CONFIG
 
     board = get_board("ulx3s-85f")
-    default = board.platform().prepare(Top(config=SMALL_CONFIG), name="top").files["top.il"]
-    assert "gather" not in default
-    il = board.platform().prepare(Top(config=SMALL_CONFIG, gather=True), name="top").files["top.il"]
+    top = Top(config=SMALL_CONFIG)
+    assert top.gather == {"engine": SMALL_CONFIG.gather_params()}
+    il = board.platform().prepare(top, name="top").files["top.il"]
     assert "sdram.gather.engine" in il and "sdram.arbiter" in il
+    for off in (Top(config=SMALL_CONFIG, gather=False),
+                Top(config=SMALL_CONFIG.replace(gather=False))):
+        assert off.gather is None
+        assert "gather" not in board.platform().prepare(off, name="top").files["top.il"]

@@ -88,3 +88,22 @@ def test_sdram_domain(small_build):
     assert s["io_margin_ns"] > 0
     assert "sdram 100 MHz" in log
     assert "clock sdram" in format_report(report)
+
+
+@pytest.mark.synth
+def test_gather_engine_in_build(small_build):
+    """The gather engine is placed and routed on the SDRAM controller (cells of
+    it survive synthesis: its checksum reaches an LED), and the report gives
+    its parameters, clock and ceilings."""
+    build_dir, report, _ = small_build
+    netlist = (build_dir / "top.json").read_text()
+    assert "sdram.gather.engine." in netlist and "sdram.arbiter." in netlist
+    g = report["gather"]
+    assert g["engine"] == {**SMALL_CONFIG.gather_params(), "data_width": 16}
+    sdram = next(c for c in report["clocks"] if c["domain"] == "sdram")
+    assert (g["domain"], g["fmax_mhz"], g["met"]) == ("sdram", sdram["fmax_mhz"], sdram["met"])
+    assert g["clk_mhz"] == pytest.approx(SMALL_CONFIG.sdram_mhz)
+    # 16- and 32-byte rows are 8 and 16 words of the x16 SDRAM; no cache
+    assert g["peak_lookups_per_s"] == {"16": {"sdram": 12_500_000, "cache_hit": None},
+                                       "32": {"sdram": 6_250_000, "cache_hit": None}}
+    assert "gather      EmbeddingBag engine in `sdram` at 100 MHz" in format_report(report)
