@@ -119,49 +119,71 @@ class GemmUnit(wiring.Component):
         pass_last = Signal(16)          # max(M, MIN_PASS) - 1
         pass_last_m1 = Signal(16)       # pass_last - 1 (>= MIN_PASS - 2 > 0)
         one_kt, one_nt = Signal(), Signal()   # K <= rows, N <= cols
+        two_kt, two_nt = Signal(), Signal()   # K <= 2 * rows, N <= 2 * cols
+        K_m2, N_m2 = Signal(16), Signal(16)
         use_params, requant, relu = Signal(), Signal(), Signal()
 
         class Walker:
             """Steps ``base`` by ``step`` over 0..length-1, with the index of the
             tile and a registered ``last`` flag (``base + step >= length``), so
-            no adder or comparator sits on an address path."""
+            no adder or comparator sits on an address path.
 
-            def __init__(self, name, step, length, first_last, idx_bits):
+            ``last`` is kept a tile ahead (``le2``: the next tile is the last)
+            from a down-counter ``rem = length - base`` compared against a
+            constant: as ``base + 2 * step >= length`` an adder and a
+            comparator sat in series behind the stream handshake."""
+
+            def __init__(self, name, step, length, first_last, first_le2, idx_bits, max_length):
+                # base and rem only as wide as the largest accepted length
+                width = max_length.bit_length()
                 self.idx = Signal(idx_bits, name=f"{name}_idx")
-                self.base = Signal(16, name=f"{name}_base")
+                self.base = Signal(width, name=f"{name}_base")
+                self.rem = Signal(width, name=f"{name}_rem")
                 self.last = Signal(name=f"{name}_last")
-                self.step, self.length, self.first_last = step, length, first_last
+                self.le2 = Signal(name=f"{name}_le2")
+                self.step, self.length = step, length
+                self.first_last, self.first_le2 = first_last, first_le2
 
-            def reset(self):
-                return [self.idx.eq(0), self.base.eq(0), self.last.eq(self.first_last)]
+            def reset(self, length=None):
+                """Back to tile 0; ``length`` (a value the flags are not yet
+                registered for) only at the command decode."""
+                if length is None:
+                    return [self.idx.eq(0), self.base.eq(0), self.rem.eq(self.length),
+                            self.last.eq(self.first_last), self.le2.eq(self.first_le2)]
+                return [self.idx.eq(0), self.base.eq(0), self.rem.eq(length),
+                        self.last.eq(length <= self.step), self.le2.eq(length <= 2 * self.step)]
 
             def advance(self):
                 """Next tile, wrapping to 0 after the last one."""
                 return [
                     self.idx.eq(Mux(self.last, 0, self.idx + 1)),
                     self.base.eq(Mux(self.last, 0, self.base + self.step)),
-                    self.last.eq(Mux(self.last, self.first_last,
-                                     self.base + 2 * self.step >= self.length)),
+                    self.rem.eq(Mux(self.last, self.length, self.rem - self.step)),
+                    self.last.eq(Mux(self.last, self.first_last, self.le2)),
+                    self.le2.eq(Mux(self.last, self.first_le2, self.rem <= 3 * self.step)),
                 ]
 
         # Load counters.
-        a_m, a_done = Signal(mbits), Signal()
-        a_kw = Walker("a_k", R, K, one_kt, ktbits)
-        b_k, b_done = Signal(kbits), Signal()
-        b_nw = Walker("b_n", C, N, one_nt, ntbits)
-        p_n, p_done = Signal(nbits), Signal()
+        # Stream ready flags are registers (ready = "in load and not done"),
+        # and each counter's last-element compare is a registered flag, so a
+        # handshake decides the next ready in two logic levels.
+        a_m, a_rdy, a_m_last = Signal(mbits), Signal(), Signal()
+        a_kw = Walker("a_k", R, K, one_kt, two_kt, ktbits, cfg.max_k)
+        b_k, b_rdy, b_k_last = Signal(kbits), Signal(), Signal()
+        b_nw = Walker("b_n", C, N, one_nt, two_nt, ntbits, cfg.max_n)
+        p_n, p_rdy, p_n_last = Signal(nbits), Signal(), Signal()
 
         # Issue (activations into the array).
-        is_kw = Walker("is_k", R, K, one_kt, ktbits)
-        is_nw = Walker("is_n", C, N, one_nt, ntbits)
+        is_kw = Walker("is_k", R, K, one_kt, two_kt, ktbits, cfg.max_k)
+        is_nw = Walker("is_n", C, N, one_nt, two_nt, ntbits, cfg.max_n)
         is_m = Signal(16)
         is_m_last = Signal()            # is_m == pass_last
         is_par = Signal()
         is_active, is_done = Signal(), Signal()
 
         # Weight loader.
-        ld_kw = Walker("ld_k", R, K, one_kt, ktbits)
-        ld_nw = Walker("ld_n", C, N, one_nt, ntbits)
+        ld_kw = Walker("ld_k", R, K, one_kt, two_kt, ktbits, cfg.max_k)
+        ld_nw = Walker("ld_n", C, N, one_nt, two_nt, ntbits, cfg.max_n)
         ld_k = Signal(16)               # ld_kw.base + ld_i, kept as a register
         ld_i = Signal(range(R))
         ld_par = Signal()
@@ -178,13 +200,14 @@ class GemmUnit(wiring.Component):
         # Drain.
         dr_active = Signal()
         dr_bank = Signal()
-        dr_m = Signal(16)               # row held in row_reg
         dr_j = Signal(range(C))
         dr_nbase = Signal(16)
         dr_left = Signal(16)            # N - dr_nbase
         nv_m1 = Signal(range(C))        # channels in the draining tile, minus one
         dr_final_tile = Signal()
-        ra = Signal(16)                 # row the drain read port is pointed at
+        # row the drain read port is pointed at (0..M: as narrow as M allows,
+        # its increment sits behind the drain's handshake logic)
+        ra = Signal(cfg.max_m.bit_length())
         ra_in = Signal()                # ra < M
         ra_is_last = Signal()           # ra == M - 1
         rd_ok = Signal()                # drnbuf.r_data is row ra
@@ -233,16 +256,17 @@ class GemmUnit(wiring.Component):
                     M.eq(p.m), K.eq(p.k), N.eq(p.n),
                     M_m1.eq(p.m - 1), K_m1.eq(p.k - 1), N_m1.eq(p.n - 1),
                     M_m2.eq(p.m - 2), m_is_1.eq(p.m == 1),
+                    K_m2.eq(p.k - 2), N_m2.eq(p.n - 2),
+                    two_kt.eq(p.k <= 2 * R), two_nt.eq(p.n <= 2 * C),
                     pass_last.eq(Mux(p.m < self.MIN_PASS, self.MIN_PASS - 1, p.m - 1)),
                     pass_last_m1.eq(Mux(p.m < self.MIN_PASS, self.MIN_PASS - 2, p.m - 2)),
                     one_kt.eq(p.k <= R), one_nt.eq(p.n <= C),
                     use_params.eq(p.params), requant.eq(p.requant & p.params), relu.eq(p.relu),
                     load_phase.eq(1),
-                    a_m.eq(0), a_done.eq(0),
-                    b_k.eq(0), b_done.eq(0),
-                    p_n.eq(0), p_done.eq(~p.params),
-                    a_kw.idx.eq(0), a_kw.base.eq(0), a_kw.last.eq(p.k <= R),
-                    b_nw.idx.eq(0), b_nw.base.eq(0), b_nw.last.eq(p.n <= C),
+                    a_m.eq(0), a_rdy.eq(1), a_m_last.eq(p.m == 1),
+                    b_k.eq(0), b_rdy.eq(1), b_k_last.eq(p.k == 1),
+                    p_n.eq(0), p_rdy.eq(p.params), p_n_last.eq(p.n == 1),
+                    *a_kw.reset(p.k), *b_nw.reset(p.n),
                 ]
 
         # ---------------------------------------------------------------- load
@@ -251,9 +275,9 @@ class GemmUnit(wiring.Component):
         b_take = self.b.valid & self.b.ready
         p_take = self.params.valid & self.params.ready
         m.d.comb += [
-            self.a.ready.eq(load_phase & ~a_done),
-            self.b.ready.eq(load_phase & ~b_done),
-            self.params.ready.eq(load_phase & ~p_done),
+            self.a.ready.eq(a_rdy),
+            self.b.ready.eq(b_rdy),
+            self.params.ready.eq(p_rdy),
         ]
         m.d.sync += [
             abuf.w_en.eq(a_take), abuf.w_addr.eq(Cat(a_m, a_kw.idx)), abuf.w_data.eq(self.a.payload),
@@ -263,21 +287,21 @@ class GemmUnit(wiring.Component):
         with m.If(a_take):
             m.d.sync += a_kw.advance()
             with m.If(a_kw.last):
-                m.d.sync += a_m.eq(a_m + 1)
-                with m.If(a_m == M_m1):
-                    m.d.sync += a_done.eq(1)
+                m.d.sync += [a_m.eq(a_m + 1), a_m_last.eq(a_m == M_m2)]
+                with m.If(a_m_last):
+                    m.d.sync += a_rdy.eq(0)
         with m.If(b_take):
             m.d.sync += b_nw.advance()
             with m.If(b_nw.last):
-                m.d.sync += b_k.eq(b_k + 1)
-                with m.If(b_k == K_m1):
-                    m.d.sync += b_done.eq(1)
+                m.d.sync += [b_k.eq(b_k + 1), b_k_last.eq(b_k == K_m2)]
+                with m.If(b_k_last):
+                    m.d.sync += b_rdy.eq(0)
         with m.If(p_take):
-            m.d.sync += p_n.eq(p_n + 1)
-            with m.If(p_n == N_m1):
-                m.d.sync += p_done.eq(1)
+            m.d.sync += [p_n.eq(p_n + 1), p_n_last.eq(p_n == N_m2)]
+            with m.If(p_n_last):
+                m.d.sync += p_rdy.eq(0)
 
-        with m.If(load_phase & a_done & b_done & p_done):
+        with m.If(load_phase & ~a_rdy & ~b_rdy & ~p_rdy):
             m.d.sync += [
                 load_phase.eq(0), run_phase.eq(1),
                 *is_kw.reset(), *is_nw.reset(), *ld_kw.reset(), *ld_nw.reset(),
@@ -404,7 +428,10 @@ class GemmUnit(wiring.Component):
         # input) appears with tags[RD + latency]. The old partial sum
         # is read RD + 1 cycles ahead and registered; the new one is
         # registered on its way into both accumulator copies.
-        t_sum_at = RD + array.latency
+        # The array's psum is registered once more before the accumulator add:
+        # from the bottom of the columns (spread along a DSP row) into the
+        # adder and on to both accumulator RAMs was one route too many.
+        t_sum_at = RD + array.latency + 1
         tags = [tag0]
         for d in range(t_sum_at + 1):
             t = Signal(tag_layout, name=f"tag{d + 1}")
@@ -422,7 +449,9 @@ class GemmUnit(wiring.Component):
                 buf.w_data.eq(acc_new),
             ]
         for j in range(C):
-            m.d.sync += acc_new[j].eq(Mux(t_sum.first, 0, acc_old[j]) + array.psum[j])
+            psum_r = Signal.like(array.psum[j], name=f"psum_r{j}")
+            m.d.sync += [psum_r.eq(array.psum[j]),
+                         acc_new[j].eq(Mux(t_sum.first, 0, acc_old[j]) + psum_r)]
         drain_set = Signal(2)
         with m.If(t_wr.valid & t_wr.final):
             m.d.comb += drain_set.bit_select(t_wr.bank, 1).eq(1)
@@ -439,7 +468,7 @@ class GemmUnit(wiring.Component):
         room = Signal(init=1)           # outstanding < fifo_depth
         lane_last = Signal()            # dr_j == nv_m1
         m.d.comb += emit.eq(dr_active & row_valid & room)
-        row_last = Signal()             # dr_m == M - 1
+        row_last = Signal()             # row_reg holds row M - 1
         ra_moved = Signal()
         rd_wait = Signal(range(RD + 1))
         m.d.comb += rd_ok.eq(rd_wait == 0)
@@ -458,7 +487,7 @@ class GemmUnit(wiring.Component):
             m.d.sync += dr_active.eq(1)
         with m.If(load_row):
             m.d.comb += ra_moved.eq(1)
-            m.d.sync += [row_reg.eq(drnbuf.r_data), row_valid.eq(1), dr_m.eq(ra), dr_j.eq(0),
+            m.d.sync += [row_reg.eq(drnbuf.r_data), row_valid.eq(1), dr_j.eq(0),
                          lane_last.eq(nv_m1 == 0), ra.eq(ra + 1),
                          # registered compares: ra == M - 1 is known a row ahead
                          ra_in.eq(~ra_is_last), row_last.eq(ra_is_last),
