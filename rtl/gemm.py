@@ -12,6 +12,7 @@ from ..protocol import (GemmCmdLayout, ParamLayout, OutLayout, GemmError,
 from .systolic import SystolicArray
 from .requant import Requantizer
 from .bufmem import BufferRAM
+from .ffcopy import ff_copy
 
 __all__ = ["GemmUnit"]
 
@@ -234,8 +235,12 @@ class GemmUnit(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
         # ---------------------------------------------------------------- idle
+        # p follows the payload whenever idle (only an accepted one is used):
+        # its 51 enables then hang off the busy OR alone, not the handshake.
+        with m.If(~busy):
+            m.d.sync += p.eq(self.cmd.payload)
         with m.If(self.cmd.valid & ~busy):
-            m.d.sync += [p.eq(self.cmd.payload), cmd_pend.eq(1), self.error.eq(GemmError.NONE)]
+            m.d.sync += [cmd_pend.eq(1), self.error.eq(GemmError.NONE)]
         # Then the shape check is registered too, so the start (which fans out
         # to every counter's reset) hangs off one register.
         bad = Signal()
@@ -437,10 +442,15 @@ class GemmUnit(wiring.Component):
             t = Signal(tag_layout, name=f"tag{d + 1}")
             m.d.sync += t.eq(tags[-1])
             tags.append(t)
-        t_rd, t_sum, t_wr = tags[t_sum_at - RD - 1], tags[t_sum_at], tags[t_sum_at + 1]
+        t_rd, t_wr = tags[t_sum_at - RD - 1], tags[t_sum_at + 1]
         acc_old = Signal(acc_row)
         acc_new = Signal(acc_row)
-        m.d.sync += acc_old.eq(accbuf.r_data)
+        # A tile's first pass starts from zero: acc_old is cleared as it is
+        # registered (a clear, not a multiplexer in front of the adder), under
+        # a per-column copy of the flag (it would fan out to 32 * cols flops).
+        for j in range(C):
+            first_j = ff_copy(m, tags[t_sum_at - 2].first, name=f"acc_first{j}", platform=platform)
+            m.d.sync += acc_old[j].eq(Mux(first_j, 0, accbuf.r_data[j]))
         m.d.comb += accbuf.r_addr.eq(Cat(t_rd.m, t_rd.bank))
         for buf in (accbuf, drnbuf):
             m.d.comb += [
@@ -451,7 +461,7 @@ class GemmUnit(wiring.Component):
         for j in range(C):
             psum_r = Signal.like(array.psum[j], name=f"psum_r{j}")
             m.d.sync += [psum_r.eq(array.psum[j]),
-                         acc_new[j].eq(Mux(t_sum.first, 0, acc_old[j]) + psum_r)]
+                         acc_new[j].eq(acc_old[j] + psum_r)]
         drain_set = Signal(2)
         with m.If(t_wr.valid & t_wr.final):
             m.d.comb += drain_set.bit_select(t_wr.bank, 1).eq(1)
@@ -490,8 +500,10 @@ class GemmUnit(wiring.Component):
             m.d.sync += [row_reg.eq(drnbuf.r_data), row_valid.eq(1), dr_j.eq(0),
                          lane_last.eq(nv_m1 == 0), ra.eq(ra + 1),
                          # registered compares: ra == M - 1 is known a row ahead
+                         # (M - 2 cut to ra's width: for M = 1 all ones, above
+                         # any row ra is compared at)
                          ra_in.eq(~ra_is_last), row_last.eq(ra_is_last),
-                         ra_is_last.eq(ra == M_m2)]
+                         ra_is_last.eq(ra == M_m2[:len(ra)])]
         with m.Elif(emit & lane_last):
             m.d.sync += row_valid.eq(0)
         with m.If(emit):
