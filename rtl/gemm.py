@@ -104,7 +104,10 @@ class GemmUnit(wiring.Component):
 
         # Output FIFO; the drain only issues an element when it holds a credit
         # for it, so the fixed-latency requantizer never needs backpressure.
-        fifo_depth = max(16, rq.latency + 6)
+        # SyncFIFOBuffered keeps depth - 1 entries in a memory: a power of two
+        # there makes its pointers wrap by themselves (a wrap compare feeding
+        # the pointer's reset was 5 logic levels at 125 MHz).
+        fifo_depth = 1 + (1 << ceil_log2(max(15, rq.latency + 5)))
         m.submodules.ofifo = ofifo = SyncFIFOBuffered(width=OutLayout.size, depth=fifo_depth)
         m.d.comb += [
             self.c.payload.eq(ofifo.r_data),
