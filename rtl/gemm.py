@@ -171,11 +171,13 @@ class GemmUnit(wiring.Component):
         # Stream ready flags are registers (ready = "in load and not done"),
         # and each counter's last-element compare is a registered flag, so a
         # handshake decides the next ready in two logic levels.
-        a_m, a_rdy, a_m_last = Signal(mbits), Signal(), Signal()
+        # (M - 2 etc. are compared in the counter's width: for M = 1 all
+        # ones, above the only value a_m is compared at)
+        a_m, a_rdy, a_m_last = Signal(mbits, name="a_m"), Signal(name="a_rdy"), Signal(name="a_m_last")
         a_kw = Walker("a_k", R, K, one_kt, two_kt, ktbits, cfg.max_k)
-        b_k, b_rdy, b_k_last = Signal(kbits), Signal(), Signal()
+        b_k, b_rdy, b_k_last = Signal(kbits, name="b_k"), Signal(name="b_rdy"), Signal(name="b_k_last")
         b_nw = Walker("b_n", C, N, one_nt, two_nt, ntbits, cfg.max_n)
-        p_n, p_rdy, p_n_last = Signal(nbits), Signal(), Signal()
+        p_n, p_rdy, p_n_last = Signal(nbits, name="p_n"), Signal(name="p_rdy"), Signal(name="p_n_last")
 
         # Issue (activations into the array).
         is_kw = Walker("is_k", R, K, one_kt, two_kt, ktbits, cfg.max_k)
@@ -287,14 +289,20 @@ class GemmUnit(wiring.Component):
 
         # ---------------------------------------------------------------- load
         # Writes are registered once on their way to the buffers.
-        a_take = self.a.valid & self.a.ready
-        b_take = self.b.valid & self.b.ready
-        p_take = self.params.valid & self.params.ready
-        m.d.comb += [
-            self.a.ready.eq(a_rdy),
-            self.b.ready.eq(b_rdy),
-            self.params.ready.eq(p_rdy),
-        ]
+        a_take = self.a.valid & a_rdy
+        b_take = self.b.valid & b_rdy
+        p_take = self.params.valid & p_rdy
+        # The ready outputs are separate copies of the ready registers (same
+        # next state, unmergeable): the producer's enables (the exerciser's
+        # wide LFSRs) and the counters here then hang off different flops;
+        # as one they stretched the handshake to 10.6 ns on a bad placement.
+        start_ok = cmd_go & ~bad
+        for rdy, take, last, first, port, nm in [
+                (a_rdy, a_take, a_kw.last & a_m_last, 1, self.a, "a"),
+                (b_rdy, b_take, b_nw.last & b_k_last, 1, self.b, "b"),
+                (p_rdy, p_take, p_n_last, p.params, self.params, "params")]:
+            nxt = Mux(start_ok, first, rdy & ~(take & last))
+            m.d.comb += port.ready.eq(ff_copy(m, nxt, name=f"{nm}_ready_q", platform=platform))
         m.d.sync += [
             abuf.w_en.eq(a_take), abuf.w_addr.eq(Cat(a_m, a_kw.idx)), abuf.w_data.eq(self.a.payload),
             bbuf.w_en.eq(b_take), bbuf.w_addr.eq(Cat(b_k, b_nw.idx)), bbuf.w_data.eq(self.b.payload),
@@ -303,21 +311,26 @@ class GemmUnit(wiring.Component):
         with m.If(a_take):
             m.d.sync += a_kw.advance()
             with m.If(a_kw.last):
-                m.d.sync += [a_m.eq(a_m + 1), a_m_last.eq(a_m == M_m2)]
+                m.d.sync += [a_m.eq(a_m + 1), a_m_last.eq(a_m == M_m2[:len(a_m)])]
                 with m.If(a_m_last):
                     m.d.sync += a_rdy.eq(0)
         with m.If(b_take):
             m.d.sync += b_nw.advance()
             with m.If(b_nw.last):
-                m.d.sync += [b_k.eq(b_k + 1), b_k_last.eq(b_k == K_m2)]
+                m.d.sync += [b_k.eq(b_k + 1), b_k_last.eq(b_k == K_m2[:len(b_k)])]
                 with m.If(b_k_last):
                     m.d.sync += b_rdy.eq(0)
         with m.If(p_take):
-            m.d.sync += [p_n.eq(p_n + 1), p_n_last.eq(p_n == N_m2)]
+            m.d.sync += [p_n.eq(p_n + 1), p_n_last.eq(p_n == N_m2[:len(p_n)])]
             with m.If(p_n_last):
                 m.d.sync += p_rdy.eq(0)
 
-        with m.If(load_phase & ~a_rdy & ~b_rdy & ~p_rdy):
+        # The end of the load is registered (one cycle per command): the
+        # start of the run phase resets every walker and the drain, and the
+        # handshake logic in front of that fanout was 4 levels.
+        load_fin = Signal()
+        m.d.sync += load_fin.eq(load_phase & ~a_rdy & ~b_rdy & ~p_rdy & ~load_fin)
+        with m.If(load_fin):
             m.d.sync += [
                 load_phase.eq(0), run_phase.eq(1),
                 *is_kw.reset(), *is_nw.reset(), *ld_kw.reset(), *ld_nw.reset(),
