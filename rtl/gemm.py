@@ -12,6 +12,7 @@ from ..protocol import (GemmCmdLayout, ParamLayout, OutLayout, GemmError,
 from .systolic import SystolicArray
 from .requant import Requantizer
 from .bufmem import BufferRAM
+from .ffcopy import ff_copy
 
 __all__ = ["GemmUnit"]
 
@@ -103,7 +104,10 @@ class GemmUnit(wiring.Component):
 
         # Output FIFO; the drain only issues an element when it holds a credit
         # for it, so the fixed-latency requantizer never needs backpressure.
-        fifo_depth = max(16, rq.latency + 6)
+        # SyncFIFOBuffered keeps depth - 1 entries in a memory: a power of two
+        # there makes its pointers wrap by themselves (a wrap compare feeding
+        # the pointer's reset was 5 logic levels at 125 MHz).
+        fifo_depth = 1 + (1 << ceil_log2(max(15, rq.latency + 5)))
         m.submodules.ofifo = ofifo = SyncFIFOBuffered(width=OutLayout.size, depth=fifo_depth)
         m.d.comb += [
             self.c.payload.eq(ofifo.r_data),
@@ -119,51 +123,80 @@ class GemmUnit(wiring.Component):
         pass_last = Signal(16)          # max(M, MIN_PASS) - 1
         pass_last_m1 = Signal(16)       # pass_last - 1 (>= MIN_PASS - 2 > 0)
         one_kt, one_nt = Signal(), Signal()   # K <= rows, N <= cols
+        two_kt, two_nt = Signal(), Signal()   # K <= 2 * rows, N <= 2 * cols
+        K_m2, N_m2 = Signal(16), Signal(16)
         use_params, requant, relu = Signal(), Signal(), Signal()
 
         class Walker:
             """Steps ``base`` by ``step`` over 0..length-1, with the index of the
             tile and a registered ``last`` flag (``base + step >= length``), so
-            no adder or comparator sits on an address path."""
+            no adder or comparator sits on an address path.
 
-            def __init__(self, name, step, length, first_last, idx_bits):
+            ``last`` is kept a tile ahead (``le2``: the next tile is the last)
+            from a down-counter ``rem = length - base`` compared against a
+            constant: as ``base + 2 * step >= length`` an adder and a
+            comparator sat in series behind the stream handshake."""
+
+            def __init__(self, name, step, length, first_last, first_le2, idx_bits, max_length):
+                # base and rem only as wide as the largest accepted length
+                width = max_length.bit_length()
                 self.idx = Signal(idx_bits, name=f"{name}_idx")
-                self.base = Signal(16, name=f"{name}_base")
+                self.base = Signal(width, name=f"{name}_base")
+                self.rem = Signal(width, name=f"{name}_rem")
                 self.last = Signal(name=f"{name}_last")
-                self.step, self.length, self.first_last = step, length, first_last
+                self.le2 = Signal(name=f"{name}_le2")
+                self.step, self.length = step, length
+                self.first_last, self.first_le2 = first_last, first_le2
 
-            def reset(self):
-                return [self.idx.eq(0), self.base.eq(0), self.last.eq(self.first_last)]
+            def reset(self, length=None):
+                """Back to tile 0; ``length`` (a value the flags are not yet
+                registered for) only at the command decode."""
+                if length is None:
+                    return [self.idx.eq(0), self.base.eq(0), self.rem.eq(self.length),
+                            self.last.eq(self.first_last), self.le2.eq(self.first_le2)]
+                return [self.idx.eq(0), self.base.eq(0), self.rem.eq(length),
+                        self.last.eq(length <= self.step), self.le2.eq(length <= 2 * self.step)]
 
             def advance(self):
                 """Next tile, wrapping to 0 after the last one."""
                 return [
                     self.idx.eq(Mux(self.last, 0, self.idx + 1)),
                     self.base.eq(Mux(self.last, 0, self.base + self.step)),
-                    self.last.eq(Mux(self.last, self.first_last,
-                                     self.base + 2 * self.step >= self.length)),
+                    self.rem.eq(Mux(self.last, self.length, self.rem - self.step)),
+                    self.last.eq(Mux(self.last, self.first_last, self.le2)),
+                    self.le2.eq(Mux(self.last, self.first_le2, self.rem <= 3 * self.step)),
                 ]
 
         # Load counters.
-        a_m, a_done = Signal(mbits), Signal()
-        a_kw = Walker("a_k", R, K, one_kt, ktbits)
-        b_k, b_done = Signal(kbits), Signal()
-        b_nw = Walker("b_n", C, N, one_nt, ntbits)
-        p_n, p_done = Signal(nbits), Signal()
+        # Stream ready flags are registers (ready = "in load and not done"),
+        # and each counter's last-element compare is a registered flag, so a
+        # handshake decides the next ready in two logic levels.
+        # (M - 2 etc. are compared in the counter's width: for M = 1 all
+        # ones, above the only value a_m is compared at)
+        a_m, a_rdy, a_m_last = Signal(mbits, name="a_m"), Signal(name="a_rdy"), Signal(name="a_m_last")
+        a_kw = Walker("a_k", R, K, one_kt, two_kt, ktbits, cfg.max_k)
+        b_k, b_rdy, b_k_last = Signal(kbits, name="b_k"), Signal(name="b_rdy"), Signal(name="b_k_last")
+        b_nw = Walker("b_n", C, N, one_nt, two_nt, ntbits, cfg.max_n)
+        p_n, p_rdy, p_n_last = Signal(nbits, name="p_n"), Signal(name="p_rdy"), Signal(name="p_n_last")
 
         # Issue (activations into the array).
-        is_kw = Walker("is_k", R, K, one_kt, ktbits)
-        is_nw = Walker("is_n", C, N, one_nt, ntbits)
+        is_kw = Walker("is_k", R, K, one_kt, two_kt, ktbits, cfg.max_k)
+        is_nw = Walker("is_n", C, N, one_nt, two_nt, ntbits, cfg.max_n)
         is_m = Signal(16)
         is_m_last = Signal()            # is_m == pass_last
         is_par = Signal()
         is_active, is_done = Signal(), Signal()
 
         # Weight loader.
-        ld_kw = Walker("ld_k", R, K, one_kt, ktbits)
-        ld_nw = Walker("ld_n", C, N, one_nt, ntbits)
+        ld_kw = Walker("ld_k", R, K, one_kt, two_kt, ktbits, cfg.max_k)
+        ld_nw = Walker("ld_n", C, N, one_nt, two_nt, ntbits, cfg.max_n)
         ld_k = Signal(16)               # ld_kw.base + ld_i, kept as a register
         ld_i = Signal(range(R))
+        # ld_i == R - 1 and the next tile's first ld_k, both registers: behind
+        # the loader's go signal the compare, the multiplexer and the adder
+        # were 6 logic levels into the read address.
+        ld_i_last = Signal()
+        ld_k_next = Signal(16)
         ld_par = Signal()
         ld_active, ld_done = Signal(), Signal()
         # Passes loaded but not yet fully issued (0..2, one per weight bank).
@@ -178,18 +211,22 @@ class GemmUnit(wiring.Component):
         # Drain.
         dr_active = Signal()
         dr_bank = Signal()
-        dr_m = Signal(16)               # row held in row_reg
         dr_j = Signal(range(C))
         dr_nbase = Signal(16)
         dr_left = Signal(16)            # N - dr_nbase
         nv_m1 = Signal(range(C))        # channels in the draining tile, minus one
         dr_final_tile = Signal()
-        ra = Signal(16)                 # row the drain read port is pointed at
+        # row the drain read port is pointed at (0..M: as narrow as M allows,
+        # its increment sits behind the drain's handshake logic)
+        ra = Signal(cfg.max_m.bit_length())
         ra_in = Signal()                # ra < M
         ra_is_last = Signal()           # ra == M - 1
         rd_ok = Signal()                # drnbuf.r_data is row ra
         row_reg = Signal(acc_row)
         row_valid = Signal()
+        row_next = Signal(acc_row)      # the prefetched row (see the drain)
+        next_valid = Signal()
+        next_last = Signal()            # row_next holds row M - 1
         p_idx = Signal(16)              # channel of the element being emitted
         outstanding = Signal(range(fifo_depth + 1))
 
@@ -211,8 +248,12 @@ class GemmUnit(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
         # ---------------------------------------------------------------- idle
+        # p follows the payload whenever idle (only an accepted one is used):
+        # its 51 enables then hang off the busy OR alone, not the handshake.
+        with m.If(~busy):
+            m.d.sync += p.eq(self.cmd.payload)
         with m.If(self.cmd.valid & ~busy):
-            m.d.sync += [p.eq(self.cmd.payload), cmd_pend.eq(1), self.error.eq(GemmError.NONE)]
+            m.d.sync += [cmd_pend.eq(1), self.error.eq(GemmError.NONE)]
         # Then the shape check is registered too, so the start (which fans out
         # to every counter's reset) hangs off one register.
         bad = Signal()
@@ -233,28 +274,35 @@ class GemmUnit(wiring.Component):
                     M.eq(p.m), K.eq(p.k), N.eq(p.n),
                     M_m1.eq(p.m - 1), K_m1.eq(p.k - 1), N_m1.eq(p.n - 1),
                     M_m2.eq(p.m - 2), m_is_1.eq(p.m == 1),
+                    K_m2.eq(p.k - 2), N_m2.eq(p.n - 2),
+                    two_kt.eq(p.k <= 2 * R), two_nt.eq(p.n <= 2 * C),
                     pass_last.eq(Mux(p.m < self.MIN_PASS, self.MIN_PASS - 1, p.m - 1)),
                     pass_last_m1.eq(Mux(p.m < self.MIN_PASS, self.MIN_PASS - 2, p.m - 2)),
                     one_kt.eq(p.k <= R), one_nt.eq(p.n <= C),
                     use_params.eq(p.params), requant.eq(p.requant & p.params), relu.eq(p.relu),
                     load_phase.eq(1),
-                    a_m.eq(0), a_done.eq(0),
-                    b_k.eq(0), b_done.eq(0),
-                    p_n.eq(0), p_done.eq(~p.params),
-                    a_kw.idx.eq(0), a_kw.base.eq(0), a_kw.last.eq(p.k <= R),
-                    b_nw.idx.eq(0), b_nw.base.eq(0), b_nw.last.eq(p.n <= C),
+                    a_m.eq(0), a_rdy.eq(1), a_m_last.eq(p.m == 1),
+                    b_k.eq(0), b_rdy.eq(1), b_k_last.eq(p.k == 1),
+                    p_n.eq(0), p_rdy.eq(p.params), p_n_last.eq(p.n == 1),
+                    *a_kw.reset(p.k), *b_nw.reset(p.n),
                 ]
 
         # ---------------------------------------------------------------- load
         # Writes are registered once on their way to the buffers.
-        a_take = self.a.valid & self.a.ready
-        b_take = self.b.valid & self.b.ready
-        p_take = self.params.valid & self.params.ready
-        m.d.comb += [
-            self.a.ready.eq(load_phase & ~a_done),
-            self.b.ready.eq(load_phase & ~b_done),
-            self.params.ready.eq(load_phase & ~p_done),
-        ]
+        a_take = self.a.valid & a_rdy
+        b_take = self.b.valid & b_rdy
+        p_take = self.params.valid & p_rdy
+        # The ready outputs are separate copies of the ready registers (same
+        # next state, unmergeable): the producer's enables (the exerciser's
+        # wide LFSRs) and the counters here then hang off different flops;
+        # as one they stretched the handshake to 10.6 ns on a bad placement.
+        start_ok = cmd_go & ~bad
+        for rdy, take, last, first, port, nm in [
+                (a_rdy, a_take, a_kw.last & a_m_last, 1, self.a, "a"),
+                (b_rdy, b_take, b_nw.last & b_k_last, 1, self.b, "b"),
+                (p_rdy, p_take, p_n_last, p.params, self.params, "params")]:
+            nxt = Mux(start_ok, first, rdy & ~(take & last))
+            m.d.comb += port.ready.eq(ff_copy(m, nxt, name=f"{nm}_ready_q", platform=platform))
         m.d.sync += [
             abuf.w_en.eq(a_take), abuf.w_addr.eq(Cat(a_m, a_kw.idx)), abuf.w_data.eq(self.a.payload),
             bbuf.w_en.eq(b_take), bbuf.w_addr.eq(Cat(b_k, b_nw.idx)), bbuf.w_data.eq(self.b.payload),
@@ -263,30 +311,36 @@ class GemmUnit(wiring.Component):
         with m.If(a_take):
             m.d.sync += a_kw.advance()
             with m.If(a_kw.last):
-                m.d.sync += a_m.eq(a_m + 1)
-                with m.If(a_m == M_m1):
-                    m.d.sync += a_done.eq(1)
+                m.d.sync += [a_m.eq(a_m + 1), a_m_last.eq(a_m == M_m2[:len(a_m)])]
+                with m.If(a_m_last):
+                    m.d.sync += a_rdy.eq(0)
         with m.If(b_take):
             m.d.sync += b_nw.advance()
             with m.If(b_nw.last):
-                m.d.sync += b_k.eq(b_k + 1)
-                with m.If(b_k == K_m1):
-                    m.d.sync += b_done.eq(1)
+                m.d.sync += [b_k.eq(b_k + 1), b_k_last.eq(b_k == K_m2[:len(b_k)])]
+                with m.If(b_k_last):
+                    m.d.sync += b_rdy.eq(0)
         with m.If(p_take):
-            m.d.sync += p_n.eq(p_n + 1)
-            with m.If(p_n == N_m1):
-                m.d.sync += p_done.eq(1)
+            m.d.sync += [p_n.eq(p_n + 1), p_n_last.eq(p_n == N_m2[:len(p_n)])]
+            with m.If(p_n_last):
+                m.d.sync += p_rdy.eq(0)
 
-        with m.If(load_phase & a_done & b_done & p_done):
+        # The end of the load is registered (one cycle per command): the
+        # start of the run phase resets every walker and the drain, and the
+        # handshake logic in front of that fanout was 4 levels.
+        load_fin = Signal()
+        m.d.sync += load_fin.eq(load_phase & ~a_rdy & ~b_rdy & ~p_rdy & ~load_fin)
+        with m.If(load_fin):
             m.d.sync += [
                 load_phase.eq(0), run_phase.eq(1),
                 *is_kw.reset(), *is_nw.reset(), *ld_kw.reset(), *ld_nw.reset(),
                 is_m.eq(0), is_par.eq(0), is_active.eq(0), is_done.eq(0),
-                ld_k.eq(0), ld_i.eq(0), ld_par.eq(0), ld_active.eq(0), ld_done.eq(0),
+                ld_k.eq(0), ld_i.eq(0), ld_i_last.eq(R == 1),
+                ld_par.eq(0), ld_active.eq(0), ld_done.eq(0),
                 ahead.eq(0),
                 dr_active.eq(0), dr_bank.eq(0), dr_nbase.eq(0), dr_left.eq(N),
                 nv_m1.eq(Mux(one_nt, N_m1, C - 1)), dr_final_tile.eq(one_nt),
-                ra.eq(0), ra_in.eq(1), ra_is_last.eq(m_is_1), row_valid.eq(0), p_idx.eq(0),
+                ra.eq(0), ra_in.eq(1), ra_is_last.eq(m_is_1), row_valid.eq(0), next_valid.eq(0), p_idx.eq(0),
             ]
 
         # -------------------------------------------------------- weight loader
@@ -319,7 +373,7 @@ class GemmUnit(wiring.Component):
             m.d.sync += ld_active.eq(1)
         m.d.sync += [
             rd_pipe[0].pend.eq(ld_go), rd_pipe[0].row.eq(ld_i), rd_pipe[0].bank.eq(ld_par),
-            rd_pipe[0].zero.eq(ld_k >= K), rd_pipe[0].last.eq(ld_i == R - 1),
+            rd_pipe[0].zero.eq(ld_k >= K), rd_pipe[0].last.eq(ld_i_last),
         ]
         for d in range(1, RD):
             m.d.sync += rd_pipe[d].eq(rd_pipe[d - 1])
@@ -331,16 +385,21 @@ class GemmUnit(wiring.Component):
         for j in range(C):
             m.d.sync += array.w_data[j].eq(Mux(rd_out.zero, 0, bbuf.r_data[j]))
         with m.If(ld_go):
-            with m.If(ld_i == R - 1):
-                m.d.sync += [ld_i.eq(0), ld_active.eq(0), ld_par.eq(~ld_par)]
+            with m.If(ld_i_last):
+                m.d.sync += [ld_i.eq(0), ld_i_last.eq(R == 1),
+                             ld_active.eq(0), ld_par.eq(~ld_par)]
                 m.d.sync += ld_kw.advance()
-                m.d.sync += ld_k.eq(Mux(ld_kw.last, 0, ld_kw.base + R))
+                m.d.sync += ld_k.eq(ld_k_next)
                 with m.If(ld_kw.last):
                     m.d.sync += ld_nw.advance()
                     with m.If(ld_nw.last):
                         m.d.sync += ld_done.eq(1)
             with m.Else():
-                m.d.sync += [ld_i.eq(ld_i + 1), ld_k.eq(ld_k + 1)]
+                m.d.sync += [ld_i.eq(ld_i + 1), ld_i_last.eq(ld_i == R - 2), ld_k.eq(ld_k + 1)]
+        # One cycle behind ld_kw, which only moves at the end of a tile; the
+        # next use is a whole tile later (a tile starts from ld_can, which
+        # waits for the read pipeline to empty first).
+        m.d.sync += ld_k_next.eq(Mux(ld_kw.last, 0, ld_kw.base + R))
         loaded = w_last
 
         # ---------------------------------------------------------------- issue
@@ -404,16 +463,24 @@ class GemmUnit(wiring.Component):
         # input) appears with tags[RD + latency]. The old partial sum
         # is read RD + 1 cycles ahead and registered; the new one is
         # registered on its way into both accumulator copies.
-        t_sum_at = RD + array.latency
+        # The array's psum is registered once more before the accumulator add:
+        # from the bottom of the columns (spread along a DSP row) into the
+        # adder and on to both accumulator RAMs was one route too many.
+        t_sum_at = RD + array.latency + 1
         tags = [tag0]
         for d in range(t_sum_at + 1):
             t = Signal(tag_layout, name=f"tag{d + 1}")
             m.d.sync += t.eq(tags[-1])
             tags.append(t)
-        t_rd, t_sum, t_wr = tags[t_sum_at - RD - 1], tags[t_sum_at], tags[t_sum_at + 1]
+        t_rd, t_wr = tags[t_sum_at - RD - 1], tags[t_sum_at + 1]
         acc_old = Signal(acc_row)
         acc_new = Signal(acc_row)
-        m.d.sync += acc_old.eq(accbuf.r_data)
+        # A tile's first pass starts from zero: acc_old is cleared as it is
+        # registered (a clear, not a multiplexer in front of the adder), under
+        # a per-column copy of the flag (it would fan out to 32 * cols flops).
+        for j in range(C):
+            first_j = ff_copy(m, tags[t_sum_at - 2].first, name=f"acc_first{j}", platform=platform)
+            m.d.sync += acc_old[j].eq(Mux(first_j, 0, accbuf.r_data[j]))
         m.d.comb += accbuf.r_addr.eq(Cat(t_rd.m, t_rd.bank))
         for buf in (accbuf, drnbuf):
             m.d.comb += [
@@ -422,7 +489,9 @@ class GemmUnit(wiring.Component):
                 buf.w_data.eq(acc_new),
             ]
         for j in range(C):
-            m.d.sync += acc_new[j].eq(Mux(t_sum.first, 0, acc_old[j]) + array.psum[j])
+            psum_r = Signal.like(array.psum[j], name=f"psum_r{j}")
+            m.d.sync += [psum_r.eq(array.psum[j]),
+                         acc_new[j].eq(acc_old[j] + psum_r)]
         drain_set = Signal(2)
         with m.If(t_wr.valid & t_wr.final):
             m.d.comb += drain_set.bit_select(t_wr.bank, 1).eq(1)
@@ -430,8 +499,12 @@ class GemmUnit(wiring.Component):
         # ---------------------------------------------------------------- drain
         # The drain read port always points at the next row (register ra); its
         # data is usable once ra has been stable for a cycle (rd_ok). A row is
-        # copied into row_reg and its channels leave one per cycle while the
-        # next row is already being read.
+        # prefetched into row_next as soon as that is free (fetch), moves into
+        # row_reg when the row before it has left (adv), and its channels leave
+        # one per cycle from there. Two row registers so that neither enable
+        # waits on the other side: as one register loaded "when the last
+        # channel leaves and the next row is ready" the enable of 257 flops and
+        # of the read address was 5 logic levels, 7.4-10.8 ns at 125 MHz.
         m.d.comb += drnbuf.r_addr.eq(Cat(ra[:mbits], dr_bank))
         emit = Signal()
         # Both flags are registers, not compares: emit fans out to the row
@@ -439,7 +512,7 @@ class GemmUnit(wiring.Component):
         room = Signal(init=1)           # outstanding < fifo_depth
         lane_last = Signal()            # dr_j == nv_m1
         m.d.comb += emit.eq(dr_active & row_valid & room)
-        row_last = Signal()             # dr_m == M - 1
+        row_last = Signal()             # row_reg holds row M - 1
         ra_moved = Signal()
         rd_wait = Signal(range(RD + 1))
         m.d.comb += rd_ok.eq(rd_wait == 0)
@@ -447,8 +520,13 @@ class GemmUnit(wiring.Component):
             m.d.sync += rd_wait.eq(RD)
         with m.Elif(~rd_ok):
             m.d.sync += rd_wait.eq(rd_wait - 1)
-        need_row = dr_active & ra_in & (~row_valid | (emit & lane_last))
-        load_row = need_row & rd_ok
+        fetch = Signal()
+        adv = Signal()
+        m.d.comb += [
+            fetch.eq(dr_active & ra_in & rd_ok & ~next_valid),
+            # row_valid implies dr_active, so emit & lane_last is this
+            adv.eq(next_valid & (~row_valid | (room & lane_last))),
+        ]
         drain_clr = Signal(2)
 
         with m.If(run_phase & ~dr_active & Mux(dr_bank, drain_req[1], drain_req[0])):
@@ -456,13 +534,17 @@ class GemmUnit(wiring.Component):
             # wait so row 0 is read after that write.
             m.d.comb += ra_moved.eq(1)
             m.d.sync += dr_active.eq(1)
-        with m.If(load_row):
+        with m.If(fetch):
             m.d.comb += ra_moved.eq(1)
-            m.d.sync += [row_reg.eq(drnbuf.r_data), row_valid.eq(1), dr_m.eq(ra), dr_j.eq(0),
-                         lane_last.eq(nv_m1 == 0), ra.eq(ra + 1),
+            m.d.sync += [row_next.eq(drnbuf.r_data), next_valid.eq(1), ra.eq(ra + 1),
                          # registered compares: ra == M - 1 is known a row ahead
-                         ra_in.eq(~ra_is_last), row_last.eq(ra_is_last),
-                         ra_is_last.eq(ra == M_m2)]
+                         # (M - 2 cut to ra's width: for M = 1 all ones, above
+                         # any row ra is compared at)
+                         ra_in.eq(~ra_is_last), next_last.eq(ra_is_last),
+                         ra_is_last.eq(ra == M_m2[:len(ra)])]
+        with m.If(adv):
+            m.d.sync += [row_reg.eq(row_next), next_valid.eq(0), row_valid.eq(1), dr_j.eq(0),
+                         lane_last.eq(nv_m1 == 0), row_last.eq(next_last)]
         with m.Elif(emit & lane_last):
             m.d.sync += row_valid.eq(0)
         with m.If(emit):

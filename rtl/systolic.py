@@ -5,6 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .ffcopy import ff_copy
 from .mac import Mul
 
 __all__ = ["SystolicArray"]
@@ -75,21 +76,24 @@ class SystolicArray(wiring.Component):
         # Weights: w[bank][i][j].
         w = [[[Signal(signed(W), name=f"w{b}_{i}_{j}") for j in range(C)]
               for i in range(R)] for b in range(2)]
-        # Weight writes are registered per row first: one w_en/w_data net to
-        # every weight register of the array spans the die (measured 8.6 ns of
-        # routing on an 8x8 array). Each row's copy loads under its own enable,
-        # so Yosys cannot merge the copies back into one.
-        for i in range(R):
-            sel = [Signal(name=f"w_sel{b}_{i}") for b in range(2)]
-            wd = [Signal(signed(W), name=f"w_in_{i}_{j}") for j in range(C)]
-            hit = self.w_en & (self.w_row == i)
-            for b in range(2):
-                m.d.sync += sel[b].eq(hit & (self.w_bank == b))
-            with m.If(hit):
-                m.d.sync += [wd[j].eq(self.w_data[j]) for j in range(C)]
-            for b in range(2):
-                with m.If(sel[b]):
-                    m.d.sync += [w[b][i][j].eq(wd[j]) for j in range(C)]
+        # Weight writes go through one register stage per column before the
+        # weight registers. Column j's PEs sit on consecutive DSP sites (see
+        # boards/floorplan.py) while a row spans the whole array, so the write
+        # controls are copied once per column (unmergeable copies: Yosys would
+        # fold identical flops back into one die-wide net) and decoded next to
+        # the column; only register-to-register routes cross the die. Per-row
+        # copies still had 8.4 ns of routing from the row decode to every
+        # column's enables on an 8x8 array.
+        for j in range(C):
+            c_en = ff_copy(m, self.w_en, name=f"w_en_c{j}", platform=platform)
+            c_bank = ff_copy(m, self.w_bank, name=f"w_bank_c{j}", platform=platform)
+            c_row = ff_copy(m, self.w_row, name=f"w_row_c{j}", platform=platform)
+            c_data = Signal(signed(W), name=f"w_in_c{j}")
+            m.d.sync += c_data.eq(self.w_data[j])
+            for i in range(R):
+                for b in range(2):
+                    with m.If(c_en & (c_row == i) & (c_bank == b)):
+                        m.d.sync += w[b][i][j].eq(c_data)
 
         # Input skew: row i is delayed by i cycles, then the activation (and its
         # bank bit) moves one PE to the right per cycle.
@@ -106,8 +110,11 @@ class SystolicArray(wiring.Component):
             ps_width = min(2 * W + (i + 1).bit_length(), self.acc_width)
             for j in range(C):
                 a_r = Signal(signed(W), name=f"a_{i}_{j}")
-                b_r = Signal(name=f"bank_{i}_{j}")
-                m.d.sync += [a_r.eq(a_in), b_r.eq(bank_in)]
+                # The bank bit is the same for every PE of an anti-diagonal:
+                # as plain registers Yosys merges them into one flop driving
+                # PEs all over the die (7.5 ns of routing into a DSP input).
+                b_r = ff_copy(m, bank_in, name=f"bank_{i}_{j}", platform=platform)
+                m.d.sync += a_r.eq(a_in)
                 a_in, bank_in = a_r, b_r
 
                 mul = Mul(a_width=W, b_width=W)
