@@ -1101,11 +1101,19 @@ class GatherEngine(wiring.Component):
         d2_v = Signal()
         d2_bank = Signal()
         d2_disc = Signal()
-        d2_x = Signal(data.ArrayLayout(signed(16), L))
+        # weight x byte in fabric adders over D1..D2 (two partial sums, then
+        # their sum), not a DSP block: the DSPs sit in rows away from the
+        # engine and the routing to one and back took 9 ns
+        d2_plo = Signal(data.ArrayLayout(signed(16), L))
+        d2_phi = Signal(data.ArrayLayout(signed(16), L))
         m.d.sync += [d2_v.eq(d1_v), d2.eq(d1), d2_bank.eq(d1_bank),
                      d2_disc.eq(mem_fail | d1_err | d1.abort)]
         for l in range(L):
-            m.d.sync += d2_x[l].eq(d1.weight * d1_bytes[8 * l:8 * l + 8].as_signed())
+            b = d1_bytes[8 * l:8 * l + 8].as_signed()
+            w = d1.weight
+            lo = sum(Mux(w[i], b, 0) << i for i in range(4))
+            hi = sum(Mux(w[i], b, 0) << i for i in range(4, 7)) - (Mux(w[7], b, 0) << 7)
+            m.d.sync += [d2_plo[l].eq(lo), d2_phi[l].eq(hi)]
         m.d.comb += [acc_rd.addr.eq(Cat(d1.k, d1_bank) if max_beats > 1 else d1_bank),
                      acc_rd.en.eq(1)]
         # D2 -> D3: the accumulator word registered (LUT RAM read, then flops;
@@ -1123,9 +1131,9 @@ class GatherEngine(wiring.Component):
         d3_x = Signal(data.ArrayLayout(signed(16), L))
         d3_a = Signal(acc_row)
         d3_res = Signal(acc_row)
-        m.d.sync += [d3_v.eq(d2_v), d3.eq(d2), d3_bank.eq(d2_bank), d3_disc.eq(d2_disc),
-                     d3_x.eq(d2_x)]
+        m.d.sync += [d3_v.eq(d2_v), d3.eq(d2), d3_bank.eq(d2_bank), d3_disc.eq(d2_disc)]
         for l in range(L):
+            m.d.sync += d3_x[l].eq(d2_plo[l] + d2_phi[l])
             m.d.sync += d3_a[l].eq(Mux(d2.init, Mux(d2.is_max, -(1 << 15), 0), acc_rd.data[l]))
             a = d3_a[l]
             x = d3_x[l]
