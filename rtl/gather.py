@@ -782,7 +782,10 @@ class GatherEngine(wiring.Component):
         c_slot = Signal(range(R))
         c_k = Signal(range(max_beats))
         req = self.mem.req
-        slot_free = ~req.valid | req.ready
+        # Word requests leave through a small FIFO: C sees its (registered)
+        # room, not the arbiter's combinational ready.
+        m.submodules.req_fifo = reqf = SyncFIFOBuffered(width=aw, depth=4)
+        slot_free = reqf.w_rdy
         c_go = Signal()
         c_done = Signal()
         c_load = Signal()
@@ -835,11 +838,14 @@ class GatherEngine(wiring.Component):
                 c_slot.eq(Mux(c_emit, 0, c_slot + 1)),
                 c_k.eq(Mux(c_last_word, 0, Mux(c_emit, c_k + 1, c_k))),
             ]
-        with m.If(slot_free):
-            m.d.sync += req.valid.eq(c_go & c_read)
-            with m.If(c_go & c_read):
-                m.d.sync += [req.payload.addr.eq(c0.addr + c_w), req.payload.we.eq(0),
-                             req.payload.wdata.eq(0), req.payload.mask.eq(0)]
+        m.d.comb += [
+            reqf.w_en.eq(c_go & c_read),
+            reqf.w_data.eq(c0.addr + c_w),
+            req.valid.eq(reqf.r_rdy),
+            req.payload.addr.eq(reqf.r_data),
+            req.payload.we.eq(0), req.payload.wdata.eq(0), req.payload.mask.eq(0),
+            reqf.r_en.eq(req.ready),
+        ]
 
         if cache:
             # Direct-mapped, keyed by (table, row). Every lookup passes the hit
@@ -1302,7 +1308,7 @@ class GatherEngine(wiring.Component):
         empty = Signal()
         m.d.comb += empty.eq(
             (a_state == 0) & ~a1_v & ~b_active & (jobs.level == 0) & (lk_res == 0) & ~c0_v
-            & ~req.valid & (tagf.level == 0) & (wordf.level == 0) & (beatf.level == 0)
+            & (reqf.level == 0) & (tagf.level == 0) & (wordf.level == 0) & (beatf.level == 0)
             & ~g1_v & ~Cat(*d0_stages).any() & ~d1_v & ~d2_v & ~d3_v & ~d4_v & (full == 0) & (done == 0) & ~s1_v & ~s2_v
             & (metaf.level == 0) & (out_pending == 0))
         with m.If(cmd_take):
