@@ -26,6 +26,8 @@ def load_config(args) -> ChipConfig:
             d.update(json.loads(Path(args.config).read_text()))
         except (OSError, json.JSONDecodeError) as e:
             raise UsageError(f"cannot read configuration {args.config}: {e}")
+    if getattr(args, "gather", False):
+        d["gather"] = True
     if getattr(args, "no_gather", False):
         d["gather"] = False
     for key in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz", "sdram_mhz",
@@ -48,6 +50,8 @@ def _add_config_args(p):
     p.add_argument("--max-n", dest="max_n", type=int, help="largest N the buffers hold")
     p.add_argument("--clk-mhz", dest="clk_mhz", type=float, help="core clock on the board")
     p.add_argument("--sdram-mhz", dest="sdram_mhz", type=float, help="SDRAM controller clock on the board")
+    p.add_argument("--gather", dest="gather", action="store_true",
+                   help="put the gather engine in the board build (config.gather)")
     p.add_argument("--no-gather", dest="no_gather", action="store_true",
                    help="leave the gather engine out of the board build")
     p.add_argument("--gather-lanes", dest="gather_lanes", type=int,
@@ -81,6 +85,8 @@ def cmd_build(args):
         argv += ["--seed", str(args.seed)]
     if args.allow_timing_fail:
         argv += ["--allow-timing-fail"]
+    if getattr(args, "gather", False):
+        argv += ["--gather"]
     if getattr(args, "no_gather", False):
         argv += ["--no-gather"]
     for key in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz", "sdram_mhz",

@@ -738,6 +738,8 @@ def _load_config(args) -> ChipConfig:
     overrides = {k: getattr(args, k) for k in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz",
                                                  "sdram_mhz", "gather_lanes", "gather_cache_rows")
                  if getattr(args, k) is not None}
+    if args.gather:
+        overrides["gather"] = True
     if args.no_gather:
         overrides["gather"] = False
     if overrides:
@@ -760,6 +762,7 @@ def _parser():
         b.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override config.{name}")
     b.add_argument("--clk-mhz", type=float, help="override config.clk_mhz")
     b.add_argument("--sdram-mhz", type=float, help="override config.sdram_mhz")
+    b.add_argument("--gather", action="store_true", help="put the gather engine in (config.gather)")
     b.add_argument("--no-gather", action="store_true", help="leave the gather engine out")
     b.add_argument("--gather-lanes", type=int, help="override config.gather_lanes")
     b.add_argument("--gather-cache-rows", type=int, help="override config.gather_cache_rows")

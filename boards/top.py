@@ -229,7 +229,7 @@ class Top(Elaboratable):
       until the PLL locks (see :class:`.pll.PLL`).
     * CLKOS at ``config.sdram_mhz``: the ``sdram`` domain, running the SDRAM
       controller with an :class:`~.sdram_bist.SDRAMBist` over the whole chip
-      and, with ``config.gather``, the EmbeddingBag gather engine driven by a
+      and, with ``config.gather`` (off by default), the EmbeddingBag gather engine driven by a
       :class:`~.gather_exerciser.GatherExerciser` (both on the controller
       through an arbiter: :class:`~.sdram_bist.SDRAMSelfTest`), on the board's SDRAM pins through
       I/O-cell registers (:class:`~.sdram_phy.SDRAMPHY`). Its reset follows
@@ -250,7 +250,7 @@ class Top(Elaboratable):
     4       matrix unit: an error was reported (sticky)
     5       gather engine: its output checksum, folded and sampled about
             6 times a second (flickers while bags flow); without the
-            engine (``config.gather`` off), the BIST phase: on while the
+            engine (``config.gather`` off, the default), the BIST phase: on while the
             read-and-check pass runs
     6       SDRAM BIST: toggles at the end of every full write+check pass
     7       SDRAM BIST: a word read back wrong (sticky)

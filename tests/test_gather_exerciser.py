@@ -35,9 +35,10 @@ def test_runs_batches_without_errors():
 
 
 def test_board_top_includes_the_engine():
-    """The board top has the engine (from the configuration's ``gather_*``) on
-    the SDRAM controller, sharing it with the self test through the arbiter;
-    ``gather=False`` (or ``config.gather`` off) leaves it out."""
+    """With ``config.gather`` the board top has the engine (from the
+    configuration's ``gather_*``) on the SDRAM controller, sharing it with the
+    self test through the arbiter; ``gather=False`` (or ``config.gather`` off,
+    the default) leaves it out."""
     from seedchip.boards import get_board
     from seedchip.boards.top import Top
     from seedchip.config import SMALL_CONFIG
