@@ -42,7 +42,7 @@ class ChipConfig:
     max_m: int = 256
     max_k: int = 256
     max_n: int = 256
-    clk_mhz: float = 50.0
+    clk_mhz: float = 125.0
     sdram_mhz: float = 100.0
     #: The EmbeddingBag gather engine (:class:`~seedchip.rtl.gather.GatherEngine`)
     #: beside the SDRAM controller in the board build (off by default: with it
