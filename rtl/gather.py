@@ -145,7 +145,7 @@ Design
          -> lookups -> [C: cache check; a miss: one word request per cycle] -> mem.req
                                       \\-> tag FIFO (inflight) --\\
     mem.resp ------------------------------- [G: gearbox | cache read] -> beats
-         -> [D: accumulate] -> 2 accumulator banks -> [E: drain, mean divider]
+         -> [D: accumulate] -> 4 accumulator banks -> [E: drain, mean divider]
          -> Requantizer x lanes -> output FIFO -> pooled
 
 * A turns ``bags`` items into bag jobs, one per cycle, with the table's
@@ -231,6 +231,9 @@ def _recip(divisor, max_x):
 
 # Job kinds (A -> B)
 _JOB_BAG, _JOB_ERR, _JOB_END = 0, 1, 2
+
+#: accumulator banks (bags being accumulated or drained at once)
+ACC_BANKS = 4
 
 
 class GatherEngine(wiring.Component):
@@ -979,15 +982,20 @@ class GatherEngine(wiring.Component):
         # The accumulators are as wide as a bag's sum needs (|w * x| <= 2**14).
         accw = min(32, (128 * 128 * self.max_bag).bit_length() + 1)
         acc_row = data.ArrayLayout(signed(accw), L)
-        m.submodules.accmem = accmem = Memory(shape=acc_row, depth=2 << max(1, kbits), init=[])
+        # ACC_BANKS accumulator banks, used in turn: D fills one while E
+        # drains others. A bank is busy from its bag's first beat in G until
+        # E has read it out (about a dozen cycles); with two, bags of one
+        # short row were held to one per six cycles.
+        NB = ACC_BANKS
+        m.submodules.accmem = accmem = Memory(shape=acc_row, depth=NB << max(1, kbits), init=[])
         acc_wr = accmem.write_port()
         acc_rd = accmem.read_port(transparent_for=(acc_wr,))
         drn_rd = accmem.read_port()
 
-        full = Signal(2)      # bank claimed by D's current/finished bag (set at its bag_end beat)
-        done = Signal(2)      # bank written completely
-        disc = Signal(2)      # bank's bag is discarded
-        d_bank = Signal()
+        full = Signal(NB)     # bank claimed by D's current/finished bag (set at its bag_end beat)
+        done = Signal(NB)     # bank written completely
+        disc = Signal(NB)     # bank's bag is discarded
+        d_bank = Signal(range(NB))
         tag = tag_layout(tagf.r_data)
         gbeat = beat_layout(beatf.r_data)
         bank_free = ~full.bit_select(d_bank, 1)
@@ -1011,7 +1019,7 @@ class GatherEngine(wiring.Component):
         # waits while one of the two beats issued before it goes to its
         # accumulator word (rows of one or two beats in a bag).
         g_k_cur = Mux(tag.hit, g_k, tag.k)
-        hz = [Signal(1 + max(1, kbits) + 1, name=f"g_hz{i}") for i in range(2)]  # v, k, bank
+        hz = [Signal(1 + len(g_k_cur) + len(d_bank), name=f"g_hz{i}") for i in range(2)]  # v, k, bank
         hz_now = Cat(g_go & (tag.has_resp | tag.hit), g_k_cur, d_bank)
         m.d.sync += [hz[0].eq(hz_now), hz[1].eq(hz[0])]
         m.d.comb += g_hazard.eq(Cat(h[0] & (h[1:] == Cat(g_k_cur, d_bank)) for h in hz).any())
@@ -1054,14 +1062,14 @@ class GatherEngine(wiring.Component):
         d1_v = Signal()
         d1_data = Signal(8 * L)
         d1_err = Signal()
-        d1_bank = Signal()
+        d1_bank = Signal.like(d_bank)
         # With the cache a stage D0 comes first: the cache's block RAM output
         # is registered (with the miss data beside it) before the multiply.
         g1 = Signal(d1_layout, name="d0" if cache else None)
         g1_v = Signal(name="d0_v" if cache else None)
         g1_data = Signal(8 * L, name="d0_data" if cache else None)
         g1_err = Signal(name="d0_err" if cache else None)
-        g1_bank = Signal(name="d0_bank" if cache else None)
+        g1_bank = Signal.like(d_bank, name="d0_bank" if cache else None)
         # (captured every cycle: g1_v says whether it is a beat; g_go's fanout
         # stays small)
         m.d.sync += g1_v.eq(g_go)
@@ -1084,7 +1092,7 @@ class GatherEngine(wiring.Component):
                 nq = Signal(d1_layout, name=f"d0_{i + 1}")
                 nq_v = Signal(name=f"d0_{i + 1}_v")
                 nq_err = Signal(name=f"d0_{i + 1}_err")
-                nq_bank = Signal(name=f"d0_{i + 1}_bank")
+                nq_bank = Signal.like(d_bank, name=f"d0_{i + 1}_bank")
                 nq_data = Signal(8 * L, name=f"d0_{i + 1}_data")
                 m.d.sync += [nq.eq(gq), nq_v.eq(gq_v), nq_err.eq(gq_err), nq_bank.eq(gq_bank),
                              nq_data.eq(gq_data)]
@@ -1096,12 +1104,12 @@ class GatherEngine(wiring.Component):
             m.d.comb += [d1_v.eq(g1_v), d1.eq(g1), d1_err.eq(g1_err), d1_bank.eq(g1_bank),
                          d1_data.eq(g1_data)]
         d1_bytes = d1_data
-        full_set = Signal(2)
-        full_clr = Signal(2)
-        done_set = Signal(2)
+        full_set = Signal(NB)
+        full_clr = Signal(NB)
+        done_set = Signal(NB)
         with m.If(g_go & g_bag_end):
-            m.d.comb += full_set.eq(Mux(d_bank, 0b10, 0b01))
-            m.d.sync += d_bank.eq(~d_bank)
+            m.d.comb += full_set.eq(Const(1, NB) << d_bank)
+            m.d.sync += d_bank.eq(d_bank + 1)
 
         mem_fail = Signal()
         d_bagcnt = Signal(COUNTER_WIDTH)
@@ -1120,7 +1128,7 @@ class GatherEngine(wiring.Component):
         # D1 -> D2: weight x bytes, accumulator read
         d2 = Signal(d1_layout)
         d2_v = Signal()
-        d2_bank = Signal()
+        d2_bank = Signal.like(d_bank)
         d2_disc = Signal()
         # weight x byte in fabric adders over D1..D2 (two partial sums, then
         # their sum), not a DSP block: the DSPs sit in rows away from the
@@ -1147,7 +1155,7 @@ class GatherEngine(wiring.Component):
             return Cat(k, bank) if max_beats > 1 else bank
         d3 = Signal(d1_layout)
         d3_v = Signal()
-        d3_bank = Signal()
+        d3_bank = Signal.like(d_bank)
         d3_disc = Signal()
         d3_x = Signal(data.ArrayLayout(signed(16), L))
         d3_a = Signal(acc_row)
@@ -1161,7 +1169,7 @@ class GatherEngine(wiring.Component):
             m.d.comb += d3_res[l].eq(Mux(d3.is_max, Mux(x > a[:16].as_signed(), x, a), a + x))
         d4 = Signal(d1_layout)
         d4_v = Signal()
-        d4_bank = Signal()
+        d4_bank = Signal.like(d_bank)
         d4_disc = Signal()
         d4_res = Signal(acc_row)
         m.d.sync += [d4_v.eq(d3_v), d4.eq(d3), d4_bank.eq(d3_bank), d4_disc.eq(d3_disc),
@@ -1172,11 +1180,10 @@ class GatherEngine(wiring.Component):
             acc_wr.en.eq(d4_v & d4.has_data),
         ]
         with m.If(d4_v & d4.bag_end):
-            m.d.comb += done_set.eq(Mux(d4_bank, 0b10, 0b01))
-            with m.If(d4_bank):
-                m.d.sync += disc[1].eq(d4_disc)
-            with m.Else():
-                m.d.sync += disc[0].eq(d4_disc)
+            m.d.comb += done_set.eq(Const(1, NB) << d4_bank)
+            for b in range(NB):
+                with m.If(d4_bank == b):
+                    m.d.sync += disc[b].eq(d4_disc)
 
         # -- E: drain a finished bank ------------------------------------------------------------
         rqs = [Requantizer(out_width=8) for _ in range(L)]
@@ -1186,7 +1193,7 @@ class GatherEngine(wiring.Component):
         # slots as cycles from a drain read to the FIFO.
         out_depth = 1 + 1 + 8 + 1 + rq_latency + 8
         meta = meta_layout(metaf.r_data)
-        e_bank = Signal()
+        e_bank = Signal.like(d_bank)
         e_w = Signal(range(max_beats))
         e_base = Signal(range(max_beats * L + 1))
         out_pending = Signal(range(out_depth + 1))
@@ -1200,13 +1207,13 @@ class GatherEngine(wiring.Component):
         e_last = e_w == meta.beats - 1
         with m.If(e_ready):
             with m.If(meta.abort | disc.bit_select(e_bank, 1)):
-                m.d.comb += [metaf.r_en.eq(1), full_clr.eq(Mux(e_bank, 0b10, 0b01))]
-                m.d.sync += e_bank.eq(~e_bank)
+                m.d.comb += [metaf.r_en.eq(1), full_clr.eq(Const(1, NB) << e_bank)]
+                m.d.sync += e_bank.eq(e_bank + 1)
             with m.Elif(out_pending < out_depth):
                 m.d.comb += e_issue.eq(1)
                 with m.If(e_last):
-                    m.d.comb += [metaf.r_en.eq(1), full_clr.eq(Mux(e_bank, 0b10, 0b01))]
-                    m.d.sync += [e_bank.eq(~e_bank), e_w.eq(0), e_base.eq(0)]
+                    m.d.comb += [metaf.r_en.eq(1), full_clr.eq(Const(1, NB) << e_bank)]
+                    m.d.sync += [e_bank.eq(e_bank + 1), e_w.eq(0), e_base.eq(0)]
                 with m.Else():
                     m.d.sync += [e_w.eq(e_w + 1), e_base.eq(e_base + L)]
         m.d.sync += [
@@ -1297,10 +1304,23 @@ class GatherEngine(wiring.Component):
             ofifo.w_en.eq(rqs[0].o_valid),
             o_w.last.eq(rqs[0].o.last),
             o_w.batch_last.eq(bl_line[-1]),
-            self.pooled.valid.eq(ofifo.r_rdy),
-            self.pooled.payload.eq(ofifo.r_data),
-            ofifo.r_en.eq(self.pooled.ready),
         ]
+        # The FIFO's storage is a block RAM whose read port is its output
+        # register, without the DP16KD's own output register: 5.8 ns clock
+        # to out. A pipeline register behind it (full rate: it takes a beat
+        # whenever it is empty or its beat leaves) keeps that off the
+        # consumer's logic.
+        out_v = Signal()
+        out_d = Signal(self.pooled_layout.size)
+        out_take = Signal()
+        m.d.comb += [
+            out_take.eq(~out_v | self.pooled.ready),
+            ofifo.r_en.eq(out_take),
+            self.pooled.valid.eq(out_v),
+            self.pooled.payload.eq(out_d),
+        ]
+        with m.If(out_take):
+            m.d.sync += [out_v.eq(ofifo.r_rdy), out_d.eq(ofifo.r_data)]
         for l in range(L):
             m.d.comb += o_w.data[l].eq(rqs[l].o.data)
 
