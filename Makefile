@@ -1,8 +1,11 @@
 # seedchip: every target installs what it needs into .venv on first use.
 #
 #   make bitstream [BOARD=ulx3s-85f]   Verilog -> Yosys -> nextpnr -> bitstream + build/<board>/report.json
+#   make bitstream-gather              the recommender build: matrix unit + gather engine (--config gather)
+#                                      -> build/<board>-gather/
 #   make test [SIM=verilator|icarus]   the whole test suite (cocotb testbenches included)
 #   make flash [BOARD=...]             program a connected board with openFPGALoader
+#   make flash-gather                  ... with the gather build
 #   make bench                         benchmarks -> build/bench.json (+ the README table)
 #   make generate                      Verilog of the default configuration -> build/verilog/
 
@@ -17,7 +20,7 @@ export SIM
 
 CONFIG_ARG = $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: all bitstream build flash test test-fast bench generate sim clean distclean venv
+.PHONY: all bitstream build bitstream-gather flash flash-gather test test-fast bench generate sim clean distclean venv
 
 all: bitstream
 
@@ -32,8 +35,14 @@ venv: $(STAMP)
 bitstream build: $(STAMP)
 	$(VENV)/bin/seedchip build --board $(BOARD) $(CONFIG_ARG)
 
+bitstream-gather: $(STAMP)
+	$(VENV)/bin/seedchip build --board $(BOARD) --config gather --build-dir build/$(BOARD)-gather
+
 flash: $(STAMP)
 	$(VENV)/bin/seedchip flash --board $(BOARD)
+
+flash-gather: $(STAMP)
+	$(VENV)/bin/seedchip flash --board $(BOARD) --bitstream build/$(BOARD)-gather/top.bit
 
 generate: $(STAMP)
 	$(VENV)/bin/seedchip generate $(CONFIG_ARG) --out build/verilog

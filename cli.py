@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from .config import ChipConfig, DEFAULT_CONFIG
+from .config import ChipConfig, DEFAULT_CONFIG, PRESETS, config_dict_from_arg
 
 __all__ = ["main", "load_config"]
 
@@ -23,8 +22,8 @@ def load_config(args) -> ChipConfig:
     d = DEFAULT_CONFIG.to_dict()
     if getattr(args, "config", None):
         try:
-            d.update(json.loads(Path(args.config).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
+            d.update(config_dict_from_arg(args.config))
+        except (OSError, ValueError) as e:
             raise UsageError(f"cannot read configuration {args.config}: {e}")
     if getattr(args, "gather", False):
         d["gather"] = True
@@ -42,7 +41,9 @@ def load_config(args) -> ChipConfig:
 
 
 def _add_config_args(p):
-    p.add_argument("--config", metavar="FILE", help="configuration JSON (default: the built-in default)")
+    p.add_argument("--config", metavar="FILE|PRESET",
+                   help="configuration JSON, or a preset: " + ", ".join(PRESETS)
+                   + " (default: the built-in default)")
     p.add_argument("--rows", type=int, help="array rows (the K dimension)")
     p.add_argument("--cols", type=int, help="array columns (the N dimension)")
     p.add_argument("--max-m", dest="max_m", type=int, help="largest M the buffers hold")
@@ -83,6 +84,8 @@ def cmd_build(args):
         argv += ["--config", args.config]
     if args.seed is not None:
         argv += ["--seed", str(args.seed)]
+    if args.build_dir:
+        argv += ["--build-dir", args.build_dir]
     if args.allow_timing_fail:
         argv += ["--allow-timing-fail"]
     if getattr(args, "gather", False):
@@ -99,7 +102,10 @@ def cmd_build(args):
 
 def cmd_flash(args):
     from .boards import build as board_build
-    return board_build.flash_main(["--board", args.board])
+    argv = ["--board", args.board]
+    if args.bitstream:
+        argv += ["--bitstream", args.bitstream]
+    return board_build.flash_main(argv)
 
 
 # -- embedding-bag ----------------------------------------------------------------
@@ -232,12 +238,14 @@ def main(argv=None):
     _add_config_args(p)
     p.add_argument("--board", default="ulx3s-85f")
     p.add_argument("--seed", type=int, help="nextpnr placement seed")
+    p.add_argument("--build-dir", help="default: build/<board>")
     p.add_argument("--allow-timing-fail", action="store_true",
                    help="exit 0 even when the clock target is missed")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("flash", help="program a connected board with the built bitstream")
     p.add_argument("--board", default="ulx3s-85f")
+    p.add_argument("--bitstream", help="default: build/<board>/top.bit")
     p.set_defaults(func=cmd_flash)
 
     p = sub.add_parser("gemm", help="run C = A.B (+bias, requantization) on the simulated RTL")

@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
-__all__ = ["ChipConfig", "DEFAULT_CONFIG", "SMALL_CONFIG"]
+__all__ = ["ChipConfig", "DEFAULT_CONFIG", "SMALL_CONFIG", "GATHER_CONFIG", "PRESETS",
+           "config_dict_from_arg"]
 
 
 def _check_int(name, value, lo, hi):
@@ -46,12 +48,13 @@ class ChipConfig:
     sdram_mhz: float = 100.0
     #: The EmbeddingBag gather engine (:class:`~seedchip.rtl.gather.GatherEngine`)
     #: beside the SDRAM controller in the board build (off by default: with it
-    #: the `sdram` domain does not reach 100 MHz yet), and its parameters:
+    #: the `sdram` domain does not reach 100 MHz; :data:`GATHER_CONFIG` is the
+    #: build with it, at the clocks it meets), and its parameters:
     #: datapath lanes (bytes per beat), hot-row cache lines (0: no cache),
     #: table descriptors, the largest row (bytes) and bag, reads in flight.
     gather: bool = False
     gather_lanes: int = 8
-    gather_cache_rows: int = 1024
+    gather_cache_rows: int = 2048
     gather_tables: int = 8
     gather_max_dim: int = 64
     gather_max_bag: int = 32
@@ -157,3 +160,31 @@ DEFAULT_CONFIG = ChipConfig()
 SMALL_CONFIG = ChipConfig(rows=4, cols=4, max_m=32, max_k=32, max_n=32, clk_mhz=100.0,
                           gather=True, gather_lanes=2, gather_cache_rows=0, gather_tables=2,
                           gather_max_dim=32, gather_max_bag=16, gather_inflight=16)
+#: The recommender build for the ULX3S-85F: the matrix unit and the gather
+#: engine in one bitstream (``make bitstream-gather``, ``--config gather``).
+#: Its clocks are the ones that design closes with nextpnr (README, "The
+#: gather engine"): the engine runs in the SDRAM controller's domain, and with
+#: twice the logic and 174 of the 208 block RAMs in use, that domain does not
+#: reach the 100 MHz the controller alone does.
+GATHER_CONFIG = ChipConfig(gather=True, clk_mhz=100.0, sdram_mhz=80.0)
+
+#: ``--config NAME``: the named configurations.
+PRESETS = {"default": DEFAULT_CONFIG, "small": SMALL_CONFIG, "gather": GATHER_CONFIG}
+
+
+def config_dict_from_arg(arg: str) -> dict:
+    """The fields ``--config ARG`` gives: a preset's (:data:`PRESETS`) or those
+    of a JSON file (any subset of the fields). Raises ``ValueError`` naming
+    the presets if ``ARG`` is neither, ``OSError``/``ValueError`` if the file
+    cannot be read or parsed."""
+    if arg in PRESETS:
+        return PRESETS[arg].to_dict()
+    path = Path(arg)
+    if not path.exists():
+        raise ValueError(f"{arg!r} is neither a configuration file nor a preset "
+                         f"({', '.join(PRESETS)})")
+    d = json.loads(path.read_text())
+    if not isinstance(d, dict):
+        raise ValueError(f"{arg}: a configuration file holds a JSON object")
+    return d
+

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from seedchip.config import ChipConfig, DEFAULT_CONFIG, SMALL_CONFIG
+from seedchip.config import (ChipConfig, DEFAULT_CONFIG, GATHER_CONFIG, SMALL_CONFIG,
+                             config_dict_from_arg)
 from seedchip.rtl.gemm import GemmUnit
 from seedchip.rtl.systolic import SystolicArray
 from seedchip.rtl.requant import Requantizer
@@ -86,4 +87,33 @@ def test_gather_params_feed_the_engine():
     from seedchip.rtl.gather import GatherEngine
     eng = GatherEngine(data_width=16, **DEFAULT_CONFIG.gather_params())
     assert (eng.lanes, eng.cache_rows, eng.n_tables, eng.max_dim, eng.max_bag, eng.inflight) == \
-        (8, 1024, 8, 64, 32, 32)
+        (8, 2048, 8, 64, 32, 32)
+
+
+def test_presets(tmp_path):
+    """``--config NAME`` takes a preset; a file may give any subset of the
+    fields; anything else is an error that names the presets."""
+    assert config_dict_from_arg("gather") == GATHER_CONFIG.to_dict()
+    assert GATHER_CONFIG.gather and not DEFAULT_CONFIG.gather
+    assert config_dict_from_arg("small") == SMALL_CONFIG.to_dict()
+    f = tmp_path / "c.json"
+    f.write_text('{"rows": 4}')
+    assert config_dict_from_arg(str(f)) == {"rows": 4}
+    with pytest.raises(ValueError, match=r"neither a configuration file nor a preset "
+                                         r"\(default, small, gather\)"):
+        config_dict_from_arg("gathr")
+    f.write_text("[1]")
+    with pytest.raises(ValueError, match="holds a JSON object"):
+        config_dict_from_arg(str(f))
+
+
+def test_cli_config_preset():
+    """Both command lines read presets, overrides on top."""
+    import argparse
+    from seedchip.boards.build import _load_config
+    from seedchip.cli import load_config
+    ns = argparse.Namespace(config="gather", rows=None, cols=None, max_m=None, max_k=None,
+                            max_n=None, clk_mhz=None, sdram_mhz=75.0, gather_lanes=None,
+                            gather_cache_rows=None, gather=False, no_gather=False)
+    for load in (load_config, _load_config):
+        assert load(ns) == GATHER_CONFIG.replace(sdram_mhz=75.0)
