@@ -120,15 +120,20 @@ def run_sdram_bench(config, board, words=SDRAM_WORDS, report=None):
     return out
 
 
-def run_gather_bench():
+def run_gather_bench(config=None):
     """EmbeddingBag lookup rates on the simulated engine + SDRAM controller +
     SDRAM model (:mod:`seedchip.sim.gather_bench`): dims 16/32/64 bytes, bags
-    of 1/8/32, uniform and Zipf(1.05) indices."""
-    from .sim.gather_bench import run_gather_bench as run
+    of 1/8/32, uniform and Zipf(1.05) indices; the engine and SDRAM clock of
+    ``config`` (default: the gather build's, ``GATHER_CONFIG``)."""
+    from .config import GATHER_CONFIG
+    from .sim.gather_bench import board_sim_config, run_gather_bench as run
 
-    print("bench: gather engine on the simulated SDRAM (18 cases, a few minutes)...", flush=True)
+    config = config or GATHER_CONFIG
+    print(f"bench: gather engine on the simulated SDRAM at {config.sdram_mhz:g} MHz "
+          "(18 cases, a quarter of an hour)...", flush=True)
     t0 = time.monotonic()
-    out = run(progress=lambda line: print(f"  {line}", flush=True))
+    out = run(board_sim_config(config), progress=lambda line: print(f"  {line}", flush=True),
+              clk_mhz=config.sdram_mhz)
     print(f"bench: simulated in {time.monotonic() - t0:.0f} s (wall clock, not a figure)")
     return out
 
@@ -187,8 +192,10 @@ def render_table(bench):
     gather = bench.get("gather")
     if gather:
         lines.append("")
-        lines.append(f"| EmbeddingBag, {gather.get('chip')} x{gather['data_width']} at "
-                     f"{gather['clk_mhz']:g} MHz (simulated), {gather.get('lanes')}-lane datapath, "
+        sim_clk = gather.get("sim_clk_mhz", gather["clk_mhz"])
+        lines.append(f"| EmbeddingBag, {gather.get('chip')} x{gather['data_width']}, per second at "
+                     f"{gather['clk_mhz']:g} MHz (simulated with a {1000 / sim_clk:.0f} ns period), "
+                     f"{gather.get('lanes')}-lane datapath, "
                      f"{gather.get('cache_rows')}-row cache | uniform: lookups/s, bags/s "
                      f"(% of pin limit, hit rate) | Zipf(1.05) | Zipf / uniform |")
         lines.append("|---|---:|---:|---:|")
@@ -204,13 +211,20 @@ def render_table(bench):
             ratio = f"{z['zipf_over_uniform']:.2f}x" if z and "zipf_over_uniform" in z else ""
             lines.append(f"| {dim}-byte rows, bags of {bag} | {cell(r)} | "
                          f"{cell(z) if z else ''} | {ratio} |")
-        bg = (board or {}).get("gather")
+        gboard = bench.get("gather_board")
+        bg = (gboard or {}).get("gather")
         if bg:
-            fmax = (f"{bg['fmax_mhz']:.1f} MHz" if bg.get("fmax_mhz") is not None
-                    else "not reported")
-            lines.append(f"| engine in the board build (`{bg['domain']}` domain) | "
-                         f"Fmax {fmax} ({'met' if bg.get('met') else 'MISSED'}, "
-                         f"target {bg['clk_mhz']:g} MHz) | | |")
+            for clk in gboard.get("clocks", []):
+                if clk.get("required", True) and clk["fmax_mhz"] is not None:
+                    where = " (controller + engine)" if clk["domain"] == bg["domain"] else ""
+                    lines.append(f"| gather build (`--config gather`): Fmax `{clk['domain']}`{where} | "
+                                 f"{clk['fmax_mhz']:.1f} MHz ({'met' if clk['met'] else 'MISSED'}, "
+                                 f"target {clk['target_mhz']:g} MHz) | | |")
+            res = gboard.get("resources", {})
+            lines.append("| gather build: resources | "
+                         + ", ".join(f"{res[k]['used']} {k}" for k in ("LUT4", "FF", "DSP", "EBR")
+                                     if k in res) + " | | |")
+
     lines.append("")
     lines.append(f"Measured by `make bench` on {bench['date']}; raw numbers in `build/bench.json`.")
     return "\n".join(lines)
@@ -248,7 +262,21 @@ def main(args):
     else:
         print(f"bench: no {report_path}; board figures left out", file=sys.stderr)
     bench["sdram"] = run_sdram_bench(config, args.board, report=bench.get("board"))
-    bench["gather"] = run_gather_bench()
+    # the gather engine: its own build (the recommender preset), its figures
+    # at that build's SDRAM clock
+    from .config import GATHER_CONFIG
+    gather_dir = Path("build") / f"{args.board}-gather"
+    if not args.no_build:
+        from .boards import build as board_build
+        print(f"bench: building {args.board} with the gather engine (--config gather; "
+              "about ten minutes)...", flush=True)
+        board_build.build(args.board, GATHER_CONFIG, build_dir=gather_dir)
+    if (gather_dir / "report.json").exists():
+        bench["gather_board"] = json.loads((gather_dir / "report.json").read_text())
+    else:
+        print(f"bench: no {gather_dir / 'report.json'}; gather build figures left out",
+              file=sys.stderr)
+    bench["gather"] = run_gather_bench(GATHER_CONFIG)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(bench, indent=2) + "\n")

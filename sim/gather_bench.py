@@ -4,9 +4,11 @@
 ``bench_gather`` test of :mod:`seedchip.sim.gather_tb` once on the engine +
 memory backend of ``config`` (by default the board's: the engine of
 :class:`~seedchip.config.ChipConfig`'s ``gather_*`` on an IS42S16160 at the
-board's SDRAM clock, 100 MHz, CL3; :func:`board_sim_config`), with no idle and no backpressure, for every (dim, bag
+gather build's SDRAM clock, CL3; :func:`board_sim_config`), with no idle and no backpressure, for every (dim, bag
 size, distribution): a fresh ``rows``-row table, ``warm`` lookups of the same
-distribution to fill the cache (not timed), then ``bags`` bags (at least
+distribution to fill the cache (not timed; by default eight times the
+cache's lines, so the timed batch sees the cache in its steady state, as a
+server's long-running traffic does), then ``bags`` bags (at least
 ``min_lookups`` lookups) timed. ``zipf`` is Zipf(1.05) bounded to the
 table, ranks in a random order. Every output is checked against the golden
 model and every read by the address monitor, as in the tests.
@@ -21,11 +23,13 @@ cases also carry ``zipf_over_uniform``, their lookup rate over the uniform
 case's of the same dim and bag size.
 
 Defaults (ULX3S-85F, ``ChipConfig``): a 64-bit datapath (``lanes=8``: a hit row comes out of
-the cache at 8 bytes per cycle, 4 SDRAM words) and 1024 cache lines of 64
-bytes (``max_dim``). Block RAM: the lines are 1024 x 8 beats x 64 bits =
-512 Kbit = 32 DP16KD; the keys 1024 x 35 bits = 2 DP16KD; the engine's
-other memories (descriptors, accumulator banks, FIFOs) are a few more: about
-36 of the 85F's 208 EBRs, next to about 100 for the matrix unit.
+the cache at 8 bytes per cycle, 4 SDRAM words) and 2048 cache lines of 64
+bytes (``max_dim``). Block RAM: the lines are 2048 x 8 beats x 64 bits =
+1 Mbit = 64 DP16KD; the keys 2048 x 36 bits = 4 DP16KD; the engine's other
+memories (descriptors, accumulator banks, FIFOs) are a few more: about 76
+of the 85F's 208 EBRs, next to about 100 for the matrix unit. The SDRAM
+clock is the gather build's (``GATHER_CONFIG.sdram_mhz``) when the caller
+passes that configuration, as ``make bench`` does.
 
 ``python -m seedchip.sim.gather_bench`` prints the table (a line per case on
 stderr while it runs).
@@ -39,7 +43,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ..config import DEFAULT_CONFIG as CHIP_DEFAULT, ChipConfig
+from ..config import GATHER_CONFIG, ChipConfig
 from . import runner
 from .gather_tb import TOPLEVEL, GatherSimConfig, make_top
 
@@ -47,11 +51,21 @@ __all__ = ["DEFAULT_CONFIG", "board_sim_config", "run_gather_bench", "render_tab
 
 
 
-def board_sim_config(config: ChipConfig = CHIP_DEFAULT) -> GatherSimConfig:
+def board_sim_config(config: ChipConfig = GATHER_CONFIG) -> GatherSimConfig:
     """The board's engine (``config.gather_*``) on the board's SDRAM part at the
-    board's SDRAM clock (``config.sdram_mhz``, CL3), as the ULX3S build runs it."""
+    board's SDRAM clock (``config.sdram_mhz``, CL3), as the ULX3S build runs it
+    (default: the gather build, ``--config gather``): the CAS latency and read
+    capture delay the ULX3S top picks for that clock."""
+    from ..boards import get_board
+    from ..boards.sdram_phy import plan_clocks
+    board = get_board("ulx3s-85f")
+    plan = plan_clocks(chip=board.sdram_chip, clk_mhz=config.clk_mhz, sdram_mhz=config.sdram_mhz,
+                       clk_in_mhz=board.clk_in_mhz)
+    # the simulation's period is a whole number of ns: rounded down, so the
+    # SDRAM's timings take at least the cycles they take on the board
     return GatherSimConfig(backend="sdram", chip="IS42S16160",
-                           period_ns=round(1000 / config.sdram_mhz), cas_latency=3,
+                           period_ns=int(1000 / plan["sdram_mhz"]),
+                           cas_latency=plan["cas_latency"], read_delay=plan["read_delay"],
                            n_tables=config.gather_tables, max_dim=config.gather_max_dim,
                            max_bag=config.gather_max_bag, inflight=config.gather_inflight,
                            lanes=config.gather_lanes, cache_rows=config.gather_cache_rows)
@@ -62,12 +76,16 @@ DEFAULT_CONFIG = board_sim_config()
 
 def run_gather_bench(config: GatherSimConfig | None = None, *, dims=(16, 32, 64),
                      bag_sizes=(1, 8, 32), dists=("uniform", "zipf"), bags: int = 64,
-                     min_lookups: int = 512, rows: int = 65536, warm: int = 2048,
-                     sim=None, progress=None) -> dict:
+                     min_lookups: int = 512, rows: int = 65536, warm: int | None = None,
+                     sim=None, progress=None, clk_mhz: float | None = None) -> dict:
     """Measure; returns the ``gather_bench.json`` dict (``results``: one dict
     per case). ``progress``, if given, is called with a line per finished
-    case. Raises if a check failed."""
+    case. ``clk_mhz`` is the clock the per-second figures are at (default:
+    the simulated one, a whole number of ns; the board's clock when the
+    caller gives it). Raises if a check failed."""
     config = config or DEFAULT_CONFIG
+    if warm is None:
+        warm = max(2048, 8 * config.cache_rows)
     cases = [{"dim": int(d), "bag": int(b), "bags": max(int(bags), -(-min_lookups // int(b))),
               "rows": int(rows), "dist": dist, "warm": int(warm)}
              for d in dims for b in bag_sizes for dist in dists]
@@ -103,6 +121,9 @@ def run_gather_bench(config: GatherSimConfig | None = None, *, dims=(16, 32, 64)
     if not result.passed:
         raise RuntimeError("gather benchmark failed:\n" + result.summary())
     out = json.loads((result.run_dir / "gather_bench.json").read_text())
+    out["sim_clk_mhz"] = out["clk_mhz"]
+    if clk_mhz is not None:
+        out["clk_mhz"] = clk_mhz
     hz = out["clk_mhz"] * 1e6
     for r in out["results"]:
         # per second at the simulated clock (the board's SDRAM clock by default)
@@ -142,7 +163,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bags", type=int, default=64, help="bags per case (at least)")
     ap.add_argument("--min-lookups", type=int, default=512, help="timed lookups per case")
     ap.add_argument("--rows", type=int, default=65536, help="table rows")
-    ap.add_argument("--warm", type=int, default=2048, help="untimed warm-up lookups per case")
+    ap.add_argument("--warm", type=int, default=None,
+                    help="untimed warm-up lookups per case (default: 8 x the cache's lines)")
     ap.add_argument("--dims", default="16,32,64")
     ap.add_argument("--bag-sizes", default="1,8,32")
     ap.add_argument("--dists", default="uniform,zipf")
@@ -151,7 +173,8 @@ def main(argv=None) -> int:
     print(f"running {len(args.dims.split(','))* len(args.bag_sizes.split(',')) * 2} cases on "
           f"the simulated SDRAM build (progress in the cocotb log; several minutes)...",
           file=sys.stderr, flush=True)
-    out = run_gather_bench(progress=lambda line: print(line, file=sys.stderr, flush=True),
+    out = run_gather_bench(clk_mhz=GATHER_CONFIG.sdram_mhz,
+                           progress=lambda line: print(line, file=sys.stderr, flush=True),
                            dims=[int(x) for x in args.dims.split(",")],
                            bag_sizes=[int(x) for x in args.bag_sizes.split(",")],
                            dists=args.dists.split(","), bags=args.bags,

@@ -90,6 +90,9 @@ class GatherSimConfig:
     chip: str = "IS42S16160"
     period_ns: int = 7
     cas_latency: int | None = 3
+    #: registers between the SDRAM's DQ and the controller (the board's I/O
+    #: registers; the controller's ``read_delay``)
+    read_delay: int = 0
     init_delay_ns: float | None = 5_000.0
     n_tables: int = 4
     max_dim: int = 72
@@ -107,7 +110,8 @@ class GatherSimConfig:
     @property
     def sdram(self) -> SDRAMSimConfig:
         return SDRAMSimConfig(chip=self.chip, period_ns=self.period_ns,
-                              cas_latency=self.cas_latency, init_delay_ns=self.init_delay_ns)
+                              cas_latency=self.cas_latency, read_delay=self.read_delay,
+                              init_delay_ns=self.init_delay_ns)
 
     @property
     def width(self) -> int:
@@ -398,7 +402,7 @@ class GatherTB:
                                     retention_ns=48 * chip.tREFI, refreshes_per_window=32,
                                     refresh_postpone_max=sc.effective_postpone_max,
                                     seed=self.tb.seed)
-            self.sdram.attach(dut, idle="junk")
+            self.sdram.attach(dut, idle="junk", input_delay=sc.read_delay)
         else:
             self.load_req = self.tb.source("load__req", req_layout(cfg.addr_width, cfg.width))
             self.load_resp = self.tb.sink("load__resp", resp_layout(cfg.width))

@@ -37,11 +37,12 @@ CONFIGS = {
     "sdram16": GatherSimConfig(backend="sdram", chip="IS42S16160", period_ns=7, cas_latency=3,
                                n_tables=8, max_dim=64, max_bag=32, inflight=32),
     # hot-row cache on, 64-bit datapath: a small cache (conflicts) on the
-    # on-chip RAM, 2 words per beat; the SDRAM one, 4 words per beat
+    # on-chip RAM, 2 words per beat; the SDRAM one, 4 words per beat, with
+    # the board's two I/O registers in the read path (read_delay)
     "onchip32c": GatherSimConfig(backend="onchip", data_width=32, ram_depth=4096, n_tables=4,
                                  max_dim=72, max_bag=20, inflight=32, lanes=8, cache_rows=16),
     "sdram16c": GatherSimConfig(backend="sdram", chip="IS42S16160", period_ns=7, cas_latency=3,
-                                n_tables=8, max_dim=64, max_bag=32, inflight=32, lanes=8,
+                                read_delay=2, n_tables=8, max_dim=64, max_bag=32, inflight=32, lanes=8,
                                 cache_rows=64),
 }
 TESTCASES = {
