@@ -270,7 +270,8 @@ def main(args):
         from .boards import build as board_build
         print(f"bench: building {args.board} with the gather engine (--config gather; "
               "about ten minutes)...", flush=True)
-        board_build.build(args.board, GATHER_CONFIG, build_dir=gather_dir)
+        board_build.build(args.board, GATHER_CONFIG, build_dir=gather_dir,
+                          seed=board_build.PRESET_SEEDS["gather"])
     if (gather_dir / "report.json").exists():
         bench["gather_board"] = json.loads((gather_dir / "report.json").read_text())
     else:

@@ -386,6 +386,10 @@ def _tool_version(exe, env):
 #: another seed when nextpnr cannot route a global buffer's input (see build())
 GLOBAL_ROUTE_RETRIES = 2
 
+#: nextpnr seed of a preset's build when none is given (default 1): seed 1
+#: of the gather build is one that fails to route the sdram reset's DCC
+PRESET_SEEDS = {"gather": 2}
+
 
 def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
           build_dir=None, out=None, top=None, synth_opts=(), nextpnr_opts=(),
@@ -778,7 +782,8 @@ def _parser():
     b.add_argument("--board", default=DEFAULT_BOARD, choices=sorted(BOARDS))
     b.add_argument("--config", help="ChipConfig JSON file, or a preset: " + ", ".join(PRESETS)
                    + " (default: the default configuration)")
-    b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    b.add_argument("--seed", type=int, help="nextpnr placement seed (default 1, or the preset's: "
+                   + ", ".join(f"{k} {v}" for k, v in PRESET_SEEDS.items()) + ")")
     b.add_argument("--build-dir", help="default: build/<board>")
     for name in ("rows", "cols", "max_m", "max_k", "max_n"):
         b.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override config.{name}")
@@ -823,7 +828,8 @@ def main(argv=None) -> int:
 
     config = _load_config(args)
     try:
-        report = build(args.board, config, seed=args.seed, build_dir=args.build_dir,
+        seed = args.seed if args.seed is not None else PRESET_SEEDS.get(args.config, 1)
+        report = build(args.board, config, seed=seed, build_dir=args.build_dir,
                        synth_opts=args.synth_opts.split(), nextpnr_opts=args.nextpnr_opts.split(),
                        floorplan=args.floorplan)
     except (BuildError, ValueError) as exc:

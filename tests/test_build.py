@@ -221,3 +221,52 @@ def test_build_missing_tools(monkeypatch, tmp_path):
     monkeypatch.setenv("NEXTPNR_ECP5", str(tmp_path / "no-such-nextpnr"))
     with pytest.raises(build_mod.BuildError, match=r"missing FPGA tools: .*no-such-nextpnr"):
         build_mod.build("ulx3s-85f", SMALL_CONFIG, build_dir=tmp_path / "b")
+
+
+def _fake_tools(tmp_path, monkeypatch, nextpnr_error):
+    """Yosys that does nothing and a nextpnr that logs its arguments and fails
+    with ``nextpnr_error`` (named as the build driver's stage detection expects)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    calls = tmp_path / "calls"
+    for name, body in (("yosys", "exit 0\n"),
+                       ("nextpnr-ecp5", f'echo "$@" >> {calls}\necho "{nextpnr_error}"\nexit 125\n')):
+        exe = bindir / name
+        exe.write_text("#!/bin/sh\n" + body)
+        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+        monkeypatch.setenv(name.upper().replace("-", "_"), str(exe))
+    return calls
+
+
+def _seeds(calls):
+    seeds = []
+    for line in calls.read_text().splitlines():
+        args = line.split()
+        seeds.append(int(args[args.index("--seed") + 1]))
+    return seeds
+
+
+def test_global_buffer_route_failure_retries_next_seed(tmp_path, monkeypatch):
+    """nextpnr failing to route a DCC's fabric input is retried with the next
+    seeds (GLOBAL_ROUTE_RETRIES), then reported; any other nextpnr failure is
+    reported at once."""
+    import io
+    calls = _fake_tools(tmp_path, monkeypatch,
+                        "ERROR: Failed to route arc 0.0 of net 'sdram_reset_buf_CLKI', from "
+                        "X66/Y4/Q2_SLICE to X0/Y0/G_CLKI_TDCC0.")
+    out = io.StringIO()
+    with pytest.raises(build_mod.BuildError, match=r"nextpnr failed \(exit 125\): ERROR: Failed "
+                                                   r"to route arc 0\.0 of net 'sdram_reset_buf_CLKI'"):
+        build_mod.build("ulx3s-85f", SMALL_CONFIG, seed=5, build_dir=tmp_path / "b", out=out)
+    assert _seeds(calls) == [5, 6, 7][:1 + build_mod.GLOBAL_ROUTE_RETRIES]
+    assert "retrying with seed 6" in out.getvalue()
+
+
+def test_other_nextpnr_failure_not_retried(tmp_path, monkeypatch):
+    import io
+    calls = _fake_tools(tmp_path, monkeypatch,
+                        "ERROR: Failed to route arc 3.0 of net 'foo', from X1/Y1/Q0_SLICE to "
+                        "X2/Y2/A0_SLICE.")
+    with pytest.raises(build_mod.BuildError, match=r"nextpnr failed \(exit 125\)"):
+        build_mod.build("ulx3s-85f", SMALL_CONFIG, build_dir=tmp_path / "b", out=io.StringIO())
+    assert _seeds(calls) == [1]
