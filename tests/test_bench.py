@@ -1,0 +1,48 @@
+"""make bench's report: the gather figures at the gather build's Fmax and the README table."""
+
+from seedchip.bench import gather_at_fmax, render_table
+
+
+def _bench():
+    res = [{"dim": 64, "bag": 8, "dist": d, "bags": 64, "lookups": 512, "cycles": c,
+            "lookups_per_cycle": round(512 / c, 4), "lookups_per_s": round(512 / c * 80e6),
+            "bags_per_s": round(64 / c * 80e6), "fraction_of_pin_limit": round(512 * 32 / c, 4),
+            "hit_rate": h} for d, c, h in (("uniform", 16000, 0.03), ("zipf", 8000, 0.6))]
+    res[1]["zipf_over_uniform"] = 2.0
+    return {
+        "date": "2026-11-23",
+        "config": {"rows": 8, "cols": 8, "max_m": 256, "max_k": 256, "max_n": 256, "clk_mhz": 125.0},
+        "gemm": [],
+        "gather": {"chip": "IS42S16160", "data_width": 16, "clk_mhz": 80.0, "sim_clk_mhz": 83.333,
+                   "lanes": 8, "cache_rows": 2048, "results": res},
+        "gather_board": {
+            "clocks": [{"domain": "sync", "fmax_mhz": 114.19, "target_mhz": 100, "met": True},
+                       {"domain": "sdram", "fmax_mhz": 86.43, "target_mhz": 80.0, "met": True}],
+            "resources": {"EBR": {"used": 174, "available": 208, "cell": "DP16KD"}},
+            "gather": {"domain": "sdram", "clk_mhz": 80.0, "fmax_mhz": 86.43, "met": True},
+        },
+    }
+
+
+def test_gather_at_fmax_and_table():
+    b = gather_at_fmax(_bench())
+    u, z = b["gather"]["results"]
+    assert b["gather"]["fmax_mhz"] == 86.43
+    assert u["lookups_per_s_at_fmax"] == round(512 / 16000 * 86.43e6)
+    assert z["bags_per_s_at_fmax"] == round(64 / 8000 * 86.43e6)
+    table = render_table(b)
+    assert "per second at 80 MHz (simulated with a 12 ns period)" in table
+    assert "| 64-byte rows, bags of 8 | 2.56 M, 320 k (102 %, 0.03) |" in table
+    assert "| 2.00x |" in table
+    assert "Fmax `sdram` (controller + engine) | 86.4 MHz (met, target 80 MHz)" in table
+    assert "Fmax (86.4 MHz) instead of its target: 64-byte rows, bags of 8, uniform | 2.77 M" in table
+    assert "174 EBR" in table
+
+
+def test_no_gather_build_no_fmax_figures():
+    b = _bench()
+    del b["gather_board"]
+    gather_at_fmax(b)
+    assert "fmax_mhz" not in b["gather"]
+    assert "lookups_per_s_at_fmax" not in b["gather"]["results"][0]
+    assert "gather build" not in render_table(b)
