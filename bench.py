@@ -78,18 +78,11 @@ def run_sdram_bench(config, board, words=SDRAM_WORDS, report=None):
     latency, I/O read delay) on the simulated RTL; the controller's Fmax from
     the board ``report`` if there is one."""
     from .boards import get_board
-    from .boards.sdram_phy import plan_clocks
     from .sim.sdram_bench import run_sdram_bench as run
-    from .sim.sdram_tb import SDRAMSimConfig
+    from .sim.sdram_tb import board_sdram_sim
 
     board = get_board(board)
-    plan = plan_clocks(chip=board.sdram_chip, clk_mhz=config.clk_mhz, sdram_mhz=config.sdram_mhz,
-                       clk_in_mhz=board.clk_in_mhz)
-    # The simulation clock is a whole number of ns; the board's timings in
-    # cycles are those of its worst-case part, which the IS42S16160 preset
-    # matches at 100 MHz.
-    sim_config = SDRAMSimConfig(chip="IS42S16160", period_ns=round(1000 / plan["sdram_mhz"]),
-                                cas_latency=plan["cas_latency"], read_delay=plan["read_delay"])
+    sim_config, plan = board_sdram_sim(config, board.name)
     print(f"bench: SDRAM patterns on the simulated controller ({sim_config.chip}, "
           f"{sim_config.clk_freq / 1e6:g} MHz, CL{plan['cas_latency']}, read delay "
           f"{plan['read_delay']}), {words} words each...", flush=True)

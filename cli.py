@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ChipConfig, DEFAULT_CONFIG, PRESETS, config_dict_from_arg
+from .config import OVERRIDE_FIELDS, PRESETS, ChipConfig, config_from_args
 
 __all__ = ["main", "load_config"]
 
@@ -19,23 +19,10 @@ class UsageError(Exception):
 
 def load_config(args) -> ChipConfig:
     """The configuration from ``--config FILE`` and the per-field overrides."""
-    d = DEFAULT_CONFIG.to_dict()
-    if getattr(args, "config", None):
-        try:
-            d.update(config_dict_from_arg(args.config))
-        except (OSError, ValueError) as e:
-            raise UsageError(f"cannot read configuration {args.config}: {e}")
-    if getattr(args, "gather", False):
-        d["gather"] = True
-    if getattr(args, "no_gather", False):
-        d["gather"] = False
-    for key in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz", "sdram_mhz",
-                "gather_lanes", "gather_cache_rows"):
-        v = getattr(args, key, None)
-        if v is not None:
-            d[key] = v
     try:
-        return ChipConfig.from_dict(d)
+        return config_from_args(args)
+    except OSError as e:
+        raise UsageError(f"cannot read configuration {args.config}: {e}")
     except (TypeError, ValueError) as e:
         raise UsageError(f"invalid configuration: {e}")
 
@@ -92,8 +79,7 @@ def cmd_build(args):
         argv += ["--gather"]
     if getattr(args, "no_gather", False):
         argv += ["--no-gather"]
-    for key in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz", "sdram_mhz",
-                "gather_lanes", "gather_cache_rows"):
+    for key in OVERRIDE_FIELDS:
         v = getattr(args, key)
         if v is not None:
             argv += [f"--{key.replace('_', '-')}", str(v)]

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 __all__ = ["ChipConfig", "DEFAULT_CONFIG", "SMALL_CONFIG", "GATHER_CONFIG", "PRESETS",
-           "config_dict_from_arg"]
+           "OVERRIDE_FIELDS", "config_dict_from_arg", "config_from_args"]
 
 
 def _check_int(name, value, lo, hi):
@@ -187,4 +187,28 @@ def config_dict_from_arg(arg: str) -> dict:
     if not isinstance(d, dict):
         raise ValueError(f"{arg}: a configuration file holds a JSON object")
     return d
+
+
+#: The fields the command lines override one by one (``--rows`` etc.).
+OVERRIDE_FIELDS = ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz", "sdram_mhz",
+                   "gather_lanes", "gather_cache_rows")
+
+
+def config_from_args(args) -> ChipConfig:
+    """The configuration a command line asks for: the default, or ``--config``
+    (a preset or a file, see :func:`config_dict_from_arg`), then ``--gather``
+    / ``--no-gather`` and the :data:`OVERRIDE_FIELDS` that are set (``None``:
+    not given). Raises ``OSError``/``ValueError``/``TypeError``."""
+    d = DEFAULT_CONFIG.to_dict()
+    if getattr(args, "config", None):
+        d.update(config_dict_from_arg(args.config))
+    if getattr(args, "gather", False):
+        d["gather"] = True
+    if getattr(args, "no_gather", False):
+        d["gather"] = False
+    for key in OVERRIDE_FIELDS:
+        v = getattr(args, key, None)
+        if v is not None:
+            d[key] = v
+    return ChipConfig.from_dict(d)
 

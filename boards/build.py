@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..config import DEFAULT_CONFIG, PRESETS, ChipConfig, config_dict_from_arg
+from ..config import DEFAULT_CONFIG, PRESETS, ChipConfig, config_from_args
 from . import DEFAULT_BOARD, BOARDS, get_board
 from .floorplan import array_floorplan, dsp_sites
 from .floorplan import yosys_script as floorplan_script
@@ -750,29 +750,13 @@ def _openfpgaloader_reason(text: str) -> str:
 # -- command line -----------------------------------------------------------------------
 
 def _load_config(args) -> ChipConfig:
-    if args.config:
-        try:
-            config = ChipConfig.from_dict({**DEFAULT_CONFIG.to_dict(),
-                                           **config_dict_from_arg(args.config)})
-        except OSError as exc:
-            raise SystemExit(f"seedchip: cannot read configuration {args.config}: {exc}")
-        except (ValueError, TypeError) as exc:
-            raise SystemExit(f"seedchip: bad configuration {args.config}: {exc}")
-    else:
-        config = DEFAULT_CONFIG
-    overrides = {k: getattr(args, k) for k in ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz",
-                                                 "sdram_mhz", "gather_lanes", "gather_cache_rows")
-                 if getattr(args, k) is not None}
-    if args.gather:
-        overrides["gather"] = True
-    if args.no_gather:
-        overrides["gather"] = False
-    if overrides:
-        try:
-            config = config.replace(**overrides)
-        except (ValueError, TypeError) as exc:
-            raise SystemExit(f"seedchip: bad configuration: {exc}")
-    return config
+    try:
+        return config_from_args(args)
+    except OSError as exc:
+        raise SystemExit(f"seedchip: cannot read configuration {args.config}: {exc}")
+    except (ValueError, TypeError) as exc:
+        where = f" {args.config}" if args.config else ""
+        raise SystemExit(f"seedchip: bad configuration{where}: {exc}")
 
 
 def _parser():

@@ -4,7 +4,8 @@
 ``bench_gather`` test of :mod:`seedchip.sim.gather_tb` once on the engine +
 memory backend of ``config`` (by default the board's: the engine of
 :class:`~seedchip.config.ChipConfig`'s ``gather_*`` on an IS42S16160 at the
-gather build's SDRAM clock, CL3; :func:`board_sim_config`), with no idle and no backpressure, for every (dim, bag
+gather build's SDRAM clock; :func:`board_sim_config`), with no idle and no
+backpressure, for every (dim, bag
 size, distribution): a fresh ``rows``-row table, ``warm`` lookups of the same
 distribution to fill the cache (not timed; by default eight times the
 cache's lines, so the timed batch sees the cache in its steady state, as a
@@ -46,26 +47,20 @@ from pathlib import Path
 from ..config import GATHER_CONFIG, ChipConfig
 from . import runner
 from .gather_tb import TOPLEVEL, GatherSimConfig, make_top
+from .sdram_tb import board_sdram_sim
 
 __all__ = ["DEFAULT_CONFIG", "board_sim_config", "run_gather_bench", "render_table", "main"]
 
 
-
 def board_sim_config(config: ChipConfig = GATHER_CONFIG) -> GatherSimConfig:
-    """The board's engine (``config.gather_*``) on the board's SDRAM part at the
-    board's SDRAM clock (``config.sdram_mhz``, CL3), as the ULX3S build runs it
-    (default: the gather build, ``--config gather``): the CAS latency and read
-    capture delay the ULX3S top picks for that clock."""
-    from ..boards import get_board
-    from ..boards.sdram_phy import plan_clocks
-    board = get_board("ulx3s-85f")
-    plan = plan_clocks(chip=board.sdram_chip, clk_mhz=config.clk_mhz, sdram_mhz=config.sdram_mhz,
-                       clk_in_mhz=board.clk_in_mhz)
-    # the simulation's period is a whole number of ns: rounded down, so the
-    # SDRAM's timings take at least the cycles they take on the board
-    return GatherSimConfig(backend="sdram", chip="IS42S16160",
-                           period_ns=int(1000 / plan["sdram_mhz"]),
-                           cas_latency=plan["cas_latency"], read_delay=plan["read_delay"],
+    """The board's engine (``config.gather_*``) on the board's SDRAM at the
+    board's SDRAM clock (``config.sdram_mhz``), as the ULX3S build runs it
+    (default: the gather build, ``--config gather``), with the CAS latency
+    and read capture delay the ULX3S top picks for that clock
+    (:func:`~seedchip.sim.sdram_tb.board_sdram_sim`)."""
+    sdram, _ = board_sdram_sim(config)
+    return GatherSimConfig(backend="sdram", chip=sdram.chip, period_ns=sdram.period_ns,
+                           cas_latency=sdram.cas_latency, read_delay=sdram.read_delay,
                            n_tables=config.gather_tables, max_dim=config.gather_max_dim,
                            max_bag=config.gather_max_bag, inflight=config.gather_inflight,
                            lanes=config.gather_lanes, cache_rows=config.gather_cache_rows)
