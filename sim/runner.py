@@ -61,7 +61,23 @@ VERILATOR_ARGS = (
     "-Wno-UNOPTFLAT", "-Wno-UNUSEDSIGNAL", "-Wno-CASEINCOMPLETE",
     "-O3", "--x-assign", "fast", "--x-initial", "fast",
 )
-ICARUS_ARGS = ()
+# Yosys' write_verilog (which Amaranth's Verilog backend runs) writes Verilog-2005,
+# not SystemVerilog, and relies on Verilog-2005 semantics to start its
+# combinational processes: every `always @*` block reads a `reg ... = 0` that
+# it declares for that purpose alone (YosysHQ/yosys#2273). In Verilog-2005 that
+# initializer is an assignment at time 0, an X -> 0 event that wakes each
+# block once. cocotb's Icarus runner compiles with -g2012, and in SystemVerilog
+# (IEEE 1800 6.8) a declaration's initializer runs before any process starts
+# and is no event: a block whose inputs never change (constants, a register
+# that holds its init value) is never evaluated and its outputs stay X; the
+# SDRAM controller never left initialization (issue 10). So compile the
+# generated code as the language it is written in. iverilog's driver keeps
+# the last -g<generation> it is given, and the runner puts build_args after
+# its own -g2012. (Yosys' -sv mode writes always_comb instead, but Amaranth's
+# convert() does not pass it, and Verilator shares the Verilog file.)
+# cocotb's waves module is SystemVerilog: _get_runner swaps in a Verilog-2005 one.
+# test_sdram.py::test_icarus_leaves_init guards this.
+ICARUS_ARGS = ("-g2005",)
 
 
 # -- locations and tools ----------------------------------------------------
@@ -318,7 +334,28 @@ def _get_runner(sim: str):
             return cmds
 
         runner._build_command = patched
+    if sim == "icarus":
+        runner._create_iverilog_dump_file = lambda: _write_icarus_dump_module(runner)
     return runner
+
+
+def _write_icarus_dump_module(runner) -> None:
+    """cocotb's Icarus waveform module, in Verilog-2005 (cocotb's declares a
+    SystemVerilog ``string``, which ``-g2005`` rejects: see ICARUS_ARGS).
+    Same module name and the same ``+dumpfile_path=`` plusarg."""
+    default = str(runner.build_dir / f"{runner.hdl_toplevel}.fst")
+    default = default.replace("\\", "\\\\").replace('"', '\\"')
+    runner.iverilog_dump_file.write_text(
+        "module cocotb_iverilog_dump();\n"
+        "  reg [8*4096:1] dumpfile_path;  // a Verilog-2005 string\n"
+        "  initial begin\n"
+        '    if ($value$plusargs("dumpfile_path=%s", dumpfile_path))\n'
+        "      $dumpfile(dumpfile_path);\n"
+        "    else\n"
+        f'      $dumpfile("{default}");\n'
+        f"    $dumpvars(0, {runner.hdl_toplevel});\n"
+        "  end\n"
+        "endmodule\n")
 
 
 def _verilator_wave_format() -> str:

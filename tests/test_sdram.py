@@ -73,3 +73,16 @@ def test_sdram_bench(sim):
         if "efficiency" in r:
             assert 0.0 < r["efficiency"] <= 1.0, (name, r)
     json.dumps(rows)
+
+
+def test_icarus_leaves_init():
+    """Under Icarus whatever ``SIM`` says (``make test`` runs Verilator): the
+    controller leaves initialization and serves a page of traffic. Yosys'
+    Verilog starts its ``always @*`` blocks at time 0 only with Verilog-2005
+    semantics; compiled as SystemVerilog (cocotb's -g2012) its combinational
+    signals stayed X and init never finished (see ``runner.ICARUS_ARGS``)."""
+    sim = runner.require_simulator("icarus")
+    result = runner.run_cocotb(make_controller, TOPLEVEL, "seedchip.sim.sdram_tb",
+                               CONFIGS["is42s16160_143mhz_cl3"], sim=sim,
+                               testcase="test_page_hits", tag="icarus_leaves_init")
+    runner.check_cocotb(result)
