@@ -78,12 +78,15 @@ def _normalise(config, case, index):
     return out
 
 
-def run_gemm_batch(config, cases, *, sim: str | None = None, keep: bool = False):
+def run_gemm_batch(config, cases, *, sim: str | None = None, keep: bool = False,
+                   progress=None):
     """Run several GEMMs in one simulator session; returns ``[(C, cycles), ...]``.
 
     Each case is a dict with keys ``A``, ``B`` and optionally ``bias``,
     ``multiplier``, ``shift``, ``relu`` (or a tuple in that order). ``C`` is
     int64: raw int32 values, or the int8 values when requantized.
+    ``progress`` (a callable taking a line) hears what is going on: the
+    first run of a configuration elaborates and builds the simulator.
     """
     from seedchip.rtl.gemm import GemmUnit  # noqa: PLC0415
     from seedchip.sim import runner  # noqa: PLC0415
@@ -92,7 +95,7 @@ def run_gemm_batch(config, cases, *, sim: str | None = None, keep: bool = False)
     if not cases:
         return []
     sim = runner.simulator_name(sim)
-    _, sim_dir = runner.build_sim(GemmUnit, TOPLEVEL, config, sim=sim)
+    _, sim_dir = runner.build_sim(GemmUnit, TOPLEVEL, config, sim=sim, progress=progress)
     runs = sim_dir / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="batch-", dir=runs))
@@ -103,7 +106,8 @@ def run_gemm_batch(config, cases, *, sim: str | None = None, keep: bool = False)
     np.savez(run_dir / "in.npz", **arrays)
     result = runner.run_cocotb(
         GemmUnit, TOPLEVEL, "seedchip.sim.gemm_run", config, sim=sim,
-        testcase="gemm_batch", tag=f"{run_dir.name}",
+        testcase="gemm_batch", tag=f"{run_dir.name}", progress=progress,
+        what=f"simulating {len(cases)} GEMM{'s' if len(cases) > 1 else ''} under {sim}",
         extra_env={"SEEDCHIP_GEMM_IN": str(run_dir / "in.npz"),
                    "SEEDCHIP_GEMM_OUT": str(run_dir / "out.npz")})
     if not result.passed:
@@ -116,11 +120,11 @@ def run_gemm_batch(config, cases, *, sim: str | None = None, keep: bool = False)
 
 
 def run_gemm_rtl(config, A, B, bias=None, multiplier=None, shift=None, relu=False, *,
-                 sim: str | None = None):
+                 sim: str | None = None, progress=None):
     """One GEMM on the simulated RTL: ``(C, cycles)``."""
     case = {"A": A, "B": B, "bias": bias, "multiplier": multiplier, "shift": shift, "relu": relu}
     case = {k: v for k, v in case.items() if v is not None}
-    return run_gemm_batch(config, [case], sim=sim)[0]
+    return run_gemm_batch(config, [case], sim=sim, progress=progress)[0]
 
 
 # -- simulator side ----------------------------------------------------------------

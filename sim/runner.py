@@ -208,28 +208,72 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 # -- Verilog ----------------------------------------------------------------
 
-def generate_verilog(component_factory, name: str, config, *, force: bool = False) -> Path:
+def generate_verilog(component_factory, name: str, config, *, force: bool = False,
+                     progress=None) -> Path:
     """Elaborate ``component_factory(config=config)`` into ``<dir>/<name>.v``.
 
     The Verilog is regenerated only when the configuration or one of the RTL
     sources (``rtl/``, ``config.py``, ``protocol.py``, the factory's module)
-    changed since the last generation.
+    changed since the last generation. ``progress`` (a callable taking a
+    line) hears about an elaboration.
     """
     from amaranth.back import verilog  # noqa: PLC0415
 
-    out_dir = build_root() / f"{name}-{config_hash(config)}"
+    out_dir = build_root() / "verilog" / f"{name}-{config_hash(config)}"
     vfile = out_dir / f"{name}.v"
     stamp = out_dir / "verilog.stamp"
     key = _digest(name, config.to_json(),
                   *(p.read_bytes() for p in _rtl_sources(component_factory)))
     with _locked(out_dir):
         if force or not vfile.exists() or not stamp.exists() or stamp.read_text() != key:
-            component = component_factory(config=config)
-            text = verilog.convert(component, name=name)
+            with step(progress, f"elaborating {name} to Verilog"):
+                component = component_factory(config=config)
+                text = verilog.convert(component, name=name)
             _write_if_changed(vfile, text)
             _write_if_changed(out_dir / "config.json", config.to_json() + "\n")
             stamp.write_text(key)
     return vfile
+
+
+def hardware_dir(vfile: Path, name: str) -> Path:
+    """The directory of the simulator builds of the design in ``vfile``, named
+    by a hash of the Verilog itself: configurations that differ only where
+    the hardware does not (a board clock, an engine the component does not
+    contain) share one simulator build."""
+    return build_root() / f"{name}-{hashlib.sha256(vfile.read_bytes()).hexdigest()[:12]}"
+
+
+@contextmanager
+def step(progress, what: str, *, every: float = 15.0):
+    """Say ``what`` through ``progress`` (a callable taking a line, or None),
+    then every ``every`` seconds that it is still going, then how long it took.
+    Nothing is said when ``progress`` is None."""
+    if progress is None:
+        yield
+        return
+    import threading  # noqa: PLC0415
+
+    t0 = time.monotonic()
+    progress(f"{what}...")
+    done = threading.Event()
+
+    def tick():
+        while not done.wait(every):
+            progress(f"{what}: still running ({time.monotonic() - t0:.0f} s)")
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    except BaseException as exc:
+        done.set()
+        thread.join()
+        how = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+        progress(f"{what}: {how} after {time.monotonic() - t0:.0f} s")
+        raise
+    done.set()
+    thread.join()
+    progress(f"{what}: done in {time.monotonic() - t0:.0f} s")
 
 
 # -- simulator build ----------------------------------------------------------
@@ -241,10 +285,13 @@ def _waves_requested(waves: bool | None) -> bool:
 
 
 def build_sim(component_factory, name: str, config, *, sim: str | None = None,
-              waves: bool | None = None, build_args=()) -> tuple[Path, Path]:
-    """Generate the Verilog and build the simulator model (cached).
+              waves: bool | None = None, build_args=(), progress=None) -> tuple[Path, Path]:
+    """Generate the Verilog and build the simulator model (cached by the
+    Verilog's own hash: :func:`hardware_dir`).
 
-    Returns ``(verilog file, simulator build directory)``.
+    Returns ``(verilog file, simulator build directory)``. ``progress`` (a
+    callable taking a line) hears about the elaboration and the build, with
+    a line every 15 s while they run.
     """
     from cocotb_tools.runner import get_runner  # noqa: PLC0415
 
@@ -253,8 +300,12 @@ def build_sim(component_factory, name: str, config, *, sim: str | None = None,
     if not ok:
         raise RuntimeError(f"cannot simulate with {sim}: {reason}")
     waves = _waves_requested(waves)
-    vfile = generate_verilog(component_factory, name, config)
-    sim_dir = vfile.parent / (sim + ("-waves" if waves else ""))
+    generated = generate_verilog(component_factory, name, config, progress=progress)
+    hw_dir = hardware_dir(generated, name)
+    vfile = hw_dir / f"{name}.v"
+    with _locked(hw_dir):
+        _write_if_changed(vfile, generated.read_text())
+    sim_dir = hw_dir / (sim + ("-waves" if waves else ""))
 
     args = list(VERILATOR_ARGS if sim == "verilator" else ICARUS_ARGS)
     if sim == "verilator" and waves:
@@ -273,19 +324,24 @@ def build_sim(component_factory, name: str, config, *, sim: str | None = None,
         runner = _get_runner(sim)
         log = sim_dir / "build.log"
         t0 = time.monotonic()
+        what = f"building the {'Verilator' if sim == 'verilator' else 'Icarus'} model of {name}"
+        if progress is not None:
+            progress(f"a design not simulated before: its simulator is built once and cached "
+                     f"in {sim_dir}")
         try:
-            runner.build(
-                sources=[vfile],
-                hdl_toplevel=name,
-                build_dir=sim_dir,
-                build_args=args,
-                timescale=("1ns", "1ps"),
-                # Verilator: --trace-fst above already turns tracing on; the
-                # runner's own flag would ask for VCD.
-                waves=waves and sim == "icarus",
-                always=True,
-                log_file=log,
-            )
+            with step(progress, what):
+                runner.build(
+                    sources=[vfile],
+                    hdl_toplevel=name,
+                    build_dir=sim_dir,
+                    build_args=args,
+                    timescale=("1ns", "1ps"),
+                    # Verilator: --trace-fst above already turns tracing on; the
+                    # runner's own flag would ask for VCD.
+                    waves=waves and sim == "icarus",
+                    always=True,
+                    log_file=log,
+                )
         except (RuntimeError, SystemExit) as e:
             tail = _tail(log)
             raise RuntimeError(f"{sim} build of {vfile} failed ({e}); see {log}:\n{tail}") from None
@@ -462,8 +518,11 @@ def _safe_tag(tag: str) -> str:
 def run_cocotb(component_factory, name: str, test_module: str, config, *,
                sim: str | None = None, testcase=None, extra_env=None,
                seed: int | None = None, waves: bool | None = None, tag: str | None = None,
-               build_args=()) -> CocotbResult:
+               build_args=(), progress=None, what: str | None = None) -> CocotbResult:
     """Build (cached) and run the cocotb ``test_module`` against the component.
+
+    ``progress`` (a callable taking a line) hears about the build and the
+    simulation (``what``: how to call it, default "simulating").
 
     ``config`` reaches the testbench as JSON in ``SEEDCHIP_CONFIG``. Returns a
     :class:`CocotbResult`; it never raises on test failures (see
@@ -474,7 +533,7 @@ def run_cocotb(component_factory, name: str, test_module: str, config, *,
     sim = simulator_name(sim)
     waves = _waves_requested(waves)
     vfile, sim_dir = build_sim(component_factory, name, config, sim=sim, waves=waves,
-                               build_args=build_args)
+                               build_args=build_args, progress=progress)
     if tag is None:
         tag = testcase if isinstance(testcase, str) else "all"
     run_dir = sim_dir / "runs" / _safe_tag(tag)
@@ -494,23 +553,24 @@ def run_cocotb(component_factory, name: str, test_module: str, config, *,
     # The runner reads os.environ *over* extra_env; our own keys must win.
     saved = {k: os.environ.pop(k) for k in list(env) if k in os.environ}
     try:
-        runner.test(
-            test_module=test_module,
-            hdl_toplevel=name,
-            hdl_toplevel_lang="verilog",
-            build_dir=sim_dir,
-            test_dir=run_dir,
-            testcase=testcase,
-            seed=seed,
-            extra_env=env,
-            results_xml=str(results),
-            timescale=("1ns", "1ps"),
-            waves=waves and sim == "icarus",
-            test_args=test_args,
-            plusargs=([f"+dumpfile_path={wave_file(run_dir, sim, name)}"]
-                      if waves and sim == "icarus" else []),
-            log_file=log,
-        )
+        with step(progress, what or f"simulating under {sim}"):
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=name,
+                hdl_toplevel_lang="verilog",
+                build_dir=sim_dir,
+                test_dir=run_dir,
+                testcase=testcase,
+                seed=seed,
+                extra_env=env,
+                results_xml=str(results),
+                timescale=("1ns", "1ps"),
+                waves=waves and sim == "icarus",
+                test_args=test_args,
+                plusargs=([f"+dumpfile_path={wave_file(run_dir, sim, name)}"]
+                          if waves and sim == "icarus" else []),
+                log_file=log,
+            )
     except SystemExit as e:
         # Under pytest the runner exits on failing tests; we report them ourselves.
         exit_code = e.code if isinstance(e.code, int) else 1

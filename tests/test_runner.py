@@ -1,0 +1,63 @@
+"""The simulation plumbing a user meets: the cache is keyed by the hardware, and
+long steps (elaboration, a simulator build) say what they are doing."""
+
+import time
+
+import pytest
+
+from seedchip.config import SMALL_CONFIG
+from seedchip.rtl.gemm import GemmUnit
+from seedchip.sim import runner
+
+
+@pytest.fixture
+def build_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEEDCHIP_BUILD_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_simulator_cache_is_keyed_by_the_hardware(build_dir):
+    """An option that does not change the hardware (a board clock, the gather
+    engine the matrix unit does not contain) must not cost a simulator build."""
+    lines = []
+    v0 = runner.generate_verilog(GemmUnit, "gemm_small", SMALL_CONFIG, progress=lines.append)
+    assert any(line.startswith("elaborating gemm_small") for line in lines)
+    same = [SMALL_CONFIG.replace(clk_mhz=SMALL_CONFIG.clk_mhz + 17.0),
+            SMALL_CONFIG.replace(sdram_mhz=60.0, gather_lanes=8)]
+    for cfg in same:
+        v = runner.generate_verilog(GemmUnit, "gemm_small", cfg)
+        assert runner.hardware_dir(v, "gemm_small") == runner.hardware_dir(v0, "gemm_small")
+    other = runner.generate_verilog(GemmUnit, "gemm_small", SMALL_CONFIG.replace(cols=2))
+    assert runner.hardware_dir(other, "gemm_small") != runner.hardware_dir(v0, "gemm_small")
+    # a second generation of the same configuration is a cache hit: nothing said
+    lines.clear()
+    runner.generate_verilog(GemmUnit, "gemm_small", SMALL_CONFIG, progress=lines.append)
+    assert lines == []
+
+
+def test_step_says_start_progress_and_end():
+    lines = []
+    with runner.step(lines.append, "building the thing", every=0.05):
+        time.sleep(0.18)
+    assert lines[0] == "building the thing..."
+    assert any("building the thing: still running" in line for line in lines[1:-1])
+    assert lines[-1].startswith("building the thing: done in ")
+
+
+def test_step_on_interrupt_says_stopped_not_done():
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        with runner.step(lines.append, "simulating", every=10):
+            raise KeyboardInterrupt
+    assert lines[-1].startswith("simulating: stopped after")
+    assert not any("done" in line for line in lines)
+    lines.clear()
+    with pytest.raises(RuntimeError):
+        with runner.step(lines.append, "simulating", every=10):
+            raise RuntimeError("boom")
+    assert lines[-1].startswith("simulating: failed after")
+
+
+def test_step_is_silent_without_a_listener():
+    with runner.step(None, "quiet"):
+        pass
