@@ -1,13 +1,5 @@
 # seedchip: every target installs what it needs into .venv on first use.
-#
-#   make bitstream [BOARD=ulx3s-85f]   Verilog -> Yosys -> nextpnr -> bitstream + build/<board>/report.json
-#   make bitstream-gather              the recommender build: matrix unit + gather engine (--config gather)
-#                                      -> build/<board>-gather/
-#   make test [SIM=verilator|icarus]   the whole test suite (cocotb testbenches included)
-#   make flash [BOARD=...]             program a connected board with openFPGALoader
-#   make flash-gather                  ... with the gather build
-#   make bench                         benchmarks -> build/bench.json (+ the README table)
-#   make generate                      Verilog of the default configuration -> build/verilog/
+# `make` alone (or `make help`) lists the targets; `##` comments are that list.
 
 PYTHON  ?= python3
 VENV    ?= .venv
@@ -20,9 +12,17 @@ export SIM
 
 CONFIG_ARG = $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: all bitstream build bitstream-gather flash flash-gather test test-fast bench generate sim clean distclean venv
+.PHONY: help bitstream build bitstream-gather flash flash-gather test bench generate clean distclean venv
 
-all: bitstream
+.DEFAULT_GOAL := help
+
+help: ## this list
+	@echo "seedchip: make TARGET [BOARD=$(BOARD)] [CONFIG=default|small|gather|FILE.json] [SIM=verilator|icarus]"
+	@echo
+	@grep -E '^[a-z-]+( [a-z-]+)*:.*## ' $(MAKEFILE_LIST) | \
+	  sed -E 's/^([a-z -]+):.*## (.*)/  \1|\2/' | awk -F'|' '{ printf "%-22s %s\n", $$1, $$2 }'
+	@echo
+	@echo "After 'make venv': the seedchip command is .venv/bin/seedchip (or 'source .venv/bin/activate')."
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,31 +30,31 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[fpga,test]'
 	touch $@
 
-venv: $(STAMP)
+venv: $(STAMP) ## create .venv and install seedchip with every tool from PyPI (each target does it on first use)
 
-bitstream build: $(STAMP)
+bitstream build: $(STAMP) ## synthesize, place and route -> build/<board>/top.bit + report.json (about 10 min)
 	$(VENV)/bin/seedchip build --board $(BOARD) $(CONFIG_ARG)
 
-bitstream-gather: $(STAMP)
+bitstream-gather: $(STAMP) ## the recommender build (matrix unit + gather engine) -> build/<board>-gather/
 	$(VENV)/bin/seedchip build --board $(BOARD) --config gather --build-dir build/$(BOARD)-gather
 
-flash: $(STAMP)
+flash: $(STAMP) ## program a connected board with build/<board>/top.bit (needs libusb-1.0, libftdi1)
 	$(VENV)/bin/seedchip flash --board $(BOARD)
 
-flash-gather: $(STAMP)
+flash-gather: $(STAMP) ## ... with the recommender build
 	$(VENV)/bin/seedchip flash --board $(BOARD) --bitstream build/$(BOARD)-gather/top.bit
 
-generate: $(STAMP)
+generate: $(STAMP) ## Verilog of the matrix unit -> build/verilog/
 	$(VENV)/bin/seedchip generate $(CONFIG_ARG) --out build/verilog
 
-test: $(STAMP)
+test: $(STAMP) ## the whole test suite, cocotb testbenches included (about 20 min on 2 cores)
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) ## benchmarks and both board builds -> build/bench.json + the README table
 	$(VENV)/bin/seedchip bench --out build/bench.json --readme README.md
 
-clean:
+clean: ## remove build/
 	rm -rf build sim_build .pytest_cache
 
-distclean: clean
+distclean: clean ## ... and .venv
 	rm -rf $(VENV) *.egg-info

@@ -256,12 +256,28 @@ def update_readme(path, bench):
     Path(path).write_text(new)
 
 
-def main(args):
-    from .cli import load_config
-    config = load_config(args)
-    sizes = DEFAULT_SIZES
-    if args.sizes:
-        sizes = [tuple(int(x) for x in s.lower().split("x")) for s in args.sizes.split(",")]
+def parse_sizes(text: str, config) -> list:
+    """``--sizes`` ("MxKxN,...") as tuples; a :class:`ValueError` names the bad one."""
+    sizes = []
+    for item in text.split(","):
+        parts = item.strip().lower().split("x")
+        try:
+            m, k, n = (int(x) for x in parts)
+        except ValueError:
+            raise ValueError(f"--sizes: {item.strip()!r} is not MxKxN (e.g. 64x64x64)") from None
+        for name, v, hi in (("M", m, config.max_m), ("K", k, config.max_k),
+                            ("N", n, config.max_n)):
+            if not 1 <= v <= hi:
+                raise ValueError(f"--sizes: {name} of {item.strip()} must be in range 1..{hi} "
+                                 f"for this configuration, not {v}")
+        sizes.append((m, k, n))
+    return sizes
+
+
+def main(args, config, sizes=None):
+    """``seedchip bench`` (the command line has checked ``args``). Raises
+    :class:`RuntimeError` or ``BuildError`` when a simulation or build fails."""
+    sizes = DEFAULT_SIZES if sizes is None else sizes
     sizes = [s for s in sizes if s[0] <= config.max_m and s[1] <= config.max_k and s[2] <= config.max_n]
     bench = {
         "date": time.strftime("%Y-%m-%d"),

@@ -1,20 +1,56 @@
-"""The ``seedchip`` command."""
+"""seedchip: an int8 recommendation-inference accelerator (systolic GEMM, EmbeddingBag
+gather engine, SDR SDRAM controller) for open FPGA boards.
+
+Subcommands run the chip's RTL in simulation (gemm, embedding-bag), write its
+Verilog (generate), build and program a board (build, flash) and measure it
+(bench). `seedchip COMMAND --help` tells more.
+
+Exit status: 0 done; 1 the work itself failed (a tool, the simulated engine,
+a missed timing target); 2 a usage or input mistake, found before any long
+work; 130/143 stopped by Ctrl-C/SIGTERM.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from .config import OVERRIDE_FIELDS, PRESETS, ChipConfig, config_from_args
+from .config import PRESETS, ChipConfig, config_from_args
 
-__all__ = ["main", "load_config"]
+__all__ = ["main", "load_config", "UsageError", "CommandError", "Terminated"]
 
 
 class UsageError(Exception):
     """A user mistake: printed as one line, exit status 2."""
+
+
+class CommandError(Exception):
+    """The work itself failed: printed as one line, exit status 1."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI timeout, ``kill PID``), raised where the program is so
+    that the same cleanup as Ctrl-C runs: child processes are stopped
+    (``subprocess.run`` kills its child on any exception; the board build
+    stops its tools' process group). Exit status 143."""
+
+
+def _catch_sigterm():
+    """Turn SIGTERM into :class:`Terminated` in the main thread; returns the
+    previous handler (None where it cannot be set, e.g. off the main thread)."""
+    def handler(signum, frame):
+        raise Terminated()
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
 
 
 def load_config(args) -> ChipConfig:
@@ -49,14 +85,46 @@ def _add_config_args(p):
 
 
 # -- generate ---------------------------------------------------------------
+#: Verilog-2005 (IEEE 1364) and the common SystemVerilog keywords: not usable as a module name.
+VERILOG_KEYWORDS = frozenset("""
+    always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config
+    deassign default defparam design disable edge else end endcase endconfig endfunction
+    endgenerate endmodule endprimitive endspecify endtable endtask event for force forever
+    fork function generate genvar highz0 highz1 if ifnone incdir include initial inout input
+    instance integer join large liblist library localparam macromodule medium module nand
+    negedge nmos nor noshowcancelled not notif0 notif1 or output parameter pmos posedge
+    primitive pull0 pull1 pulldown pullup pulsestyle_onevent pulsestyle_ondetect rcmos real
+    realtime reg release repeat rnmos rpmos rtran rtranif0 rtranif1 scalared showcancelled
+    signed small specify specparam strong0 strong1 supply0 supply1 table task time tran
+    tranif0 tranif1 tri tri0 tri1 triand trior trireg unsigned use uwire vectored wait wand
+    weak0 weak1 while wire wor xnor xor
+    bit byte logic int shortint longint class interface package program struct union enum
+    typedef void string
+""".split())
+
+
+def check_verilog_name(name: str) -> str:
+    """``name`` if it is a legal Verilog module name, else a :class:`UsageError`."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", name):
+        raise UsageError(f"--name must be a Verilog identifier (a letter or _, then letters, "
+                         f"digits, _ or $), not {name!r}")
+    if name in VERILOG_KEYWORDS:
+        raise UsageError(f"--name {name!r} is a Verilog keyword; choose another module name")
+    return name
+
+
 def cmd_generate(args):
     from amaranth.back import verilog
     from .rtl.gemm import GemmUnit
+    from .sim.runner import step
     config = load_config(args)
+    check_verilog_name(args.name)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _writable_dir(out, "--out")
     unit = GemmUnit(config=config)
-    text = verilog.convert(unit, name=args.name)
+    with step(_progress_printer(), f"elaborating {config.rows}x{config.cols} matrix unit "
+              f"{args.name}"):
+        text = verilog.convert(unit, name=args.name)
     (out / f"{args.name}.v").write_text(text)
     (out / "config.json").write_text(config.to_json() + "\n")
     print(f"wrote {out / (args.name + '.v')} ({config.rows}x{config.cols} array, "
@@ -65,72 +133,196 @@ def cmd_generate(args):
 
 # -- build / flash ------------------------------------------------------------
 def cmd_build(args):
+    import shlex
     from .boards import build as board_build
-    argv = ["--board", args.board]
-    if args.config:
-        argv += ["--config", args.config]
-    if args.seed is not None:
-        argv += ["--seed", str(args.seed)]
+    config = load_config(args)
+    seed = args.seed if args.seed is not None else board_build.PRESET_SEEDS.get(args.config, 1)
+    if seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, not {seed}")
+    try:
+        synth_opts, nextpnr_opts = shlex.split(args.synth_opts), shlex.split(args.nextpnr_opts)
+    except ValueError as e:
+        raise UsageError(f"--synth-opts/--nextpnr-opts: {e}") from None
     if args.build_dir:
-        argv += ["--build-dir", args.build_dir]
-    if args.allow_timing_fail:
-        argv += ["--allow-timing-fail"]
-    if getattr(args, "gather", False):
-        argv += ["--gather"]
-    if getattr(args, "no_gather", False):
-        argv += ["--no-gather"]
-    for key in OVERRIDE_FIELDS:
-        v = getattr(args, key)
-        if v is not None:
-            argv += [f"--{key.replace('_', '-')}", str(v)]
-    return board_build.main(argv)
+        _check_build_dir(Path(args.build_dir))
+    try:
+        report = board_build.build(args.board, config, seed=seed, build_dir=args.build_dir,
+                                   synth_opts=synth_opts, nextpnr_opts=nextpnr_opts,
+                                   floorplan=args.floorplan, force=args.force)
+    except board_build.ConfigError as e:         # found before elaboration
+        raise UsageError(str(e)) from None
+    except board_build.BuildError as e:          # a tool missing or failing
+        raise CommandError(str(e)) from None
+    print()
+    print(board_build.format_report(report))
+    print(f"\nreport: {Path(report['bitstream']).parent / 'report.json'}")
+    if not report["met"] and not args.allow_timing_fail:
+        missed = "; ".join(
+            f"{c['domain']} {c['fmax_mhz']} MHz < {c['target_mhz']:g} MHz"
+            if c["fmax_mhz"] is not None else f"{c['domain']} not in nextpnr's report"
+            for c in report["clocks"] if not c["met"])
+        raise CommandError(f"timing target missed ({missed}); the bitstream was written "
+                           f"anyway (--allow-timing-fail exits 0)")
+    return 0
+
+
+def _check_build_dir(d: Path) -> None:
+    """``--build-dir`` can be created and written; nothing is created yet (a
+    configuration refused later leaves no empty directory behind)."""
+    for parent in (d, *d.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"--build-dir: {parent} is a file, not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UsageError(f"--build-dir: {parent} is not writable")
+            return
 
 
 def cmd_flash(args):
     from .boards import build as board_build
-    argv = ["--board", args.board]
-    if args.bitstream:
-        argv += ["--bitstream", args.bitstream]
-    return board_build.flash_main(argv)
+    try:
+        board_build.flash(args.board, bitstream=args.bitstream, persistent=args.persistent)
+    except board_build.NoBitstream as e:
+        raise UsageError(str(e)) from None
+    except board_build.FlashError as e:
+        raise CommandError(str(e)) from None
+    return 0
 
 
 # -- embedding-bag ----------------------------------------------------------------
 def cmd_embedding_bag(args):
     from .emb_protocol import GatherError
-    from .sim.gather_run import describe_error, run_embedding_bag
+    from .sim import gather_run
     table = _load_npy(args.table, "--table")
     indices = _load_npy(args.indices, "--indices")
     offsets = _load_npy(args.offsets, "--offsets")
     weights = _load_npy(args.weights, "--weights") if args.weights else None
+    out = _out_file(args.out, "--out") if args.out else None
+    config = gather_run.cli_config()
+    # Everything the host can check, checked before the simulator starts.
     try:
-        r = run_embedding_bag(table, indices, offsets, mode=args.mode, weights=weights,
-                              bounds=args.bounds, include_last_offset=args.include_last_offset)
+        table, indices, bounds = gather_run.check_inputs(
+            table, indices, offsets, weights=weights, mode=args.mode,
+            include_last_offset=args.include_last_offset, max_dim=config.max_dim,
+            max_bag=config.max_bag)
+        gather_run.check_fits(table.shape, config)
     except ValueError as e:
-        raise UsageError(str(e))
-    bags = len(offsets) - (1 if args.include_last_offset else 0)
+        raise UsageError(str(e)) from None
+    rows = table.shape[0]
+    bad = gather_run.out_of_range(indices, rows)
+    if len(bad) and args.bounds == "fatal":
+        k = int(bad[0])
+        bag = next(i for i in range(len(bounds) - 1) if bounds[i] <= k < bounds[i + 1])
+        raise UsageError(f"indices[{k}] = {int(indices[k])} (bag {bag}) is outside the table's "
+                         f"rows 0..{rows - 1}" + (f", and {len(bad) - 1} more" if len(bad) > 1 else "")
+                         + "; --bounds clamp or skip runs anyway")
+    print(f"running {len(bounds) - 1} bags ({len(indices)} lookups, {args.mode}) over a "
+          f"{rows} x {table.shape[1]} table on the simulated RTL: "
+          f"{gather_run.describe_setup(config)}", flush=True)
+    try:
+        r = gather_run.run_embedding_bag(table, indices, offsets, mode=args.mode, weights=weights,
+                                         bounds=args.bounds,
+                                         include_last_offset=args.include_last_offset,
+                                         progress=_progress_printer())
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    except RuntimeError as e:
+        raise CommandError(str(e)) from None
+    bags = len(bounds) - 1
     print(f"{len(r.pooled)} of {bags} bags pooled ({args.mode}), {r.lookups} lookups in "
-          f"{r.cycles} cycles = {r.lookups_per_cycle:.4f} lookups/cycle "
-          f"(engine + SDRAM controller + SDRAM model, IS42S16160 at 143 MHz)")
+          f"{r.cycles} cycles = {r.lookups_per_cycle:.4f} lookups/cycle")
     if r.clamped or r.skipped:
         print(f"out-of-range indices: {r.clamped} clamped to row 0, {r.skipped} skipped")
-    if args.out:
-        np.save(args.out, r.pooled.astype(np.int32))
-        print(f"wrote {args.out}")
+    if out is not None:
+        np.save(out, r.pooled.astype(np.int32))
+        print(f"wrote {out} (int32, {r.pooled.shape[0]}x{r.pooled.shape[1]})")
     elif r.error == GatherError.NONE:
-        print(r.pooled)
+        with np.printoptions(threshold=200, linewidth=120):
+            print(r.pooled)
     if r.error != GatherError.NONE:
-        print(f"engine error {r.error.name}: "
-              f"{describe_error(r.error, r.error_bag, r.error_index)}", file=sys.stderr)
-        return 1
+        where = f" (indices[{r.error_position}])" if r.error_position is not None else ""
+        raise CommandError(f"the engine stopped the batch: {r.error.name}: "
+                           f"{gather_run.describe_error(r.error, r.error_bag, r.error_index)}{where}")
     return 0
 
 
 # -- gemm -----------------------------------------------------------------------
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
 def _load_npy(path, what):
+    """One array from an ``.npy`` file, or a :class:`UsageError` that says
+    what the file is instead (missing, a directory, an ``.npz`` archive, not
+    NumPy at all, Python objects)."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{what}: no such file: {path}")
+    if p.is_dir():
+        raise UsageError(f"{what}: {path} is a directory, not an .npy file")
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read {what} from {path}: {e}")
+        with open(p, "rb") as f:
+            magic = f.read(len(_NPY_MAGIC))
+    except OSError as e:
+        raise UsageError(f"{what}: cannot read {path}: {e.strerror}") from None
+    if magic.startswith(_ZIP_MAGIC):
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                names = ", ".join(z.files) or "none"
+        except Exception:  # noqa: BLE001  (any damage: we only name the arrays)
+            names = "unreadable"
+        raise UsageError(f"{what}: {path} is an .npz archive (arrays: {names}); give one array "
+                         f"as an .npy file (numpy.save)")
+    if magic != _NPY_MAGIC:
+        raise UsageError(f"{what}: {path} is not a NumPy .npy file (write the array with "
+                         f"numpy.save)")
+    try:
+        x = np.load(p, allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise UsageError(f"{what}: {path} holds Python objects (dtype object), not a numeric "
+                             f"array") from None
+        raise UsageError(f"{what}: {path} is a damaged .npy file ({e})") from None
+    except OSError as e:
+        raise UsageError(f"{what}: cannot read {path}: {e}") from None
+    return x
+
+
+def _out_file(path, what, suffix=".npy") -> Path:
+    """Where ``--out`` will be written (``numpy.save`` adds ``.npy``): its
+    directory is created and checked for writing now, before any long work."""
+    p = Path(path)
+    if p.suffix != suffix:
+        p = p.with_name(p.name + suffix)
+    if p.is_dir():
+        raise UsageError(f"{what}: {p} is a directory; give a file name")
+    _writable_dir(p.parent, what)
+    return p
+
+
+def _writable_dir(d: Path, what) -> None:
+    d = Path(d)
+    for parent in (d, *d.parents):
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"{what}: {parent} is a file, not a directory")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{what}: cannot create directory {d}: {e.strerror}") from None
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise UsageError(f"{what}: directory {d} is not writable")
+
+
+def _progress_printer():
+    """A ``progress`` callable for the simulation helpers: time-stamped lines
+    on stderr, so that a first run (elaboration, a simulator build of a
+    minute or two) is never silent, and stdout keeps the results."""
+    t0 = time.monotonic()
+
+    def say(line):
+        t = int(time.monotonic() - t0)
+        print(f"[{t // 60:2d}:{t % 60:02d}] {line}", file=sys.stderr, flush=True)
+    return say
 
 
 def _check_int_array(x, what, dtypes, ndim):
@@ -178,16 +370,21 @@ def cmd_gemm(args):
     from .sim import golden
     from .sim.gemm_run import run_gemm_rtl
     config = load_config(args)
-    a = _load_npy(args.a, "A")
-    b = _load_npy(args.b, "B")
-    bias = _load_npy(args.bias, "bias") if args.bias else None
-    mult = _load_npy(args.multiplier, "multiplier") if args.multiplier else None
-    shift = _load_npy(args.shift, "shift") if args.shift else None
+    a = _load_npy(args.a, "--a")
+    b = _load_npy(args.b, "--b")
+    bias = _load_npy(args.bias, "--bias") if args.bias else None
+    mult = _load_npy(args.multiplier, "--multiplier") if args.multiplier else None
+    shift = _load_npy(args.shift, "--shift") if args.shift else None
     validate_gemm_operands(config, a, b, bias, mult, shift)
+    out = _out_file(args.out, "--out") if args.out else None
     (m, k), n = a.shape, b.shape[1]
     print(f"running {m}x{k} @ {k}x{n} on the simulated RTL ({config.rows}x{config.cols} array, "
-          f"{'int8 requantized' if mult is not None else 'raw int32'} output)...", flush=True)
-    c, cycles = run_gemm_rtl(config, a, b, bias=bias, multiplier=mult, shift=shift, relu=args.relu)
+          f"{'int8 requantized' if mult is not None else 'raw int32'} output)", flush=True)
+    try:
+        c, cycles = run_gemm_rtl(config, a, b, bias=bias, multiplier=mult, shift=shift,
+                                 relu=args.relu, progress=_progress_printer())
+    except RuntimeError as e:
+        raise CommandError(str(e)) from None
     expect = golden.gemm(a, b, bias, mult, shift, relu=args.relu, out_bits=config.in_width)
     exact = bool(np.array_equal(c, expect))
     c = c.astype(np.int8 if mult is not None and config.in_width == 8 else np.int32)
@@ -195,24 +392,70 @@ def cmd_gemm(args):
     util = ideal / cycles if cycles else 0.0
     print(f"cycles: {cycles}   ideal (M*K*N/{config.macs}): {ideal}   MAC utilization: {util:.1%}")
     print(f"bit-exact against the golden model: {'yes' if exact else 'NO'}")
-    if args.out:
-        np.save(args.out, c)
-        print(f"wrote {args.out} ({c.dtype}, {c.shape[0]}x{c.shape[1]})")
+    if out is not None:
+        np.save(out, c)
+        print(f"wrote {out} ({c.dtype}, {c.shape[0]}x{c.shape[1]})")
     else:
         with np.printoptions(threshold=200, linewidth=120):
             print(c)
-    return 0 if exact else 1
+    if not exact:
+        raise CommandError("the simulated matrix unit disagreed with the golden model")
+    return 0
 
 
 # -- bench ----------------------------------------------------------------------
 def cmd_bench(args):
     from . import bench
-    return bench.main(args)
+    from .boards.build import BuildError
+    config = load_config(args)
+    sizes = None
+    if args.sizes:
+        try:
+            sizes = bench.parse_sizes(args.sizes, config)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if args.readme and not Path(args.readme).is_file():
+        raise UsageError(f"--readme: no such file: {args.readme}")
+    _writable_dir(Path(args.out).parent, "--out")
+    if not args.no_build:
+        from .boards.estimate import check_fit
+        try:
+            check_fit(config, args.board)
+        except ValueError as e:
+            raise UsageError(str(e).replace("--force to try anyway",
+                                            "--no-build leaves the board builds out")) from None
+    try:
+        return bench.main(args, config, sizes)
+    except (RuntimeError, BuildError) as e:  # a simulation or a build that failed
+        raise CommandError(str(e)) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a mistake told in one line (argparse prints the whole
+    usage first) and a pointer to the help; exit status 2 as argparse's."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _board_names():
+    from .boards import BOARDS
+    return sorted(BOARDS)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("seedchip")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="seedchip", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="seedchip", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"seedchip {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("generate", help="write Verilog of the matrix unit for a configuration")
     _add_config_args(p)
@@ -220,18 +463,33 @@ def main(argv=None):
     p.add_argument("--name", default="seedchip_gemm", help="top module name")
     p.set_defaults(func=cmd_generate)
 
+    from .boards import DEFAULT_BOARD
+    from .boards.build import PRESET_SEEDS
     p = sub.add_parser("build", help="synthesize, place and route a board top to a bitstream")
     _add_config_args(p)
-    p.add_argument("--board", default="ulx3s-85f")
-    p.add_argument("--seed", type=int, help="nextpnr placement seed")
+    p.add_argument("--board", default=DEFAULT_BOARD, choices=_board_names(),
+                   help=f"the board to build for (default {DEFAULT_BOARD})")
+    p.add_argument("--seed", type=int, help="nextpnr placement seed (default 1, or the preset's: "
+                   + ", ".join(f"--config {k}: {v}" for k, v in PRESET_SEEDS.items()) + ")")
     p.add_argument("--build-dir", help="default: build/<board>")
+    p.add_argument("--synth-opts", default="", metavar="OPTS",
+                   help="extra synth_ecp5 options, e.g. --synth-opts=-nowidelut")
+    p.add_argument("--nextpnr-opts", default="", metavar="OPTS",
+                   help="extra nextpnr-ecp5 options, e.g. --nextpnr-opts='--placer heap'")
+    p.add_argument("--no-floorplan", dest="floorplan", action="store_false",
+                   help="let nextpnr place the array's DSPs freely")
+    p.add_argument("--force", action="store_true",
+                   help="build even when the configuration is estimated not to fit the board")
     p.add_argument("--allow-timing-fail", action="store_true",
                    help="exit 0 even when the clock target is missed")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("flash", help="program a connected board with the built bitstream")
-    p.add_argument("--board", default="ulx3s-85f")
+    p.add_argument("--board", default=DEFAULT_BOARD, choices=_board_names(),
+                   help=f"the board to program (default {DEFAULT_BOARD})")
     p.add_argument("--bitstream", help="default: build/<board>/top.bit")
+    p.add_argument("--flash", dest="persistent", action="store_true",
+                   help="write the SPI flash (kept over power-off) instead of SRAM")
     p.set_defaults(func=cmd_flash)
 
     p = sub.add_parser("gemm", help="run C = A.B (+bias, requantization) on the simulated RTL")
@@ -264,21 +522,33 @@ def main(argv=None):
     _add_config_args(p)
     p.add_argument("--out", default="build/bench.json")
     p.add_argument("--readme", help="rewrite the figures table in this README")
-    p.add_argument("--board", default="ulx3s-85f")
+    p.add_argument("--board", default="ulx3s-85f", choices=_board_names(),
+                   help="the board whose build figures are reported (default ulx3s-85f)")
     p.add_argument("--no-build", action="store_true",
                    help="use the existing build report instead of running the board build")
     p.add_argument("--sizes", help="comma-separated MxKxN list (default: the standard set)")
     p.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)
+    prefix = f"seedchip {args.command}"
+    old_term = _catch_sigterm()
     try:
         return args.func(args) or 0
     except UsageError as e:
-        print(f"seedchip {args.command}: error: {e}", file=sys.stderr)
+        print(f"{prefix}: error: {e}", file=sys.stderr)
         return 2
+    except CommandError as e:
+        print(f"{prefix}: error: {e}", file=sys.stderr)
+        return 1
+    except Terminated:
+        print(f"{prefix}: stopped (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print(f"{prefix}: stopped (Ctrl-C)", file=sys.stderr)
+        return 128 + signal.SIGINT
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
 
 
 if __name__ == "__main__":

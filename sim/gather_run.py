@@ -1,8 +1,9 @@
 """EmbeddingBag on the simulated RTL: the host side of ``seedchip embedding-bag``.
 
 :func:`run_embedding_bag` runs one batch of bags over one table on the gather
-engine + SDR SDRAM controller + pin-level SDRAM model (IS42S16160 at 7 ns,
-CL3, the configuration :mod:`seedchip.sim.gather_bench` measures), through
+engine + SDR SDRAM controller + pin-level SDRAM model (:func:`cli_config`:
+the engine and SDRAM timing the gather benchmark measures, the board's
+IS42S16160 at a 12 ns period, CL3; :func:`describe_setup` says it), through
 the same testbench as the tests (:class:`~seedchip.sim.gather_tb.GatherTB`):
 every read is checked by the address monitor, the outputs, error registers
 and counters against the golden model, and the SDRAM model's timing checker
@@ -28,14 +29,29 @@ import numpy as np
 
 from ..emb_protocol import BoundsMode, GatherError, PoolMode
 
-__all__ = ["EmbeddingBagResult", "run_embedding_bag", "describe_error"]
+__all__ = ["EmbeddingBagResult", "run_embedding_bag", "describe_error", "check_inputs",
+           "check_fits", "out_of_range", "to_wire", "cli_config", "describe_setup", "TABLE_BASE"]
+
+#: Word address of the table in the simulated memory.
+TABLE_BASE = 1 << 12
 
 
-def _cli_config():
+def cli_config():
     """The simulation build the CLI uses (one cached Verilator build): the
     benchmark's, with room for rows up to 256 bytes and bags up to 256."""
     from .gather_bench import DEFAULT_CONFIG  # noqa: PLC0415
     return dataclasses.replace(DEFAULT_CONFIG, max_dim=256, max_bag=256)
+
+
+def describe_setup(config=None) -> str:
+    """What :func:`run_embedding_bag` simulates, in words (for banners)."""
+    c = cli_config() if config is None else config
+    cache = f"{c.cache_rows}-line hot-row cache" if c.cache_rows else "no cache"
+    if c.backend != "sdram":
+        return f"gather engine ({cache}) + {c.ram_depth}-word on-chip RAM"
+    return (f"gather engine ({c.lanes or 1}-byte datapath, {cache}) + SDRAM controller + "
+            f"{c.chip} model at a {c.period_ns} ns clock ({1000 / c.period_ns:.1f} MHz), "
+            f"CL{c.cas_latency}")
 
 
 @dataclasses.dataclass
@@ -43,7 +59,8 @@ class EmbeddingBagResult:
     pooled: np.ndarray          # [bags that came out, dim] int64
     error: GatherError
     error_bag: int
-    error_index: int
+    error_index: int            # for OUT_OF_RANGE / MEM_ERROR: the index as given
+    error_position: int | None  # ... and its position in ``indices``
     cycles: int                 # command accepted .. last output beat taken
     lookups: int
     clamped: int
@@ -68,43 +85,120 @@ def describe_error(error: GatherError, bag: int, index: int) -> str:
     }.get(error, f"{error.name} (bag {bag}, index {index})")
 
 
-def _normalize(table, indices, offsets, weights, include_last_offset, index_width):
+def _as_int_array(x, what):
+    """``x`` as a 1-D array of Python-exact integers (int64, or object for
+    uint64 values past int64); refuse floats, bools and other dtypes."""
+    x = np.asarray(x)
+    if x.ndim != 1:
+        raise ValueError(f"{what} must be a 1-D integer array, not shape {x.shape}")
+    if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.integer):
+        raise ValueError(f"{what} must be an integer array, not {x.dtype}")
+    return x
+
+
+def check_inputs(table, indices, offsets, *, weights=None, mode="sum",
+                 include_last_offset=False, max_dim=None, max_bag=None):
+    """Validate an EmbeddingBag batch the way ``torch.nn.EmbeddingBag`` does,
+    plus the engine's limits; raise :class:`ValueError` saying what is wrong.
+
+    Returns ``(table, indices, bounds)``: ``bounds`` the B + 1 offsets as
+    Python ints. Indices are *not* checked against the table here: that is
+    the bounds policy's job (:func:`out_of_range`).
+    """
     table = np.asarray(table)
     if table.ndim != 2 or 0 in table.shape:
         raise ValueError(f"table must be a non-empty 2-D [rows, dim] array, not shape {table.shape}")
     if table.dtype != np.int8:
         raise ValueError(f"table must be int8, not {table.dtype}")
-    indices = np.asarray(indices)
-    if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
-        raise ValueError(f"indices must be a 1-D integer array, not {indices.dtype} {indices.shape}")
-    offsets = np.asarray(offsets)
-    if offsets.ndim != 1 or not np.issubdtype(offsets.dtype, np.integer) or len(offsets) == 0:
-        raise ValueError("offsets must be a non-empty 1-D integer array")
-    offsets = [int(o) for o in offsets]
-    if not include_last_offset:
-        offsets.append(len(indices))
-    if len(offsets) < 2:
-        raise ValueError("include_last_offset needs at least 2 offsets (one bag)")
+    rows, dim = table.shape
+    if max_dim is not None and dim > max_dim:
+        raise ValueError(f"table dim {dim} is larger than the engine's max_dim {max_dim}")
+    indices = _as_int_array(indices, "indices")
+    offsets = _as_int_array(offsets, "offsets")
+    n = len(indices)
+    if len(offsets) == 0:
+        raise ValueError("offsets must not be empty (one offset per bag)")
+    bounds = [int(o) for o in offsets]
+    if include_last_offset:
+        if len(bounds) < 2:
+            raise ValueError("with include_last_offset, offsets needs at least 2 entries "
+                             "(B + 1 for B bags)")
+        if bounds[-1] != n:
+            raise ValueError(f"with include_last_offset, the last offset must equal the "
+                             f"number of indices ({n}), not {bounds[-1]}")
+    else:
+        bounds.append(n)
+    if bounds[0] != 0:
+        raise ValueError(f"offsets[0] must be 0 (the first bag starts at the first index), "
+                         f"not {bounds[0]}")
+    for i, o in enumerate(bounds):
+        if o < 0:
+            raise ValueError(f"offsets[{i}] = {o} is negative")
+    for i in range(len(bounds) - 1):
+        lo, hi = bounds[i], bounds[i + 1]
+        if hi < lo:
+            raise ValueError(f"offsets must not decrease: offsets[{i}] = {lo}, "
+                             f"offsets[{i + 1}] = {hi}")
+        if hi > n:
+            raise ValueError(f"offsets[{i + 1}] = {hi} is past the end of the {n} indices")
+        if max_bag is not None and hi - lo > max_bag:
+            raise ValueError(f"bag {i} has {hi - lo} indices; the engine takes at most "
+                             f"{max_bag} per bag")
     if weights is not None:
+        if mode != "sum":
+            raise ValueError(f"per-sample weights need mode sum, not {mode}")
         weights = np.asarray(weights)
         if weights.shape != indices.shape or weights.dtype != np.int8:
             raise ValueError(f"weights must be int8 with the shape of indices {indices.shape}, "
                              f"not {weights.dtype} {weights.shape}")
-    mask = (1 << index_width) - 1
-    # The wire carries indices unsigned: -1 arrives as all ones (out of range).
-    wire = [(int(i) & mask, int(weights[k]) if weights is not None else 1)
-            for k, i in enumerate(indices)]
-    return table, wire, offsets
+    return table, indices, bounds
+
+
+def check_fits(shape, config) -> None:
+    """Refuse a ``[rows, dim]`` table that the simulated memory cannot hold
+    from :data:`TABLE_BASE` (rows padded to whole memory words)."""
+    rows, dim = shape
+    word = config.width // 8
+    need = rows * -(-dim // word)
+    room = config.mem_words - TABLE_BASE
+    if need > room:
+        raise ValueError(
+            f"table of {rows:,} rows x {dim} bytes needs {need * word:,} bytes of memory; the "
+            f"simulated chip's {config.chip} holds {room * word:,} bytes for tables "
+            f"(at most {room // -(-dim // word):,} rows of {dim} bytes)")
+
+
+def out_of_range(indices, rows: int) -> np.ndarray:
+    """Positions of the indices outside ``0 .. rows - 1`` (in any dtype)."""
+    indices = np.asarray(indices)
+    if indices.dtype == np.uint64:
+        return np.flatnonzero(indices >= np.uint64(rows))
+    idx = indices.astype(np.int64)
+    return np.flatnonzero((idx < 0) | (idx >= rows))
+
+
+def to_wire(indices, index_width: int) -> list[int]:
+    """Indices as the engine's unsigned ``index_width``-bit field. An index
+    that field cannot hold (negative, or 2**index_width and up: int64 is what
+    PyTorch uses) becomes all ones, an index past any table the memory can
+    hold, so the bounds policy treats it as out of range; never ``index mod
+    2**index_width``, which would read another row."""
+    top = (1 << index_width) - 1
+    return [int(i) if 0 <= int(i) <= top else top for i in indices]
 
 
 def run_embedding_bag(table, indices, offsets, *, mode: str = "sum", weights=None,
                       bounds: str = "fatal", include_last_offset: bool = False,
-                      sim: str | None = None) -> EmbeddingBagResult:
-    """Run the bags on the simulated RTL; see the module docstring."""
+                      sim: str | None = None, progress=None) -> EmbeddingBagResult:
+    """Run the bags on the simulated RTL; see the module docstring.
+
+    Raises :class:`ValueError` for input the engine must not be given
+    (:func:`check_inputs`, :func:`check_fits`), before simulating.
+    ``progress`` (a callable taking a line) hears what is going on."""
     from . import runner  # noqa: PLC0415
     from .gather_tb import TOPLEVEL, make_top  # noqa: PLC0415
 
-    config = _cli_config()
+    config = cli_config()
     try:
         pool = PoolMode[mode.upper()]
     except KeyError:
@@ -113,18 +207,22 @@ def run_embedding_bag(table, indices, offsets, *, mode: str = "sum", weights=Non
         bmode = BoundsMode[bounds.upper()]
     except KeyError:
         raise ValueError(f"bounds must be fatal, clamp or skip, not {bounds!r}") from None
-    table, wire, offsets = _normalize(table, indices, offsets, weights, include_last_offset,
-                                      config.index_width)
-    if table.shape[1] > config.max_dim:
-        raise ValueError(f"table dim {table.shape[1]} is larger than the engine's max_dim "
-                         f"{config.max_dim}")
+    table, indices, offsets = check_inputs(
+        table, indices, offsets, weights=weights, mode=mode,
+        include_last_offset=include_last_offset, max_dim=config.max_dim,
+        max_bag=config.max_bag)
+    check_fits(table.shape, config)
+    wire_idx = to_wire(indices, config.index_width)
+    wire = [(i, int(weights[k]) if weights is not None else 1) for k, i in enumerate(wire_idx)]
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.json"
         np.savez(src, table=table, wire=np.array(wire, dtype=np.int64).reshape(-1, 2),
                  offsets=np.array(offsets, dtype=np.int64),
                  cmd=np.array([int(pool.value), int(bmode.value), int(weights is not None)]))
         result = runner.run_cocotb(make_top, TOPLEVEL, "seedchip.sim.gather_run", config, sim=sim,
-                                   testcase="gather_bags", tag="cli",
+                                   testcase="gather_bags", tag="cli", progress=progress,
+                                   what=f"simulating {len(offsets) - 1} bags under "
+                                        f"{runner.simulator_name(sim)}",
                                    extra_env={"SEEDCHIP_EMB_IN": str(src),
                                               "SEEDCHIP_EMB_OUT": str(dst)})
         if not result.passed:
@@ -132,8 +230,17 @@ def run_embedding_bag(table, indices, offsets, *, mode: str = "sum", weights=Non
                                + result.summary())
         out = json.loads(dst.read_text())
     pooled = np.array(out["pooled"], dtype=np.int64).reshape(-1, table.shape[1])
-    return EmbeddingBagResult(pooled=pooled, error=GatherError(out["error"]),
-                              error_bag=out["error_bag"], error_index=out["error_index"],
+    error, bag, index = GatherError(out["error"]), out["error_bag"], out["error_index"]
+    position = None
+    if error in (GatherError.OUT_OF_RANGE, GatherError.MEM_ERROR) and bag < len(offsets) - 1:
+        # The engine reports the index as it arrived on the wire; say it as
+        # the caller gave it (-1, not 4294967295).
+        for k in range(offsets[bag], offsets[bag + 1]):
+            if wire_idx[k] == index:
+                position, index = k, int(indices[k])
+                break
+    return EmbeddingBagResult(pooled=pooled, error=error, error_bag=bag, error_index=index,
+                              error_position=position,
                               cycles=out["cycles"], lookups=out["lookups"],
                               clamped=out["clamped"], skipped=out["skipped"])
 
@@ -160,7 +267,7 @@ if cocotb is not None:
         if g.sdram is not None:
             while not g.dut.init_done.value:
                 await g.tb.edge
-        image, descs = layout_tables([table], g.config.width, base=1 << 12,
+        image, descs = layout_tables([table], g.config.width, base=TABLE_BASE,
                                      sparse=g.sdram is not None)
         await g.load(image)
         await g.write_descs(descs)

@@ -8,8 +8,9 @@ import stat
 import pytest
 
 from seedchip.boards import build as build_mod
-from seedchip.boards.build import (FlashError, assign_domains, flash, format_report, main,
+from seedchip.boards.build import (FlashError, NoBitstream, assign_domains, flash, format_report,
                                    parse_nextpnr_report, parse_yosys_stat)
+from seedchip.cli import main
 from seedchip.config import SMALL_CONFIG
 
 YOSYS_STAT = """
@@ -166,13 +167,19 @@ def test_format_report_two_domains():
         in format_report(met)
 
 
-def test_flash_without_bitstream(tmp_path, monkeypatch):
+def test_flash_without_bitstream(tmp_path, monkeypatch, capsys):
+    """The default bitstream missing: build it first (a usage mistake, exit 2);
+    a bitstream the user named that does not exist: no such file."""
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(FlashError, match=r"no bitstream at build/ulx3s-85f/top\.bit: build it "
-                                         r"first with `make bitstream BOARD=ulx3s-85f`"):
+    with pytest.raises(NoBitstream, match=r"no bitstream at build/ulx3s-85f/top\.bit: build it "
+                                          r"first with `make bitstream BOARD=ulx3s-85f`"):
         flash("ulx3s-85f")
-    assert main(["flash", "--board", "ulx3s-85f"]) == 1
-    assert build_mod.flash_main(["--board", "ulx3s-85f"]) == 1
+    assert main(["flash", "--board", "ulx3s-85f"]) == 2
+    assert "make bitstream BOARD=ulx3s-85f" in capsys.readouterr().err
+    with pytest.raises(NoBitstream, match=r"^no such file: missing\.bit$"):
+        flash("ulx3s-85f", bitstream="missing.bit")
+    with pytest.raises(NoBitstream, match=r"is a directory, not a bitstream"):
+        flash("ulx3s-85f", bitstream=tmp_path)
 
 
 def _fake_loader(tmp_path, body):
@@ -182,21 +189,25 @@ def _fake_loader(tmp_path, body):
     return str(exe)
 
 
-@pytest.mark.parametrize("body,reason", [
+@pytest.mark.parametrize("body,message", [
     ("echo 'unable to open ftdi device: -3 (device not found)' >&2; exit 1",
-     r"unable to open ftdi device: -3 \(device not found\)"),
+     r"no ULX3S board found on USB \(openFPGALoader: unable to open ftdi device: -3 "
+     r"\(device not found\)"),
+    # the cause first, not "no board found"
     ("echo 'openFPGALoader: error while loading shared libraries: libusb-1.0.so.0: "
-     "cannot open shared object file' >&2; exit 127",
-     r"libusb-1\.0 is not installed on this host"),
+     "cannot open shared object file: No such file or directory' >&2; exit 127",
+     r"^openFPGALoader cannot start: system library libusb-1\.0\.so\.0 not installed; "
+     r"install with `sudo apt-get install libusb-1\.0-0 libftdi1-2`"),
 ])
-def test_flash_no_board(tmp_path, monkeypatch, body, reason, capsys):
+def test_flash_no_board(tmp_path, monkeypatch, body, message, capsys):
     bit = tmp_path / "top.bit"
     bit.write_bytes(b"\xff" * 64)
     monkeypatch.setenv("OPENFPGALOADER", _fake_loader(tmp_path, body))
-    with pytest.raises(FlashError, match=rf"no ULX3S board found on USB \(openFPGALoader: {reason}"):
+    with pytest.raises(FlashError, match=message):
         flash("ulx3s-85f", bitstream=bit)
     assert main(["flash", "--bitstream", str(bit)]) == 1
-    assert "no ULX3S board found on USB" in capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("seedchip flash: error: ")
 
 
 def test_flash_ok(tmp_path, monkeypatch):
@@ -210,17 +221,24 @@ def test_flash_ok(tmp_path, monkeypatch):
     assert log.read_text().split() == ["-b", "ulx3s", "-f", str(bit)]
 
 
-def test_main_bad_config(tmp_path):
+def test_main_bad_config(tmp_path, capsys):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"rows": 0}))
-    with pytest.raises(SystemExit, match=r"bad configuration .*rows must be in range 1\.\.64, not 0"):
-        main(["--config", str(cfg)])
+    assert main(["build", "--config", str(cfg)]) == 2
+    assert capsys.readouterr().err == ("seedchip build: error: invalid configuration: rows must "
+                                       "be in range 1..64, not 0\n")
 
 
-def test_build_missing_tools(monkeypatch, tmp_path):
+def test_build_missing_tools(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("NEXTPNR_ECP5", str(tmp_path / "no-such-nextpnr"))
     with pytest.raises(build_mod.BuildError, match=r"missing FPGA tools: .*no-such-nextpnr"):
         build_mod.build("ulx3s-85f", SMALL_CONFIG, build_dir=tmp_path / "b")
+    # a failure of the work (1), with the install command
+    assert main(["build", "--config", "small", "--build-dir", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("seedchip build: error: missing FPGA tools: ")
+    assert err[0].endswith("install them with `pip install -e '.[fpga]'`")
 
 
 def _fake_tools(tmp_path, monkeypatch, nextpnr_error):

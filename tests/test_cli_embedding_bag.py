@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from seedchip.cli import main
+from seedchip.emb_protocol import GatherError
 from seedchip.sim.emb_golden import embedding_bag_ref
+from seedchip.sim.gather_run import describe_error, run_embedding_bag
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +50,42 @@ def test_pooled_matches_pytorch_semantics(files, capsys, mode, weighted):
     assert "4 of 4 bags pooled" in text and "40 lookups" in text and "lookups/cycle" in text
 
 
-def test_out_of_range_fatal_is_reported_in_words(files, capsys):
+def test_out_of_range_fatal_is_refused_before_simulating(files, capsys):
     paths = files[0]
     rc = main(["embedding-bag", "--table", paths["T"], "--indices", paths["Ibad"],
                "--offsets", paths["Obad"]])
-    assert rc == 1
+    assert rc == 2
     err = capsys.readouterr().err
-    # -1 arrives as the wire's all-ones value
-    assert "engine error OUT_OF_RANGE: bag 1: index 4294967295 is outside the table" in err
+    # the index as the user gave it, not the wire's 4294967295
+    assert "indices[1] = -1 (bag 1) is outside the table's rows 0..299" in err
+
+
+def test_engine_fatal_status_names_the_index_as_given(files):
+    """The API runs the engine's own FATAL path; its error status comes back
+    with the caller's index (-1), not the wire's all-ones value."""
+    table = files[1]
+    r = run_embedding_bag(table, np.array([4, -1, 7]), np.array([0, 1]), bounds="fatal")
+    assert r.error == GatherError.OUT_OF_RANGE
+    assert (r.error_bag, r.error_index, r.error_position) == (1, -1, 1)
+    assert "index -1 is outside the table" in describe_error(r.error, r.error_bag, r.error_index)
+    np.testing.assert_array_equal(r.pooled, [table[4]])     # the bag before it came out
+
+
+def test_index_past_32_bits_is_clamped_not_wrapped(files, capsys):
+    """2**32 + 3 is out of range: clamp reads row 0, never row 3 (index mod 2**32)."""
+    paths, table = files[0], files[1]
+    d = paths["dir"]
+    np.save(d / "Iwide.npy", np.array([5, 2**32 + 3, 9], dtype=np.int64))
+    np.save(d / "Ow.npy", np.array([0]))
+    out = str(d / "P_wide.npy")
+    assert main(["embedding-bag", "--table", paths["T"], "--indices", str(d / "Iwide.npy"),
+                 "--offsets", str(d / "Ow.npy"), "--bounds", "clamp", "--out", out]) == 0
+    want = embedding_bag_ref(table, np.array([5, 0, 9]), [0, 3], "sum")
+    np.testing.assert_array_equal(np.load(out), want)
+    text = capsys.readouterr().out
+    assert "1 clamped to row 0, 0 skipped" in text
+    # the banner says what is simulated: the 12 ns SDRAM clock of the run
+    assert "IS42S16160 model at a 12 ns clock" in text and "143 MHz" not in text
 
 
 def test_out_of_range_skip(files, capsys):

@@ -108,12 +108,10 @@ def test_presets(tmp_path):
 
 
 def test_cli_config_preset():
-    """Both command lines read presets, overrides on top."""
+    """The command line reads presets, overrides on top."""
     import argparse
-    from seedchip.boards.build import _load_config
     from seedchip.cli import load_config
     ns = argparse.Namespace(config="gather", rows=None, cols=None, max_m=None, max_k=None,
                             max_n=None, clk_mhz=None, sdram_mhz=75.0, gather_lanes=None,
                             gather_cache_rows=None, gather=False, no_gather=False)
-    for load in (load_config, _load_config):
-        assert load(ns) == GATHER_CONFIG.replace(sdram_mhz=75.0)
+    assert load_config(ns) == GATHER_CONFIG.replace(sdram_mhz=75.0)
