@@ -11,15 +11,10 @@ import json
 import math
 from pathlib import Path
 
+from .checks import check_int
+
 __all__ = ["ChipConfig", "DEFAULT_CONFIG", "SMALL_CONFIG", "GATHER_CONFIG", "PRESETS",
            "OVERRIDE_FIELDS", "config_dict_from_arg", "config_from_args"]
-
-
-def _check_int(name, value, lo, hi):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in range {lo}..{hi}, not {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,12 +56,12 @@ class ChipConfig:
     gather_inflight: int = 32
 
     def __post_init__(self):
-        _check_int("rows", self.rows, 1, 64)
-        _check_int("cols", self.cols, 1, 64)
-        _check_int("in_width", self.in_width, 2, 12)
-        _check_int("max_m", self.max_m, 1, 1 << 16)
-        _check_int("max_k", self.max_k, 1, 1 << 16)
-        _check_int("max_n", self.max_n, 1, 1 << 16)
+        check_int("rows", self.rows, 1, 64)
+        check_int("cols", self.cols, 1, 64)
+        check_int("in_width", self.in_width, 2, 12)
+        check_int("max_m", self.max_m, 1, 1 << 16)
+        check_int("max_k", self.max_k, 1, 1 << 16)
+        check_int("max_n", self.max_n, 1, 1 << 16)
         # The accumulator must hold max_k products of two most-negative inputs
         # without wrapping, and the requantizer is defined on int32.
         need = 2 * self.in_width + max(1, math.ceil(math.log2(self.max_k))) + 1
@@ -74,7 +69,7 @@ class ChipConfig:
             raise ValueError(
                 f"max_k must be at most {1 << (31 - 2 * self.in_width)} for in_width "
                 f"{self.in_width} so that int32 accumulation cannot overflow, not {self.max_k!r}")
-        _check_int("acc_width", self.acc_width, need, 32)
+        check_int("acc_width", self.acc_width, need, 32)
         if not isinstance(self.clk_mhz, (int, float)) or isinstance(self.clk_mhz, bool):
             raise TypeError(f"clk_mhz must be a number, not {self.clk_mhz!r}")
         if not 10.0 <= self.clk_mhz <= 400.0:
@@ -87,15 +82,15 @@ class ChipConfig:
             raise ValueError(f"sdram_mhz must be in range 25..200, not {self.sdram_mhz!r}")
         if not isinstance(self.gather, bool):
             raise TypeError(f"gather must be True or False, not {self.gather!r}")
-        _check_int("gather_lanes", self.gather_lanes, 1, 8)
-        _check_int("gather_cache_rows", self.gather_cache_rows, 0, 4096)
+        check_int("gather_lanes", self.gather_lanes, 1, 8)
+        check_int("gather_cache_rows", self.gather_cache_rows, 0, 4096)
         if self.gather_cache_rows == 1 or self.gather_cache_rows & (self.gather_cache_rows - 1):
             raise ValueError(f"gather_cache_rows must be 0 or a power of 2 from 2, "
                              f"not {self.gather_cache_rows!r}")
-        _check_int("gather_tables", self.gather_tables, 1, 256)
-        _check_int("gather_max_dim", self.gather_max_dim, 1, 1024)
-        _check_int("gather_max_bag", self.gather_max_bag, 1, 65535)
-        _check_int("gather_inflight", self.gather_inflight, 4, 256)
+        check_int("gather_tables", self.gather_tables, 1, 256)
+        check_int("gather_max_dim", self.gather_max_dim, 1, 1024)
+        check_int("gather_max_bag", self.gather_max_bag, 1, 65535)
+        check_int("gather_inflight", self.gather_inflight, 4, 256)
         # Buffer sizes, in words; checked so a typo cannot ask for megabytes of
         # block RAM.
         if self.max_m * self.k_tiles_max > 1 << 17:

@@ -14,6 +14,8 @@ field.
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
+from .checks import check_int
+
 __all__ = [
     "GatherError", "PoolMode", "BoundsMode",
     "TABLE_WIDTH", "OFFSET_WIDTH", "DIM_WIDTH", "COUNTER_WIDTH",
@@ -94,18 +96,11 @@ BagLayout = data.StructLayout({
 })
 
 
-def _check(name, value, lo, hi):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in range {lo}..{hi}, not {value!r}")
-
-
 def desc_layout(*, addr_width, index_width):
     """A table descriptor write: row ``r`` lives at word ``base + r * pitch``,
     ``pitch = ceil(dim / (data_width // 8))``."""
-    _check("addr_width", addr_width, 1, 40)
-    _check("index_width", index_width, 1, 32)
+    check_int("addr_width", addr_width, 1, 40)
+    check_int("index_width", index_width, 1, 32)
     return data.StructLayout({
         "table": unsigned(TABLE_WIDTH),
         "base": unsigned(addr_width),
@@ -120,7 +115,7 @@ def desc_layout(*, addr_width, index_width):
 
 def index_layout(*, index_width):
     """One ``indices`` item: a row number and its per-sample weight."""
-    _check("index_width", index_width, 1, 32)
+    check_int("index_width", index_width, 1, 32)
     return data.StructLayout({
         "index": unsigned(index_width),
         #: used only when the command's ``weighted`` is set
@@ -131,7 +126,7 @@ def index_layout(*, index_width):
 def pooled_layout(*, lanes):
     """One ``pooled`` beat: ``lanes`` consecutive elements of a pooled bag
     (elements past ``dim`` in the final beat are 0)."""
-    _check("lanes", lanes, 1, 8)
+    check_int("lanes", lanes, 1, 8)
     return data.StructLayout({
         "data": data.ArrayLayout(signed(32), lanes),
         #: final beat of a bag

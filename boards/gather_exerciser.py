@@ -24,8 +24,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..emb_protocol import BoundsMode, GatherError, PoolMode
 from ..rtl.gather import GatherEngine
+from ..rtl.lfsr import Lfsr
 from ..rtl.memport import MemPortSignature
-from .top import Lfsr
 
 __all__ = ["GatherExerciser"]
 

@@ -20,59 +20,19 @@ onto one cell (a stuck or shorted address line) all show as read errors.
 
 from __future__ import annotations
 
-import random
-
-import numpy as np
-
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..checks import check_int
+from ..rtl.lfsr import TAPS, lfsr_init, lfsr_state_size, lfsr_words
 from ..rtl.memport import MemPortSignature
 from ..rtl.sdram import SDRAMChip, SDRAMController, SDRAMPinSignature
 
-__all__ = ["TAPS", "lfsr_init", "bist_words", "SDRAMBist", "SDRAMSelfTest"]
+__all__ = ["bist_words", "SDRAMBist", "SDRAMSelfTest"]
 
-#: ``b[n] = b[n - TAPS[0]] ^ b[n - TAPS[1]]``
-TAPS = (28, 31)
-
-
-def _check_int(name, value, lo, hi):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in range {lo}..{hi}, not {value!r}")
-
-
-def _state_size(data_width):
-    return max(data_width, TAPS[1])
-
-
-def lfsr_init(*, data_width, seed):
-    """The first ``max(data_width, 31)`` bits of the sequence (bit ``i`` =
-    ``b[i]``) for ``seed``; never all zero in its last 31 bits."""
-    size = _state_size(data_width)
-    init = random.Random(seed).getrandbits(size)
-    if init >> (size - TAPS[1]) == 0:
-        init |= 1 << (size - 1)
-    return init
-
-
-def bist_words(*, data_width, seed, count, start=0) -> list[int]:
-    """Words ``start .. start + count - 1`` of the pattern (the reference model)."""
-    size = _state_size(data_width)
-    total = (start + count) * data_width
-    n_bits = max(total, size)
-    bits = np.zeros(n_bits + TAPS[0], dtype=np.uint8)
-    init = lfsr_init(data_width=data_width, seed=seed)
-    bits[:size] = [(init >> i) & 1 for i in range(size)]
-    # Chunks of TAPS[0] bits depend only on earlier bits.
-    for n in range(size, n_bits, TAPS[0]):
-        bits[n:n + TAPS[0]] = bits[n - TAPS[0]:n] ^ bits[n - TAPS[1]:n - TAPS[1] + TAPS[0]]
-    chunk = bits[start * data_width:total].reshape(count, data_width)
-    weights = [1 << i for i in range(data_width)]
-    return [sum(w for w, b in zip(weights, row) if b) for row in chunk.tolist()]
-
+#: The reference model of the pattern: words of the LFSR sequence.
+bist_words = lfsr_words
 
 def _advance(state, size, step):
     """``state`` advanced ``step`` bits along the sequence: each new bit as an
@@ -136,13 +96,13 @@ class SDRAMBist(wiring.Component):
     """
 
     def __init__(self, *, addr_width, data_width, words=None, seed=1):
-        _check_int("addr_width", addr_width, 1, 40)
-        _check_int("data_width", data_width, 8, 256)
+        check_int("addr_width", addr_width, 1, 40)
+        check_int("data_width", data_width, 8, 256)
         if data_width % 8:
             raise ValueError(f"data_width must be a multiple of 8, not {data_width!r}")
         if words is None:
             words = 1 << addr_width
-        _check_int("words", words, 2, 1 << addr_width)
+        check_int("words", words, 2, 1 << addr_width)
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"seed must be an integer, not {seed!r}")
         self.addr_width = addr_width
@@ -170,7 +130,7 @@ class SDRAMBist(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         dw, n = self.data_width, self.words
-        size = _state_size(dw)
+        size = lfsr_state_size(dw)
         init = lfsr_init(data_width=dw, seed=self.seed)
         req, resp = self.port.req, self.port.resp
 
@@ -304,7 +264,7 @@ class SDRAMSelfTest(wiring.Component):
             raise TypeError(f"chip must be an SDRAMChip, not {chip!r}")
         if words is None:
             words = chip.words
-        _check_int("words", words, 2, chip.words)
+        check_int("words", words, 2, chip.words)
         self.controller = SDRAMController(chip=chip, clk_freq=clk_freq, cas_latency=cas_latency,
                                           read_delay=read_delay)
         self.bist = SDRAMBist(addr_width=self.controller.addr_width, data_width=chip.data_width,

@@ -6,8 +6,6 @@ anything about it), every output bit is folded into a checksum, and the
 checksum drives the LEDs.
 """
 
-import random
-
 from amaranth.hdl import (Cat, ClockDomain, Const, DomainRenamer, Elaboratable, Instance, Module,
                           Mux, ResetSignal, Signal)
 from amaranth.lib import io, wiring
@@ -18,6 +16,7 @@ from amaranth.utils import ceil_log2
 from ..config import ChipConfig
 from ..protocol import GemmCmdLayout, GemmError
 from ..rtl.gemm import GemmUnit
+from ..rtl.lfsr import Lfsr
 from ..rtl.sdram import SDRAMChip
 from .pll import PLL
 from .sdram_bist import SDRAMSelfTest
@@ -26,54 +25,7 @@ from .sdram_phy import SDRAMPHY, plan_clocks
 #: largest accepted relative error between config.clk_mhz and the PLL output
 PLL_TOLERANCE = 0.01
 
-__all__ = ["Lfsr", "Exerciser", "Top"]
-
-
-class Lfsr(wiring.Component):
-    """Pseudo-random word, advancing ``step`` bits when ``en`` is high.
-
-    Ports
-    -----
-    en : In(1)
-    value : Out(width)
-        Registered; holds while ``en`` is low (so it can be a stream payload).
-
-    The state is a window of ``max(width, 31)`` consecutive bits of the
-    sequence ``b[n] = b[n-28] ^ b[n-31]`` (primitive x^31 + x^3 + 1, period
-    2^31 - 1). With ``step <= 28`` every new bit is the XOR of two current
-    bits: one LUT per new bit, whatever the width.
-    """
-
-    _TAPS = (28, 31)
-
-    def __init__(self, *, width, step=8, seed=1):
-        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-            raise TypeError(f"width must be a positive integer, not {width!r}")
-        if not isinstance(step, int) or isinstance(step, bool) or not 1 <= step <= self._TAPS[0]:
-            raise ValueError(f"step must be an integer in range 1..{self._TAPS[0]}, not {step!r}")
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an integer, not {seed!r}")
-        self._width = width
-        self._step = step
-        self._size = max(width, self._TAPS[1])
-        # A seed whose last 31 bits are all zero would lock the sequence at 0.
-        init = random.Random(seed).getrandbits(self._size)
-        if init >> (self._size - self._TAPS[1]) == 0:
-            init |= 1 << (self._size - 1)
-        self._init = init
-        super().__init__({"en": In(1), "value": Out(width)})
-
-    def elaborate(self, platform):
-        m = Module()
-        size, step = self._size, self._step
-        # state[0] is the oldest bit of the window, state[size-1] the newest.
-        state = Signal(size, init=self._init)
-        new = [state[size + i - self._TAPS[0]] ^ state[size + i - self._TAPS[1]]
-               for i in range(step)]
-        with m.If(self.en):
-            m.d.sync += state.eq(Cat(state[step:], *new))
-        m.d.comb += self.value.eq(state[:self._width])
-        return m
+__all__ = ["Exerciser", "Top"]
 
 
 class Exerciser(wiring.Component):

@@ -12,16 +12,10 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from ..checks import check_int
 from .memport import MemPortSignature, req_layout, resp_layout
 
 __all__ = ["MemOrderFIFO", "MemArbiter"]
-
-
-def _check_int(name, value, lo, hi):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in range {lo}..{hi}, not {value!r}")
 
 
 class MemOrderFIFO(wiring.Component):
@@ -55,8 +49,8 @@ class MemOrderFIFO(wiring.Component):
     """
 
     def __init__(self, *, width, depth):
-        _check_int("width", width, 1, 64)
-        _check_int("depth", depth, 1, 64)
+        check_int("width", width, 1, 64)
+        check_int("depth", depth, 1, 64)
         self.width = width
         self.depth = depth
         self._abits = ceil_log2(depth)
@@ -192,12 +186,12 @@ class MemArbiter(wiring.Component):
     """
 
     def __init__(self, *, n_ports, addr_width, data_width, max_outstanding=8):
-        _check_int("n_ports", n_ports, 1, 16)
-        _check_int("addr_width", addr_width, 1, 40)
-        _check_int("data_width", data_width, 8, 256)
+        check_int("n_ports", n_ports, 1, 16)
+        check_int("addr_width", addr_width, 1, 40)
+        check_int("data_width", data_width, 8, 256)
         if data_width % 8:
             raise ValueError(f"data_width must be a multiple of 8, not {data_width!r}")
-        _check_int("max_outstanding", max_outstanding, 1, 64)
+        check_int("max_outstanding", max_outstanding, 1, 64)
         self.n_ports = n_ports
         self.addr_width = addr_width
         self.data_width = data_width

@@ -14,6 +14,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .vendor import is_ecp5
+
 __all__ = ["BufferRAM"]
 
 
@@ -89,7 +91,7 @@ class BufferRAM(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lo = max(0, ceil_log2(self.bank_depth))
-        ecp5 = _is_ecp5(platform)
+        ecp5 = is_ecp5(platform)
         outs = []
         for b in range(self.n_banks):
             depth = min(self.bank_depth, self.depth - b * self.bank_depth)
@@ -191,10 +193,3 @@ class BufferRAM(wiring.Component):
                 i_CEB=Const(1), i_OCEB=Const(1),
                 **ports,
             )
-
-
-def _is_ecp5(platform):
-    if platform is None:
-        return False
-    from amaranth.vendor import LatticePlatform
-    return isinstance(platform, LatticePlatform) and getattr(platform, "family", None) == "ecp5"

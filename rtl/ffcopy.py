@@ -10,16 +10,9 @@ registers with the same behaviour (init 0).
 
 from amaranth.hdl import ClockSignal, Instance, Signal, Value
 
-__all__ = ["is_ecp5", "ff_copy"]
+from .vendor import is_ecp5
 
-
-def is_ecp5(platform):
-    # `amaranth.vendor.LatticeECP5Platform` is an alias of `LatticePlatform` in
-    # 0.5, which also covers MachXO2/Nexus: check the family too.
-    if platform is None:
-        return False
-    from amaranth.vendor import LatticePlatform
-    return isinstance(platform, LatticePlatform) and getattr(platform, "family", None) == "ecp5"
+__all__ = ["ff_copy"]
 
 
 def ff_copy(m, d, *, name, platform):

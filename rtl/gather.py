@@ -203,6 +203,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
+from ..checks import check_int
 from ..emb_protocol import (BagLayout, BoundsMode, CmdLayout, COUNTER_WIDTH, GatherError,
                             OFFSET_WIDTH, PoolMode, TABLE_WIDTH, desc_layout, index_layout,
                             pooled_layout)
@@ -211,13 +212,6 @@ from .memport import MemPortSignature
 from .requant import Requantizer
 
 __all__ = ["GatherEngine"]
-
-
-def _check_int(name, value, lo, hi):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in range {lo}..{hi}, not {value!r}")
 
 
 def _recip(divisor, max_x):
@@ -288,23 +282,23 @@ class GatherEngine(wiring.Component):
 
     def __init__(self, *, data_width=16, addr_width=25, n_tables=8, max_dim=128, max_bag=64,
                  inflight=32, index_width=32, lanes=None, cache_rows=0):
-        _check_int("data_width", data_width, 8, 64)
+        check_int("data_width", data_width, 8, 64)
         if data_width % 8:
             raise ValueError(f"data_width must be a multiple of 8, not {data_width!r}")
-        _check_int("addr_width", addr_width, 1, 40)
-        _check_int("n_tables", n_tables, 1, 256)
-        _check_int("max_dim", max_dim, 1, 1024)
-        _check_int("max_bag", max_bag, 1, 65535)
-        _check_int("inflight", inflight, 4, 256)
-        _check_int("index_width", index_width, 1, 32)
+        check_int("addr_width", addr_width, 1, 40)
+        check_int("n_tables", n_tables, 1, 256)
+        check_int("max_dim", max_dim, 1, 1024)
+        check_int("max_bag", max_bag, 1, 65535)
+        check_int("inflight", inflight, 4, 256)
+        check_int("index_width", index_width, 1, 32)
         word_lanes = data_width // 8
         if lanes is None:
             lanes = word_lanes
-        _check_int("lanes", lanes, 1, 8)
+        check_int("lanes", lanes, 1, 8)
         if lanes % word_lanes:
             raise ValueError(f"lanes must be a multiple of the memory word's {word_lanes} "
                              f"byte(s), not {lanes!r}")
-        _check_int("cache_rows", cache_rows, 0, 4096)
+        check_int("cache_rows", cache_rows, 0, 4096)
         if cache_rows == 1 or cache_rows & (cache_rows - 1):
             raise ValueError(f"cache_rows must be 0 or a power of 2 from 2, not {cache_rows!r}")
         self.data_width = data_width

@@ -12,18 +12,11 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .vendor import is_ecp5
+
 __all__ = ["Mul"]
 
 _DSP_WIDTH = 18
-
-
-def _is_ecp5(platform):
-    # `amaranth.vendor.LatticeECP5Platform` is an alias of `LatticePlatform` in
-    # 0.5, which also covers MachXO2/Nexus: check the family too.
-    if platform is None:
-        return False
-    from amaranth.vendor import LatticePlatform
-    return isinstance(platform, LatticePlatform) and getattr(platform, "family", None) == "ecp5"
 
 
 def _check_width(name, value):
@@ -77,7 +70,7 @@ class Mul(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if _is_ecp5(platform):
+        if is_ecp5(platform):
             self._elaborate_mult18x18d(m)
         else:
             self._elaborate_behavioural(m)

@@ -18,19 +18,14 @@ from amaranth.hdl import unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..checks import check_int
+
 __all__ = ["req_layout", "resp_layout", "MemPortSignature"]
 
 
-def _check(name, value, lo, hi):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in range {lo}..{hi}, not {value!r}")
-
-
 def req_layout(addr_width, data_width):
-    _check("addr_width", addr_width, 1, 40)
-    _check("data_width", data_width, 8, 256)
+    check_int("addr_width", addr_width, 1, 40)
+    check_int("data_width", data_width, 8, 256)
     if data_width % 8:
         raise ValueError(f"data_width must be a multiple of 8, not {data_width!r}")
     return data.StructLayout({
@@ -42,7 +37,7 @@ def req_layout(addr_width, data_width):
 
 
 def resp_layout(data_width):
-    _check("data_width", data_width, 8, 256)
+    check_int("data_width", data_width, 8, 256)
     return data.StructLayout({
         "rdata": unsigned(data_width),
         "err": unsigned(1),

@@ -7,16 +7,10 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 from amaranth.utils import ceil_log2
 
+from ..checks import check_int
 from .memport import MemPortSignature, resp_layout
 
 __all__ = ["OnChipRAM"]
-
-
-def _check_int(name, value, lo, hi):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in range {lo}..{hi}, not {value!r}")
 
 
 class OnChipRAM(wiring.Component):
@@ -49,15 +43,15 @@ class OnChipRAM(wiring.Component):
     """
 
     def __init__(self, *, depth, data_width=32, addr_width=None, resp_depth=4):
-        _check_int("depth", depth, 1, 1 << 24)
-        _check_int("data_width", data_width, 8, 256)
+        check_int("depth", depth, 1, 1 << 24)
+        check_int("data_width", data_width, 8, 256)
         if data_width % 8:
             raise ValueError(f"data_width must be a multiple of 8, not {data_width!r}")
         need = max(1, ceil_log2(depth))
         if addr_width is None:
             addr_width = need + 1
-        _check_int("addr_width", addr_width, need, 40)
-        _check_int("resp_depth", resp_depth, 1, 64)
+        check_int("addr_width", addr_width, need, 40)
+        check_int("resp_depth", resp_depth, 1, 64)
         self.depth = depth
         self.data_width = data_width
         self.addr_width = addr_width

@@ -30,6 +30,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.utils import exact_log2
 
+from ..checks import check_int, check_num, check_pow2
 from .memport import MemPortSignature
 
 __all__ = [
@@ -37,26 +38,6 @@ __all__ = [
     "worst_case",
     "SDRAMCommand", "SDRAMPinSignature", "SDRAMController",
 ]
-
-
-def _check_int(name, value, lo, hi):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in range {lo}..{hi}, not {value!r}")
-
-
-def _check_num(name, value, lo, hi, unit=""):
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in range {lo}..{hi}{unit}, not {value!r}")
-
-
-def _check_pow2(name, value, lo, hi):
-    _check_int(name, value, lo, hi)
-    if value & (value - 1):
-        raise ValueError(f"{name} must be a power of two, not {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,41 +110,41 @@ class SDRAMChip:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"name must be a non-empty string, not {self.name!r}")
-        _check_int("data_width", self.data_width, 8, 64)
+        check_int("data_width", self.data_width, 8, 64)
         if self.data_width % 8:
             raise ValueError(f"data_width must be a multiple of 8, not {self.data_width!r}")
-        _check_pow2("banks", self.banks, 2, 8)
-        _check_pow2("rows", self.rows, 256, 1 << 14)
+        check_pow2("banks", self.banks, 2, 8)
+        check_pow2("rows", self.rows, 256, 1 << 14)
         # A10 is the auto-precharge bit: columns must fit in A0..A9.
-        _check_pow2("columns", self.columns, 64, 1024)
+        check_pow2("columns", self.columns, 64, 1024)
         for name in ("tRCD", "tRP", "tRAS", "tRFC", "tWR", "tRRD"):
-            _check_num(name, getattr(self, name), 0, 1000, " ns")
-        _check_num("tRC", self.tRC, 0, 1000, " ns")
+            check_num(name, getattr(self, name), 0, 1000, " ns")
+        check_num("tRC", self.tRC, 0, 1000, " ns")
         if self.tRC < self.tRAS:
             raise ValueError(f"tRC must be at least tRAS ({self.tRAS!r} ns), not {self.tRC!r}")
-        _check_int("tMRD", self.tMRD, 1, 16)
-        _check_int("tWR_ck", self.tWR_ck, 1, 8)
-        _check_num("tREFI", self.tREFI, 1000, 100_000, " ns")
-        _check_num("tRAS_max", self.tRAS_max, 3 * self.tREFI, 1_000_000, " ns")
-        _check_num("init_delay", self.init_delay, 0, 10_000_000, " ns")
-        _check_int("init_refreshes", self.init_refreshes, 2, 16)
+        check_int("tMRD", self.tMRD, 1, 16)
+        check_int("tWR_ck", self.tWR_ck, 1, 8)
+        check_num("tREFI", self.tREFI, 1000, 100_000, " ns")
+        check_num("tRAS_max", self.tRAS_max, 3 * self.tREFI, 1_000_000, " ns")
+        check_num("init_delay", self.init_delay, 0, 10_000_000, " ns")
+        check_int("init_refreshes", self.init_refreshes, 2, 16)
         if (not isinstance(self.cas_latencies, tuple) or not self.cas_latencies or
                 not all(isinstance(e, tuple) and len(e) == 2 for e in self.cas_latencies)):
             raise TypeError(f"cas_latencies must be a non-empty tuple of (cas_latency, "
                             f"max_clk_freq) pairs, not {self.cas_latencies!r}")
         for cl, fmax in self.cas_latencies:
-            _check_int("cas_latency", cl, 1, 3)
-            _check_num("max_clk_freq", fmax, 1e6, 400e6, " Hz")
+            check_int("cas_latency", cl, 1, 3)
+            check_num("max_clk_freq", fmax, 1e6, 400e6, " Hz")
         if self.tAC is not None:
             if (not isinstance(self.tAC, tuple) or
                     not all(isinstance(e, tuple) and len(e) == 2 for e in self.tAC)):
                 raise TypeError(f"tAC must be a tuple of (cas_latency, ns) pairs, not {self.tAC!r}")
             for cl, ns in self.tAC:
-                _check_int("cas_latency", cl, 1, 3)
-                _check_num("tAC", ns, 0, 20, " ns")
+                check_int("cas_latency", cl, 1, 3)
+                check_num("tAC", ns, 0, 20, " ns")
         for name in ("tOH", "tHZ", "tIS", "tIH"):
             if getattr(self, name) is not None:
-                _check_num(name, getattr(self, name), 0, 20, " ns")
+                check_num(name, getattr(self, name), 0, 20, " ns")
 
     # -- geometry ------------------------------------------------------------
 
@@ -218,7 +199,7 @@ class SDRAMChip:
     def cycles(self, clk_freq):
         """All timings in whole clock cycles at ``clk_freq`` (Hz), rounded up
         (``tREFI`` rounded down: it is a maximum)."""
-        _check_num("clk_freq", clk_freq, 1e6, 400e6, " Hz")
+        check_num("clk_freq", clk_freq, 1e6, 400e6, " Hz")
         period = 1e9 / clk_freq
 
         def ceil(ns):
@@ -465,7 +446,7 @@ class SDRAMController(wiring.Component):
                  queue_depth=8, resp_depth=16, addr_width=None):
         if not isinstance(chip, SDRAMChip):
             raise TypeError(f"chip must be an SDRAMChip, not {chip!r}")
-        _check_num("clk_freq", clk_freq, 1e6, 400e6, " Hz")
+        check_num("clk_freq", clk_freq, 1e6, 400e6, " Hz")
         allowed = sorted(cl for cl, fmax in chip.cas_latencies if clk_freq <= fmax)
         if not allowed:
             raise ValueError(f"clk_freq must be at most {max(f for _, f in chip.cas_latencies):g} Hz "
@@ -477,7 +458,7 @@ class SDRAMController(wiring.Component):
         elif cas_latency not in allowed:
             raise ValueError(f"cas_latency must be one of {', '.join(map(str, allowed))} for "
                              f"{chip.name} at {clk_freq / 1e6:g} MHz, not {cas_latency!r}")
-        _check_int("read_delay", read_delay, 0, 4)
+        check_int("read_delay", read_delay, 0, 4)
         # Rows left open by traffic close only at a refresh; with postpone_max
         # refreshes owed, two refreshes can be (postpone_max + 1) tREFI apart,
         # plus the time to drain the queue: keep a whole tREFI of margin
@@ -485,12 +466,12 @@ class SDRAMController(wiring.Component):
         postpone_hi = min(8, int(chip.tRAS_max // chip.tREFI) - 2)
         if postpone_max is None:
             postpone_max = postpone_hi
-        _check_int("postpone_max", postpone_max, 0, postpone_hi)
-        _check_int("queue_depth", queue_depth, 2, 8)
-        _check_int("resp_depth", resp_depth, 2, 256)
+        check_int("postpone_max", postpone_max, 0, postpone_hi)
+        check_int("queue_depth", queue_depth, 2, 8)
+        check_int("resp_depth", resp_depth, 2, 256)
         if addr_width is None:
             addr_width = chip.addr_width + 1
-        _check_int("addr_width", addr_width, chip.addr_width, 40)
+        check_int("addr_width", addr_width, chip.addr_width, 40)
 
         self.chip = chip
         self.clk_freq = clk_freq

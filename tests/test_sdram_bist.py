@@ -11,7 +11,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 
-from seedchip.boards.sdram_bist import SDRAMBist, SDRAMSelfTest, bist_words, lfsr_init
+from seedchip.boards.sdram_bist import SDRAMBist, SDRAMSelfTest, bist_words
+from seedchip.rtl.lfsr import lfsr_init
 from seedchip.rtl.memport import MemPortSignature
 from seedchip.rtl.onchip_ram import OnChipRAM
 from seedchip.rtl.sdram import IS42S16160
