@@ -156,9 +156,10 @@ def render_table(bench):
                  f"buffers M/K/N up to {cfg['max_m']}/{cfg['max_k']}/{cfg['max_n']}, "
                  f"target clock {cfg['clk_mhz']:g} MHz.")
     lines.append("")
-    lines.append("| GEMM M x K x N | cycles | ideal cycles | MAC utilization |")
-    lines.append("|---|---:|---:|---:|")
-    for r in bench["gemm"]:
+    if bench.get("gemm"):
+        lines.append("| GEMM M x K x N | cycles | ideal cycles | MAC utilization |")
+        lines.append("|---|---:|---:|---:|")
+    for r in bench.get("gemm", []):
         lines.append(f"| {r['m']} x {r['k']} x {r['n']} | {r['cycles']} | {r['ideal_cycles']} | "
                      f"{r['mac_utilization']:.1%} |")
     board = bench.get("board")
@@ -274,44 +275,53 @@ def parse_sizes(text: str, config) -> list:
     return sizes
 
 
-def main(args, config, sizes=None):
-    """``seedchip bench`` (the command line has checked ``args``). Raises
-    :class:`RuntimeError` or ``BuildError`` when a simulation or build fails."""
+#: What ``seedchip bench --only`` can run alone.
+PARTS = ("gemm", "sdram", "gather")
+
+
+def main(args, config, sizes=None, only=None):
+    """``seedchip bench`` (the command line has checked ``args``): every part,
+    or just ``only`` (one of :data:`PARTS`, with the build reports already in
+    ``build/``, no board build). Raises :class:`RuntimeError` or ``BuildError``
+    when a simulation or build fails."""
+    from .config import GATHER_CONFIG
+    parts = PARTS if only is None else (only,)
+    build = not args.no_build and only is None
     sizes = DEFAULT_SIZES if sizes is None else sizes
     sizes = [s for s in sizes if s[0] <= config.max_m and s[1] <= config.max_k and s[2] <= config.max_n]
-    bench = {
-        "date": time.strftime("%Y-%m-%d"),
-        "host": _platform.node(),
-        "config": config.to_dict(),
-        "gemm": run_gemm_bench(config, sizes),
-    }
+    bench = {"date": time.strftime("%Y-%m-%d"), "host": _platform.node(),
+             "config": config.to_dict()}
+    if "gemm" in parts:
+        bench["gemm"] = run_gemm_bench(config, sizes)
     report_path = Path("build") / args.board / "report.json"
-    if not args.no_build:
+    if build:
         from .boards import build as board_build
         print(f"bench: building {args.board} for the board figures...", flush=True)
         board_build.build(args.board, config)
-    if report_path.exists():
-        bench["board"] = json.loads(report_path.read_text())
-    else:
-        print(f"bench: no {report_path}; board figures left out", file=sys.stderr)
-    bench["sdram"] = run_sdram_bench(config, args.board, report=bench.get("board"))
+    if "sdram" in parts or only is None:
+        if report_path.exists():
+            bench["board"] = json.loads(report_path.read_text())
+        else:
+            print(f"bench: no {report_path}; board figures left out", file=sys.stderr)
+    if "sdram" in parts:
+        bench["sdram"] = run_sdram_bench(config, args.board, report=bench.get("board"))
     # the gather engine: its own build (the recommender preset), its figures
     # at that build's SDRAM clock
-    from .config import GATHER_CONFIG
     gather_dir = Path("build") / f"{args.board}-gather"
-    if not args.no_build:
+    if build:
         from .boards import build as board_build
         print(f"bench: building {args.board} with the gather engine (--config gather; "
               "about ten minutes)...", flush=True)
         board_build.build(args.board, GATHER_CONFIG, build_dir=gather_dir,
                           seed=board_build.PRESET_SEEDS["gather"])
-    if (gather_dir / "report.json").exists():
-        bench["gather_board"] = json.loads((gather_dir / "report.json").read_text())
-    else:
-        print(f"bench: no {gather_dir / 'report.json'}; gather build figures left out",
-              file=sys.stderr)
-    bench["gather"] = run_gather_bench(GATHER_CONFIG)
-    gather_at_fmax(bench)
+    if "gather" in parts:
+        if (gather_dir / "report.json").exists():
+            bench["gather_board"] = json.loads((gather_dir / "report.json").read_text())
+        else:
+            print(f"bench: no {gather_dir / 'report.json'}; gather build figures left out",
+                  file=sys.stderr)
+        bench["gather"] = run_gather_bench(GATHER_CONFIG)
+        gather_at_fmax(bench)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(bench, indent=2) + "\n")
@@ -321,5 +331,5 @@ def main(args, config, sizes=None):
         print(f"bench: updated the figures table in {args.readme}")
     print()
     print(render_table(bench))
-    bad = [r for r in bench["gemm"] if not r["bit_exact"]]
+    bad = [r for r in bench.get("gemm", []) if not r["bit_exact"]]
     return 1 if bad else 0

@@ -416,8 +416,12 @@ def cmd_bench(args):
             raise UsageError(str(e)) from None
     if args.readme and not Path(args.readme).is_file():
         raise UsageError(f"--readme: no such file: {args.readme}")
+    if args.readme and args.only:
+        raise UsageError("--readme needs the whole table: leave out --only")
+    if args.out is None:
+        args.out = f"build/bench-{args.only}.json" if args.only else "build/bench.json"
     _writable_dir(Path(args.out).parent, "--out")
-    if not args.no_build:
+    if not args.no_build and not args.only:
         from .boards.estimate import check_fit
         try:
             check_fit(config, args.board)
@@ -425,7 +429,7 @@ def cmd_bench(args):
             raise UsageError(str(e).replace("--force to try anyway",
                                             "--no-build leaves the board builds out")) from None
     try:
-        return bench.main(args, config, sizes)
+        return bench.main(args, config, sizes, only=args.only)
     except (RuntimeError, BuildError) as e:  # a simulation or a build that failed
         raise CommandError(str(e)) from None
 
@@ -520,7 +524,11 @@ def main(argv=None):
 
     p = sub.add_parser("bench", help="benchmarks: GEMM cycles/utilization on the RTL + board figures")
     _add_config_args(p)
-    p.add_argument("--out", default="build/bench.json")
+    p.add_argument("--out", help="the JSON results (default build/bench.json, with --only "
+                   "build/bench-PART.json)")
+    p.add_argument("--only", choices=("gemm", "sdram", "gather"),
+                   help="run one simulated benchmark alone (no board build: the build "
+                   "reports already in build/ are used)")
     p.add_argument("--readme", help="rewrite the figures table in this README")
     p.add_argument("--board", default="ulx3s-85f", choices=_board_names(),
                    help="the board whose build figures are reported (default ulx3s-85f)")

@@ -20,7 +20,7 @@ the board's SDRAM:
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from ..emb_protocol import BoundsMode, GatherError, PoolMode
 from ..rtl.gather import GatherEngine

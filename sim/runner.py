@@ -20,7 +20,8 @@ Environment:
     base seed of the cocotb tests (``COCOTB_RANDOM_SEED``); ``random`` picks a
     fresh one. Each test derives its own seed from it and its name, and prints it.
 ``SEEDCHIP_BUILD_DIR``
-    where ``build/sim`` lives (default: ``build/sim`` in the repository).
+    where the simulation builds live (default: ``build/sim`` under the
+    working directory).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 __all__ = [
-    "simulators_from_env",
+    "simulators_from_env", "cocotb_tests",
     "SIMULATORS", "DEFAULT_SEED", "build_root", "config_hash", "simulator_name",
     "simulator_available", "setup_tool_path", "generate_verilog", "build_sim",
     "run_cocotb", "CocotbResult", "CaseResult", "check_cocotb", "require_simulator",
@@ -83,8 +84,10 @@ ICARUS_ARGS = ("-g2005",)
 # -- locations and tools ----------------------------------------------------
 
 def build_root() -> Path:
+    """``$SEEDCHIP_BUILD_DIR``, else ``build/sim`` under the working directory
+    (never inside the installed package)."""
     env = os.environ.get("SEEDCHIP_BUILD_DIR")
-    return Path(env).resolve() if env else _PKG_ROOT / "build" / "sim"
+    return Path(env).resolve() if env else Path.cwd().resolve() / "build" / "sim"
 
 
 def config_hash(config) -> str:
@@ -141,6 +144,17 @@ def simulators_from_env(default=("verilator",)) -> list[str]:
     return list(default)
 
 
+def cocotb_tests(module: str) -> list[str]:
+    """The names of the cocotb tests (``@cocotb.test()``) that the testbench
+    ``module`` defines, in definition order: the tests run from pytest come
+    from the testbench itself, never from a list kept by hand beside it."""
+    import importlib  # noqa: PLC0415
+
+    mod = importlib.import_module(module)
+    return [v.name for v in vars(mod).values()
+            if hasattr(v, "generate_tests") and getattr(v, "module", None) == mod.__name__]
+
+
 def require_simulator(sim: str | None = None) -> str:
     """For pytest: skip (with the reason) unless ``sim`` can run. Returns its name."""
     import pytest  # noqa: PLC0415
@@ -185,18 +199,65 @@ def _digest(*parts) -> str:
     return h.hexdigest()
 
 
+def _module_file(name: str) -> Path | None:
+    """The source file of the ``seedchip`` module ``name`` (None if it is none)."""
+    if name == "seedchip":
+        return (_PKG_ROOT / "__init__.py").resolve()
+    if not name.startswith("seedchip."):
+        return None
+    rel = Path(*name.split(".")[1:])
+    for cand in (_PKG_ROOT / rel.with_suffix(".py"), _PKG_ROOT / rel / "__init__.py"):
+        if cand.is_file():
+            return cand.resolve()
+    return None
+
+
+def _imports_of(path: Path, module: str) -> set[str]:
+    """Every ``seedchip`` module ``path`` (the module ``module``) imports, at
+    the top or inside a function: ``from .x import y`` may name a module
+    ``x.y`` or a name in ``x``; both are returned (the one that is no file
+    drops out)."""
+    import ast  # noqa: PLC0415
+
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    return {n for n in names if n == "seedchip" or n.startswith("seedchip.")}
+
+
 def _rtl_sources(component_factory) -> list[Path]:
-    """The Python files whose change must regenerate the Verilog: ``rtl/``,
-    ``config.py``, ``protocol.py``, the factory's module, and any files the
-    factory lists in an ``rtl_sources`` attribute (gateware outside ``rtl/``)."""
-    files = [_PKG_ROOT / "config.py", _PKG_ROOT / "protocol.py"]
-    files += sorted((_PKG_ROOT / "rtl").rglob("*.py"))
-    mod = sys.modules.get(getattr(component_factory, "__module__", None) or "")
-    mod_file = getattr(mod, "__file__", None)
-    if mod_file:
-        files.append(Path(mod_file).resolve())
-    files += [Path(f).resolve() for f in getattr(component_factory, "rtl_sources", ())]
-    return sorted(set(f for f in files if f.exists()))
+    """The Python files whose change must regenerate the Verilog: the
+    factory's module and every ``seedchip`` module it imports, transitively
+    (derived from the import statements, so a new module is never missed),
+    plus any files the factory lists in an ``rtl_sources`` attribute."""
+    start = getattr(component_factory, "__module__", None) or ""
+    seen: dict[str, Path] = {}
+    todo = [start, "seedchip.config"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = _module_file(name)
+        if path is None:
+            continue
+        seen[name] = path
+        todo.extend(_imports_of(path, name) - seen.keys())
+        # importing a module runs its packages' __init__ first
+        todo.extend(name.rsplit(".", k)[0] for k in range(1, name.count(".") + 1))
+    files = set(seen.values())
+    files.update(Path(f).resolve() for f in getattr(component_factory, "rtl_sources", ()))
+    return sorted(f for f in files if f.exists())
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -293,8 +354,6 @@ def build_sim(component_factory, name: str, config, *, sim: str | None = None,
     callable taking a line) hears about the elaboration and the build, with
     a line every 15 s while they run.
     """
-    from cocotb_tools.runner import get_runner  # noqa: PLC0415
-
     sim = simulator_name(sim)
     ok, reason = simulator_available(sim)
     if not ok:
@@ -528,8 +587,6 @@ def run_cocotb(component_factory, name: str, test_module: str, config, *,
     :class:`CocotbResult`; it never raises on test failures (see
     :func:`check_cocotb`), only when the simulator cannot be built.
     """
-    from cocotb_tools.runner import get_runner  # noqa: PLC0415
-
     sim = simulator_name(sim)
     waves = _waves_requested(waves)
     vfile, sim_dir = build_sim(component_factory, name, config, sim=sim, waves=waves,

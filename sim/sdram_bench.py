@@ -10,18 +10,17 @@ the clock cycles from the first request accepted to the last response, and
 clock). Plus the read latency of an idle controller. Every read is checked
 against the written data and the SDRAM model's timing checker, as in the tests.
 
-``python -m seedchip.sim.sdram_bench`` prints the table.
+``seedchip bench --only sdram`` prints the table.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 
 from . import runner
 from .sdram_tb import TOPLEVEL, SDRAMSimConfig, make_controller
 
-__all__ = ["DEFAULT_CONFIGS", "run_sdram_bench", "render_table", "main"]
+__all__ = ["DEFAULT_CONFIGS", "run_sdram_bench", "render_table"]
 
 DEFAULT_CONFIGS = [
     SDRAMSimConfig(chip="IS42S16160", period_ns=7, cas_latency=3),
@@ -56,22 +55,3 @@ def render_table(rows: list[dict]) -> str:
                 lines.append(f"| {r['chip']} x{r['data_width']} | {r['clk_mhz']:g} MHz CL{r['cas_latency']} "
                              f"| {p['pattern']} | | {p['cycles']} | | |")
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    import argparse  # noqa: PLC0415
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--words", type=int, default=4096, help="words per pattern")
-    ap.add_argument("--json", help="write the figures to this file")
-    args = ap.parse_args(argv)
-    rows = run_sdram_bench(words=args.words)
-    print(render_table(rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

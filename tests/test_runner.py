@@ -61,3 +61,31 @@ def test_step_on_interrupt_says_stopped_not_done():
 def test_step_is_silent_without_a_listener():
     with runner.step(None, "quiet"):
         pass
+
+
+def test_verilog_cache_key_covers_every_module_the_design_uses(tmp_path):
+    """The key is derived from the import statements: every seedchip module
+    that elaborating the design loads (here, in a fresh interpreter) is in it,
+    emb_protocol.py included (a hand-kept list once missed it)."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from amaranth.back import verilog\n"
+        "from seedchip.config import SMALL_CONFIG\n"
+        "from seedchip.sim.gather_tb import make_top, GatherSimConfig\n"
+        "verilog.convert(make_top(config=GatherSimConfig(cache_rows=16)), name='t')\n"
+        "print(json.dumps(sorted(getattr(m, '__file__', None) or '' for n, m in\n"
+        "      list(sys.modules.items()) if n.startswith('seedchip'))))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    from pathlib import Path
+
+    from seedchip.sim.gather_tb import make_top
+    loaded = {Path(f).resolve() for f in json.loads(r.stdout.splitlines()[-1]) if f}
+    keyed = set(runner._rtl_sources(make_top))
+    assert loaded - keyed == set()
+    assert {p.name for p in keyed} >= {"emb_protocol.py", "gather.py", "checks.py"}
