@@ -5,10 +5,8 @@ The gateware decodes these layouts, the firmware/driver packs them with
 offset is written anywhere else.
 """
 
-from amaranth.lib import enum
-
 from amaranth.hdl import signed, unsigned
-from amaranth.lib import data
+from amaranth.lib import data, enum
 
 __all__ = ["GemmError", "GemmCmdLayout", "ParamLayout", "OutLayout",
            "a_word_layout", "b_word_layout", "pack", "unpack"]
@@ -19,8 +17,9 @@ class GemmError(enum.Enum, shape=4):
     NONE = 0
     #: M, K or N is 0 or larger than the buffers (``max_m``/``max_k``/``max_n``).
     BAD_SHAPE = 1
-    #: a requantization multiplier is negative (the range is [0, 2**31)).
-    BAD_MULTIPLIER = 2
+    # 2 was BAD_MULTIPLIER, documented but never raised: the unit does not
+    # check multipliers; the host refuses one outside 0 or [2**30, 2**31)
+    # (``golden.check_requant_params``) before it reaches the wire.
 
 
 #: One GEMM command. Dimensions are the real sizes (1..65535); the unit
