@@ -697,6 +697,122 @@ async def test_fault_late_read(dut):
 
 # -- throughput ------------------------------------------------------------------------------
 
+class _Counters:
+    """The controller's event counters, read between phases of a test."""
+    NAMES = ("row_hits", "row_misses", "activates", "refreshes")
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.base = self.read()
+
+    def read(self) -> dict[str, int]:
+        return {n: int(getattr(self.dut, n).value) for n in self.NAMES}
+
+    def delta(self) -> dict[str, int]:
+        now = self.read()
+        d = {n: now[n] - self.base[n] for n in self.NAMES}
+        self.base = now
+        return d
+
+
+async def _after_refresh(t: SDRAMTB):
+    """Wait for the next AUTO REFRESH and its tRP + tRFC: rows are all closed
+    then, and no other refresh is due for almost a tREFI (the queue was
+    empty, so none was postponed)."""
+    start = int(t.dut.refreshes.value)
+    while int(t.dut.refreshes.value) == start:
+        await t.tb.edge
+    tim = t.chip.cycles(t.config.clk_freq)
+    await t.tb.cycles(tim.tRP + tim.tRFC + 4)
+
+
+@cocotb.test()
+async def test_counters(dut):
+    """``row_hits``, ``row_misses``, ``activates`` and ``refreshes`` against
+    what the traffic must produce. Each phase starts right after a refresh
+    (every row closed) and is short enough to end before the next one:
+
+    * one bank, two rows alternating: every access opens its row (a miss,
+      an ACTIVATE each);
+    * one row of one bank: the first access opens it, the rest hit;
+    * a row in every bank, round robin: one miss and ACTIVATE per bank;
+    * out-of-range requests (``err``): no command, not counted.
+
+    ``refreshes`` must equal the AUTO REFRESH commands the pin-level model saw
+    after init, ``activates`` the ACTIVATE commands it saw.
+    """
+    t = SDRAMTB(dut, idle=0.0, backpressure=0.0)
+    await t.start()
+    await t.wait_init()
+    ctr = _Counters(dut)
+    rows = t.sweep_rows(0)
+    r0, r1 = rows[1], rows[2]
+    expect = []
+
+    # row misses: each access of a bank goes to the other row
+    await _after_refresh(t)
+    ctr.delta()
+    n = 24
+    for i in range(n):
+        a = t.addr(1, (r0, r1)[i % 2], i)
+        t.write(a, i) if i % 3 else t.read(a)
+    await t.drain()
+    expect.append(("row thrash", ctr.delta(), {"row_hits": 0, "row_misses": n, "activates": n}))
+
+    # row hits: one open row, consecutive columns, reads and writes
+    await _after_refresh(t)
+    ctr.delta()
+    n = 64
+    for i in range(n):
+        a = t.addr(2, r1, i)
+        t.write(a, i) if i % 2 else t.read(a)
+    await t.drain()
+    expect.append(("page hits", ctr.delta(), {"row_hits": n - 1, "row_misses": 1, "activates": 1}))
+
+    # every bank, its own row, round robin: a miss per bank, then hits
+    await _after_refresh(t)
+    ctr.delta()
+    per_bank = 12
+    for i in range(per_bank):
+        for bank in range(t.chip.banks):
+            a = t.addr(bank, rows[bank % len(rows)], i)
+            t.write(a, i) if (i + bank) % 2 else t.read(a)
+    await t.drain()
+    nb = t.chip.banks
+    expect.append(("banks round robin", ctr.delta(),
+                   {"row_hits": nb * (per_bank - 1), "row_misses": nb, "activates": nb}))
+
+    # err requests: no SDRAM command, neither a hit nor a miss
+    await _after_refresh(t)
+    ctr.delta()
+    for i in range(16):
+        a = t.chip.words + i
+        t.write(a, i) if i % 2 else t.read(a)
+    await t.drain()
+    expect.append(("out of range", ctr.delta(), {"row_hits": 0, "row_misses": 0, "activates": 0}))
+
+    await t.finish()
+    for what, got, want in expect:
+        got = {k: got[k] for k in want}
+        if got != want:
+            t._error(f"{what}: counters {got}, expected {want}")
+    # The model sees a command an edge after the counter counts it: look twice.
+    for _ in range(2):
+        seen = t.model.command_counts
+        total = ctr.read()
+        want = {"refreshes": seen["REFRESH"] - t.chip.init_refreshes,
+                "activates": seen["ACTIVE"]}
+        got = {k: total[k] for k in want}
+        if got == want:
+            break
+        await t.tb.cycles(4)
+    else:
+        t._error(f"counters {got}, the model saw {want}")
+    if t.errors:
+        raise AssertionError("\n".join(t.errors))
+    t.log.info("counters: %s", total)
+
+
 def _bench_patterns(t: SDRAMTB, n_words: int):
     """(name, list of (we, addr)) for the benchmark."""
     rng, words = t.rng, t.chip.words

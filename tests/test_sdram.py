@@ -27,7 +27,8 @@ EXTRA_CONFIGS = {
         chip="IS42S16160", period_ns=10, cas_latency=2, postpone_max=0, read_delay=2),
 }
 EXTRA_TESTCASES = ["test_random", "test_saturated", "test_long_idle", "test_reset_mid_burst",
-                   "test_write_read_same_address", "test_fault_late_read"]
+                   "test_write_read_same_address", "test_fault_late_read",
+                   "test_counters"]
 
 TESTCASES = [
     "test_random",
@@ -41,6 +42,7 @@ TESTCASES = [
     "test_out_of_range",
     "test_fault_flipped_bit",
     "test_fault_late_read",
+    "test_counters",
 ]
 
 

@@ -8,6 +8,7 @@ pin-level SDRAM model under cocotb (clean, flipped bit)."""
 import pytest
 from amaranth.hdl import Fragment, Module, Signal
 from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 
@@ -202,6 +203,64 @@ def test_onchip_ram_stuck_bit(addrs):
         expect = sum(not (w >> 5) & 1 for p in range(out["passes"])
                      for w in bist.words_of_pass(p))
         assert expect <= out["errors"] <= expect + words
+    assert out["passes"] >= 2   # an error does not stop the test
+
+
+class _ErrRAM(wiring.Component):
+    """``OnChipRAM`` that answers reads of ``addrs`` (every read if None) with
+    ``err`` set and the correct data: only the ``err`` flag is wrong."""
+
+    def __init__(self, *, depth, data_width, addrs=None):
+        self.ram = OnChipRAM(depth=depth, data_width=data_width)
+        self._addrs = addrs
+        super().__init__({"port": In(MemPortSignature(addr_width=self.ram.addr_width,
+                                                      data_width=data_width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.ram = ram = self.ram
+        # One flag per request, in order: responses come in request order.
+        m.submodules.flags = flags = SyncFIFO(width=1, depth=8)
+        port = self.port
+        bad = Signal()
+        if self._addrs is None:
+            m.d.comb += bad.eq(~port.req.payload.we)
+        for a in self._addrs or ():
+            with m.If((port.req.payload.addr == a) & ~port.req.payload.we):
+                m.d.comb += bad.eq(1)
+        m.d.comb += [
+            ram.port.req.valid.eq(port.req.valid & flags.w_rdy),
+            ram.port.req.payload.eq(port.req.payload),
+            port.req.ready.eq(ram.port.req.ready & flags.w_rdy),
+            flags.w_en.eq(port.req.valid & port.req.ready),
+            flags.w_data.eq(bad),
+            port.resp.valid.eq(ram.port.resp.valid),
+            port.resp.payload.eq(ram.port.resp.payload),
+            port.resp.payload.err.eq(ram.port.resp.payload.err | (flags.r_data & flags.r_rdy)),
+            ram.port.resp.ready.eq(port.resp.ready),
+            flags.r_en.eq(port.resp.valid & port.resp.ready),
+        ]
+        return m
+
+
+@pytest.mark.parametrize("addrs", [None, (37,)], ids=["every-read", "one-address"])
+def test_onchip_ram_err_responses(addrs):
+    """Read responses with ``err`` (and the right data) count as errors: a
+    memory that reports a failed access has failed the test."""
+    words = 128
+    backend = _ErrRAM(depth=words, data_width=16, addrs=addrs)
+    bist = SDRAMBist(addr_width=backend.ram.addr_width, data_width=16, words=words, seed=2)
+    out = _run(_Harness(backend, bist), 3 * 2 * words + 50)
+    assert out["error"] and out["errors"] > 0
+    assert out["error_addr"] == (addrs[0] if addrs else 0)
+    assert out["error_xor"] == 0          # the data was right
+    reads = out["passes"] * words + (out["addr"] if out["phase"] else 0)
+    if addrs is None:
+        # every read response is an error (the reads of the pass under way
+        # may still be in flight)
+        assert reads - 8 <= out["errors"] <= reads
+    else:
+        assert out["passes"] <= out["errors"] <= out["passes"] + 1
     assert out["passes"] >= 2   # an error does not stop the test
 
 
