@@ -1,7 +1,7 @@
 """cocotb tests of the GEMM unit (sim/gemm_tb.py), per array shape and simulator.
 
-``SIM=verilator`` or ``SIM=icarus`` (or ``SIM=verilator,icarus``) picks the
-simulators; without ``SIM`` both are tried and a missing one is skipped with
+``SIM=verilator`` (the default) or ``SIM=icarus`` (or ``SIM=verilator,icarus``)
+picks the simulators (``tests/conftest.py``); a missing one is skipped with
 the reason. ``SEED=<n>`` / ``SEED=random`` changes the base seed,
 ``WAVES=1`` dumps waveforms into ``build/sim/.../runs/<test>/``.
 """
@@ -18,22 +18,9 @@ from seedchip.sim import golden, runner
 CONFIGS = {"small4x4": SMALL_CONFIG, "default": DEFAULT_CONFIG,
            "rect16x8": ChipConfig(rows=16, cols=8)}
 
-TESTCASES = [
-    "test_shapes",
-    "test_extremes_max_k",
-    "test_zeros_identity",
-    "test_requant_edges",
-    "test_raw_bias_relu",
-    "test_bad_shape",
-    "test_random",
-    "test_pipeline_overlap",
-    "test_cycles_no_backpressure",
-]
+#: every cocotb test of the testbench
+TESTCASES = runner.cocotb_tests("seedchip.sim.gemm_tb")
 
-
-@pytest.fixture(params=runner.simulators_from_env(default=runner.SIMULATORS))
-def sim(request):
-    return runner.require_simulator(request.param)
 
 
 @pytest.mark.parametrize("testcase", TESTCASES)

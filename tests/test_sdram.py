@@ -30,25 +30,10 @@ EXTRA_TESTCASES = ["test_random", "test_saturated", "test_long_idle", "test_rese
                    "test_write_read_same_address", "test_fault_late_read",
                    "test_counters"]
 
-TESTCASES = [
-    "test_random",
-    "test_row_thrash",
-    "test_page_hits",
-    "test_strides",
-    "test_write_read_same_address",
-    "test_long_idle",
-    "test_saturated",
-    "test_reset_mid_burst",
-    "test_out_of_range",
-    "test_fault_flipped_bit",
-    "test_fault_late_read",
-    "test_counters",
-]
+#: every cocotb test of the testbench (``bench_*`` is the benchmark's)
+TESTCASES = [t for t in runner.cocotb_tests("seedchip.sim.sdram_tb") if t.startswith("test_")]
+assert set(EXTRA_TESTCASES) <= set(TESTCASES), "EXTRA_TESTCASES names a test the testbench lacks"
 
-
-@pytest.fixture(params=runner.simulators_from_env())
-def sim(request):
-    return runner.require_simulator(request.param)
 
 
 @pytest.mark.parametrize("config_name,testcase",

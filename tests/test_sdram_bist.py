@@ -313,10 +313,6 @@ def test_enable():
 
 # -- SDRAM controller + pin-level model, cocotb -----------------------------------
 
-@pytest.fixture(params=runner.simulators_from_env())
-def sim(request):
-    return runner.require_simulator(request.param)
-
 
 #: The ULX3S chip shrunk to 256 rows of 64 words (64 Ki words, 4 banks), at the
 #: board's 100 MHz, CL3, two I/O registers on the read path.
@@ -324,7 +320,7 @@ BOARD_LIKE = BistSimConfig(chip="IS42S16160", rows=256, columns=64, period_ns=10
                            cas_latency=3, read_delay=2)
 
 
-@pytest.mark.parametrize("testcase", ["test_bist_passes", "test_bist_flipped_bit"])
+@pytest.mark.parametrize("testcase", runner.cocotb_tests("seedchip.sim.sdram_bist_tb"))
 def test_selftest_on_sdram_model(sim, testcase):
     result = runner.run_cocotb(make_selftest, TOPLEVEL, "seedchip.sim.sdram_bist_tb", BOARD_LIKE,
                                sim=sim, testcase=testcase, tag=testcase)
