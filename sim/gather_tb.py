@@ -25,7 +25,10 @@ Checks in every test (:class:`GatherTB`):
 * every input item the batch must consume is consumed, and no more;
 * ``error``/``error_bag``/``error_index`` and the ``clamped``/``skipped``/
   ``lookups`` counters equal the golden model's after every batch; ``busy``
-  falls.
+  falls;
+* a **status monitor** (:class:`StatusMonitor`): every cycle ``cycles``
+  grows by exactly ``busy``; ``busy`` is high the cycle after a command is
+  taken and whenever an output beat is offered.
 
 :func:`bench_gather` is the throughput measurement behind
 :mod:`seedchip.sim.gather_bench` (no idle, no backpressure).
@@ -56,14 +59,14 @@ from seedchip.rtl.gather import GatherEngine
 from seedchip.rtl.memport import MemPortSignature, req_layout, resp_layout
 from seedchip.rtl.onchip_ram import OnChipRAM
 from seedchip.rtl.sdram import CHIPS, SDRAMPinSignature
-from seedchip.sim.emb_golden import (Cmd, EngineParams, GatherModel, TableDesc, layout_tables,
-                                     make_bag_items)
+from seedchip.sim.emb_golden import (Cmd, EngineParams, GatherModel, TableDesc, cache_line,
+                                     layout_tables, make_bag_items)
 from seedchip.sim.sdram_model import SDRAMModel
 from seedchip.sim.sdram_tb import SDRAMSimConfig, make_controller
 from seedchip.sim.tb import TB, LayoutCodec
 
 __all__ = ["GatherSimConfig", "GatherSimTop", "make_top", "load_gather_config", "GatherTB",
-           "AddressMonitor", "TOPLEVEL", "random_tables", "random_batch", "random_cmd",
+           "AddressMonitor", "StatusMonitor", "TOPLEVEL", "random_tables", "random_batch", "random_cmd",
            "zipf_indices"]
 
 TOPLEVEL = "seedchip_gather"
@@ -358,6 +361,54 @@ class AddressMonitor:
             self.last_cycle = cyc
 
 
+class StatusMonitor:
+    """Watches ``busy`` and the ``cycles`` counter every cycle.
+
+    ``cycles`` counts the cycles with ``busy`` high, so from one cycle to the
+    next it grows by exactly the earlier cycle's ``busy`` (mod 2**32);
+    ``busy`` is high in the cycle after a command is taken and in every cycle
+    an output beat is offered (a batch is not finished before its last beat
+    is taken). A violation fails the test at once (and is kept in ``errors``).
+    """
+
+    def __init__(self, gtb: "GatherTB"):
+        self.tb = gtb.tb
+        d = gtb.dut
+        self.busy, self.cycles = d.busy, d.cycles
+        self.cmd_valid, self.cmd_ready, self.out_valid = d.cmd__valid, d.cmd__ready, d.pooled__valid
+        self.errors: list[str] = []
+        #: cycles with busy high seen since reset
+        self.busy_cycles = 0
+        self._task = cocotb.start_soon(self._run())
+
+    def _fail(self, msg):
+        self.errors.append(msg)
+        self.tb.fail(f"status monitor: {msg}")
+
+    async def _run(self):
+        prev = None
+        while True:
+            await self.tb.edge
+            await ReadOnly()
+            if self.tb.in_reset:
+                prev = None
+                continue
+            busy = int(self.busy.value)
+            cyc = self.cycles.value.to_unsigned()
+            took = bool(self.cmd_valid.value) and bool(self.cmd_ready.value)
+            now = self.tb.cycle()
+            if prev is not None:
+                p_busy, p_cyc, p_took = prev
+                if cyc != (p_cyc + p_busy) & 0xFFFF_FFFF:
+                    self._fail(f"cycle {now}: cycles = {cyc}, expected {p_cyc} + busy {p_busy}")
+                if p_took and not busy:
+                    self._fail(f"cycle {now}: busy low the cycle after a command was taken")
+            if self.out_valid.value and not busy:
+                self._fail(f"cycle {now}: an output beat is offered with busy low")
+            self.busy_cycles += busy
+            prev = (busy, cyc, took)
+
+
 @dataclasses.dataclass
 class _Batch:
     no: int
@@ -392,6 +443,7 @@ class GatherTB:
                                    backpressure=backpressure)
         self.model = GatherModel(self.p, {}, mem_words=cfg.mem_words)
         self.monitor = AddressMonitor(self)
+        self.status_monitor = StatusMonitor(self)
         self.sdram = None
         if cfg.backend == "sdram":
             sc = cfg.sdram
@@ -599,6 +651,8 @@ class GatherTB:
                       f"{len(self.pooled) - self.beats_checked} output beat(s) after the end")
         self.tb.check(not self.monitor.errors, f"address monitor: {self.monitor.errors[:3]}")
         self.tb.check(not self.monitor.expected, "expected reads never issued")
+        self.tb.check(not self.status_monitor.errors,
+                      f"status monitor: {self.status_monitor.errors[:3]}")
         if self.sdram is not None:
             self.sdram.check()
             self.log.info("SDRAM model: %s; commands %s", self.sdram.report(),
@@ -1047,6 +1101,128 @@ async def test_desc_rewrite(dut):
         g.dut.cache_clear.value = 0
         g.model.cache_clear()
         await g.run(Cmd(), items, idx, label="after cache_clear")
+    await g.finish()
+
+
+@cocotb.test()
+async def test_cache_collide(dut):
+    """Keys that share a hot-row cache line, looked up alternately and back to
+    back, so a hit check that compared less than the whole key (table, row)
+    would return the other key's row.
+
+    Line of a key as the engine computes it (:func:`cache_line`:
+    ``(row ^ table * 0x9E5) % cache_rows``). ``0x9E5`` is odd, so the same row
+    of two tables lands on one line only when the table ids are equal modulo
+    ``cache_rows``: that case needs ``n_tables > cache_rows`` (the
+    ``onchip32c4`` build) and is the one a hit check ignoring the table id
+    gets wrong. Also: different rows of different tables on one line, and
+    rows of one table on one line. Every row differs from every other (its
+    first element is unique), lookups run in bags of one and two, with a
+    spacer lookup on another line between some (the key is then read from
+    the key store, not forwarded from the lookup just ahead); then seeded
+    random sequences over the colliding keys in every pooling mode. Outputs,
+    and cache hits/misses, equal the golden model's exact cache simulation.
+    """
+    g = GatherTB(dut, idle=0.1, backpressure=0.1)
+    await g.start()
+    rng, p = g.rng, g.p
+    lines = p.cache_rows
+    if not lines:
+        g.log.info("no cache in this build: the collisions run as plain lookups")
+        lines = 2
+    n_t = p.n_tables
+    rows = min(24, max(2 * lines, 8))
+    dims = [p.max_dim, p.lanes + 1, 3, max(2, p.max_dim - 5)]
+    tables = [rng.integers(-128, 128, (rows, dims[t % len(dims)])) for t in range(n_t)]
+    # a unique first element per (table, row): every collision is visible in SUM of one
+    uniq = rng.permutation(256)[:n_t * rows].reshape(n_t, rows) - 128 if n_t * rows <= 256 else None
+    for t, tab in enumerate(tables):
+        tab[:, 0] = uniq[t] if uniq is not None else (np.arange(rows) * n_t + t) % 256 - 128
+    await g.setup_tables(tables, **_layout_kw(g))
+
+    def line(t, r):
+        return cache_line(t, r, lines)
+
+    keys = [(t, r) for t in range(n_t) for r in range(rows)]
+    by_line = collections.defaultdict(list)
+    for k in keys:
+        by_line[line(*k)].append(k)
+    # (a, b) pairs on one line: same row of two tables; other rows of two tables; one table
+    same_row = [((t0, r), (t1, r)) for t0 in range(n_t) for t1 in range(t0 + 1, n_t)
+                for r in range(rows) if line(t0, r) == line(t1, r)]
+    cross = [(a, b) for ks in by_line.values() for a in ks for b in ks
+             if a[0] < b[0] and a[1] != b[1]]
+    within = [(a, b) for ks in by_line.values() for a in ks for b in ks
+              if a[0] == b[0] and a[1] < b[1]]
+    g.log.info("cache_collide: %d lines, %d tables x %d rows: %d same-row cross-table pairs, "
+               "%d other cross-table pairs, %d same-table pairs", lines, n_t, rows,
+               len(same_row), len(cross), len(within))
+    if p.cache_rows and n_t > p.cache_rows:
+        g.tb.check(len(same_row) > 0, "n_tables > cache_rows but no same-row collision found")
+
+    def spacer(a):
+        # a key on another line (its lookup goes between, so the next one reads the key store)
+        others = [k for k in keys if line(*k) != line(*a)]
+        return others[int(rng.integers(len(others)))]
+
+    def pick(pairs, n):
+        if len(pairs) <= n:
+            return list(pairs)
+        return [pairs[int(i)] for i in rng.choice(len(pairs), n, replace=False)]
+
+    def directed(pairs):
+        """Bags (table, [rows]) for each pair: a b a b (bags of one), a a b b
+        (bags of two: hits then the other key), a x b x a (spacers)."""
+        bags = []
+        for a, b in pairs:
+            bags += [(a[0], [a[1]]), (b[0], [b[1]]), (a[0], [a[1]]), (b[0], [b[1]])]
+            bags += [(a[0], [a[1], a[1]]), (b[0], [b[1], b[1]]), (a[0], [a[1]])]
+            for k in (a, b, a):
+                x = spacer(k)
+                bags += [(k[0], [k[1]]), (x[0], [x[1]])]
+            bags += [(b[0], [b[1]])]
+        return bags
+
+    def submit(cmd, bags, label):
+        items = make_bag_items([t for t, _ in bags],
+                               np.concatenate([[0], np.cumsum([len(r) for _, r in bags])]).tolist())
+        idx = [(r, int(rng.integers(-128, 128)) if cmd.weighted else 1)
+               for _, rs in bags for r in rs]
+        g.submit(cmd, items, idx, label=label)
+
+    for label, pairs in (("same row, two tables", same_row), ("two tables", cross),
+                         ("one table", within)):
+        chosen = pick(pairs, 12)
+        if not chosen:
+            g.log.info("cache_collide: no %s pairs on one line in this build", label)
+            continue
+        bags = directed(chosen)
+        # unweighted SUM of one row is the row itself: any wrong row shows
+        for k in range(0, len(bags), 40):
+            submit(Cmd(), bags[k:k + 40], f"collide: {label}")
+        await g.settle()
+    # seeded random: runs over the colliding keys (and a few others), every mode
+    pool = [k for a, b in same_row + cross + within for k in (a, b)] or keys
+    for rnd in range(4):
+        g.random_traffic()
+        for _ in range(3):
+            bags = []
+            for _ in range(int(rng.integers(4, 16))):
+                a = pool[int(rng.integers(len(pool)))] if rng.random() < 0.85 else \
+                    keys[int(rng.integers(len(keys)))]
+                mates = by_line[line(*a)]
+                n = int(rng.integers(1, min(4, p.max_bag) + 1))
+                rs = [a[1]] * n
+                bags.append((a[0], rs))
+                b = mates[int(rng.integers(len(mates)))]
+                bags.append((b[0], [b[1]] * int(rng.integers(1, 3))))
+            submit(random_cmd(rng), [(t, rs[:p.max_bag]) for t, rs in bags], "collide: random")
+        await g.settle()
+    h, m = int(g.dut.cache_hits.value), int(g.dut.cache_misses.value)
+    g.log.info("cache_collide: %d cache hits, %d misses", h, m)
+    if p.cache_rows:
+        g.tb.check(h > 0 and m > 0, f"cache hits {h}, misses {m}: the collisions did not "
+                   f"exercise both outcomes")
     await g.finish()
 
 

@@ -44,6 +44,11 @@ CONFIGS = {
     "sdram16c": GatherSimConfig(backend="sdram", chip="IS42S16160", period_ns=7, cas_latency=3,
                                 read_delay=2, n_tables=8, max_dim=64, max_bag=32, inflight=32, lanes=8,
                                 cache_rows=64),
+    # more tables than cache lines: the same row of tables t and t + 4 shares a
+    # line (0x9E5 is odd, so with n_tables <= cache_rows it never does), the
+    # one case where a hit check must compare the table id
+    "onchip32c4": GatherSimConfig(backend="onchip", data_width=32, ram_depth=4096, n_tables=8,
+                                  max_dim=72, max_bag=20, inflight=32, lanes=8, cache_rows=4),
 }
 TESTCASES = {
     "onchip32": ["test_random", "test_patterns", "test_bounds", "test_bad_input",
@@ -51,9 +56,11 @@ TESTCASES = {
     "sdram16": ["test_random", "test_patterns", "test_bounds", "test_mem_error",
                 "test_output_stall", "test_one_bank"],
     "onchip32c": ["test_random", "test_patterns", "test_bounds", "test_bad_input",
-                  "test_mem_error", "test_output_stall", "test_zipf", "test_desc_rewrite"],
+                  "test_mem_error", "test_output_stall", "test_zipf", "test_desc_rewrite",
+                  "test_cache_collide"],
     "sdram16c": ["test_random", "test_patterns", "test_bounds", "test_mem_error",
                  "test_output_stall", "test_zipf", "test_desc_rewrite"],
+    "onchip32c4": ["test_cache_collide", "test_random"],
 }
 
 
