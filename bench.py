@@ -79,7 +79,7 @@ def run_sdram_bench(config, board, words=SDRAM_WORDS, report=None):
     the board ``report`` if there is one."""
     from .boards import get_board
     from .sim.sdram_bench import run_sdram_bench as run
-    from .sim.sdram_tb import board_sdram_sim
+    from .boardsim import board_sdram_sim
 
     board = get_board(board)
     sim_config, plan = board_sdram_sim(config, board.name)
@@ -119,13 +119,14 @@ def run_gather_bench(config=None):
     of 1/8/32, uniform and Zipf(1.05) indices; the engine and SDRAM clock of
     ``config`` (default: the gather build's, ``GATHER_CONFIG``)."""
     from .config import GATHER_CONFIG
-    from .sim.gather_bench import board_sim_config, run_gather_bench as run
+    from .boardsim import board_gather_sim
+    from .sim.gather_bench import run_gather_bench as run
 
     config = config or GATHER_CONFIG
     print(f"bench: gather engine on the simulated SDRAM at {config.sdram_mhz:g} MHz "
           "(18 cases, a quarter of an hour)...", flush=True)
     t0 = time.monotonic()
-    out = run(board_sim_config(config), progress=lambda line: print(f"  {line}", flush=True),
+    out = run(board_gather_sim(config), progress=lambda line: print(f"  {line}", flush=True),
               clk_mhz=config.sdram_mhz)
     print(f"bench: simulated in {time.monotonic() - t0:.0f} s (wall clock, not a figure)")
     return out

@@ -198,7 +198,8 @@ def cmd_embedding_bag(args):
     offsets = _load_npy(args.offsets, "--offsets")
     weights = _load_npy(args.weights, "--weights") if args.weights else None
     out = _out_file(args.out, "--out") if args.out else None
-    config = gather_run.cli_config()
+    from .boardsim import cli_gather_sim
+    config = cli_gather_sim()
     # Everything the host can check, checked before the simulator starts.
     try:
         table, indices, bounds = gather_run.check_inputs(
@@ -223,7 +224,7 @@ def cmd_embedding_bag(args):
         r = gather_run.run_embedding_bag(table, indices, offsets, mode=args.mode, weights=weights,
                                          bounds=args.bounds,
                                          include_last_offset=args.include_last_offset,
-                                         progress=_progress_printer())
+                                         config=config, progress=_progress_printer())
     except ValueError as e:
         raise UsageError(str(e)) from None
     except RuntimeError as e:

@@ -2,9 +2,9 @@
 
 ``run_gather_bench(config, dims, bag_sizes, dists)`` runs the cocotb
 ``bench_gather`` test of :mod:`seedchip.sim.gather_tb` once on the engine +
-memory backend of ``config`` (by default the board's: the engine of
+memory backend of ``config`` (``make bench`` passes the board's: the engine of
 :class:`~seedchip.config.ChipConfig`'s ``gather_*`` on an IS42S16160 at the
-gather build's SDRAM clock; :func:`board_sim_config`), with no idle and no
+gather build's SDRAM clock; :func:`seedchip.boardsim.board_gather_sim`), with no idle and no
 backpressure, for every (dim, bag
 size, distribution): a fresh ``rows``-row table, ``warm`` lookups of the same
 distribution to fill the cache (not timed; by default eight times the
@@ -43,32 +43,13 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ..config import GATHER_CONFIG, ChipConfig
 from . import runner
 from .gather_tb import TOPLEVEL, GatherSimConfig, make_top
-from .sdram_tb import board_sdram_sim
 
-__all__ = ["DEFAULT_CONFIG", "board_sim_config", "run_gather_bench", "render_table"]
-
-
-def board_sim_config(config: ChipConfig = GATHER_CONFIG) -> GatherSimConfig:
-    """The board's engine (``config.gather_*``) on the board's SDRAM at the
-    board's SDRAM clock (``config.sdram_mhz``), as the ULX3S build runs it
-    (default: the gather build, ``--config gather``), with the CAS latency
-    and read capture delay the ULX3S top picks for that clock
-    (:func:`~seedchip.sim.sdram_tb.board_sdram_sim`)."""
-    sdram, _ = board_sdram_sim(config)
-    return GatherSimConfig(backend="sdram", chip=sdram.chip, period_ns=sdram.period_ns,
-                           cas_latency=sdram.cas_latency, read_delay=sdram.read_delay,
-                           n_tables=config.gather_tables, max_dim=config.gather_max_dim,
-                           max_bag=config.gather_max_bag, inflight=config.gather_inflight,
-                           lanes=config.gather_lanes, cache_rows=config.gather_cache_rows)
+__all__ = ["run_gather_bench", "render_table"]
 
 
-DEFAULT_CONFIG = board_sim_config()
-
-
-def run_gather_bench(config: GatherSimConfig | None = None, *, dims=(16, 32, 64),
+def run_gather_bench(config: GatherSimConfig, *, dims=(16, 32, 64),
                      bag_sizes=(1, 8, 32), dists=("uniform", "zipf"), bags: int = 64,
                      min_lookups: int = 512, rows: int = 65536, warm: int | None = None,
                      sim=None, progress=None, clk_mhz: float | None = None) -> dict:
@@ -77,7 +58,6 @@ def run_gather_bench(config: GatherSimConfig | None = None, *, dims=(16, 32, 64)
     case. ``clk_mhz`` is the clock the per-second figures are at (default:
     the simulated one, a whole number of ns; the board's clock when the
     caller gives it). Raises if a check failed."""
-    config = config or DEFAULT_CONFIG
     if warm is None:
         warm = max(2048, 8 * config.cache_rows)
     cases = [{"dim": int(d), "bag": int(b), "bags": max(int(bags), -(-min_lookups // int(b))),

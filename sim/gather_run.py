@@ -1,9 +1,10 @@
 """EmbeddingBag on the simulated RTL: the host side of ``seedchip embedding-bag``.
 
 :func:`run_embedding_bag` runs one batch of bags over one table on the gather
-engine + SDR SDRAM controller + pin-level SDRAM model (:func:`cli_config`:
-the engine and SDRAM timing the gather benchmark measures, the board's
-IS42S16160 at a 12 ns period, CL3; :func:`describe_setup` says it), through
+engine + SDR SDRAM controller + pin-level SDRAM model of ``config`` (the
+command line's: :func:`seedchip.boardsim.cli_gather_sim`, the engine and SDRAM
+timing the gather benchmark measures, the board's IS42S16160 at a 12 ns
+period, CL3; :func:`describe_setup` says it), through
 the same testbench as the tests (:class:`~seedchip.sim.gather_tb.GatherTB`):
 every read is checked by the address monitor, the outputs, error registers
 and counters against the golden model, and the SDRAM model's timing checker
@@ -30,22 +31,15 @@ import numpy as np
 from ..emb_protocol import BoundsMode, GatherError, PoolMode
 
 __all__ = ["EmbeddingBagResult", "run_embedding_bag", "describe_error", "check_inputs",
-           "check_fits", "out_of_range", "to_wire", "cli_config", "describe_setup", "TABLE_BASE"]
+           "check_fits", "out_of_range", "to_wire", "describe_setup", "TABLE_BASE"]
 
 #: Word address of the table in the simulated memory.
 TABLE_BASE = 1 << 12
 
 
-def cli_config():
-    """The simulation build the CLI uses (one cached Verilator build): the
-    benchmark's, with room for rows up to 256 bytes and bags up to 256."""
-    from .gather_bench import DEFAULT_CONFIG  # noqa: PLC0415
-    return dataclasses.replace(DEFAULT_CONFIG, max_dim=256, max_bag=256)
-
-
-def describe_setup(config=None) -> str:
-    """What :func:`run_embedding_bag` simulates, in words (for banners)."""
-    c = cli_config() if config is None else config
+def describe_setup(c) -> str:
+    """What :func:`run_embedding_bag` simulates on ``c`` (a
+    :class:`~seedchip.sim.gather_tb.GatherSimConfig`), in words (for banners)."""
     cache = f"{c.cache_rows}-line hot-row cache" if c.cache_rows else "no cache"
     if c.backend != "sdram":
         return f"gather engine ({cache}) + {c.ram_depth}-word on-chip RAM"
@@ -189,7 +183,7 @@ def to_wire(indices, index_width: int) -> list[int]:
 
 def run_embedding_bag(table, indices, offsets, *, mode: str = "sum", weights=None,
                       bounds: str = "fatal", include_last_offset: bool = False,
-                      sim: str | None = None, progress=None) -> EmbeddingBagResult:
+                      config, sim: str | None = None, progress=None) -> EmbeddingBagResult:
     """Run the bags on the simulated RTL; see the module docstring.
 
     Raises :class:`ValueError` for input the engine must not be given
@@ -198,7 +192,6 @@ def run_embedding_bag(table, indices, offsets, *, mode: str = "sum", weights=Non
     from . import runner  # noqa: PLC0415
     from .gather_tb import TOPLEVEL, make_top  # noqa: PLC0415
 
-    config = cli_config()
     try:
         pool = PoolMode[mode.upper()]
     except KeyError:

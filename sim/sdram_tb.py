@@ -39,7 +39,7 @@ from seedchip.rtl.sdram import CHIPS, SDRAMController
 from seedchip.sim.sdram_model import SDRAMModel
 from seedchip.sim.tb import TB, LayoutCodec
 
-__all__ = ["SDRAMSimConfig", "board_sdram_sim", "make_controller", "load_sdram_config", "SDRAMTB",
+__all__ = ["SDRAMSimConfig", "make_controller", "load_sdram_config", "SDRAMTB",
            "TOPLEVEL"]
 
 TOPLEVEL = "seedchip_sdram"
@@ -93,25 +93,6 @@ class SDRAMSimConfig:
     @classmethod
     def from_json(cls, text: str) -> "SDRAMSimConfig":
         return cls(**json.loads(text))
-
-
-def board_sdram_sim(config, board="ulx3s-85f"):
-    """``(SDRAMSimConfig, plan)``: the board's SDRAM set up as its top does
-    for ``config``'s clocks (``plan``: :func:`~seedchip.boards.sdram_phy.plan_clocks`,
-    with the CAS latency and read capture delay it picks), simulated on the
-    IS42S16160 preset (the board's timings in cycles are those of its
-    worst-case part, which that preset matches). The simulation's period is
-    a whole number of ns, rounded down, so every SDRAM timing takes at least
-    the cycles it takes on the board."""
-    from seedchip.boards import get_board  # noqa: PLC0415
-    from seedchip.boards.sdram_phy import plan_clocks  # noqa: PLC0415
-
-    board = get_board(board)
-    plan = plan_clocks(chip=board.sdram_chip, clk_mhz=config.clk_mhz, sdram_mhz=config.sdram_mhz,
-                       clk_in_mhz=board.clk_in_mhz)
-    sim = SDRAMSimConfig(chip="IS42S16160", period_ns=int(1000 / plan["sdram_mhz"]),
-                         cas_latency=plan["cas_latency"], read_delay=plan["read_delay"])
-    return sim, plan
 
 
 def make_controller(*, config: SDRAMSimConfig) -> SDRAMController:

@@ -6,6 +6,7 @@ The first run builds the simulation (about 1.5 min); later runs reuse it.
 import numpy as np
 import pytest
 
+from seedchip.boardsim import cli_gather_sim
 from seedchip.cli import main
 from seedchip.emb_protocol import GatherError
 from seedchip.sim.emb_golden import embedding_bag_ref
@@ -64,7 +65,8 @@ def test_engine_fatal_status_names_the_index_as_given(files):
     """The API runs the engine's own FATAL path; its error status comes back
     with the caller's index (-1), not the wire's all-ones value."""
     table = files[1]
-    r = run_embedding_bag(table, np.array([4, -1, 7]), np.array([0, 1]), bounds="fatal")
+    r = run_embedding_bag(table, np.array([4, -1, 7]), np.array([0, 1]), bounds="fatal",
+                          config=cli_gather_sim())
     assert r.error == GatherError.OUT_OF_RANGE
     assert (r.error_bag, r.error_index, r.error_position) == (1, -1, 1)
     assert "index -1 is outside the table" in describe_error(r.error, r.error_bag, r.error_index)

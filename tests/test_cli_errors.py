@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from seedchip.boardsim import cli_gather_sim
 from seedchip.cli import main
 from seedchip.sim import gather_run, runner
 
@@ -123,14 +124,14 @@ def test_bad_offsets(files, capsys, no_sim, offsets, message):
 
 
 def test_bag_longer_than_the_engine_takes(files, capsys, no_sim):
-    n = gather_run.cli_config().max_bag + 1
+    n = cli_gather_sim().max_bag + 1
     idx = _save(files["dir"], "Ilong.npy", np.zeros(n, dtype=np.int64))
     assert _emb(files, indices=idx, offsets=_save(files["dir"], "O0.npy", np.array([0]))) == 2
     assert f"bag 0 has {n} indices" in _one_error_line(capsys, "embedding-bag")
 
 
 def test_table_larger_than_memory(files, capsys, no_sim):
-    cfg = gather_run.cli_config()
+    cfg = cli_gather_sim()
     word = cfg.width // 8
     rows = (cfg.mem_words - gather_run.TABLE_BASE) // (64 // word) + 1   # one row too many
     big = np.lib.format.open_memmap(files["dir"] / "Tbig.npy", mode="w+", dtype=np.int8,
