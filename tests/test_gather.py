@@ -50,6 +50,9 @@ CONFIGS = {
     "onchip32c4": GatherSimConfig(backend="onchip", data_width=32, ram_depth=4096, n_tables=8,
                                   max_dim=72, max_bag=20, inflight=32, lanes=8, cache_rows=4),
 }
+#: the cocotb tests each configuration runs (a selection: the cache tests
+#: need a cache, the slow ones run where they say most);
+#: test_every_testbench_test_runs keeps it in step with the testbench
 TESTCASES = {
     "onchip32": ["test_random", "test_patterns", "test_bounds", "test_bad_input",
                  "test_mem_error", "test_output_stall", "test_one_bank", "test_throughput"],
@@ -62,6 +65,16 @@ TESTCASES = {
                  "test_output_stall", "test_zipf", "test_desc_rewrite"],
     "onchip32c4": ["test_cache_collide", "test_random"],
 }
+
+
+
+
+def test_every_testbench_test_runs():
+    """Every cocotb test of sim/gather_tb.py runs on some configuration, and
+    every name here is one of them: a new test cannot be forgotten."""
+    tests = {t for t in runner.cocotb_tests("seedchip.sim.gather_tb") if t.startswith("test_")}
+    chosen = {t for names in TESTCASES.values() for t in names}
+    assert chosen == tests, (sorted(tests - chosen), sorted(chosen - tests))
 
 
 # -- parameters ---------------------------------------------------------------------
@@ -235,10 +248,6 @@ def test_pysim_smoke(data_width):
 
 
 # -- cocotb ------------------------------------------------------------------------------
-
-@pytest.fixture(params=runner.simulators_from_env())
-def sim(request):
-    return runner.require_simulator(request.param)
 
 
 @pytest.mark.parametrize("config_name,testcase",
