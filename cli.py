@@ -136,7 +136,7 @@ def cmd_build(args):
     import shlex
     from .boards import build as board_build
     config = load_config(args)
-    seed = args.seed if args.seed is not None else board_build.PRESET_SEEDS.get(args.config, 1)
+    seed = args.seed if args.seed is not None else board_build.PRESET_SEEDS.get(args.config, board_build.DEFAULT_SEED)
     if seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, not {seed}")
     try:
@@ -469,12 +469,12 @@ def main(argv=None):
     p.set_defaults(func=cmd_generate)
 
     from .boards import DEFAULT_BOARD
-    from .boards.build import PRESET_SEEDS
+    from .boards.build import DEFAULT_SEED, PRESET_SEEDS
     p = sub.add_parser("build", help="synthesize, place and route a board top to a bitstream")
     _add_config_args(p)
     p.add_argument("--board", default=DEFAULT_BOARD, choices=_board_names(),
                    help=f"the board to build for (default {DEFAULT_BOARD})")
-    p.add_argument("--seed", type=int, help="nextpnr placement seed (default 1, or the preset's: "
+    p.add_argument("--seed", type=int, help=f"nextpnr placement seed (default {DEFAULT_SEED}, or the preset's: "
                    + ", ".join(f"--config {k}: {v}" for k, v in PRESET_SEEDS.items()) + ")")
     p.add_argument("--build-dir", help="default: build/<board>")
     p.add_argument("--synth-opts", default="", metavar="OPTS",
