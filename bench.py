@@ -280,40 +280,42 @@ def parse_sizes(text: str, config) -> list:
 PARTS = ("gemm", "sdram", "gather")
 
 
-def main(args, config, sizes=None, only=None):
-    """``seedchip bench`` (the command line has checked ``args``): every part,
-    or just ``only`` (one of :data:`PARTS`, with the build reports already in
-    ``build/``, no board build). Raises :class:`RuntimeError` or ``BuildError``
-    when a simulation or build fails."""
+def main(config, *, board="ulx3s-85f", out="build/bench.json", readme=None, build=True,
+         sizes=None, only=None):
+    """``seedchip bench``: every part, or just ``only`` (one of :data:`PARTS`,
+    with the build reports already in ``build/``, no board build).
+    ``build=False`` uses the existing build reports too. Writes ``out`` (JSON)
+    and, with ``readme``, the figures table there. Raises
+    :class:`RuntimeError` or ``BuildError`` when a simulation or build fails."""
     from .config import GATHER_CONFIG
     parts = PARTS if only is None else (only,)
-    build = not args.no_build and only is None
+    build = build and only is None
     sizes = DEFAULT_SIZES if sizes is None else sizes
     sizes = [s for s in sizes if s[0] <= config.max_m and s[1] <= config.max_k and s[2] <= config.max_n]
     bench = {"date": time.strftime("%Y-%m-%d"), "host": _platform.node(),
              "config": config.to_dict()}
     if "gemm" in parts:
         bench["gemm"] = run_gemm_bench(config, sizes)
-    report_path = Path("build") / args.board / "report.json"
+    report_path = Path("build") / board / "report.json"
     if build:
         from .boards import build as board_build
-        print(f"bench: building {args.board} for the board figures...", flush=True)
-        board_build.build(args.board, config)
+        print(f"bench: building {board} for the board figures...", flush=True)
+        board_build.build(board, config)
     if "sdram" in parts or only is None:
         if report_path.exists():
             bench["board"] = json.loads(report_path.read_text())
         else:
             print(f"bench: no {report_path}; board figures left out", file=sys.stderr)
     if "sdram" in parts:
-        bench["sdram"] = run_sdram_bench(config, args.board, report=bench.get("board"))
+        bench["sdram"] = run_sdram_bench(config, board, report=bench.get("board"))
     # the gather engine: its own build (the recommender preset), its figures
     # at that build's SDRAM clock
-    gather_dir = Path("build") / f"{args.board}-gather"
+    gather_dir = Path("build") / f"{board}-gather"
     if build:
         from .boards import build as board_build
-        print(f"bench: building {args.board} with the gather engine (--config gather; "
+        print(f"bench: building {board} with the gather engine (--config gather; "
               "about ten minutes)...", flush=True)
-        board_build.build(args.board, GATHER_CONFIG, build_dir=gather_dir,
+        board_build.build(board, GATHER_CONFIG, build_dir=gather_dir,
                           seed=board_build.PRESET_SEEDS["gather"])
     if "gather" in parts:
         if (gather_dir / "report.json").exists():
@@ -323,13 +325,13 @@ def main(args, config, sizes=None, only=None):
                   file=sys.stderr)
         bench["gather"] = run_gather_bench(GATHER_CONFIG)
         gather_at_fmax(bench)
-    out = Path(args.out)
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(bench, indent=2) + "\n")
     print(f"bench: wrote {out}")
-    if args.readme:
-        update_readme(args.readme, bench)
-        print(f"bench: updated the figures table in {args.readme}")
+    if readme:
+        update_readme(readme, bench)
+        print(f"bench: updated the figures table in {readme}")
     print()
     print(render_table(bench))
     bad = [r for r in bench.get("gemm", []) if not r["bit_exact"]]

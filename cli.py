@@ -430,7 +430,8 @@ def cmd_bench(args):
             raise UsageError(str(e).replace("--force to try anyway",
                                             "--no-build leaves the board builds out")) from None
     try:
-        return bench.main(args, config, sizes, only=args.only)
+        return bench.main(config, board=args.board, out=args.out, readme=args.readme,
+                          build=not args.no_build, sizes=sizes, only=args.only)
     except (RuntimeError, BuildError) as e:  # a simulation or a build that failed
         raise CommandError(str(e)) from None
 
