@@ -655,48 +655,8 @@ def _build(board, config, *, seed, build_dir, out, top, synth_opts, nextpnr_opts
     fmax = sync["fmax_mhz"] if sync else None
     # Every domain must meet its target (a domain nextpnr did not report is not met).
     met = bool(clocks) and all(c["met"] for c in clocks)
-    sdram = None
-    if getattr(top, "sdram_budget", None):
-        clk = next((c for c in clocks if c["domain"] == "sdram"), {})
-        b = top.sdram_budget
-        sdram = {
-            "chip": top.sdram_chip.name,
-            "target_mhz": round(top.sdram_mhz, 3),
-            "fmax_mhz": clk.get("fmax_mhz"),
-            "met": clk.get("met", False),
-            "cas_latency": b["cas_latency"],
-            "read_delay": b["read_delay"],
-            "clock_phase_deg": b["phase_deg"],
-            # estimates, see boards/sdram_phy.py: nextpnr does not time I/O
-            "io_margin_ns": round(b["worst_ns"], 2),
-            "io_budget": {name: {k: round(v, 2) if isinstance(v, float) else v
-                                 for k, v in budget.items()}
-                          for name, budget in b["budgets"].items()},
-        }
-
-    gather = None
-    if getattr(top, "gather", None):
-        # The engine runs in the sdram domain, on the controller: its ceilings at
-        # that clock for typical row sizes (a miss reads ceil(dim / word bytes)
-        # words, one per cycle at best; a cache hit streams ceil(dim / lanes)
-        # beats); `make bench` measures the real rates on the simulated RTL.
-        eng = dict(top.gather.get("engine", {}))
-        word_bytes = top.sdram_chip.data_width // 8
-        lanes = eng.get("lanes") or word_bytes
-        clk = next((c for c in clocks if c["domain"] == "sdram"), {})
-        hz = top.sdram_mhz * 1e6
-        gather = {
-            "domain": "sdram",
-            "clk_mhz": round(top.sdram_mhz, 3),
-            "fmax_mhz": clk.get("fmax_mhz"),
-            "met": clk.get("met", False),
-            "engine": {**eng, "data_width": top.sdram_chip.data_width},
-            "peak_lookups_per_s": {
-                str(dim): {"sdram": round(hz / -(-dim // word_bytes)),
-                           "cache_hit": round(hz / -(-dim // lanes))
-                           if eng.get("cache_rows") else None}
-                for dim in (16, 32, 64) if dim <= eng.get("max_dim", 64)},
-        }
+    sdram = _sdram_section(top, clocks)
+    gather = _gather_section(top, clocks)
 
     report = {
         "board": board.name,
@@ -738,6 +698,57 @@ def _build(board, config, *, seed, build_dir, out, top, synth_opts, nextpnr_opts
     if report["bitstream"] is None:
         raise BuildError(f"the flow finished but {bitstream} is missing; see {build_dir / BUILD_LOG}")
     return report
+
+
+def _sdram_section(top, clocks):
+    """The report's ``sdram`` section: the controller's clock and I/O budget (None without one)."""
+    if not getattr(top, "sdram_budget", None):
+        return None
+    clk = next((c for c in clocks if c["domain"] == "sdram"), {})
+    b = top.sdram_budget
+    sdram = {
+        "chip": top.sdram_chip.name,
+        "target_mhz": round(top.sdram_mhz, 3),
+        "fmax_mhz": clk.get("fmax_mhz"),
+        "met": clk.get("met", False),
+        "cas_latency": b["cas_latency"],
+        "read_delay": b["read_delay"],
+        "clock_phase_deg": b["phase_deg"],
+        # estimates, see boards/sdram_phy.py: nextpnr does not time I/O
+        "io_margin_ns": round(b["worst_ns"], 2),
+        "io_budget": {name: {k: round(v, 2) if isinstance(v, float) else v
+                             for k, v in budget.items()}
+                      for name, budget in b["budgets"].items()},
+    }
+    return sdram
+
+
+def _gather_section(top, clocks):
+    """The report's ``gather`` section: the engine's clock and lookup ceilings (None without one)."""
+    if not getattr(top, "gather", None):
+        return None
+    # The engine runs in the sdram domain, on the controller: its ceilings at
+    # that clock for typical row sizes (a miss reads ceil(dim / word bytes)
+    # words, one per cycle at best; a cache hit streams ceil(dim / lanes)
+    # beats); `make bench` measures the real rates on the simulated RTL.
+    eng = dict(top.gather.get("engine", {}))
+    word_bytes = top.sdram_chip.data_width // 8
+    lanes = eng.get("lanes") or word_bytes
+    clk = next((c for c in clocks if c["domain"] == "sdram"), {})
+    hz = top.sdram_mhz * 1e6
+    gather = {
+        "domain": "sdram",
+        "clk_mhz": round(top.sdram_mhz, 3),
+        "fmax_mhz": clk.get("fmax_mhz"),
+        "met": clk.get("met", False),
+        "engine": {**eng, "data_width": top.sdram_chip.data_width},
+        "peak_lookups_per_s": {
+            str(dim): {"sdram": round(hz / -(-dim // word_bytes)),
+                       "cache_hit": round(hz / -(-dim // lanes))
+                       if eng.get("cache_rows") else None}
+            for dim in (16, 32, 64) if dim <= eng.get("max_dim", 64)},
+    }
+    return gather
 
 
 def format_report(report: dict) -> str:
