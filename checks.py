@@ -9,7 +9,7 @@ the parameter and the allowed range.
 
 from __future__ import annotations
 
-__all__ = ["check_int", "check_num", "check_pow2", "ceil_div"]
+__all__ = ["check_type", "check_int", "check_num", "check_pow2", "ceil_div"]
 
 
 def check_int(name: str, value, lo: int, hi: int) -> int:
@@ -41,3 +41,11 @@ def check_pow2(name: str, value, lo: int, hi: int) -> int:
 def ceil_div(x: int, n: int) -> int:
     """``ceil(x / n)`` for non-negative integers, exactly."""
     return -(-x // n)
+
+
+def check_type(name, value, cls):
+    """``value`` must be an instance of ``cls``: TypeError naming ``name``
+    otherwise (``config must be a ChipConfig, not {}``)."""
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be a {cls.__name__}, not {value!r}")
+    return value

@@ -6,6 +6,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from ..checks import check_type
 from ..config import ChipConfig
 from ..protocol import (GemmCmdLayout, ParamLayout, OutLayout, GemmError,
                         a_word_layout, b_word_layout)
@@ -59,8 +60,7 @@ class GemmUnit(wiring.Component):
     MIN_PASS = MIN_PASS
 
     def __init__(self, *, config):
-        if not isinstance(config, ChipConfig):
-            raise TypeError(f"config must be a ChipConfig, not {config!r}")
+        check_type("config", config, ChipConfig)
         self.config = config
         super().__init__({
             "cmd": In(stream.Signature(GemmCmdLayout)),

@@ -4,6 +4,7 @@ from amaranth.hdl import Module, Signal, Cat, Mux, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..checks import check_type
 from ..config import ChipConfig
 from .bufmem import BufferRAM
 from .ffcopy import ff_copy
@@ -36,8 +37,7 @@ class Accumulator(wiring.Component):
     """
 
     def __init__(self, *, config, array_latency):
-        if not isinstance(config, ChipConfig):
-            raise TypeError(f"config must be a ChipConfig, not {config!r}")
+        check_type("config", config, ChipConfig)
         if not isinstance(array_latency, int) or isinstance(array_latency, bool) or array_latency < 1:
             raise ValueError(f"array_latency must be a positive integer, not {array_latency!r}")
         self.config = config

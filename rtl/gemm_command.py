@@ -4,6 +4,7 @@ from amaranth.hdl import Module, Signal, Mux
 from amaranth.lib import data, wiring, stream
 from amaranth.lib.wiring import In, Out
 
+from ..checks import check_type
 from ..config import ChipConfig
 from ..protocol import GemmCmdLayout, GemmError
 
@@ -57,8 +58,7 @@ class CommandStage(wiring.Component):
     """
 
     def __init__(self, *, config):
-        if not isinstance(config, ChipConfig):
-            raise TypeError(f"config must be a ChipConfig, not {config!r}")
+        check_type("config", config, ChipConfig)
         self.config = config
         super().__init__({
             "cmd": In(stream.Signature(GemmCmdLayout)),

@@ -4,6 +4,7 @@ from amaranth.hdl import Module, Signal, Cat, Mux, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..checks import check_type
 from ..config import ChipConfig
 from .bufmem import BufferRAM
 from .gemm_walker import _bits
@@ -48,8 +49,7 @@ class GemmDrain(wiring.Component):
     """
 
     def __init__(self, *, config, fifo_depth):
-        if not isinstance(config, ChipConfig):
-            raise TypeError(f"config must be a ChipConfig, not {config!r}")
+        check_type("config", config, ChipConfig)
         if not isinstance(fifo_depth, int) or isinstance(fifo_depth, bool) or fifo_depth < 1:
             raise ValueError(f"fifo_depth must be a positive integer, not {fifo_depth!r}")
         self.config = config

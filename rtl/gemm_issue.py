@@ -4,10 +4,11 @@ from amaranth.hdl import Module, Signal, Cat, Mux
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..checks import check_type
 from ..config import ChipConfig
 from ..protocol import a_word_layout
 from .bufmem import BufferRAM
-from .gemm_walker import TileWalker, _bits
+from .gemm_walker import KN_PORTS, _bits, kn_walkers
 
 __all__ = ["ActivationIssuer", "tag_layout"]
 
@@ -51,16 +52,13 @@ class ActivationIssuer(wiring.Component):
     """
 
     def __init__(self, *, config):
-        if not isinstance(config, ChipConfig):
-            raise TypeError(f"config must be a ChipConfig, not {config!r}")
+        check_type("config", config, ChipConfig)
         self.config = config
         cfg = config
         super().__init__({
             "run": In(1),
-            "restart": In(1),
             "m": In(16), "m_m1": In(16), "pass_last_m1": In(16),
-            "k": In(16), "one_kt": In(1), "two_kt": In(1),
-            "n": In(16), "one_nt": In(1), "two_nt": In(1),
+            **KN_PORTS,
             "ahead_nz": In(1),
             "acc_busy": In(2),
             "a_addr": Out(_bits(cfg.max_m) + _bits(cfg.k_tiles_max)),
@@ -80,15 +78,7 @@ class ActivationIssuer(wiring.Component):
         mbits = _bits(cfg.max_m)
         RD = BufferRAM.LATENCY
 
-        m.submodules.is_kw = is_kw = TileWalker(step=R, idx_bits=_bits(cfg.k_tiles_max),
-                                                max_length=cfg.max_k)
-        m.submodules.is_nw = is_nw = TileWalker(step=C, idx_bits=_bits(cfg.n_tiles_max),
-                                                max_length=cfg.max_n)
-        m.d.comb += [
-            is_kw.length.eq(self.k), is_kw.first_last.eq(self.one_kt), is_kw.first_le2.eq(self.two_kt),
-            is_nw.length.eq(self.n), is_nw.first_last.eq(self.one_nt), is_nw.first_le2.eq(self.two_nt),
-            is_kw.restart.eq(self.restart), is_nw.restart.eq(self.restart),
-        ]
+        is_kw, is_nw = kn_walkers(m, self, cfg, "is")
         is_m = Signal(16)
         is_m_last = Signal()            # is_m == pass_last
         is_par = self.par

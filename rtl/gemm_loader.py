@@ -4,10 +4,11 @@ from amaranth.hdl import Module, Signal, Cat, Mux, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..checks import check_type
 from ..config import ChipConfig
 from ..protocol import b_word_layout
 from .bufmem import BufferRAM
-from .gemm_walker import TileWalker, _bits
+from .gemm_walker import KN_PORTS, _bits, kn_walkers
 
 __all__ = ["WeightLoader"]
 
@@ -42,16 +43,13 @@ class WeightLoader(wiring.Component):
     """
 
     def __init__(self, *, config):
-        if not isinstance(config, ChipConfig):
-            raise TypeError(f"config must be a ChipConfig, not {config!r}")
+        check_type("config", config, ChipConfig)
         self.config = config
         cfg = config
         safe_time = cfg.cols + 2
         super().__init__({
             "run": In(1),
-            "restart": In(1),
-            "k": In(16), "one_kt": In(1), "two_kt": In(1),
-            "n": In(16), "one_nt": In(1), "two_nt": In(1),
+            **KN_PORTS,
             "ahead_lt2": In(1),
             "bank_safe0": In(range(safe_time + 1)),
             "bank_safe1": In(range(safe_time + 1)),
@@ -71,15 +69,7 @@ class WeightLoader(wiring.Component):
         kbits = _bits(cfg.max_k)
         RD = BufferRAM.LATENCY
 
-        m.submodules.ld_kw = ld_kw = TileWalker(step=R, idx_bits=_bits(cfg.k_tiles_max),
-                                                max_length=cfg.max_k)
-        m.submodules.ld_nw = ld_nw = TileWalker(step=C, idx_bits=_bits(cfg.n_tiles_max),
-                                                max_length=cfg.max_n)
-        m.d.comb += [
-            ld_kw.length.eq(self.k), ld_kw.first_last.eq(self.one_kt), ld_kw.first_le2.eq(self.two_kt),
-            ld_nw.length.eq(self.n), ld_nw.first_last.eq(self.one_nt), ld_nw.first_le2.eq(self.two_nt),
-            ld_kw.restart.eq(self.restart), ld_nw.restart.eq(self.restart),
-        ]
+        ld_kw, ld_nw = kn_walkers(m, self, cfg, "ld")
 
         ld_k = Signal(16)               # ld_kw.base + ld_i, kept as a register
         ld_i = Signal(range(R))

@@ -4,6 +4,7 @@ from amaranth.hdl import Module, Signal, Cat, Mux
 from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 
+from ..checks import check_type
 from ..config import ChipConfig
 from ..protocol import ParamLayout, a_word_layout, b_word_layout
 from .ffcopy import ff_copy
@@ -36,8 +37,7 @@ class OperandLoader(wiring.Component):
     """
 
     def __init__(self, *, config):
-        if not isinstance(config, ChipConfig):
-            raise TypeError(f"config must be a ChipConfig, not {config!r}")
+        check_type("config", config, ChipConfig)
         self.config = config
         cfg = config
         mbits, kbits, nbits = _bits(cfg.max_m), _bits(cfg.max_k), _bits(cfg.max_n)

@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["TileWalker"]
+__all__ = ["TileWalker", "KN_PORTS", "kn_walkers"]
 
 
 def _bits(n):
@@ -83,3 +83,28 @@ class TileWalker(wiring.Component):
                 le2.eq(Mux(self.last, self.first_le2, rem <= 3 * step)),
             ]
         return m
+
+
+#: The registered K and N of the command and their tile flags, as both K/N
+#: walker pairs (loader, issuer) take them from the command decoder.
+KN_PORTS = {
+    "restart": In(1),
+    "k": In(16), "one_kt": In(1), "two_kt": In(1),
+    "n": In(16), "one_nt": In(1), "two_nt": In(1),
+}
+
+
+def kn_walkers(m, owner, config, prefix):
+    """The K-tile and N-tile :class:`TileWalker` of ``owner`` (a component
+    with the :data:`KN_PORTS`), added to ``m`` as ``<prefix>_kw`` and
+    ``<prefix>_nw``, reset by ``owner.restart``; returns ``(kw, nw)``."""
+    kw = TileWalker(step=config.rows, idx_bits=_bits(config.k_tiles_max), max_length=config.max_k)
+    nw = TileWalker(step=config.cols, idx_bits=_bits(config.n_tiles_max), max_length=config.max_n)
+    m.submodules[f"{prefix}_kw"] = kw
+    m.submodules[f"{prefix}_nw"] = nw
+    m.d.comb += [
+        kw.length.eq(owner.k), kw.first_last.eq(owner.one_kt), kw.first_le2.eq(owner.two_kt),
+        nw.length.eq(owner.n), nw.first_last.eq(owner.one_nt), nw.first_le2.eq(owner.two_nt),
+        kw.restart.eq(owner.restart), nw.restart.eq(owner.restart),
+    ]
+    return kw, nw

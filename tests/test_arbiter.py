@@ -19,6 +19,7 @@ from amaranth.sim import Simulator
 from seedchip.rtl.arbiter import MemArbiter, MemOrderFIFO
 from seedchip.rtl.memport import MemPortSignature
 from seedchip.rtl.onchip_ram import OnChipRAM
+from seedchip.sim.clocked import run_clocked
 
 N_PORTS = 3
 
@@ -253,10 +254,7 @@ def test_single_port():
             payload, = await ctx.tick().sample(port.resp.payload).until(port.resp.valid)
             got.append((payload.err, payload.rdata if not we else None))
 
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_clocked(m, tb)
     assert got == [(0, None), (0, 0x5A), (1, 0), (0, None), (0, 0xA5)]
 
 
@@ -332,7 +330,4 @@ def test_order_fifo(depth):
             if pushed:
                 model.append(value)
 
-    sim = Simulator(fifo)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_clocked(fifo, tb)

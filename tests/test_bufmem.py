@@ -7,10 +7,10 @@ import re
 import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import unsigned
-from amaranth.sim import Simulator
 
 from seedchip.boards.ulx3s import ULX3S_85F_Platform
 from seedchip.rtl.bufmem import BufferRAM
+from seedchip.sim.clocked import run_clocked
 
 
 @pytest.mark.parametrize("width,depth,bank_depth", [(8, 40, None), (12, 100, 32)])
@@ -44,10 +44,7 @@ def test_read_latency_and_contents(width, depth, bank_depth):
                 if want is not None:
                     assert ctx.get(dut.r_data) == want
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)
 
 
 def _cells(il, kind):

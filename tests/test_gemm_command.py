@@ -112,8 +112,3 @@ def test_bad_shape_is_refused(m, k, n):
         assert ctx.get(dut.error) == GemmError.NONE
 
     run(tb)
-
-
-def test_rejects_bad_config():
-    with pytest.raises(TypeError, match=r"^config must be a ChipConfig, not \{\}$"):
-        CommandStage(config={})

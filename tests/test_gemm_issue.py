@@ -6,13 +6,13 @@ weight tiles and accumulator banks arriving at random times."""
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.config import ChipConfig
 from seedchip.rtl.bufmem import BufferRAM
 from seedchip.rtl.gemm import GemmUnit
 from seedchip.rtl.gemm_issue import ActivationIssuer
 from seedchip.rtl.gemm_walker import _bits
+from seedchip.sim.clocked import run_clocked
 
 RD = BufferRAM.LATENCY
 
@@ -86,12 +86,4 @@ def test_issue_order(m, k, n):
                        for (r, f, b, fi, par, (kt, rr)) in want], f"seed {seed}"
         assert issued == [p % 2 for p in range(passes)]
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
-
-
-def test_rejects_bad_config():
-    with pytest.raises(TypeError, match=r"^config must be a ChipConfig, not \{\}$"):
-        ActivationIssuer(config={})
+    run_clocked(dut, tb, period=1e-6)

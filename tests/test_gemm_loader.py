@@ -5,12 +5,12 @@ the weight rows it writes into the array, against the tile loop of the GEMM
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.config import ChipConfig
 from seedchip.rtl.bufmem import BufferRAM
 from seedchip.rtl.gemm_loader import WeightLoader
 from seedchip.rtl.gemm_walker import _bits
+from seedchip.sim.clocked import run_clocked
 
 RD = BufferRAM.LATENCY
 
@@ -93,12 +93,4 @@ def test_loader_order(rows, cols, k, n):
         assert got == want, f"seed {seed}"
         assert loaded == n_tiles
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
-
-
-def test_rejects_bad_config():
-    with pytest.raises(TypeError, match=r"^config must be a ChipConfig, not \{\}$"):
-        WeightLoader(config={})
+    run_clocked(dut, tb, period=1e-6)

@@ -6,11 +6,11 @@ with random gaps on the streams."""
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.config import ChipConfig
 from seedchip.rtl.gemm_operands import OperandLoader
 from seedchip.rtl.gemm_walker import _bits
+from seedchip.sim.clocked import run_clocked
 
 
 def a_addrs(m, k, rows, mbits):
@@ -79,12 +79,4 @@ def test_operand_writes(m, k, n, params):
                 assert not ctx.get(port.ready)
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
-
-
-def test_rejects_bad_config():
-    with pytest.raises(TypeError, match=r"^config must be a ChipConfig, not \{\}$"):
-        OperandLoader(config={})
+    run_clocked(dut, tb, period=1e-6)

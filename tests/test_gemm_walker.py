@@ -2,11 +2,12 @@
 """Unit tests of rtl/gemm_walker.py (TileWalker) in the Amaranth simulator,
 against the tiling arithmetic: tiles of ``step`` over ``0..length-1``."""
 
+import importlib
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.gemm_walker import TileWalker
+from seedchip.sim.clocked import run_clocked
 
 
 def tiles(length, step):
@@ -16,10 +17,7 @@ def tiles(length, step):
 
 
 def run(dut, body):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(body)
-    sim.run()
+    run_clocked(dut, body, period=1e-6)
 
 
 def state(ctx, dut):
@@ -104,3 +102,17 @@ def test_advance_wins_over_reset():
 def test_rejects_bad_arguments(name, kwargs):
     with pytest.raises(ValueError, match=rf"^{name} must be a positive integer, not "):
         TileWalker(**kwargs)
+
+
+@pytest.mark.parametrize("stage", [
+    "gemm.GemmUnit", "gemm_command.CommandStage", "gemm_issue.ActivationIssuer",
+    "gemm_loader.WeightLoader", "gemm_operands.OperandLoader",
+    "gemm_accum.Accumulator:array_latency=3", "gemm_drain.GemmDrain:fifo_depth=4"])
+def test_stages_take_a_chip_config(stage):
+    """Every GEMM stage refuses anything but a ChipConfig, naming it."""
+    stage, _, arg = stage.partition(":")
+    module, name = stage.split(".")
+    cls = getattr(importlib.import_module(f"seedchip.rtl.{module}"), name)
+    kwargs = {arg.split("=")[0]: int(arg.split("=")[1])} if arg else {}
+    with pytest.raises(TypeError, match=r"^config must be a ChipConfig, not \{\}$"):
+        cls(config={}, **kwargs)

@@ -3,9 +3,9 @@
 its Python reference."""
 
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.lfsr import Lfsr, lfsr_init, lfsr_words
+from seedchip.sim.clocked import run_clocked
 
 
 def _lfsr_words(dut, n, enable=lambda i: True):
@@ -17,10 +17,7 @@ def _lfsr_words(dut, n, enable=lambda i: True):
             words.append(ctx.get(dut.value))
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    run_clocked(dut, testbench)
     return words
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from amaranth.back import rtlil
-from amaranth.sim import Simulator
 
 from seedchip.rtl.mac import Mul
+from seedchip.sim.clocked import run_clocked
 
 
 def _run_stream(dut, pairs):
@@ -27,10 +27,7 @@ def _run_stream(dut, pairs):
             if i >= Mul.LATENCY - 1:
                 got.append(ctx.get(dut.p))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    run_clocked(dut, testbench)
     return got[:len(pairs)]
 
 

@@ -8,9 +8,9 @@ every request must get exactly one response, in order, with the right data.
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.onchip_ram import OnChipRAM
+from seedchip.sim.clocked import run_clocked
 
 
 def make_requests(rng, *, depth, addr_width, data_width, n):
@@ -88,11 +88,7 @@ def run_random(*, depth, data_width, seed, n=600, req_idle=0.3, resp_stall=0.3):
             assert not valid, f"seed {seed}: extra response after {len(reqs)} requests"
         done["cycles"] = cycles
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(driver)
-    sim.add_testbench(monitor)
-    sim.run()
+    run_clocked(dut, driver, monitor)
 
     assert len(got) == len(expect), f"seed {seed}: {len(got)} responses for {len(expect)} requests"
     for i, (g, e, r) in enumerate(zip(got, expect, reqs)):

@@ -6,10 +6,10 @@ through it directly, one per cycle, which the GEMM path cannot do as cheaply.
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.requant import Requantizer, RequantInLayout
 from seedchip.sim import golden
+from seedchip.sim.clocked import run_clocked
 
 I32_MIN, I32_MAX = golden.INT32_MIN, golden.INT32_MAX
 EDGE_X = [0, 1, -1, 2, -2, I32_MAX, I32_MIN, I32_MIN + 1, I32_MAX - 1,
@@ -80,11 +80,7 @@ def test_requantizer_matches_golden(requant, relu):
             if valid:
                 got.append((o.data, o.last))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(feed)
-    sim.add_process(collect)
-    sim.run()
+    run_clocked(dut, feed, processes=[collect])
 
     x, bias, mult, shift = (np.array(c, dtype=np.int64) for c in zip(*vec))
     xb = golden.wrap(x + bias)
@@ -114,8 +110,5 @@ def test_latency_is_declared():
                 seen.append(cycle)
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_clocked(dut, tb)
     assert seen == [dut.latency]

@@ -6,10 +6,10 @@ flags following ACTIVATE/PRECHARGE, ``head_ready``, order, ``err`` requests
 and backpressure when full."""
 
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.sdram import IS42S16160
 from seedchip.rtl.sdram_queue import SDRAMQueue
+from seedchip.sim.clocked import run_clocked
 
 CHIP = IS42S16160
 CB, BB = CHIP.col_bits, CHIP.bank_bits
@@ -20,10 +20,7 @@ def _addr(bank, row, col):
 
 
 def _sim(dut, body):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(body)
-    sim.run()
+    run_clocked(dut, body)
 
 
 async def _send(ctx, dut, addr, *, we=0, wdata=0, mask=0):

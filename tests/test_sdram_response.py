@@ -7,9 +7,9 @@ goes on the pins the edge after its slot, the data ``delay`` edges later),
 overflowing under backpressure."""
 
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.sdram_response import SDRAMResponder
+from seedchip.sim.clocked import run_clocked
 
 
 def _dq(k):
@@ -32,10 +32,7 @@ def test_data_and_order(delay):
                 got.append((k, ctx.get(dut.resp.payload.rdata), ctx.get(dut.resp.payload.err)))
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_clocked(dut, tb)
     want = [(0 if err else _dq(k + delay + 1), err) for k, err in slots.items()]
     assert [(d, e) for _, d, e in got] == want
     # earliest response: the slot, delay + 2 tokens, the FIFO
@@ -66,10 +63,7 @@ def test_credits_under_backpressure():
             await ctx.tick()
         log.append(n)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_clocked(dut, tb)
     assert log == [depth, depth]      # never more slots than FIFO room, none lost
 
 

@@ -5,12 +5,12 @@ order with its waits, a refresh every tREFI when idle, postponed refreshes
 under traffic, and the ``refreshes`` counter against the commands issued."""
 
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.sdram import IS42S16160, SDRAMTimings
 from seedchip.rtl.sdram_common import SDRAMCommand
 from seedchip.rtl.sdram_sequencer import SDRAMSequencer
 from seedchip.rtl.sdram_timers import SDRAMDistances
+from seedchip.sim.clocked import run_clocked
 
 TIMINGS = SDRAMTimings(clk_freq=100e6, tRCD=2, tRP=3, tRAS=5, tRC=8, tRFC=7, tWR=2, tRRD=2,
                        tMRD=2, tREFI=60, init=20)
@@ -37,10 +37,7 @@ def _trace(*, cycles, idle, postpone_max=2, init_refreshes=3):
             await ctx.tick()
         out["refreshes"] = ctx.get(dut.refreshes)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_clocked(dut, tb)
     return out
 
 

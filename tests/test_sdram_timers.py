@@ -5,10 +5,10 @@ cycle ``max(dist, 2) - 1`` and each registered ``ok`` (``pre_ok``) in cycle
 ``max(dist, 2)``, the documented command distance."""
 
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.sdram import IS42S16160
 from seedchip.rtl.sdram_timers import SDRAMBankTimers, SDRAMDistances
+from seedchip.sim.clocked import run_clocked
 
 
 def _first_high(dut, trigger, flag, cycles=40):
@@ -23,10 +23,7 @@ def _first_high(dut, trigger, flag, cycles=40):
             trigger(ctx, 0)
             if ctx.get(flag) and not seen:
                 seen.append(k)
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_clocked(dut, tb)
     return seen[0] if seen else None
 
 

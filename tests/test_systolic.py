@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.systolic import SystolicArray
+from seedchip.sim.clocked import run_clocked
 
 
 @pytest.mark.parametrize("rows,cols", [(1, 1), (3, 5), (4, 4), (16, 8)])
@@ -48,11 +48,7 @@ def test_array_matches_matmul(rows, cols):
         async for _, _, psum in ctx.tick().sample(dut.psum):
             got.append([int(x) for x in psum])
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.add_process(collect)
-    sim.run()
+    run_clocked(dut, tb, processes=[collect])
 
     # Reconstruct when each activation was presented, then read psum exactly
     # `latency` cycles later.
