@@ -218,7 +218,21 @@ def _check_prob(name, p):
     return float(p)
 
 
-class StreamSource:
+class _StreamEnd:
+    """The ``<name>__valid``/``__ready``/``__payload`` handles of one stream
+    port of the DUT, and the codec of its payload layout."""
+
+    def _attach(self, tb: TB, name: str, layout):
+        dut = tb.dut
+        self.tb = tb
+        self.name = name
+        self.valid = getattr(dut, f"{name}__valid")
+        self.ready = getattr(dut, f"{name}__ready")
+        self.payload = getattr(dut, f"{name}__payload")
+        self.codec = LayoutCodec(layout) if layout is not None else None
+
+
+class StreamSource(_StreamEnd):
     """Drives ``<name>__valid``/``__payload`` from a queue; reads ``__ready``.
 
     With ``idle`` > 0, every cycle in which a beat could be presented is left
@@ -227,13 +241,7 @@ class StreamSource:
     """
 
     def __init__(self, tb: TB, name: str, layout=None, *, idle: float = 0.0):
-        dut = tb.dut
-        self.tb = tb
-        self.name = name
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
-        self.codec = LayoutCodec(layout) if layout is not None else None
+        self._attach(tb, name, layout)
         self.idle = _check_prob("idle", idle)
         self.rng = tb.rng.spawn(1)[0]
         self.queue: collections.deque = collections.deque()
@@ -296,7 +304,7 @@ class StreamSource:
             handshake = bool(self.ready.value)
 
 
-class StreamSink:
+class StreamSink(_StreamEnd):
     """Drives ``<name>__ready`` (random backpressure) and records accepted beats.
 
     ``beats`` holds raw integers (decode with ``codec``); ``accept_cycles``
@@ -313,13 +321,7 @@ class StreamSink:
 
     def __init__(self, tb: TB, name: str, layout=None, *, backpressure: float = 0.0,
                  check_protocol: bool = True, dont_care=()):
-        dut = tb.dut
-        self.tb = tb
-        self.name = name
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
-        self.codec = LayoutCodec(layout) if layout is not None else None
+        self._attach(tb, name, layout)
         self.backpressure = _check_prob("backpressure", backpressure)
         self.rng = tb.rng.spawn(1)[0]
         self.beats: list[int] = []
