@@ -110,7 +110,8 @@ __all__ = [
     "Limits", "Nop", "Gemm", "Gather", "Copy", "Interact", "Finish", "Illegal",
     "Insn", "encode", "decode", "validate", "Verdict", "CHECKS", "Status",
     "unit_of", "wait_mask", "table_pitch", "round_up", "pairs", "out_bytes",
-    "pack_record", "unpack_record", "regions", "format_insn", "GemmError", "GatherError",
+    "pack_record", "unpack_record", "regions", "merge_intervals", "intervals_overlap",
+    "format_insn", "GemmError", "GatherError",
 ]
 
 #: Bytes (bits) per instruction.
@@ -267,7 +268,8 @@ GATHER_OPERANDS = data.StructLayout({
 })
 
 COPY_OPERANDS = data.StructLayout({
-    "src": unsigned(32), "dst": unsigned(32), "src_stride": unsigned(32), "dst_stride": unsigned(32),
+    "src": unsigned(32), "dst": unsigned(32),
+    "src_stride": unsigned(32), "dst_stride": unsigned(32),
     "rows": unsigned(16), "row_bytes": unsigned(16),
     "reserved": unsigned(64),
 })
@@ -672,6 +674,30 @@ def regions(insn):
         return ([(insn.desc_addr, insn.desc_addr + insn.n_tables * DESC_BYTES),
                  (insn.off_addr, insn.off_addr + 4 * (nbags + 1))], [])
     return [], []
+
+
+def merge_intervals(intervals) -> list:
+    """Sorted, disjoint ``[lo, hi)`` intervals covering ``intervals`` (empty ones dropped)."""
+    out = []
+    for lo, hi in sorted((int(a), int(b)) for a, b in intervals if b > a):
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return [tuple(iv) for iv in out]
+
+
+def intervals_overlap(a, b) -> bool:
+    """Whether two lists from :func:`merge_intervals` share a byte."""
+    i = j = 0
+    while i < len(a) and j < len(b):
+        if a[i][0] < b[j][1] and b[j][0] < a[i][1]:
+            return True
+        if a[i][1] <= b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return False
 
 
 # -- validation ---------------------------------------------------------------------

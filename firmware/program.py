@@ -169,28 +169,6 @@ class Allocator:
 _EVERYTHING = [(0, isa.ADDR_LIMIT)]
 
 
-def _merge(intervals):
-    out = []
-    for lo, hi in sorted(iv for iv in intervals if iv[1] > iv[0]):
-        if out and lo <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], hi)
-        else:
-            out.append([lo, hi])
-    return [tuple(iv) for iv in out]
-
-
-def _overlaps(a, b):
-    i = j = 0
-    while i < len(a) and j < len(b):
-        if a[i][0] < b[j][1] and b[j][0] < a[i][1]:
-            return True
-        if a[i][1] <= b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return False
-
-
 class Program:
     """A program under construction: instructions at ``base``, ``base + 32``, ...
 
@@ -219,14 +197,15 @@ class Program:
             if u == unit:
                 continue
             for pr, pw in self._pending[u]:
-                if _overlaps(pw, reads) or _overlaps(pw, writes) or _overlaps(pr, writes):
+                hit = isa.intervals_overlap
+                if hit(pw, reads) or hit(pw, writes) or hit(pr, writes):
                     mask |= 1 << u.value
                     break
         return mask
 
     def _add(self, insn, reads, writes, wait):
         unit = isa.unit_of(insn)
-        reads, writes = _merge(reads), _merge(writes)
+        reads, writes = isa.merge_intervals(reads), isa.merge_intervals(writes)
         if wait is None:
             mask = self._auto_wait(unit, reads, writes)
         else:

@@ -45,7 +45,8 @@ class TraceEntry:
 class _Fault(Exception):
     def __init__(self, error, detail=0, bag=0, index=0):
         super().__init__(error)
-        self.error, self.detail, self.bag, self.index = error, int(getattr(detail, "value", detail)), bag, index
+        self.error, self.bag, self.index = error, bag, index
+        self.detail = int(getattr(detail, "value", detail))
 
 
 class _Words:
@@ -136,7 +137,8 @@ class ChipModel:
                 self.trace.append(entry)
                 getattr(self, f"_exec_{insn.opcode.name.lower()}")(insn, entry)
             except _Fault as f:
-                self.status = Status(ChipState.ERROR, f.error, f.detail, f.bag, f.index, pc, retired)
+                self.status = Status(ChipState.ERROR, f.error, f.detail, f.bag, f.index, pc,
+                                     retired)
                 return self.status
             retired += 1
             if isinstance(insn, isa.Finish):
@@ -268,28 +270,9 @@ class ChipModel:
 
 # -- hazards -------------------------------------------------------------------------
 
-def merge(intervals) -> list:
-    """Sorted, disjoint ``[lo, hi)`` intervals covering ``intervals`` (empty ones dropped)."""
-    out = []
-    for lo, hi in sorted((int(a), int(b)) for a, b in intervals if b > a):
-        if out and lo <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], hi)
-        else:
-            out.append([lo, hi])
-    return [tuple(iv) for iv in out]
-
-
-def overlaps(a, b) -> bool:
-    """Whether two merged interval lists share a byte."""
-    i = j = 0
-    while i < len(a) and j < len(b):
-        if a[i][0] < b[j][1] and b[j][0] < a[i][1]:
-            return True
-        if a[i][1] <= b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return False
+#: the byte-interval helpers (defined once in :mod:`seedchip.isa`)
+merge = isa.merge_intervals
+overlaps = isa.intervals_overlap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,7 +298,7 @@ def check_hazards(trace) -> list[Hazard]:
     ents = [(e, merge(e.reads), merge(e.writes)) for e in trace]
     pending = {u: [] for u in Unit}
     found = []
-    for k, (e, r, w) in enumerate(ents):
+    for e, r, w in ents:
         for u in Unit:
             if e.wait >> u.value & 1 or u == e.unit:
                 pending[u] = []

@@ -290,7 +290,8 @@ def test_gather_offsets_errors():
         o[5] = o[4] - 1
         model.write(kw["off_addr"], u32_array(o))
     st = _gather_error(decreasing)
-    assert (st.error, st.detail, st.bag) == (ChipError.GATHER_ERROR, GatherError.BAD_OFFSET.value, 4)
+    assert (st.error, st.detail, st.bag) == (ChipError.GATHER_ERROR,
+                                             GatherError.BAD_OFFSET.value, 4)
 
     def too_long(model, kw, d):
         o = d["offsets"].copy()
@@ -445,7 +446,7 @@ def test_small_dlrm_end_to_end():
 def test_hazard_checker_finds_a_planted_missing_wait():
     model = ChipModel(MEM, LIM)
     p = Program()
-    g = p.gemm(a_addr=DATA, b_addr=DATA + 256, c_addr=DATA + 512, m=2, k=8, n=8)
+    p.gemm(a_addr=DATA, b_addr=DATA + 256, c_addr=DATA + 512, m=2, k=8, n=8)
     c = p.copy(src=DATA + 512, dst=DATA + 1024, rows=2, row_bytes=32)
     assert c.wait == 1 << isa.Unit.GEMM.value
     p.finish()

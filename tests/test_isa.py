@@ -191,7 +191,8 @@ def test_illegal_opcode_and_flags():
     assert v(isa.decode(bytes([5]) + bytes(31))) == Verdict(ChipError.ILLEGAL, Operand.OPCODE)
     assert v(isa.decode(bytes([0xFF]) + bytes(31))).detail == Operand.OPCODE
     assert v(gemm(params=False, requant=True)) == Verdict(ChipError.ILLEGAL, Operand.FLAGS)
-    assert v(gemm(params=False, requant=False, p_addr=3, c_stride=32)).ok        # p_addr unused: unchecked
+    # without PARAMS p_addr is unused and unchecked
+    assert v(gemm(params=False, requant=False, p_addr=3, c_stride=32)).ok
     g = dict(desc_addr=0, idx_addr=0, off_addr=0, out_addr=0, batch=1, n_tables=1,
              out_stride=0, out_tstride=0)
     assert v(isa.Gather(**g, mode=3)).detail == Operand.FLAGS
