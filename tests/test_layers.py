@@ -1,7 +1,7 @@
 """The package's layers import downwards only, and no module imports itself
 back through others (README, "Repository layout").
 
-ground (config, checks, protocols) -> rtl -> boards, sim -> boardsim -> bench -> cli
+ground (config, checks, protocols, isa) -> rtl -> boards, sim -> boardsim -> bench -> cli
 """
 
 import ast
@@ -13,7 +13,7 @@ ROOT = Path(seedchip.__file__).resolve().parent
 
 #: layer of each top-level name; a module may import its own layer and lower ones
 LAYERS = {
-    "config": 0, "checks": 0, "protocol": 0, "emb_protocol": 0, "__init__": 0,
+    "config": 0, "checks": 0, "protocol": 0, "emb_protocol": 0, "isa": 0, "__init__": 0,
     "rtl": 1,
     "boards": 2, "sim": 2,
     "boardsim": 3,
