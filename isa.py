@@ -9,9 +9,10 @@ plain Python instruction objects (:class:`Gemm`, :class:`Gather`, ...) with
 decode-time checks that the executor, the assembler and the RTL tests share.
 No bit offset is written anywhere else: the packers walk the layouts.
 
-Design decisions: ``notes/isa_spec.md`` (fixed 32-byte little-endian
-instructions, byte addresses with ``ALIGN`` = 8, one instruction per layer,
-wait masks). What the spec left open, decided here:
+Design (the README's "Instruction set" section): fixed 32-byte
+little-endian instructions, byte addresses with ``ALIGN`` = 8, one
+instruction per layer (VTA's fixed CISC words at layer granularity), wait
+masks instead of VTA's dependency tokens. The details, decided here:
 
 Encoding
   * Header (bits 0..31): ``opcode`` u8, ``flags`` u8, ``wait`` u4,
