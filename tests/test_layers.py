@@ -96,3 +96,11 @@ def test_no_import_circles():
         if name not in state:
             visit(name, [name])
     assert cycles == []
+
+
+def test_firmware_does_not_import_boards():
+    # the host driver runs where no FPGA toolchain is installed; it reaches
+    # the simulator (sim) but never the board builds
+    wrong = [(name, t) for name, path in _modules() if name.startswith("firmware")
+             for t in _imports(name, path, top_level_only=False) if t.split(".")[0] == "boards"]
+    assert wrong == []
