@@ -1,7 +1,7 @@
 """The package's layers import downwards only, and no module imports itself
 back through others (README, "Repository layout").
 
-ground (config, checks, protocols, isa) -> rtl -> boards, sim -> boardsim -> bench -> cli
+ground (config, checks, protocols, isa) -> rtl -> boards, sim -> boardsim -> firmware -> bench -> cli
 """
 
 import ast
@@ -13,7 +13,8 @@ ROOT = Path(seedchip.__file__).resolve().parent
 
 #: layer of each top-level name; a module may import its own layer and lower ones
 LAYERS = {
-    "config": 0, "checks": 0, "protocol": 0, "emb_protocol": 0, "isa": 0, "__init__": 0,
+    "config": 0, "checks": 0, "protocol": 0, "emb_protocol": 0, "isa": 0, "link_protocol": 0,
+    "__init__": 0,
     "rtl": 1,
     "boards": 2, "sim": 2,
     "boardsim": 3,
@@ -95,3 +96,11 @@ def test_no_import_circles():
         if name not in state:
             visit(name, [name])
     assert cycles == []
+
+
+def test_firmware_does_not_import_boards():
+    # the host driver runs where no FPGA toolchain is installed; it reaches
+    # the simulator (sim) but never the board builds
+    wrong = [(name, t) for name, path in _modules() if name.startswith("firmware")
+             for t in _imports(name, path, top_level_only=False) if t.split(".")[0] == "boards"]
+    assert wrong == []

@@ -1,0 +1,131 @@
+"""The chip as the host sees it: memory, registers, start/status/counters.
+
+``open_device("serial:/dev/ttyUSB0", baud=3_000_000)`` for a board,
+``open_device("sim")`` for the link test top simulated under Verilator
+behind a pty (the same pyserial code path).
+"""
+
+import numpy as np
+
+from ..link_protocol import (MAX_REGS, AddrArgs, Cmd, InfoLayout, LinkCounter, ReadArgs,
+                             RegReadArgs, RegWriteArgs, pack_bytes, unpack_bytes)
+from .link import Link, LinkError, SerialTransport
+
+__all__ = ["Device", "open_device"]
+
+
+def _u32s(raw) -> list:
+    return [int.from_bytes(raw[i:i + 4], "little") for i in range(0, len(raw), 4)]
+
+
+class Device:
+    """A chip behind a :class:`~seedchip.firmware.link.Link`.
+
+    Large transfers are split into MAX_DATA-byte frames and pipelined
+    ``rx_slots`` at a time (INFO says how many the chip holds).
+    """
+
+    def __init__(self, link: Link, *, owner=None):
+        self.link = link
+        self._owner = owner              # e.g. the simulator process to stop on close()
+        link.window = 1
+        self._info = unpack_bytes(InfoLayout, link.request(Cmd.INFO))
+        link.window = max(1, self._info["rx_slots"])
+
+    # -- information -------------------------------------------------------------
+    def info(self) -> dict:
+        return dict(self._info)
+
+    # -- memory --------------------------------------------------------------------
+    def write(self, addr: int, data) -> None:
+        """Write bytes, or a NumPy array's bytes (C order), at byte address ``addr``."""
+        raw = np.ascontiguousarray(data).tobytes() if isinstance(data, np.ndarray) else bytes(data)
+        step = self._info["max_data"]
+        self.link.pipeline(
+            (Cmd.WRITE, pack_bytes(AddrArgs, {"addr": addr + i}) + raw[i:i + step])
+            for i in range(0, len(raw), step))
+
+    def read(self, addr: int, n=None, *, dtype=np.uint8, shape=None) -> np.ndarray:
+        """``n`` bytes, or an array of ``dtype`` and ``shape``, from byte address ``addr``."""
+        dtype = np.dtype(dtype)
+        if shape is not None:
+            shape = (shape,) if isinstance(shape, int) else tuple(shape)
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+        elif n is not None:
+            nbytes = int(n)
+            if nbytes % dtype.itemsize:
+                raise ValueError(f"n must be a multiple of {dtype.itemsize} for {dtype}, not {n}")
+            shape = (nbytes // dtype.itemsize,)
+        else:
+            raise TypeError("read() needs n or shape")
+        step = self._info["max_data"]
+        parts = self.link.pipeline(
+            (Cmd.READ, pack_bytes(ReadArgs, {"addr": addr + i, "n": min(step, nbytes - i)}))
+            for i in range(0, nbytes, step))
+        return np.frombuffer(b"".join(parts), dtype=dtype).reshape(shape).copy()
+
+    # -- registers -----------------------------------------------------------------
+    def reg_read(self, reg: int, count: int = 1) -> list:
+        out = []
+        for i in range(0, count, MAX_REGS):
+            k = min(MAX_REGS, count - i)
+            out += _u32s(self.link.request(
+                Cmd.REG_READ, pack_bytes(RegReadArgs, {"reg": reg + i, "count": k})))
+        return out
+
+    def reg_write(self, reg: int, values) -> None:
+        values = [values] if isinstance(values, int) else list(values)
+        self.link.request(Cmd.REG_WRITE, pack_bytes(RegWriteArgs, {"reg": reg}) +
+                          b"".join((v & 0xFFFF_FFFF).to_bytes(4, "little") for v in values))
+
+    def status(self) -> int:
+        return _u32s(self.link.request(Cmd.STATUS))[0]
+
+    def counters(self) -> dict:
+        """The link counters by name, and ``unit``: the chip's unit counters."""
+        vals = _u32s(self.link.request(Cmd.COUNTERS))
+        out = {c.name.lower(): vals[c] for c in LinkCounter}
+        out["unit"] = vals[len(LinkCounter):]
+        return out
+
+    def reset(self) -> None:
+        self.link.request(Cmd.RESET)
+
+    def start(self, addr: int) -> None:
+        self.link.request(Cmd.START, pack_bytes(AddrArgs, {"addr": addr}))
+
+    # -- lifetime ------------------------------------------------------------------
+    def close(self) -> None:
+        try:
+            self.link.close()
+        finally:
+            if self._owner is not None:
+                self._owner.stop()
+                self._owner = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_device(spec: str, *, baud: int = 3_000_000, timeout: float | None = None,
+                **sim_kw) -> Device:
+    """``"serial:<port>"`` or ``"sim"`` (keywords go to
+    :class:`seedchip.firmware.sim.SimChip`: ``top``, ``config``, ...)."""
+    if spec.startswith("serial:"):
+        link = Link(SerialTransport(spec[len("serial:"):], baud),
+                    timeout=1.0 if timeout is None else timeout)
+        return Device(link)
+    if spec == "sim":
+        from .sim import SimChip  # noqa: PLC0415
+
+        chip = SimChip(**sim_kw)
+        try:
+            link = Link(SerialTransport(chip.pty), timeout=30.0 if timeout is None else timeout)
+            return Device(link, owner=chip)
+        except BaseException:
+            chip.stop()
+            raise
+    raise LinkError(f"device must be 'serial:<port>' or 'sim', not {spec!r}")

@@ -1,0 +1,98 @@
+"""The simulated chip as a process: ``open_device("sim")`` starts it and
+talks to it through its pty with the serial transport.
+
+The simulator runs in its own process group (one ``python -m
+seedchip.sim.link_serve`` and the Verilator model under it); :meth:`SimChip.stop`
+ends that group. If the host dies instead, the wrapper gets SIGTERM from the
+kernel (``PR_SET_PDEATHSIG``) and the model ends itself when it sees the
+host's pid gone, so no simulator outlives its host.
+"""
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .link import LinkError
+
+__all__ = ["SimChip"]
+
+_PKG_PARENT = Path(__file__).resolve().parent.parent.parent
+
+
+def _die_with_parent():
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class SimChip:
+    """Starts the simulated top level and waits for its pty.
+
+    ``top``: ``"module:factory"`` of the component (default the link test top);
+    ``config``: its config object (``to_json``/``from_json``, ``clk_period_ns``,
+    ``divisor``), default the config class's defaults; ``name``: the Verilog
+    top-level name. ``start_timeout``: seconds for the (cached) build.
+    """
+
+    def __init__(self, *, top="seedchip.sim.link_top:make_link_top", config=None,
+                 name="seedchip_link_top", start_timeout=600.0, log=None):
+        self._dir = tempfile.TemporaryDirectory(prefix="seedchip-sim-")
+        pty_file = Path(self._dir.name) / "pty"
+        env = dict(os.environ)
+        env.update({
+            "SEEDCHIP_SIM_TOP": top,
+            "SEEDCHIP_SIM_NAME": name,
+            "SEEDCHIP_PTY_FILE": str(pty_file),
+            "SEEDCHIP_HOST_PID": str(os.getpid()),
+            "PYTHONPATH": os.pathsep.join([str(_PKG_PARENT), env.get("PYTHONPATH", "")]),
+        })
+        if config is not None:
+            env["SEEDCHIP_SIM_CONFIG"] = config.to_json()
+            env["SEEDCHIP_SIM_CONFIG_CLASS"] = f"{type(config).__module__}:{type(config).__name__}"
+        self.log_path = Path(log) if log else Path(self._dir.name) / "serve.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "seedchip.sim.link_serve"],
+                                     env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, preexec_fn=_die_with_parent)
+        t0 = time.monotonic()
+        while not pty_file.exists():
+            if self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                self.stop()
+                raise LinkError(f"the simulator exited ({self.proc.returncode}) before it "
+                                f"opened its pty; its log ends:\n{tail}")
+            if time.monotonic() - t0 > start_timeout:
+                self.stop()
+                raise LinkError(f"the simulator did not open its pty within {start_timeout} s")
+            time.sleep(0.1)
+        self.pty = pty_file.read_text()
+
+    def stop(self, timeout=10.0):
+        """End the simulator's process group and wait for it."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        # the model under the wrapper is in the same group: make sure it is
+        # gone (and reaped) before returning
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        self._log.close()
+        self._dir.cleanup()
