@@ -85,8 +85,8 @@ def test_dict_round_trip():
     p = GatherParams(lanes=2, cache_rows=0, n_tables=2, max_dim=32, max_bag=16, inflight=16)
     assert GatherParams.from_dict(p.to_dict()) == p
     assert GatherParams.from_dict({"lanes": 4}) == GatherParams(lanes=4)
-    with pytest.raises(ValueError, match="unknown gather engine parameters: datapath_lanes; "
+    with pytest.raises(ValueError, match="unknown gather engine parameters: bogus; "
                                          "known: lanes, cache_rows"):
-        GatherParams.from_dict({"datapath_lanes": 4})
+        GatherParams.from_dict({"lanes": 4, "bogus": 1})
     with pytest.raises(TypeError, match="gather engine parameters must be a dict, not True"):
         GatherParams.from_dict(True)
