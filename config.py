@@ -172,9 +172,13 @@ def upgrade_dict(d: dict) -> dict:
     (:data:`LEGACY_GATHER_KEYS`) become the ``gather`` object; with
     ``"gather": false`` (or no ``gather``) the engine is off and those keys
     are dropped, as the old code ignored them. Old keys beside a ``gather``
-    object are refused (``ValueError`` naming the key)."""
+    object are refused (``ValueError`` naming the key), and so is a
+    ``gather`` that is no object, null or bool (``TypeError``)."""
     legacy = {new: d[old] for old, new in LEGACY_GATHER_KEYS.items() if old in d}
     gather = d.get("gather")
+    if gather is not None and not isinstance(gather, (bool, dict, GatherParams)):
+        raise TypeError(f"gather must be an object of the gather engine's parameters or "
+                        f"null, not {gather!r}")
     if not legacy and not isinstance(gather, bool):
         return d
     if legacy and not (gather is None or isinstance(gather, bool)):

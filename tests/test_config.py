@@ -32,6 +32,9 @@ def test_gather_engine_nests_in_the_json():
         ChipConfig.from_dict({"gather": {"lanes": 0}})
     with pytest.raises(ValueError, match="gather engine: unknown gather engine parameters: tables"):
         ChipConfig.from_dict({"gather": {"tables": 4}})
+    with pytest.raises(TypeError, match=r"^gather must be an object of the gather engine's "
+                                        r"parameters or null, not 8$"):
+        ChipConfig.from_dict({"gather": 8})
 
 
 def test_presets_keep_their_engines():
