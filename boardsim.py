@@ -38,20 +38,22 @@ def board_sdram_sim(config: ChipConfig, board="ulx3s-85f"):
 
 
 def board_gather_sim(config: ChipConfig = GATHER_CONFIG, board="ulx3s-85f") -> GatherSimConfig:
-    """The board's engine (``config.gather_*``) on the board's SDRAM at the
+    """The board's engine (``config.gather``) on the board's SDRAM at the
     board's SDRAM clock (``config.sdram_mhz``), as the ULX3S build runs it
     (default: the gather build, ``--config gather``), with the CAS latency
-    and read capture delay the top picks for that clock (:func:`board_sdram_sim`)."""
+    and read capture delay the top picks for that clock (:func:`board_sdram_sim`).
+    Raises ``ValueError`` if ``config`` has no gather engine."""
+    if config.gather is None:
+        raise ValueError("the configuration has no gather engine (gather is None)")
     sdram, _ = board_sdram_sim(config, board)
     return GatherSimConfig(backend="sdram", chip=sdram.chip, period_ns=sdram.period_ns,
                            cas_latency=sdram.cas_latency, read_delay=sdram.read_delay,
-                           n_tables=config.gather_tables, max_dim=config.gather_max_dim,
-                           max_bag=config.gather_max_bag, inflight=config.gather_inflight,
-                           lanes=config.gather_lanes, cache_rows=config.gather_cache_rows)
+                           params=config.gather)
 
 
 def cli_gather_sim() -> GatherSimConfig:
     """The simulation ``seedchip embedding-bag`` runs (one cached Verilator
     build): the gather build's engine and SDRAM timing, with room for rows up
     to 256 bytes and bags up to 256."""
-    return dataclasses.replace(board_gather_sim(), max_dim=256, max_bag=256)
+    sim = board_gather_sim()
+    return dataclasses.replace(sim, params=sim.params.replace(max_dim=256, max_bag=256))

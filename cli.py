@@ -79,9 +79,9 @@ def _add_config_args(p):
     p.add_argument("--no-gather", dest="no_gather", action="store_true",
                    help="leave the gather engine out of the board build")
     p.add_argument("--gather-lanes", dest="gather_lanes", type=int,
-                   help="gather engine datapath bytes per beat")
+                   help="gather engine datapath bytes per beat (gather.lanes)")
     p.add_argument("--gather-cache-rows", dest="gather_cache_rows", type=int,
-                   help="gather engine hot-row cache lines (0: none)")
+                   help="gather engine hot-row cache lines, 0: none (gather.cache_rows)")
 
 
 # -- generate ---------------------------------------------------------------
@@ -204,8 +204,8 @@ def cmd_embedding_bag(args):
     try:
         table, indices, bounds = gather_run.check_inputs(
             table, indices, offsets, weights=weights, mode=args.mode,
-            include_last_offset=args.include_last_offset, max_dim=config.max_dim,
-            max_bag=config.max_bag)
+            include_last_offset=args.include_last_offset, max_dim=config.params.max_dim,
+            max_bag=config.params.max_bag)
         gather_run.check_fits(table.shape, config)
     except ValueError as e:
         raise UsageError(str(e)) from None

@@ -12,9 +12,11 @@ import math
 from pathlib import Path
 
 from .checks import check_int
+from .gather_params import GatherParams
 
-__all__ = ["ChipConfig", "DEFAULT_CONFIG", "SMALL_CONFIG", "GATHER_CONFIG", "PRESETS",
-           "OVERRIDE_FIELDS", "config_dict_from_arg", "config_from_args"]
+__all__ = ["ChipConfig", "GatherParams", "DEFAULT_CONFIG", "SMALL_CONFIG", "GATHER_CONFIG",
+           "PRESETS", "OVERRIDE_FIELDS", "GATHER_OVERRIDES", "LEGACY_GATHER_KEYS",
+           "upgrade_dict", "config_dict_from_arg", "config_from_args"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +31,7 @@ class ChipConfig:
 
     ``sdram_mhz`` is the clock of the board's SDR SDRAM controller (its own
     clock domain, a second PLL output next to ``clk_mhz``); on the board the
-    gather engine (``gather_*``) runs in that domain, on the SDRAM controller.
+    gather engine (``gather``) runs in that domain, on the SDRAM controller.
     """
 
     rows: int = 8
@@ -42,18 +44,12 @@ class ChipConfig:
     clk_mhz: float = 125.0
     sdram_mhz: float = 100.0
     #: The EmbeddingBag gather engine (:class:`~seedchip.rtl.gather.GatherEngine`)
-    #: beside the SDRAM controller in the board build (off by default: with it
-    #: the `sdram` domain does not reach 100 MHz; :data:`GATHER_CONFIG` is the
-    #: build with it, at the clocks it meets), and its parameters:
-    #: datapath lanes (bytes per beat), hot-row cache lines (0: no cache),
-    #: table descriptors, the largest row (bytes) and bag, reads in flight.
-    gather: bool = False
-    gather_lanes: int = 8
-    gather_cache_rows: int = 2048
-    gather_tables: int = 8
-    gather_max_dim: int = 64
-    gather_max_bag: int = 32
-    gather_inflight: int = 32
+    #: beside the SDRAM controller in the board build, by its parameters; None
+    #: (the default) leaves it out: with it the `sdram` domain does not reach
+    #: 100 MHz; :data:`GATHER_CONFIG` is the build with it, at the clocks it
+    #: meets. The board top binds the memory geometry (``data_width``,
+    #: ``addr_width``) to its SDRAM chip (:meth:`GatherParams.with_memory`).
+    gather: GatherParams | None = None
 
     def __post_init__(self):
         check_int("rows", self.rows, 1, 64)
@@ -80,17 +76,8 @@ class ChipConfig:
         # limit (e.g. 143 MHz for the ULX3S part) when the board top is built.
         if not 25.0 <= self.sdram_mhz <= 200.0:
             raise ValueError(f"sdram_mhz must be in range 25..200, not {self.sdram_mhz!r}")
-        if not isinstance(self.gather, bool):
-            raise TypeError(f"gather must be True or False, not {self.gather!r}")
-        check_int("gather_lanes", self.gather_lanes, 1, 8)
-        check_int("gather_cache_rows", self.gather_cache_rows, 0, 4096)
-        if self.gather_cache_rows == 1 or self.gather_cache_rows & (self.gather_cache_rows - 1):
-            raise ValueError(f"gather_cache_rows must be 0 or a power of 2 from 2, "
-                             f"not {self.gather_cache_rows!r}")
-        check_int("gather_tables", self.gather_tables, 1, 256)
-        check_int("gather_max_dim", self.gather_max_dim, 1, 1024)
-        check_int("gather_max_bag", self.gather_max_bag, 1, 65535)
-        check_int("gather_inflight", self.gather_inflight, 4, 256)
+        if self.gather is not None and not isinstance(self.gather, GatherParams):
+            raise TypeError(f"gather must be a GatherParams or None, not {self.gather!r}")
         # Buffer sizes, in words; checked so a typo cannot ask for megabytes of
         # block RAM.
         if self.max_m * self.k_tiles_max > 1 << 17:
@@ -111,13 +98,6 @@ class ChipConfig:
     def n_tiles_max(self) -> int:
         return -(-self.max_n // self.cols)
 
-    def gather_params(self) -> dict:
-        """:class:`~seedchip.rtl.gather.GatherEngine` keyword arguments (the
-        memory's widths come from the board)."""
-        return dict(n_tables=self.gather_tables, max_dim=self.gather_max_dim,
-                    max_bag=self.gather_max_bag, inflight=self.gather_inflight,
-                    lanes=self.gather_lanes, cache_rows=self.gather_cache_rows)
-
     def peak_gops(self, fmax_mhz: float) -> float:
         """Peak int8 throughput: two operations (multiply, add) per MAC per cycle."""
         return 2 * self.macs * fmax_mhz / 1000.0
@@ -134,11 +114,22 @@ class ChipConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChipConfig":
+        """From a dict of any subset of the fields; ``gather`` is None or a
+        dict of any subset of :class:`GatherParams`' fields. A file written
+        before ``gather`` was one object loads too (:func:`upgrade_dict`)."""
+        d = upgrade_dict(d)
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - fields
         if unknown:
             raise ValueError(f"unknown configuration keys: {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(sorted(fields))}")
+        gather = d.get("gather")
+        if isinstance(gather, dict):
+            try:
+                gather = GatherParams.from_dict(gather)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"gather engine: {e}") from None
+            d = {**d, "gather": gather}
         return cls(**d)
 
     @classmethod
@@ -153,25 +144,59 @@ DEFAULT_CONFIG = ChipConfig()
 #: A small array with small buffers: fast simulation and a quick synthesis
 #: check in CI (with a small gather engine: one memory word wide, no cache).
 SMALL_CONFIG = ChipConfig(rows=4, cols=4, max_m=32, max_k=32, max_n=32, clk_mhz=100.0,
-                          gather=True, gather_lanes=2, gather_cache_rows=0, gather_tables=2,
-                          gather_max_dim=32, gather_max_bag=16, gather_inflight=16)
+                          gather=GatherParams(lanes=2, cache_rows=0, n_tables=2, max_dim=32,
+                                              max_bag=16, inflight=16))
 #: The recommender build for the ULX3S-85F: the matrix unit and the gather
 #: engine in one bitstream (``make bitstream-gather``, ``--config gather``).
 #: Its clocks are the ones that design closes with nextpnr (README, "The
 #: gather engine"): the engine runs in the SDRAM controller's domain, and with
 #: twice the logic and 174 of the 208 block RAMs in use, that domain does not
 #: reach the 100 MHz the controller alone does.
-GATHER_CONFIG = ChipConfig(gather=True, clk_mhz=100.0, sdram_mhz=80.0)
+GATHER_CONFIG = ChipConfig(gather=GatherParams(), clk_mhz=100.0, sdram_mhz=80.0)
 
 #: ``--config NAME``: the named configurations.
 PRESETS = {"default": DEFAULT_CONFIG, "small": SMALL_CONFIG, "gather": GATHER_CONFIG}
 
 
+#: The flat keys a configuration file held before the gather engine's
+#: parameters became one object (``"gather": true`` beside them), and the
+#: :class:`GatherParams` field each one is now.
+LEGACY_GATHER_KEYS = {"gather_lanes": "lanes", "gather_cache_rows": "cache_rows",
+                      "gather_tables": "n_tables", "gather_max_dim": "max_dim",
+                      "gather_max_bag": "max_bag", "gather_inflight": "inflight"}
+
+
+def upgrade_dict(d: dict) -> dict:
+    """``d`` (configuration fields) with an old file's gather engine in
+    today's form: ``"gather": true`` and the flat ``gather_*`` keys
+    (:data:`LEGACY_GATHER_KEYS`) become the ``gather`` object; with
+    ``"gather": false`` (or no ``gather``) the engine is off and those keys
+    are dropped, as the old code ignored them. Old keys beside a ``gather``
+    object are refused (``ValueError`` naming the key), and so is a
+    ``gather`` that is no object, null or bool (``TypeError``)."""
+    legacy = {new: d[old] for old, new in LEGACY_GATHER_KEYS.items() if old in d}
+    gather = d.get("gather")
+    if gather is not None and not isinstance(gather, (bool, dict, GatherParams)):
+        raise TypeError(f"gather must be an object of the gather engine's parameters or "
+                        f"null, not {gather!r}")
+    if not legacy and not isinstance(gather, bool):
+        return d
+    if legacy and not (gather is None or isinstance(gather, bool)):
+        old = next(k for k in LEGACY_GATHER_KEYS if k in d)
+        raise ValueError(f"{old} is a key of the old configuration format; beside a "
+                         f"\"gather\" object, give it as \"gather\": "
+                         f"{{\"{LEGACY_GATHER_KEYS[old]}\": ...}}")
+    d = {k: v for k, v in d.items() if k not in LEGACY_GATHER_KEYS}
+    d["gather"] = legacy if gather is True else None
+    return d
+
+
 def config_dict_from_arg(arg: str) -> dict:
     """The fields ``--config ARG`` gives: a preset's (:data:`PRESETS`) or those
-    of a JSON file (any subset of the fields). Raises ``ValueError`` naming
-    the presets if ``ARG`` is neither, ``OSError``/``ValueError`` if the file
-    cannot be read or parsed."""
+    of a JSON file (any subset of the fields; an old file's gather keys
+    upgraded, :func:`upgrade_dict`). Raises ``ValueError`` naming the presets
+    if ``ARG`` is neither, ``OSError``/``ValueError`` if the file cannot be
+    read or parsed."""
     if arg in PRESETS:
         return PRESETS[arg].to_dict()
     path = Path(arg)
@@ -181,29 +206,42 @@ def config_dict_from_arg(arg: str) -> dict:
     d = json.loads(path.read_text())
     if not isinstance(d, dict):
         raise ValueError(f"{arg}: a configuration file holds a JSON object")
-    return d
+    return upgrade_dict(d)
 
 
 #: The fields the command lines override one by one (``--rows`` etc.).
-OVERRIDE_FIELDS = ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz", "sdram_mhz",
-                   "gather_lanes", "gather_cache_rows")
+OVERRIDE_FIELDS = ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz", "sdram_mhz")
+#: The gather engine's parameters the command lines override (``--gather-lanes``
+#: and ``--gather-cache-rows``: argument name -> :class:`GatherParams` field).
+GATHER_OVERRIDES = {"gather_lanes": "lanes", "gather_cache_rows": "cache_rows"}
 
 
 def config_from_args(args) -> ChipConfig:
     """The configuration a command line asks for: the default, or ``--config``
     (a preset or a file, see :func:`config_dict_from_arg`), then ``--gather``
-    / ``--no-gather`` and the :data:`OVERRIDE_FIELDS` that are set (``None``:
-    not given). Raises ``OSError``/``ValueError``/``TypeError``."""
+    (the configuration's engine, or the default :class:`GatherParams` if it
+    has none) / ``--no-gather``, and the :data:`OVERRIDE_FIELDS` and
+    :data:`GATHER_OVERRIDES` that are set (``None``: not given). Raises
+    ``OSError``/``ValueError``/``TypeError``; ``ValueError`` for a gather
+    override on a configuration without the engine."""
     d = DEFAULT_CONFIG.to_dict()
     if getattr(args, "config", None):
         d.update(config_dict_from_arg(args.config))
-    if getattr(args, "gather", False):
-        d["gather"] = True
+    if getattr(args, "gather", False) and d.get("gather") is None:
+        d["gather"] = GatherParams().to_dict()
     if getattr(args, "no_gather", False):
-        d["gather"] = False
+        d["gather"] = None
     for key in OVERRIDE_FIELDS:
         v = getattr(args, key, None)
         if v is not None:
             d[key] = v
+    for key, name in GATHER_OVERRIDES.items():
+        v = getattr(args, key, None)
+        if v is None:
+            continue
+        if d.get("gather") is None:
+            raise ValueError(f"--{key.replace('_', '-')} sets a gather engine parameter, but "
+                             f"this configuration has no gather engine (add --gather)")
+        d["gather"] = {**d["gather"], name: v}
     return ChipConfig.from_dict(d)
 

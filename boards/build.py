@@ -725,15 +725,14 @@ def _sdram_section(top, clocks):
 
 def _gather_section(top, clocks):
     """The report's ``gather`` section: the engine's clock and lookup ceilings (None without one)."""
-    if not getattr(top, "gather", None):
+    params = getattr(top, "gather", None)
+    if params is None:
         return None
     # The engine runs in the sdram domain, on the controller: its ceilings at
     # that clock for typical row sizes (a miss reads ceil(dim / word bytes)
     # words, one per cycle at best; a cache hit streams ceil(dim / lanes)
     # beats); `make bench` measures the real rates on the simulated RTL.
-    eng = dict(top.gather.get("engine", {}))
-    word_bytes = top.sdram_chip.data_width // 8
-    lanes = eng.get("lanes") or word_bytes
+    word_bytes, lanes = params.word_lanes, params.lanes
     clk = next((c for c in clocks if c["domain"] == "sdram"), {})
     hz = top.sdram_mhz * 1e6
     gather = {
@@ -741,12 +740,12 @@ def _gather_section(top, clocks):
         "clk_mhz": round(top.sdram_mhz, 3),
         "fmax_mhz": clk.get("fmax_mhz"),
         "met": clk.get("met", False),
-        "engine": {**eng, "data_width": top.sdram_chip.data_width},
+        "engine": params.to_dict(),
         "peak_lookups_per_s": {
             str(dim): {"sdram": round(hz / -(-dim // word_bytes)),
                        "cache_hit": round(hz / -(-dim // lanes))
-                       if eng.get("cache_rows") else None}
-            for dim in (16, 32, 64) if dim <= eng.get("max_dim", 64)},
+                       if params.cache_rows else None}
+            for dim in (16, 32, 64) if dim <= params.max_dim},
     }
     return gather
 

@@ -15,7 +15,7 @@ give exactly those):
   MAC (``rows * cols``); the matrix unit's requantizer splits its 32x32 product
   into four 17x17 ones. The gather engine adds ``row * pitch`` (two slices:
   the product is as wide as the SDRAM word address), the cache's line hash
-  ``table * 0x9E5`` and, when ``gather_lanes`` is not a power of two, a
+  ``table * 0x9E5`` and, when ``gather.lanes`` is not a power of two, a
   reciprocal multiply for ``ceil(dim / lanes)`` (a modelled case: no build
   has used it). Not counted, because the board's exerciser
   (:mod:`.gather_exerciser`) lets Yosys remove them: the per-lane
@@ -117,7 +117,7 @@ def estimate_resources(config: ChipConfig, board) -> ResourceEstimate:
                         + _buffer_ram_ebrs(ParamLayout, config.max_n)
                         + 2 * _buffer_ram_ebrs(acc_row, 2 << mbits))
     inferred = 0
-    if config.gather:
+    if config.gather is not None:
         dsp, ebr, inferred = _gather(config, board)
         parts["gather"] = (dsp, ebr)
     dsp = sum(d for d, _ in parts.values())
@@ -128,14 +128,11 @@ def estimate_resources(config: ChipConfig, board) -> ResourceEstimate:
 def _gather(config, board):
     """(DSP, EBR, of which inferred) of the gather engine as the board top builds it."""
     from ..emb_protocol import pooled_layout
-    from ..rtl.gather import GatherEngine
     from ..rtl.requant import Requantizer
-    chip = board.sdram_chip
-    # The engine's memory port is the SDRAM controller's: one address bit more
-    # than the chip's (SDRAMController's default).
+    from .sdram_bist import gather_on_sdram
+    # The engine's memory port is the SDRAM controller's, as the board top binds it.
     try:
-        eng = GatherEngine(**config.gather_params(), data_width=chip.data_width,
-                           addr_width=chip.addr_width + 1)
+        eng = gather_on_sdram(config.gather, board.sdram_chip)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"gather engine: {e}") from None
     aw, iw, L = eng.addr_width, eng.index_width, eng.lanes
@@ -192,6 +189,6 @@ def _describe_ebr(config, est):
     text = (f"matrix unit, M/K/N up to {config.max_m}/{config.max_k}/{config.max_n} on "
             f"{config.rows}x{config.cols}: {est.parts['buffers'][1]}")
     if "gather" in est.parts:
-        text += (f", gather cache of {config.gather_cache_rows} lines: "
+        text += (f", gather cache of {config.gather.cache_rows} lines: "
                  f"{est.parts['gather'][1] - est.ebr_inferred}")
     return text

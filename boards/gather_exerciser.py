@@ -23,6 +23,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from ..emb_protocol import BoundsMode, GatherError, PoolMode
+from ..gather_params import GatherParams
 from ..rtl.gather import GatherEngine
 from ..rtl.lfsr import Lfsr
 from ..rtl.memport import MemPortSignature
@@ -31,7 +32,8 @@ __all__ = ["GatherExerciser"]
 
 
 class GatherExerciser(wiring.Component):
-    """A :class:`GatherEngine` (keyword arguments ``engine``) driven by LFSRs.
+    """A :class:`GatherEngine` (of :class:`~seedchip.gather_params.GatherParams`
+    ``engine``) driven by LFSRs.
 
     Ports
     -----
@@ -42,8 +44,8 @@ class GatherExerciser(wiring.Component):
     error_seen : Out(1)
     """
 
-    def __init__(self, *, engine: dict, rows_log2=16, dim=None, bags_per_batch=16):
-        self._engine = probe = GatherEngine(**engine)
+    def __init__(self, *, engine: GatherParams, rows_log2=16, dim=None, bags_per_batch=16):
+        self._engine = probe = GatherEngine(engine)
         if dim is None:
             dim = probe.max_dim
         if not isinstance(rows_log2, int) or not 1 <= rows_log2 <= 24:

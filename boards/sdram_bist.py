@@ -25,11 +25,12 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..checks import check_int
+from ..gather_params import GatherParams
 from ..rtl.lfsr import TAPS, lfsr_init, lfsr_state_size, lfsr_words
 from ..rtl.memport import MemPortSignature
 from ..rtl.sdram import SDRAMChip, SDRAMController, SDRAMPinSignature
 
-__all__ = ["bist_words", "SDRAMBist", "SDRAMSelfTest"]
+__all__ = ["bist_words", "SDRAMBist", "SDRAMSelfTest", "gather_on_sdram"]
 
 #: The reference model of the pattern: words of the LFSR sequence.
 bist_words = lfsr_words
@@ -223,6 +224,14 @@ class SDRAMBist(wiring.Component):
         return m
 
 
+def gather_on_sdram(params: GatherParams, chip: SDRAMChip) -> GatherParams:
+    """``params`` bound to the port of an :class:`~seedchip.rtl.sdram.SDRAMController`
+    on ``chip`` (the port :class:`SDRAMSelfTest` gives the gather engine): the
+    chip's word width, and the controller's default address width, one bit
+    more than the chip's."""
+    return params.with_memory(data_width=chip.data_width, addr_width=chip.addr_width + 1)
+
+
 class SDRAMSelfTest(wiring.Component):
     """The SDRAM controller with an :class:`SDRAMBist` over the whole chip.
 
@@ -237,10 +246,11 @@ class SDRAMSelfTest(wiring.Component):
         Words tested; None: the whole chip (``chip.words``).
     seed : int
         The BIST's pattern seed.
-    gather : dict or None
+    gather : GatherParams or None
         Also run a :class:`~seedchip.boards.gather_exerciser.GatherExerciser`
-        (these keyword arguments; its engine's ``data_width``/``addr_width``
-        are the controller's) on the same controller: a
+        on a gather engine of these parameters, bound to the controller's
+        port (:func:`gather_on_sdram`; ``ValueError`` if they are bound to
+        another memory), on the same controller: a
         :class:`~seedchip.rtl.arbiter.MemArbiter` serves the BIST (port 0)
         and the gather engine (port 1) round robin.
 
@@ -265,6 +275,16 @@ class SDRAMSelfTest(wiring.Component):
         if words is None:
             words = chip.words
         check_int("words", words, 2, chip.words)
+        if gather is not None:
+            # checked before any block is built (an unused one would warn)
+            if not isinstance(gather, GatherParams):
+                raise TypeError(f"gather must be a GatherParams or None, not {gather!r}")
+            port = gather_on_sdram(gather, chip)
+            for name in ("data_width", "addr_width"):
+                if getattr(gather, name) != getattr(port, name):
+                    raise ValueError(f"gather.{name} must be the SDRAM controller's "
+                                     f"{getattr(port, name)}, not {getattr(gather, name)!r} "
+                                     f"(bind it with gather_on_sdram)")
         self.controller = SDRAMController(chip=chip, clk_freq=clk_freq, cas_latency=cas_latency,
                                           read_delay=read_delay)
         self.bist = SDRAMBist(addr_width=self.controller.addr_width, data_width=chip.data_width,
@@ -275,10 +295,7 @@ class SDRAMSelfTest(wiring.Component):
         if gather is not None:
             from ..rtl.arbiter import MemArbiter        # noqa: PLC0415
             from .gather_exerciser import GatherExerciser  # noqa: PLC0415
-            gather = dict(gather)
-            gather["engine"] = dict(gather.get("engine", {}), data_width=chip.data_width,
-                                    addr_width=self.controller.addr_width)
-            self.gather = GatherExerciser(**gather)
+            self.gather = GatherExerciser(engine=gather)
             # As many requests in flight per port as the engine keeps itself.
             self.arbiter = MemArbiter(n_ports=2, addr_width=self.controller.addr_width,
                                       data_width=chip.data_width, max_outstanding=32)

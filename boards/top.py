@@ -13,12 +13,13 @@ from amaranth.lib.cdc import AsyncFFSynchronizer
 from amaranth.lib.wiring import Out
 
 from ..config import ChipConfig
+from ..gather_params import GatherParams
 from ..protocol import GemmCmdLayout, GemmError
 from ..rtl.gemm import GemmUnit
 from ..rtl.lfsr import Lfsr
 from ..rtl.sdram import SDRAMChip
 from .pll import PLL
-from .sdram_bist import SDRAMSelfTest
+from .sdram_bist import SDRAMSelfTest, gather_on_sdram
 from .sdram_phy import SDRAMPHY, plan_clocks
 
 #: largest accepted relative error between config.clk_mhz and the PLL output
@@ -210,7 +211,10 @@ class Top(Elaboratable):
     ``sdram_chip`` (default: the board's, safe for every part ULX3S boards
     carry) sets the controller timings and the I/O budget. The CAS latency
     and the SDRAM clock phase are the ones with the largest estimated I/O
-    margin at ``config.sdram_mhz`` (:attr:`sdram_budget`).
+    margin at ``config.sdram_mhz`` (:attr:`sdram_budget`). ``gather`` (default:
+    ``config.gather``; False: none) is the gather engine's
+    :class:`~seedchip.gather_params.GatherParams`; :attr:`gather` holds them
+    bound to the SDRAM controller's port (:func:`~.sdram_bist.gather_on_sdram`).
     """
 
     def __init__(self, *, config, clk_in="clk25", clk_in_mhz=25.0, display_bits=26,
@@ -226,17 +230,17 @@ class Top(Elaboratable):
         if not isinstance(self.sdram_chip, SDRAMChip):
             raise TypeError(f"sdram_chip must be an SDRAMChip, not {self.sdram_chip!r}")
         self.sdram_resource = sdram_resource
-        # The gather engine beside the SDRAM self test: GatherExerciser keyword
-        # arguments, from the configuration (``config.gather``) unless given
-        # here; False for the self test alone.
+        # The gather engine beside the SDRAM self test: the configuration's
+        # (``config.gather``) unless given here; False for the self test
+        # alone. ``self.gather`` is the engine built: these parameters on the
+        # SDRAM controller's port.
         if gather is None:
             gather = config.gather
-        if gather is True:
-            gather = dict(engine=config.gather_params())
-        if gather is not False and not isinstance(gather, dict):
-            raise TypeError(f"gather must be None, True, False or GatherExerciser keyword "
-                            f"arguments, not {gather!r}")
-        self.gather = gather or None
+        elif gather is False:
+            gather = None
+        if gather is not None and not isinstance(gather, GatherParams):
+            raise TypeError(f"gather must be None, False or a GatherParams, not {gather!r}")
+        self.gather = None if gather is None else gather_on_sdram(gather, self.sdram_chip)
         # Computed now so an impossible frequency fails before elaboration:
         # the PLL, and the CAS latency, SDRAM clock phase and read capture
         # edge with the largest estimated I/O margin.

@@ -207,6 +207,7 @@ from ..checks import check_int
 from ..emb_protocol import (BagLayout, BoundsMode, CmdLayout, COUNTER_WIDTH, GatherError,
                             OFFSET_WIDTH, PoolMode, TABLE_WIDTH, desc_layout, index_layout,
                             pooled_layout)
+from ..gather_params import GatherParams
 from .bufmem import BufferRAM
 from .memport import MemPortSignature
 from .requant import Requantizer
@@ -233,28 +234,13 @@ ACC_BANKS = 4
 class GatherEngine(wiring.Component):
     """EmbeddingBag gather/pool engine (semantics: module docstring).
 
-    Parameters (keyword-only)
-    -------------------------
-    data_width : int
-        Memory word width, 8..64, a multiple of 8; ``lanes = data_width // 8``.
-    addr_width : int
-        Memory word address width, 1..40.
-    n_tables : int
-        Descriptors, 1..256.
-    max_dim : int
-        Largest row (bytes), 1..1024.
-    max_bag : int
-        Longest bag, 1..65535.
-    inflight : int
-        Tag FIFO depth = most reads in flight, 4..256.
-    index_width : int
-        Width of ``indices.payload.index`` and of a descriptor's ``rows``, 1..32.
-    lanes : int or None
-        Datapath width in int8 lanes (accumulate, drain, ``pooled`` beat), 1..8
-        and a multiple of the memory word's bytes; default one memory word.
-    cache_rows : int
-        Hot-row cache lines, 0 (no cache, no cache hardware) or a power of 2,
-        2..4096. Each line holds one row of up to ``max_dim`` bytes.
+    Parameters
+    ----------
+    params : GatherParams
+        The engine's settings and its memory's geometry
+        (:class:`~seedchip.gather_params.GatherParams`, checked there):
+        ``lanes``, ``cache_rows``, ``n_tables``, ``max_dim``, ``max_bag``,
+        ``inflight``, ``index_width``, ``data_width``, ``addr_width``.
 
     Ports
     -----
@@ -280,40 +266,24 @@ class GatherEngine(wiring.Component):
     taken.
     """
 
-    def __init__(self, *, data_width=16, addr_width=25, n_tables=8, max_dim=128, max_bag=64,
-                 inflight=32, index_width=32, lanes=None, cache_rows=0):
-        check_int("data_width", data_width, 8, 64)
-        if data_width % 8:
-            raise ValueError(f"data_width must be a multiple of 8, not {data_width!r}")
-        check_int("addr_width", addr_width, 1, 40)
-        check_int("n_tables", n_tables, 1, 256)
-        check_int("max_dim", max_dim, 1, 1024)
-        check_int("max_bag", max_bag, 1, 65535)
-        check_int("inflight", inflight, 4, 256)
-        check_int("index_width", index_width, 1, 32)
-        word_lanes = data_width // 8
-        if lanes is None:
-            lanes = word_lanes
-        check_int("lanes", lanes, 1, 8)
-        if lanes % word_lanes:
-            raise ValueError(f"lanes must be a multiple of the memory word's {word_lanes} "
-                             f"byte(s), not {lanes!r}")
-        check_int("cache_rows", cache_rows, 0, 4096)
-        if cache_rows == 1 or cache_rows & (cache_rows - 1):
-            raise ValueError(f"cache_rows must be 0 or a power of 2 from 2, not {cache_rows!r}")
-        self.data_width = data_width
-        self.addr_width = addr_width
-        self.n_tables = n_tables
-        self.max_dim = max_dim
-        self.max_bag = max_bag
-        self.inflight = inflight
-        self.index_width = index_width
-        self.word_lanes = word_lanes
-        self.lanes = lanes
-        self.ratio = lanes // word_lanes
-        self.cache_rows = cache_rows
-        self.max_pitch = -(-max_dim // word_lanes)
-        self.max_beats = -(-max_dim // lanes)
+    def __init__(self, params: GatherParams):
+        if not isinstance(params, GatherParams):
+            raise TypeError(f"params must be a GatherParams, not {params!r}")
+        self.params = params
+        self.data_width = params.data_width
+        self.addr_width = params.addr_width
+        self.n_tables = params.n_tables
+        self.max_dim = params.max_dim
+        self.max_bag = params.max_bag
+        self.inflight = params.inflight
+        self.index_width = params.index_width
+        self.word_lanes = params.word_lanes
+        self.lanes = params.lanes
+        self.ratio = params.ratio
+        self.cache_rows = params.cache_rows
+        self.max_pitch = params.max_pitch
+        self.max_beats = params.max_beats
+        data_width, addr_width, index_width = self.data_width, self.addr_width, self.index_width
         self.desc_layout = desc_layout(addr_width=addr_width, index_width=index_width)
         self.index_layout = index_layout(index_width=index_width)
         self.pooled_layout = pooled_layout(lanes=self.lanes)

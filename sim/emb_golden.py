@@ -31,44 +31,17 @@ import numpy as np
 
 from seedchip.emb_protocol import (BoundsMode, GatherError, PoolMode, OFFSET_WIDTH,
                                    TABLE_WIDTH, DIM_WIDTH)
+from seedchip.gather_params import GatherParams
 from seedchip.sim import golden
 
 __all__ = [
-    "EngineParams", "TableDesc", "Cmd", "BatchResult", "GatherModel",
+    "TableDesc", "Cmd", "BatchResult", "GatherModel",
     "row_pitch", "pack_row", "unpack_row", "layout_tables", "mean_round",
     "pool_rows", "make_bag_items", "embedding_bag_ref", "cache_line",
 ]
 
 
-# -- parameters and descriptors ----------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class EngineParams:
-    """The engine parameters the golden model depends on (``inflight`` does not
-    change what the engine computes)."""
-
-    data_width: int = 16
-    addr_width: int = 25
-    n_tables: int = 8
-    max_dim: int = 128
-    max_bag: int = 64
-    index_width: int = 32
-    #: datapath lanes (elements per ``pooled`` beat); 0: one memory word
-    datapath_lanes: int = 0
-    #: hot-row cache lines (0: none); the model simulates the cache exactly
-    #: to know which lookups read memory
-    cache_rows: int = 0
-
-    @property
-    def word_lanes(self) -> int:
-        """Bytes per memory word = int8 elements per word."""
-        return self.data_width // 8
-
-    @property
-    def lanes(self) -> int:
-        """Elements per ``pooled`` beat (the engine's datapath width)."""
-        return self.datapath_lanes or self.data_width // 8
-
+# -- descriptors -----------------------------------------------------------------
 
 def cache_line(table: int, row: int, cache_rows: int) -> int:
     """The hot-row cache line of ``(table, row)`` (direct-mapped), as the engine
@@ -265,7 +238,8 @@ class BatchResult:
 
 
 class GatherModel:
-    """The gather engine, one batch at a time.
+    """The gather engine of ``params`` (a :class:`~seedchip.gather_params.GatherParams`;
+    ``inflight`` does not change what the engine computes), one batch at a time.
 
     ``memory`` is the word image the engine reads: a list, or a dict
     ``{address: word}`` with ``mem_words`` the memory size. A request at an
@@ -274,7 +248,9 @@ class GatherModel:
     answer outside their memory.
     """
 
-    def __init__(self, params: EngineParams, memory=None, *, mem_words: int | None = None):
+    def __init__(self, params: GatherParams, memory=None, *, mem_words: int | None = None):
+        if not isinstance(params, GatherParams):
+            raise TypeError(f"params must be a GatherParams, not {params!r}")
         self.p = params
         self.memory = memory if memory is not None else []
         if mem_words is None:

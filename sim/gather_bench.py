@@ -3,7 +3,7 @@
 ``run_gather_bench(config, dims, bag_sizes, dists)`` runs the cocotb
 ``bench_gather`` test of :mod:`seedchip.sim.gather_tb` once on the engine +
 memory backend of ``config`` (``make bench`` passes the board's: the engine of
-:class:`~seedchip.config.ChipConfig`'s ``gather_*`` on an IS42S16160 at the
+:class:`~seedchip.config.ChipConfig`'s ``gather`` on an IS42S16160 at the
 gather build's SDRAM clock; :func:`seedchip.boardsim.board_gather_sim`), with no idle and no
 backpressure, for every (dim, bag
 size, distribution): a fresh ``rows``-row table, ``warm`` lookups of the same
@@ -59,7 +59,7 @@ def run_gather_bench(config: GatherSimConfig, *, dims=(16, 32, 64),
     the simulated one, a whole number of ns; the board's clock when the
     caller gives it). Raises if a check failed."""
     if warm is None:
-        warm = max(2048, 8 * config.cache_rows)
+        warm = max(2048, 8 * config.params.cache_rows)
     cases = [{"dim": int(d), "bag": int(b), "bags": max(int(bags), -(-min_lookups // int(b))),
               "rows": int(rows), "dist": dist, "warm": int(warm)}
              for d in dims for b in bag_sizes for dist in dists]

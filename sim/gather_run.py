@@ -40,10 +40,11 @@ TABLE_BASE = 1 << 12
 def describe_setup(c) -> str:
     """What :func:`run_embedding_bag` simulates on ``c`` (a
     :class:`~seedchip.sim.gather_tb.GatherSimConfig`), in words (for banners)."""
-    cache = f"{c.cache_rows}-line hot-row cache" if c.cache_rows else "no cache"
+    p = c.params
+    cache = f"{p.cache_rows}-line hot-row cache" if p.cache_rows else "no cache"
     if c.backend != "sdram":
         return f"gather engine ({cache}) + {c.ram_depth}-word on-chip RAM"
-    return (f"gather engine ({c.lanes or 1}-byte datapath, {cache}) + SDRAM controller + "
+    return (f"gather engine ({p.lanes}-byte datapath, {cache}) + SDRAM controller + "
             f"{c.chip} model at a {c.period_ns} ns clock ({1000 / c.period_ns:.1f} MHz), "
             f"CL{c.cas_latency}")
 
@@ -202,10 +203,10 @@ def run_embedding_bag(table, indices, offsets, *, mode: str = "sum", weights=Non
         raise ValueError(f"bounds must be fatal, clamp or skip, not {bounds!r}") from None
     table, indices, offsets = check_inputs(
         table, indices, offsets, weights=weights, mode=mode,
-        include_last_offset=include_last_offset, max_dim=config.max_dim,
-        max_bag=config.max_bag)
+        include_last_offset=include_last_offset, max_dim=config.params.max_dim,
+        max_bag=config.params.max_bag)
     check_fits(table.shape, config)
-    wire_idx = to_wire(indices, config.index_width)
+    wire_idx = to_wire(indices, config.params.index_width)
     wire = [(i, int(weights[k]) if weights is not None else 1) for k, i in enumerate(wire_idx)]
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.json"

@@ -54,18 +54,19 @@ from amaranth.utils import ceil_log2
 
 from seedchip.emb_protocol import (BagLayout, BoundsMode, CmdLayout, GatherError, PoolMode,
                                    desc_layout, index_layout, pooled_layout)
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.arbiter import MemArbiter
 from seedchip.rtl.gather import GatherEngine
 from seedchip.rtl.memport import MemPortSignature, req_layout, resp_layout
 from seedchip.rtl.onchip_ram import OnChipRAM
 from seedchip.rtl.sdram import CHIPS, SDRAMPinSignature
-from seedchip.sim.emb_golden import (Cmd, EngineParams, GatherModel, TableDesc, cache_line,
-                                     layout_tables, make_bag_items)
+from seedchip.sim.emb_golden import (Cmd, GatherModel, TableDesc, cache_line, layout_tables,
+                                     make_bag_items)
 from seedchip.sim.sdram_model import SDRAMModel
 from seedchip.sim.sdram_tb import SDRAMSimConfig, make_controller
 from seedchip.sim.tb import TB, LayoutCodec
 
-__all__ = ["GatherSimConfig", "GatherSimTop", "make_top", "load_gather_config", "GatherTB",
+__all__ = ["SIM_PARAMS", "GatherSimConfig", "GatherSimTop", "make_top", "load_gather_config", "GatherTB",
            "AddressMonitor", "StatusMonitor", "TOPLEVEL", "random_tables", "random_batch", "random_cmd",
            "zipf_indices"]
 
@@ -76,19 +77,26 @@ _EMB_PROTOCOL = Path(__file__).resolve().parent.parent / "emb_protocol.py"
 
 # -- configuration -----------------------------------------------------------------
 
+#: The engine a simulation runs unless told otherwise: 32-bit words, one word
+#: per beat, no cache.
+SIM_PARAMS = GatherParams(data_width=32, lanes=4, cache_rows=0, n_tables=4, max_dim=72,
+                          max_bag=20, inflight=32)
+
+
 @dataclasses.dataclass(frozen=True)
 class GatherSimConfig:
-    """One simulation build: engine parameters and the memory backend.
+    """One simulation build: the engine (``params``) and the memory backend.
 
-    ``onchip``: ``data_width`` and ``ram_depth`` words of block RAM, addresses
-    one bit wider than the RAM needs (so a table may run past the RAM and get
-    ``err``). ``sdram``: the chip's width and addresses (one bit more than the
-    chip), ``period_ns``/``cas_latency``/``init_delay_ns`` as
+    ``params`` come bound to the backend's memory (:meth:`GatherParams.with_memory`,
+    on construction): ``onchip``: ``ram_depth`` words of block RAM
+    ``params.data_width`` wide, addresses one bit wider than the RAM needs (so
+    a table may run past the RAM and get ``err``). ``sdram``: the chip's width
+    and addresses (one bit more than the chip),
+    ``period_ns``/``cas_latency``/``init_delay_ns`` as
     :class:`~seedchip.sim.sdram_tb.SDRAMSimConfig`.
     """
 
     backend: str = "onchip"
-    data_width: int = 32
     ram_depth: int = 4096
     chip: str = "IS42S16160"
     period_ns: int = 7
@@ -97,18 +105,22 @@ class GatherSimConfig:
     #: registers; the controller's ``read_delay``)
     read_delay: int = 0
     init_delay_ns: float | None = 5_000.0
-    n_tables: int = 4
-    max_dim: int = 72
-    max_bag: int = 20
-    inflight: int = 32
-    index_width: int = 32
-    #: engine datapath lanes (0: one memory word) and hot-row cache lines (0: none)
-    lanes: int = 0
-    cache_rows: int = 0
+    params: GatherParams = SIM_PARAMS
 
     def __post_init__(self):
         if self.backend not in ("onchip", "sdram"):
             raise ValueError(f"backend must be 'onchip' or 'sdram', not {self.backend!r}")
+        if not isinstance(self.params, GatherParams):
+            raise TypeError(f"params must be a GatherParams, not {self.params!r}")
+        if self.backend == "sdram":
+            chip = CHIPS[self.chip]
+            width, addr_width = chip.data_width, chip.addr_width + 1
+        else:
+            width = self.params.data_width
+            addr_width = max(1, ceil_log2(self.ram_depth)) + 1
+        # frozen: the bound parameters replace the given ones once, here
+        object.__setattr__(self, "params",
+                           self.params.with_memory(data_width=width, addr_width=addr_width))
 
     @property
     def sdram(self) -> SDRAMSimConfig:
@@ -118,13 +130,13 @@ class GatherSimConfig:
 
     @property
     def width(self) -> int:
-        return CHIPS[self.chip].data_width if self.backend == "sdram" else self.data_width
+        """The memory's word width (``params.data_width``)."""
+        return self.params.data_width
 
     @property
     def addr_width(self) -> int:
-        if self.backend == "sdram":
-            return CHIPS[self.chip].addr_width + 1
-        return max(1, ceil_log2(self.ram_depth)) + 1
+        """The memory's word address width (``params.addr_width``)."""
+        return self.params.addr_width
 
     @property
     def mem_words(self) -> int:
@@ -133,18 +145,6 @@ class GatherSimConfig:
     @property
     def clk_period_ns(self) -> int:
         return self.period_ns if self.backend == "sdram" else 10
-
-    def engine_kwargs(self) -> dict:
-        return dict(data_width=self.width, addr_width=self.addr_width, n_tables=self.n_tables,
-                    max_dim=self.max_dim, max_bag=self.max_bag, inflight=self.inflight,
-                    index_width=self.index_width, lanes=self.lanes or None,
-                    cache_rows=self.cache_rows)
-
-    def params(self) -> EngineParams:
-        kw = self.engine_kwargs()
-        kw.pop("inflight")
-        kw["datapath_lanes"] = kw.pop("lanes") or 0
-        return EngineParams(**kw)
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)
@@ -157,7 +157,7 @@ class GatherSimConfig:
     def from_json(cls, text: str) -> "GatherSimConfig":
         d = json.loads(text)
         d.pop("emb_protocol_sha", None)
-        return cls(**d)
+        return cls(**{**d, "params": GatherParams.from_dict(d["params"])})
 
 
 class GatherSimTop(wiring.Component):
@@ -171,7 +171,7 @@ class GatherSimTop(wiring.Component):
 
     def __init__(self, config: GatherSimConfig):
         self.config = config
-        self.engine = GatherEngine(**config.engine_kwargs())
+        self.engine = GatherEngine(config.params)
         e = self.engine
         aw, dw = config.addr_width, config.width
         members = {
@@ -431,13 +431,13 @@ class GatherTB:
         self.config = cfg = config or load_gather_config()
         self.tb = TB(dut, seed=seed, period_ns=cfg.clk_period_ns)
         self.dut, self.rng, self.log = dut, self.tb.rng, self.tb.log
-        self.p = cfg.params()
+        self.p = cfg.params
         self.lanes = self.p.lanes
         self.desc = self.tb.source("desc", desc_layout(addr_width=cfg.addr_width,
-                                                       index_width=cfg.index_width), idle=idle)
+                                                       index_width=self.p.index_width), idle=idle)
         self.cmd = self.tb.source("cmd", CmdLayout, idle=idle)
         self.bags = self.tb.source("bags", BagLayout, idle=idle)
-        self.indices = self.tb.source("indices", index_layout(index_width=cfg.index_width),
+        self.indices = self.tb.source("indices", index_layout(index_width=self.p.index_width),
                                       idle=idle)
         self.pooled = self.tb.sink("pooled", pooled_layout(lanes=self.lanes),
                                    backpressure=backpressure)
@@ -670,7 +670,7 @@ class GatherTB:
 
 # -- input generators -------------------------------------------------------------------
 
-def random_tables(rng, params: EngineParams, n: int, *, dims=None, max_rows: int = 40):
+def random_tables(rng, params: GatherParams, n: int, *, dims=None, max_rows: int = 40):
     """``n`` int8 tables with random row counts; dims from ``dims`` (default:
     1, max_dim, a word's worth plus one, and random ones)."""
     lanes = params.lanes

@@ -20,7 +20,8 @@ import seedchip
 from seedchip.boards import BOARDS, build as build_mod, ulx3s
 from seedchip.boards.estimate import DoesNotFit, check_fit, estimate_resources
 from seedchip.cli import main
-from seedchip.config import DEFAULT_CONFIG, GATHER_CONFIG, ChipConfig
+from seedchip.config import DEFAULT_CONFIG, GATHER_CONFIG, SMALL_CONFIG, ChipConfig
+from seedchip.gather_params import GatherParams
 
 ROOT = Path(seedchip.__file__).resolve().parent
 
@@ -250,14 +251,15 @@ def _instances(elaboratable, platform):
 
 @pytest.mark.parametrize("config", [
     ChipConfig(rows=3, cols=5, max_m=100, max_k=37, max_n=19),
-    ChipConfig(rows=4, cols=4, max_m=32, max_k=32, max_n=32, gather=True, gather_lanes=4,
-               gather_cache_rows=256, gather_max_dim=32),
+    ChipConfig(rows=4, cols=4, max_m=32, max_k=32, max_n=32,
+               gather=GatherParams(lanes=4, cache_rows=256, max_dim=32)),
     GATHER_CONFIG,
 ])
 def test_estimate_counts_the_instantiated_blocks(config):
     """The matrix unit's multipliers (one per MAC, four in the requantizer)
     and every BufferRAM's DP16KDs are instances in the elaborated RTL: the
     estimate counts exactly those."""
+    from seedchip.boards.sdram_bist import gather_on_sdram
     from seedchip.rtl.gather import GatherEngine
     from seedchip.rtl.gemm import GemmUnit
     board = BOARDS["ulx3s-85f"]
@@ -265,12 +267,29 @@ def test_estimate_counts_the_instantiated_blocks(config):
     gemm = _instances(GemmUnit(config=config), board.platform())
     assert gemm["MULT18X18D"] == est.parts["array"][0] + est.parts["requantizer"][0]
     assert gemm["DP16KD"] == est.parts["buffers"][1]
-    if config.gather:
-        chip = board.sdram_chip
-        engine = GatherEngine(**config.gather_params(), data_width=chip.data_width,
-                              addr_width=chip.addr_width + 1)
+    if config.gather is not None:
+        engine = GatherEngine(gather_on_sdram(config.gather, board.sdram_chip))
         assert _instances(engine, board.platform()).get("DP16KD", 0) == \
             est.parts["gather"][1] - est.ebr_inferred
+
+
+def test_report_gather_section_is_the_tops_engine():
+    """The build report's ``gather`` section gives the engine the top builds
+    (the configuration's, bound to the SDRAM controller's port) and its
+    ceilings; none without an engine."""
+    from seedchip.boards.build import _gather_section
+    from seedchip.boards.top import Top
+    top = Top(config=SMALL_CONFIG.replace(gather=SMALL_CONFIG.gather.replace(lanes=4,
+                                                                             cache_rows=16)))
+    clocks = [{"domain": "sdram", "fmax_mhz": 111.1, "met": True}]
+    g = _gather_section(top, clocks)
+    assert g["engine"] == top.gather.to_dict()
+    assert (g["engine"]["lanes"], g["engine"]["data_width"], g["engine"]["addr_width"]) == (4, 16, 25)
+    assert (g["fmax_mhz"], g["met"]) == (111.1, True)
+    # 32-byte rows: 16 words of the x16 SDRAM, 8 beats of 4 lanes from the cache
+    assert g["peak_lookups_per_s"]["32"] == {"sdram": 6_250_000, "cache_hit": 12_500_000}
+    assert "64" not in g["peak_lookups_per_s"]          # max_dim 32
+    assert _gather_section(Top(config=DEFAULT_CONFIG), clocks) is None
 
 
 def test_build_refuses_a_config_that_cannot_fit_at_once(capsys, no_build):

@@ -124,7 +124,7 @@ def test_bad_offsets(files, capsys, no_sim, offsets, message):
 
 
 def test_bag_longer_than_the_engine_takes(files, capsys, no_sim):
-    n = cli_gather_sim().max_bag + 1
+    n = cli_gather_sim().params.max_bag + 1
     idx = _save(files["dir"], "Ilong.npy", np.zeros(n, dtype=np.int64))
     assert _emb(files, indices=idx, offsets=_save(files["dir"], "O0.npy", np.array([0]))) == 2
     assert f"bag 0 has {n} indices" in _one_error_line(capsys, "embedding-bag")

@@ -4,16 +4,76 @@ import json
 import pytest
 
 from seedchip.config import (ChipConfig, DEFAULT_CONFIG, GATHER_CONFIG, SMALL_CONFIG,
-                             config_dict_from_arg)
+                             config_dict_from_arg, config_from_args)
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gemm import GemmUnit
 from seedchip.rtl.systolic import SystolicArray
 from seedchip.rtl.requant import Requantizer
 
 
 def test_defaults_round_trip():
-    for cfg in (DEFAULT_CONFIG, SMALL_CONFIG):
+    for cfg in (DEFAULT_CONFIG, SMALL_CONFIG, GATHER_CONFIG):
         assert ChipConfig.from_json(cfg.to_json()) == cfg
         assert json.loads(cfg.to_json())["rows"] == cfg.rows
+
+
+def test_gather_engine_nests_in_the_json():
+    """The engine's parameters are one object in the configuration and one
+    JSON object in its dump; null: no engine."""
+    assert json.loads(DEFAULT_CONFIG.to_json())["gather"] is None
+    d = json.loads(SMALL_CONFIG.to_json())["gather"]
+    assert d == SMALL_CONFIG.gather.to_dict() and d["lanes"] == 2
+    cfg = SMALL_CONFIG.replace(gather=SMALL_CONFIG.gather.replace(lanes=4, cache_rows=256))
+    back = ChipConfig.from_json(cfg.to_json())
+    assert back == cfg and isinstance(back.gather, GatherParams)
+    # a file may give any subset of the engine's parameters
+    assert ChipConfig.from_dict({"gather": {"max_bag": 7}}).gather == GatherParams(max_bag=7)
+    with pytest.raises(ValueError, match="gather engine: lanes must be in range 1..8, not 0"):
+        ChipConfig.from_dict({"gather": {"lanes": 0}})
+    with pytest.raises(ValueError, match="gather engine: unknown gather engine parameters: tables"):
+        ChipConfig.from_dict({"gather": {"tables": 4}})
+    with pytest.raises(TypeError, match=r"^gather must be an object of the gather engine's "
+                                        r"parameters or null, not 8$"):
+        ChipConfig.from_dict({"gather": 8})
+
+
+def test_presets_keep_their_engines():
+    """The presets' engines, field by field, as they were before the engine's
+    parameters became one object."""
+    assert DEFAULT_CONFIG.gather is None
+    assert GATHER_CONFIG.gather == GatherParams(lanes=8, cache_rows=2048, n_tables=8, max_dim=64,
+                                                max_bag=32, inflight=32)
+    assert SMALL_CONFIG.gather == GatherParams(lanes=2, cache_rows=0, n_tables=2, max_dim=32,
+                                               max_bag=16, inflight=16)
+
+
+def test_old_config_files_load(tmp_path):
+    """A configuration written before ``gather`` was one object (a bool and
+    flat ``gather_*`` keys) loads as the same engine; with ``"gather":
+    false`` the engine is off and those keys are dropped."""
+    old = {k: v for k, v in DEFAULT_CONFIG.to_dict().items() if k != "gather"}
+    old.update(gather=True, gather_lanes=4, gather_cache_rows=256, gather_tables=2,
+               gather_max_dim=48, gather_max_bag=16, gather_inflight=8)
+    want = DEFAULT_CONFIG.replace(gather=GatherParams(lanes=4, cache_rows=256, n_tables=2,
+                                                      max_dim=48, max_bag=16, inflight=8))
+    assert ChipConfig.from_dict(old) == want
+    assert ChipConfig.from_json(json.dumps({"gather": True})) == \
+        DEFAULT_CONFIG.replace(gather=GatherParams())
+    assert ChipConfig.from_dict({**old, "gather": False}) == DEFAULT_CONFIG
+    assert ChipConfig.from_dict({"gather_lanes": 2}) == DEFAULT_CONFIG
+    # through --config FILE, with the command line's overrides on top
+    f = tmp_path / "old.json"
+    f.write_text(json.dumps(old))
+    assert config_dict_from_arg(str(f))["gather"] == {"lanes": 4, "cache_rows": 256,
+                                                      "n_tables": 2, "max_dim": 48,
+                                                      "max_bag": 16, "inflight": 8}
+    assert config_from_args(_args(config=str(f), gather_lanes=8)) == \
+        want.replace(gather=want.gather.replace(lanes=8))
+    # an old key beside a new object: refused, naming the key
+    with pytest.raises(ValueError, match=r"^gather_max_dim is a key of the old configuration "
+                                         r"format; beside a \"gather\" object, give it as "
+                                         r"\"gather\": \{\"max_dim\": \.\.\.\}$"):
+        ChipConfig.from_dict({"gather": {"lanes": 4}, "gather_max_dim": 48})
 
 
 @pytest.mark.parametrize("field,value,exc,msg", [
@@ -31,16 +91,9 @@ def test_defaults_round_trip():
     ("sdram_mhz", 20, ValueError, "sdram_mhz must be in range 25..200, not 20"),
     ("sdram_mhz", 250.0, ValueError, "sdram_mhz must be in range 25..200, not 250.0"),
     ("sdram_mhz", None, TypeError, "sdram_mhz must be a number, not None"),
-    ("gather", 1, TypeError, "gather must be True or False, not 1"),
-    ("gather_lanes", 0, ValueError, "gather_lanes must be in range 1..8, not 0"),
-    ("gather_lanes", 16, ValueError, "gather_lanes must be in range 1..8, not 16"),
-    ("gather_cache_rows", 1000, ValueError,
-     "gather_cache_rows must be 0 or a power of 2 from 2, not 1000"),
-    ("gather_cache_rows", 8192, ValueError, "gather_cache_rows must be in range 0..4096, not 8192"),
-    ("gather_tables", 0, ValueError, "gather_tables must be in range 1..256, not 0"),
-    ("gather_max_dim", 2048, ValueError, "gather_max_dim must be in range 1..1024, not 2048"),
-    ("gather_max_bag", 0, ValueError, "gather_max_bag must be in range 1..65535, not 0"),
-    ("gather_inflight", 2, ValueError, "gather_inflight must be in range 4..256, not 2"),
+    ("gather", 1, TypeError, "gather must be a GatherParams or None, not 1"),
+    ("gather", True, TypeError, "gather must be a GatherParams or None, not True"),
+    ("gather", {"lanes": 8}, TypeError, "gather must be a GatherParams or None, not {'lanes': 8}"),
 ])
 def test_bad_values_name_the_field(field, value, exc, msg):
     with pytest.raises(exc) as info:
@@ -82,10 +135,10 @@ def test_components_validate_arguments():
 
 
 def test_gather_params_feed_the_engine():
-    """``gather_params()`` are GatherEngine keywords: the board's engine is the
-    configuration's."""
+    """The configuration's engine parameters are what GatherEngine takes."""
     from seedchip.rtl.gather import GatherEngine
-    eng = GatherEngine(data_width=16, **DEFAULT_CONFIG.gather_params())
+    eng = GatherEngine(GATHER_CONFIG.gather)
+    assert eng.params is GATHER_CONFIG.gather
     assert (eng.lanes, eng.cache_rows, eng.n_tables, eng.max_dim, eng.max_bag, eng.inflight) == \
         (8, 2048, 8, 64, 32, 32)
 
@@ -107,11 +160,37 @@ def test_presets(tmp_path):
         config_dict_from_arg(str(f))
 
 
+def _args(**kw):
+    import argparse
+    d = dict(config=None, rows=None, cols=None, max_m=None, max_k=None, max_n=None, clk_mhz=None,
+             sdram_mhz=None, gather_lanes=None, gather_cache_rows=None, gather=False,
+             no_gather=False)
+    return argparse.Namespace(**{**d, **kw})
+
+
 def test_cli_config_preset():
     """The command line reads presets, overrides on top."""
-    import argparse
     from seedchip.cli import load_config
-    ns = argparse.Namespace(config="gather", rows=None, cols=None, max_m=None, max_k=None,
-                            max_n=None, clk_mhz=None, sdram_mhz=75.0, gather_lanes=None,
-                            gather_cache_rows=None, gather=False, no_gather=False)
-    assert load_config(ns) == GATHER_CONFIG.replace(sdram_mhz=75.0)
+    assert load_config(_args(config="gather", sdram_mhz=75.0)) == \
+        GATHER_CONFIG.replace(sdram_mhz=75.0)
+
+
+def test_cli_gather_options():
+    """``--gather`` adds the default engine (or keeps the configuration's),
+    ``--no-gather`` removes it, ``--gather-lanes``/``--gather-cache-rows``
+    set its parameters and need an engine."""
+    from seedchip.cli import UsageError, load_config
+    assert load_config(_args(gather=True)) == DEFAULT_CONFIG.replace(gather=GatherParams())
+    assert load_config(_args(config="small", gather=True)) == SMALL_CONFIG
+    assert load_config(_args(config="small", no_gather=True)).gather is None
+    got = load_config(_args(config="gather", gather_lanes=4, gather_cache_rows=0))
+    assert got == GATHER_CONFIG.replace(gather=GatherParams(lanes=4, cache_rows=0))
+    assert load_config(_args(gather=True, gather_cache_rows=512)).gather == \
+        GatherParams(cache_rows=512)
+    with pytest.raises(UsageError, match=r"^invalid configuration: --gather-lanes sets a gather "
+                                         r"engine parameter, but this configuration has no "
+                                         r"gather engine \(add --gather\)$"):
+        load_config(_args(gather_lanes=4))
+    with pytest.raises(UsageError, match=r"^invalid configuration: gather engine: cache_rows "
+                                         r"must be 0 or a power of 2 from 2, not 1000$"):
+        load_config(_args(config="gather", gather_cache_rows=1000))

@@ -8,7 +8,8 @@ import pytest
 
 from seedchip.emb_protocol import BoundsMode, GatherError, PoolMode
 from seedchip.sim import golden
-from seedchip.sim.emb_golden import (Cmd, EngineParams, GatherModel, TableDesc,
+from seedchip.gather_params import GatherParams
+from seedchip.sim.emb_golden import (Cmd, GatherModel, TableDesc,
                                      embedding_bag_ref, layout_tables, make_bag_items,
                                      mean_round, pack_row, unpack_row)
 
@@ -65,8 +66,8 @@ def test_row_packing_roundtrip(data_width):
                                            (PoolMode.MEAN, False), (PoolMode.MAX, False)])
 def test_golden_matches_pytorch_semantics(data_width, mode, weighted):
     rng = np.random.default_rng(1000 * data_width + 10 * mode.value + weighted)
-    params = EngineParams(data_width=data_width, addr_width=20, n_tables=4, max_dim=70,
-                          max_bag=12)
+    params = GatherParams(data_width=data_width, addr_width=20, n_tables=4, max_dim=70,
+                          max_bag=12, lanes=data_width // 8, cache_rows=0)
     dims = [1, 70, int(rng.integers(2, 70)), data_width // 8 + 1]
     tables = [rng.integers(-128, 128, (int(rng.integers(1, 30)), d)) for d in dims]
     tables[1][0, :] = -128              # extremes in the sum/mean/max
@@ -111,7 +112,8 @@ def test_pytorch_ref_whole_batch():
 
 def test_requant_uses_shared_golden():
     rng = np.random.default_rng(5)
-    params = EngineParams(data_width=16, addr_width=16, n_tables=2, max_dim=16, max_bag=8)
+    params = GatherParams(data_width=16, addr_width=16, n_tables=2, max_dim=16, max_bag=8,
+                          lanes=2, cache_rows=0)
     tables = [rng.integers(-128, 128, (10, 13)), rng.integers(-128, 128, (4, 16))]
     m, _ = _model(params, tables, multipliers=[1518500250, 1 << 30], shifts=[3, 0])
     items = make_bag_items([0, 1], [0, 5, 8])
@@ -123,8 +125,9 @@ def test_requant_uses_shared_golden():
     assert all(((-128 <= o) & (o <= 127)).all() for o in q.outputs)
 
 
-def _one_table(rows=6, dim=5, **pk):
-    params = EngineParams(data_width=16, addr_width=12, n_tables=4, max_dim=32, max_bag=4, **pk)
+def _one_table(rows=6, dim=5):
+    params = GatherParams(data_width=16, addr_width=12, n_tables=4, max_dim=32, max_bag=4,
+                          lanes=2, cache_rows=0)
     rng = np.random.default_rng(rows * 100 + dim)
     tables = [rng.integers(-128, 128, (rows, dim))]
     m, descs = _model(params, tables)
@@ -208,7 +211,8 @@ def test_bag_level_errors():
 
 
 def test_descriptor_checks():
-    params = EngineParams(data_width=32, addr_width=10, n_tables=4, max_dim=40, max_bag=4)
+    params = GatherParams(data_width=32, addr_width=10, n_tables=4, max_dim=40, max_bag=4,
+                          lanes=4, cache_rows=0)
     m = GatherModel(params, [0] * 1024)
     assert m.write_desc(TableDesc(table=0, base=0, rows=1, dim=40))
     assert m.write_desc(TableDesc(table=1, base=1024 - 10, rows=1, dim=40))   # ends at 2**10
@@ -227,7 +231,8 @@ def test_descriptor_checks():
 def test_mem_error():
     """A table running past the memory: MEM_ERROR at the first lookup that
     reads outside; earlier bags still come out; it beats a later input error."""
-    params = EngineParams(data_width=16, addr_width=12, n_tables=2, max_dim=8, max_bag=4)
+    params = GatherParams(data_width=16, addr_width=12, n_tables=2, max_dim=8, max_bag=4,
+                          lanes=2, cache_rows=0)
     m = GatherModel(params, [0x0102] * 100)
     assert m.write_desc(TableDesc(table=0, base=90, rows=10, dim=4))   # rows 0..4 inside
     idx = [(1, 0), (4, 0), (5, 0), (0, 0), (99, 0)]
@@ -243,9 +248,9 @@ def test_cache_model():
     a descriptor write empties the cache; hits + misses = lookups."""
     rng = np.random.default_rng(7)
     tables = [rng.integers(-128, 128, (40, 5)), rng.integers(-128, 128, (9, 3))]
-    plain, _ = _model(EngineParams(data_width=16, n_tables=2, max_dim=8), tables)
-    cached, descs = _model(EngineParams(data_width=16, n_tables=2, max_dim=8,
-                                        datapath_lanes=8, cache_rows=4), tables)
+    engine = GatherParams(data_width=16, n_tables=2, max_dim=8, lanes=2, cache_rows=0)
+    plain, _ = _model(engine, tables)
+    cached, descs = _model(engine.replace(lanes=8, cache_rows=4), tables)
     assert cached.p.lanes == 8 and cached.p.word_lanes == 2
     items = make_bag_items([0, 1, 0], [0, 4, 6, 9])
     # line 3 holds (0, 3), (0, 7) and (1, 2) in turn: rows 3, 3 (hit), 7, 3 (conflict
@@ -263,3 +268,9 @@ def test_cache_model():
     cached.write_desc(descs[1])
     r3 = cached.run_batch(Cmd(), items, idx)
     assert (r3.cache_hits, r3.cache_misses) == (r1.cache_hits, r1.cache_misses)
+
+
+def test_model_takes_the_engine_parameters():
+    """The golden model reads the engine's own parameter object, nothing copied."""
+    with pytest.raises(TypeError, match="params must be a GatherParams, not"):
+        GatherModel({"data_width": 16}, [])

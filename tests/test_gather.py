@@ -24,31 +24,35 @@ import pytest
 from amaranth.sim import Simulator
 
 from seedchip.emb_protocol import BagLayout, BoundsMode, CmdLayout, GatherError, PoolMode
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather import GatherEngine
 from seedchip.sim import runner
-from seedchip.sim.emb_golden import (Cmd, EngineParams, GatherModel, layout_tables,
-                                     make_bag_items)
+from seedchip.sim.emb_golden import Cmd, GatherModel, layout_tables, make_bag_items
 from seedchip.sim.gather_tb import TOPLEVEL, GatherSimConfig, make_top
 from seedchip.sim.tb import LayoutCodec
 
+#: the engines: one memory word per beat, no cache, on the on-chip RAM (32-bit)
+#: and on the SDRAM (16-bit; the backend binds the memory geometry)
+_ONCHIP = GatherParams(data_width=32, lanes=4, cache_rows=0, n_tables=4, max_dim=72, max_bag=20,
+                       inflight=32)
+_SDRAM = GatherParams(data_width=16, lanes=2, cache_rows=0, n_tables=8, max_dim=64, max_bag=32,
+                      inflight=32)
 CONFIGS = {
-    "onchip32": GatherSimConfig(backend="onchip", data_width=32, ram_depth=4096, n_tables=4,
-                                max_dim=72, max_bag=20, inflight=32),
+    "onchip32": GatherSimConfig(backend="onchip", ram_depth=4096, params=_ONCHIP),
     "sdram16": GatherSimConfig(backend="sdram", chip="IS42S16160", period_ns=7, cas_latency=3,
-                               n_tables=8, max_dim=64, max_bag=32, inflight=32),
+                               params=_SDRAM),
     # hot-row cache on, 64-bit datapath: a small cache (conflicts) on the
     # on-chip RAM, 2 words per beat; the SDRAM one, 4 words per beat, with
     # the board's two I/O registers in the read path (read_delay)
-    "onchip32c": GatherSimConfig(backend="onchip", data_width=32, ram_depth=4096, n_tables=4,
-                                 max_dim=72, max_bag=20, inflight=32, lanes=8, cache_rows=16),
+    "onchip32c": GatherSimConfig(backend="onchip", ram_depth=4096,
+                                 params=_ONCHIP.replace(lanes=8, cache_rows=16)),
     "sdram16c": GatherSimConfig(backend="sdram", chip="IS42S16160", period_ns=7, cas_latency=3,
-                                read_delay=2, n_tables=8, max_dim=64, max_bag=32, inflight=32, lanes=8,
-                                cache_rows=64),
+                                read_delay=2, params=_SDRAM.replace(lanes=8, cache_rows=64)),
     # more tables than cache lines: the same row of tables t and t + 4 shares a
     # line (0x9E5 is odd, so with n_tables <= cache_rows it never does), the
     # one case where a hit check must compare the table id
-    "onchip32c4": GatherSimConfig(backend="onchip", data_width=32, ram_depth=4096, n_tables=8,
-                                  max_dim=72, max_bag=20, inflight=32, lanes=8, cache_rows=4),
+    "onchip32c4": GatherSimConfig(backend="onchip", ram_depth=4096,
+                                  params=_ONCHIP.replace(n_tables=8, lanes=8, cache_rows=4)),
 }
 #: the cocotb tests each configuration runs (a selection: the cache tests
 #: need a cache, the slow ones run where they say most);
@@ -78,42 +82,30 @@ def test_every_testbench_test_runs():
 
 
 # -- parameters ---------------------------------------------------------------------
+# (their validation: tests/test_gather_params.py)
 
-@pytest.mark.parametrize("name,value,exc,msg", [
-    ("data_width", 12, ValueError, "data_width must be a multiple of 8"),
-    ("data_width", 72, ValueError, r"data_width must be in range 8\.\.64"),
-    ("data_width", 16.0, TypeError, "data_width must be an integer"),
-    ("addr_width", 0, ValueError, r"addr_width must be in range 1\.\.40"),
-    ("n_tables", 257, ValueError, r"n_tables must be in range 1\.\.256"),
-    ("n_tables", True, TypeError, "n_tables must be an integer"),
-    ("max_dim", 0, ValueError, r"max_dim must be in range 1\.\.1024"),
-    ("max_dim", 1025, ValueError, r"max_dim must be in range 1\.\.1024"),
-    ("max_bag", 65536, ValueError, r"max_bag must be in range 1\.\.65535"),
-    ("inflight", 3, ValueError, r"inflight must be in range 4\.\.256"),
-    ("inflight", 257, ValueError, r"inflight must be in range 4\.\.256"),
-    ("index_width", 33, ValueError, r"index_width must be in range 1\.\.32"),
-    ("index_width", "32", TypeError, "index_width must be an integer"),
-    ("lanes", 9, ValueError, r"lanes must be in range 1\.\.8"),
-    ("lanes", 3, ValueError, r"lanes must be a multiple of the memory word's 2 byte\(s\)"),
-    ("lanes", 8.0, TypeError, "lanes must be an integer"),
-    ("cache_rows", 3, ValueError, "cache_rows must be 0 or a power of 2 from 2"),
-    ("cache_rows", 1, ValueError, "cache_rows must be 0 or a power of 2 from 2"),
-    ("cache_rows", 8192, ValueError, r"cache_rows must be in range 0\.\.4096"),
-])
-def test_parameter_validation(name, value, exc, msg):
-    with pytest.raises(exc, match=msg):
-        GatherEngine(**{name: value})
+def test_takes_one_parameter_object():
+    p = GatherParams(data_width=16, max_dim=60, lanes=8, cache_rows=64)
+    e = GatherEngine(p)
+    assert e.params is p
+    for name in ("data_width", "addr_width", "n_tables", "max_dim", "max_bag", "inflight",
+                 "index_width", "lanes", "cache_rows", "word_lanes", "ratio", "max_pitch",
+                 "max_beats"):
+        assert getattr(e, name) == getattr(p, name), name
+    with pytest.raises(TypeError, match=r"params must be a GatherParams, not \{'lanes': 8\}"):
+        GatherEngine({"lanes": 8})
+    with pytest.raises(TypeError):
+        GatherEngine(lanes=8)
 
 
 def test_ports():
-    e = GatherEngine(data_width=24, addr_width=14, index_width=20)
+    e = GatherEngine(GatherParams(data_width=24, addr_width=14, index_width=20, lanes=3,
+                                  max_dim=128, cache_rows=0))
     assert e.lanes == 3 and e.max_pitch == 43
     assert len(e.mem.req.payload.addr) == 14 and len(e.mem.resp.payload.rdata) == 24
     assert len(e.indices.payload.index) == 20
     assert len(e.pooled.payload.data) == 3
-    with pytest.raises(TypeError):
-        GatherEngine(16)
-    c = GatherEngine(data_width=16, max_dim=60, lanes=8, cache_rows=64)
+    c = GatherEngine(GatherParams(data_width=16, max_dim=60, lanes=8, cache_rows=64))
     assert (c.lanes, c.word_lanes, c.ratio, c.max_pitch, c.max_beats) == (8, 2, 4, 30, 8)
     assert len(c.pooled.payload.data) == 8 and len(c.mem.resp.payload.rdata) == 16
     assert len(c.cache_hits) == 32 and len(c.cache_misses) == 32 and len(c.cache_clear) == 1
@@ -121,12 +113,12 @@ def test_ports():
 
 # -- Amaranth simulator: odd word widths ----------------------------------------------------
 
-def _pysim(eng_kw, image, descs, batches, *, seed=0, mem_latency=3, bp=0.3, idle=0.2,
+def _pysim(params, image, descs, batches, *, seed=0, mem_latency=3, bp=0.3, idle=0.2,
            max_cycles=30000):
     """Run ``batches`` ((Cmd, items, indices) with indices trimmed to what each
     consumes) through the engine with a Python memory of fixed latency.
     Errors are cleared between batches. Returns beats, statuses, counters."""
-    dut = GatherEngine(**eng_kw)
+    dut = GatherEngine(params)
     rng = np.random.default_rng(seed)
     codecs = {"desc": LayoutCodec(dut.desc_layout), "cmd": LayoutCodec(CmdLayout),
               "bags": LayoutCodec(BagLayout), "indices": LayoutCodec(dut.index_layout)}
@@ -204,8 +196,8 @@ def test_pysim_smoke(data_width):
     error, on word widths the cocotb builds do not cover (lanes 1, 3, 8)."""
     rng = np.random.default_rng(data_width)
     lanes = data_width // 8
-    params = EngineParams(data_width=data_width, addr_width=12, n_tables=3, max_dim=20,
-                          max_bag=5, index_width=16)
+    params = GatherParams(data_width=data_width, addr_width=12, n_tables=3, max_dim=20,
+                          max_bag=5, inflight=8, index_width=16, lanes=lanes, cache_rows=0)
     tables = [rng.integers(-128, 128, (7, 5)), rng.integers(-128, 128, (3, 20)),
               rng.integers(-128, 128, (2, lanes + 1))]
     image, descs = layout_tables(tables, data_width, base=3, gap=2, rng=rng,
@@ -230,9 +222,7 @@ def test_pysim_smoke(data_width):
         exp_bags += [[int(v) for v in o] for o in res.outputs]
         exp_status.append((res.error, res.error_bag, res.error_index))
         model.clear()
-    kw = dict(data_width=data_width, addr_width=12, n_tables=3, max_dim=20, max_bag=5,
-              inflight=8, index_width=16)
-    out = _pysim(kw, image, descs, batches, seed=data_width)
+    out = _pysim(params, image, descs, batches, seed=data_width)
     got, cur = [], []
     for b in out["beats"]:
         cur += b["data"]

@@ -13,8 +13,8 @@ ROOT = Path(seedchip.__file__).resolve().parent
 
 #: layer of each top-level name; a module may import its own layer and lower ones
 LAYERS = {
-    "config": 0, "checks": 0, "protocol": 0, "emb_protocol": 0, "isa": 0, "link_protocol": 0,
-    "__init__": 0,
+    "config": 0, "checks": 0, "protocol": 0, "emb_protocol": 0, "gather_params": 0,
+    "isa": 0, "link_protocol": 0, "__init__": 0,
     "rtl": 1,
     "boards": 2, "sim": 2,
     "boardsim": 3,

@@ -23,7 +23,7 @@ def test_simulator_cache_is_keyed_by_the_hardware(build_dir):
     v0 = runner.generate_verilog(GemmUnit, "gemm_small", SMALL_CONFIG, progress=lines.append)
     assert any(line.startswith("elaborating gemm_small") for line in lines)
     same = [SMALL_CONFIG.replace(clk_mhz=SMALL_CONFIG.clk_mhz + 17.0),
-            SMALL_CONFIG.replace(sdram_mhz=60.0, gather_lanes=8)]
+            SMALL_CONFIG.replace(sdram_mhz=60.0, gather=SMALL_CONFIG.gather.replace(lanes=8))]
     for cfg in same:
         v = runner.generate_verilog(GemmUnit, "gemm_small", cfg)
         assert runner.hardware_dir(v, "gemm_small") == runner.hardware_dir(v0, "gemm_small")
@@ -75,8 +75,9 @@ def test_verilog_cache_key_covers_every_module_the_design_uses(tmp_path):
         "import json, sys\n"
         "from amaranth.back import verilog\n"
         "from seedchip.config import SMALL_CONFIG\n"
-        "from seedchip.sim.gather_tb import make_top, GatherSimConfig\n"
-        "verilog.convert(make_top(config=GatherSimConfig(cache_rows=16)), name='t')\n"
+        "from seedchip.sim.gather_tb import make_top, GatherSimConfig, SIM_PARAMS\n"
+        "config = GatherSimConfig(params=SIM_PARAMS.replace(cache_rows=16))\n"
+        "verilog.convert(make_top(config=config), name='t')\n"
         "print(json.dumps(sorted(getattr(m, '__file__', None) or '' for n, m in\n"
         "      list(sys.modules.items()) if n.startswith('seedchip'))))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -88,4 +89,5 @@ def test_verilog_cache_key_covers_every_module_the_design_uses(tmp_path):
     loaded = {Path(f).resolve() for f in json.loads(r.stdout.splitlines()[-1]) if f}
     keyed = set(runner._rtl_sources(make_top))
     assert loaded - keyed == set()
-    assert {p.name for p in keyed} >= {"emb_protocol.py", "gather.py", "checks.py"}
+    assert {p.name for p in keyed} >= {"emb_protocol.py", "gather.py", "checks.py",
+                                       "gather_params.py"}
