@@ -99,6 +99,7 @@ from amaranth.lib import data, enum
 
 from .checks import check_int
 from .emb_protocol import BoundsMode, GatherError, PoolMode
+from .gather_params import GatherParams
 from .protocol import GemmError
 
 __all__ = [
@@ -387,19 +388,12 @@ class Limits:
     @classmethod
     def from_config(cls, config, *, max_vec: int = MAX_VEC) -> "Limits":
         """From a :class:`~seedchip.config.ChipConfig`: its GEMM buffer sizes and
-        its gather engine's limits (a ``gather_params`` object with
-        ``n_tables``/``max_dim``/``max_bag``, or the ``gather_*`` fields)."""
-        g = getattr(config, "gather_params", None)
-        g = g() if callable(g) else g
-        if isinstance(g, dict):
-            n_tables, max_dim, max_bag = g["n_tables"], g["max_dim"], g["max_bag"]
-        elif g is not None and hasattr(g, "n_tables"):
-            n_tables, max_dim, max_bag = g.n_tables, g.max_dim, g.max_bag
-        else:
-            n_tables, max_dim, max_bag = (config.gather_tables, config.gather_max_dim,
-                                          config.gather_max_bag)
+        its gather engine's limits (``config.gather``, a
+        :class:`~seedchip.gather_params.GatherParams`; without an engine, the
+        default engine's)."""
+        g = config.gather if config.gather is not None else GatherParams()
         return cls(max_m=config.max_m, max_k=config.max_k, max_n=config.max_n,
-                   n_tables=n_tables, max_dim=max_dim, max_bag=max_bag, max_vec=max_vec)
+                   n_tables=g.n_tables, max_dim=g.max_dim, max_bag=g.max_bag, max_vec=max_vec)
 
 
 # -- instruction objects ---------------------------------------------------------

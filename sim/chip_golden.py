@@ -24,6 +24,7 @@ import numpy as np
 
 from seedchip import isa
 from seedchip.emb_protocol import GatherError
+from seedchip.gather_params import GatherParams
 from seedchip.isa import ChipError, ChipState, Limits, Operand, Status, Unit
 from seedchip.sim import emb_golden, golden
 
@@ -233,9 +234,9 @@ class ChipModel:
         res = None
         if n_bags:
             model = emb_golden.GatherModel(
-                emb_golden.EngineParams(data_width=8 * isa.ALIGN, addr_width=32,
-                                        n_tables=lim.n_tables, max_dim=lim.max_dim,
-                                        max_bag=lim.max_bag, index_width=32),
+                GatherParams(data_width=8 * isa.ALIGN, addr_width=32, lanes=isa.ALIGN,
+                             cache_rows=0, n_tables=lim.n_tables, max_dim=lim.max_dim,
+                             max_bag=lim.max_bag, index_width=32),
                 _Words(self.mem), mem_words=self.mem_bytes // isa.ALIGN)
             for t, d in enumerate(descs):
                 ok = model.write_desc(emb_golden.TableDesc(
