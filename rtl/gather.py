@@ -205,26 +205,19 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from ..checks import check_int
 from ..emb_protocol import (BagLayout, BoundsMode, CmdLayout, COUNTER_WIDTH, GatherError,
-                            OFFSET_WIDTH, PoolMode, TABLE_WIDTH, desc_layout, index_layout,
+                            OFFSET_WIDTH, PoolMode, desc_layout, index_layout,
                             pooled_layout)
 from .bufmem import BufferRAM
+from .gather_accum import AccumulatorBanks, beat_ctl_layout
+from .gather_bags import BagParser, JobKind
+from .gather_desc import DescriptorTable
+from .gather_gearbox import Gearbox, word_entry_layout
+from .gather_divider import MeanDivider, drain_ctl_layout
+from .gather_output import PooledOutput
 from .memport import MemPortSignature
-from .requant import Requantizer
 
 __all__ = ["GatherEngine"]
 
-
-def _recip(divisor, max_x):
-    """``(m, k)`` with ``(x * m) >> k == x // divisor`` for every ``0 <= x <= max_x``."""
-    for k in range(1, 64):
-        m = -(-(1 << k) // divisor)
-        if all((x * m) >> k == x // divisor for x in range(max_x + 1)):
-            return m, k
-    raise ValueError(f"no reciprocal of {divisor} for x up to {max_x}")  # pragma: no cover
-
-
-# Job kinds (A -> B)
-_JOB_BAG, _JOB_ERR, _JOB_END = 0, 1, 2
 
 #: accumulator banks (bags being accumulated or drained at once)
 ACC_BANKS = 4
@@ -353,26 +346,26 @@ class GatherEngine(wiring.Component):
         cache = self.cache_rows > 0
         dim_shape = range(self.max_dim + 1)
         n_shape = range(self.max_bag + 1)
-        pbits = max(1, ceil_log2(max_pitch))
         tbits = max(1, ceil_log2(self.n_tables))
 
-        # -- descriptor storage --------------------------------------------------------
-        tdesc = data.StructLayout({
-            "base": unsigned(aw), "rows": unsigned(iw), "pitch": pitch_shape, "beats": beats_shape,
-            "dim": dim_shape, "multiplier": signed(32), "shift": unsigned(5),
-        })
-        m.submodules.descmem = descmem = Memory(shape=tdesc, depth=self.n_tables, init=[])
-        dwr = descmem.write_port()
-        drd = descmem.read_port()
-        tvalid = Signal(self.n_tables)
+        # -- descriptor storage and writes (W1-W3) -------------------------------------------
+        m.submodules.desc_table = dtab = DescriptorTable(
+            addr_width=aw, index_width=iw, n_tables=self.n_tables, max_dim=self.max_dim,
+            word_lanes=WL, lanes=L)
+        tdesc = dtab.tdesc
+        wiring.connect(m, wiring.flipped(self.desc), dtab.desc)
+        tvalid = dtab.tvalid
+        w_busy = dtab.w_busy
+        w3_v = dtab.written
 
         busy = Signal()
         error_set = Signal()       # any error held
-        m.d.comb += [self.busy.eq(busy), error_set.eq(self.error != GatherError.NONE)]
+        m.d.comb += [self.busy.eq(busy), error_set.eq(self.error != GatherError.NONE),
+                     dtab.busy.eq(busy)]
 
         # Error reports of this cycle (resolved at the end).
-        desc_err = Signal()
-        desc_err_table = Signal(TABLE_WIDTH)
+        desc_err = dtab.err
+        desc_err_table = dtab.err_table
         b_err = Signal()
         b_err_code = Signal(GatherError)
         b_err_bag = Signal(COUNTER_WIDTH)
@@ -380,66 +373,6 @@ class GatherEngine(wiring.Component):
         d_err = Signal()
         d_err_bag = Signal(COUNTER_WIDTH)
         d_err_val = Signal(COUNTER_WIDTH)
-
-        # -- descriptor writes: W1 pitch, W2 rows*pitch, W3 check and write ---------------
-        w1 = Signal(self.desc_layout)
-        w1_v = Signal()
-        w2 = Signal(self.desc_layout)
-        w2_v = Signal()
-        w2_pitch = Signal(pitch_shape)
-        w2_ok = Signal()
-        w3 = Signal(self.desc_layout)
-        w3_v = Signal()
-        w3_pitch = Signal(pitch_shape)
-        w3_ok = Signal()
-        w3_end = Signal(max(aw, iw + pbits + 1) + 2)
-        w_busy = Signal()
-        m.d.comb += [
-            w_busy.eq(w1_v | w2_v | w3_v),
-            self.desc.ready.eq(~busy & ~w_busy),
-        ]
-        desc_take = self.desc.valid & self.desc.ready
-        m.d.sync += [w1_v.eq(desc_take), w2_v.eq(w1_v), w3_v.eq(w2_v)]
-        with m.If(desc_take):
-            m.d.sync += w1.eq(self.desc.payload)
-        def ceil_div(x, n):
-            if n & (n - 1) == 0:
-                return (x + (n - 1)) >> (n.bit_length() - 1)
-            rm, rk = _recip(n, self.max_dim + n - 1)
-            return ((x + (n - 1)) * rm) >> rk
-        w1_pitch = ceil_div(w1.dim, WL)
-        w2_beats = Signal(beats_shape)
-        w3_beats = Signal(beats_shape)
-        m.d.sync += [
-            w2.eq(w1),
-            w2_pitch.eq(w1_pitch),
-            w2_beats.eq(ceil_div(w1.dim, L)),
-            w3_beats.eq(w2_beats),
-            w2_ok.eq((w1.table < self.n_tables) & (w1.rows != 0) & (w1.dim != 0)
-                     & (w1.dim <= self.max_dim)),
-            w3.eq(w2),
-            w3_pitch.eq(w2_pitch),
-            w3_ok.eq(w2_ok),
-            w3_end.eq(w2.base + w2.rows * w2_pitch),
-        ]
-        w3_good = w3_ok & (w3_end <= (1 << aw))
-        m.d.comb += [
-            dwr.addr.eq(w3.table[:tbits]),
-            dwr.data.base.eq(w3.base),
-            dwr.data.rows.eq(w3.rows),
-            dwr.data.pitch.eq(w3_pitch),
-            dwr.data.beats.eq(w3_beats),
-            dwr.data.dim.eq(w3.dim),
-            dwr.data.multiplier.eq(w3.multiplier),
-            dwr.data.shift.eq(w3.shift),
-            dwr.en.eq(w3_v & w3_good),
-        ]
-        with m.If(w3_v):
-            for t in range(self.n_tables):
-                with m.If(w3.table == t):
-                    m.d.sync += tvalid[t].eq(w3_good)
-            with m.If(~w3_good):
-                m.d.comb += [desc_err.eq(1), desc_err_table.eq(w3.table)]
 
         # The hot-row cache's valid bits live in its key store (block RAM); it is
         # emptied by a sweep over the lines, one per cycle, which holds the next
@@ -469,100 +402,13 @@ class GatherEngine(wiring.Component):
             ]
 
         # -- A: bags items -> jobs ----------------------------------------------------------
-        job_layout = data.StructLayout({
-            "kind": 2,
-            "len": n_shape,
-            "last_bag": 1,
-            "code": GatherError,
-            "value": unsigned(COUNTER_WIDTH),
-            "table": unsigned(tbits),
-            "d": tdesc,
-        })
-        JOB_DEPTH = 4
-        m.submodules.jobs = jobs = SyncFIFOBuffered(width=job_layout.size, depth=JOB_DEPTH)
-        job_w = job_layout(jobs.w_data)
-        job = job_layout(jobs.r_data)
-
-        a_state = Signal(range(4))     # 0 idle, 1 first item, 2 bag items, 3 end job
-        prev_table = Signal(TABLE_WIDTH)
-        prev_offset = Signal(OFFSET_WIDTH)
-        max_off = Signal(OFFSET_WIDTH)
-        # A1: the job being formed (descriptor data arrives from the block RAM)
-        a1_v = Signal()
-        a1_kind = Signal(2)
-        a1_code = Signal(GatherError)
-        a1_value = Signal(COUNTER_WIDTH)
-        a1_table = Signal(TABLE_WIDTH)
-        a1_len = Signal(OFFSET_WIDTH + 1)
-        a1_neg = Signal()
-        a1_last = Signal()
-        a1_tvalid = Signal()
-
-        a_room = Signal()
-        m.d.comb += [
-            a_room.eq(jobs.level + a1_v < JOB_DEPTH),
-            drd.addr.eq(prev_table[:tbits]),
-            drd.en.eq(1),
-        ]
-        item = self.bags.payload
-        a_pop = Signal()
-        m.d.comb += [
-            a_pop.eq(((a_state == 1) | (a_state == 2)) & a_room & self.bags.valid),
-            self.bags.ready.eq(a_pop),
-        ]
-        m.d.sync += a1_v.eq(0)
-        with m.If(cmd_take):
-            m.d.sync += a_state.eq(1)
-        with m.If(a_pop):
-            m.d.sync += [
-                prev_table.eq(item.table),
-                prev_offset.eq(item.offset),
-                a1_last.eq(item.last),
-                a1_table.eq(prev_table),
-                a1_tvalid.eq(tvalid.bit_select(prev_table[:tbits], 1)
-                             & (prev_table < self.n_tables)),
-                a1_len.eq(item.offset - prev_offset),
-                a1_neg.eq(item.offset < prev_offset),
-            ]
-            with m.If(item.last):
-                m.d.sync += a_state.eq(3)
-            with m.Else():
-                m.d.sync += a_state.eq(2)
-            with m.If(a_state == 1):
-                m.d.sync += max_off.eq(item.offset)
-                with m.If(c_bad):
-                    m.d.sync += [a1_v.eq(1), a1_kind.eq(_JOB_ERR),
-                                 a1_code.eq(GatherError.BAD_CMD), a1_value.eq(0)]
-                with m.Elif(item.offset != 0):
-                    m.d.sync += [a1_v.eq(1), a1_kind.eq(_JOB_ERR),
-                                 a1_code.eq(GatherError.BAD_OFFSET), a1_value.eq(item.offset)]
-            with m.Else():
-                with m.If(item.offset > max_off):
-                    m.d.sync += max_off.eq(item.offset)
-                m.d.sync += [a1_v.eq(1), a1_kind.eq(_JOB_BAG), a1_value.eq(item.offset)]
-        with m.If((a_state == 3) & a_room):
-            m.d.sync += [a1_v.eq(1), a1_kind.eq(_JOB_END), a1_value.eq(max_off), a_state.eq(0)]
-
-        # A1 -> job FIFO (always has room, see a_room)
-        m.d.comb += [
-            jobs.w_en.eq(a1_v),
-            job_w.kind.eq(a1_kind),
-            job_w.code.eq(a1_code),
-            job_w.value.eq(a1_value),
-            job_w.len.eq(a1_len),
-            job_w.last_bag.eq(a1_last),
-            job_w.table.eq(a1_table[:tbits]),
-            job_w.d.eq(drd.data),
-        ]
-        with m.If(a1_kind == _JOB_BAG):
-            with m.If(~a1_tvalid):
-                m.d.comb += [job_w.kind.eq(_JOB_ERR), job_w.code.eq(GatherError.BAD_TABLE),
-                             job_w.value.eq(a1_table)]
-            with m.Elif(a1_neg):
-                m.d.comb += [job_w.kind.eq(_JOB_ERR), job_w.code.eq(GatherError.BAD_OFFSET)]
-            with m.Elif(a1_len > self.max_bag):
-                m.d.comb += [job_w.kind.eq(_JOB_ERR), job_w.code.eq(GatherError.BAG_TOO_LONG),
-                             job_w.value.eq(a1_len)]
+        m.submodules.bag_parser = bagp = BagParser(
+            n_tables=self.n_tables, max_bag=self.max_bag, tdesc=tdesc)
+        wiring.connect(m, wiring.flipped(self.bags), bagp.bags)
+        m.d.comb += [bagp.start.eq(cmd_take), bagp.bad_cmd.eq(c_bad), bagp.tvalid.eq(tvalid),
+                     dtab.rd_addr.eq(bagp.desc_addr), bagp.desc_data.eq(dtab.rd_data)]
+        jobs = bagp.jobs
+        job = jobs.payload
 
         # -- B: indices -> lookups ------------------------------------------------------------
         # The cache line of a key (computed in B2, ahead of the lookup FIFO).
@@ -656,26 +502,26 @@ class GatherEngine(wiring.Component):
                 m.d.sync += b_discard.eq(1)
             with m.Elif(lk_ok):
                 abort_marker()
-        with m.Elif(b_active & jobs.r_rdy & (job.kind == _JOB_END)):
+        with m.Elif(b_active & jobs.valid & (job.kind == JobKind.END)):
             with m.If(b_consumed >= job.value):
-                m.d.comb += jobs.r_en.eq(1)
+                m.d.comb += jobs.ready.eq(1)
                 m.d.sync += b_active.eq(0)
             with m.Else():
                 m.d.comb += idxf.r_en.eq(1)
                 with m.If(idxf.r_rdy):
                     m.d.sync += b_consumed.eq(b_consumed + 1)
-        with m.Elif(jobs.r_rdy & b_discard):
-            m.d.comb += jobs.r_en.eq(1)
-        with m.Elif(jobs.r_rdy & (job.kind == _JOB_ERR)):
+        with m.Elif(jobs.valid & b_discard):
+            m.d.comb += jobs.ready.eq(1)
+        with m.Elif(jobs.valid & (job.kind == JobKind.ERR)):
             with m.If(lk_ok):
-                m.d.comb += [jobs.r_en.eq(1), b_err.eq(1), b_err_code.eq(job.code),
+                m.d.comb += [jobs.ready.eq(1), b_err.eq(1), b_err_code.eq(job.code),
                              b_err_bag.eq(b_bag), b_err_val.eq(job.value)]
                 abort_marker()
-        with m.Elif(jobs.r_rdy & (job.kind == _JOB_BAG) & lk_ok):
+        with m.Elif(jobs.valid & (job.kind == JobKind.BAG) & lk_ok):
             with m.If(job.len == 0):
                 m.d.comb += [emit.eq(1), e_row.eq(0), e_bag_end.eq(1),
                              e_batch_end.eq(job.last_bag), meta_push.eq(1), meta_n.eq(0),
-                             jobs.r_en.eq(1)]
+                             jobs.ready.eq(1)]
                 m.d.sync += [b_bag.eq(b_bag + 1), b_end_sent.eq(b_end_sent | job.last_bag)]
             with m.Elif(idxf.r_rdy):
                 m.d.comb += idxf.r_en.eq(1)
@@ -699,7 +545,7 @@ class GatherEngine(wiring.Component):
                         self.skipped.eq(self.skipped + (oor & (c_bounds == BoundsMode.SKIP))),
                     ]
                     with m.If(last_in_bag):
-                        m.d.comb += [meta_push.eq(1), meta_n.eq(b_n + is_row), jobs.r_en.eq(1)]
+                        m.d.comb += [meta_push.eq(1), meta_n.eq(b_n + is_row), jobs.ready.eq(1)]
                         m.d.sync += [b_k.eq(0), b_n.eq(0), b_bag.eq(b_bag + 1),
                                      b_end_sent.eq(b_end_sent | job.last_bag)]
                     with m.Else():
@@ -767,7 +613,7 @@ class GatherEngine(wiring.Component):
         tag_w = tag_layout(tagf.w_data)
         # one entry per word read (its place in its beat), for the gearbox;
         # its depth bounds the reads in flight
-        word_layout = data.StructLayout({"slot": range(R), "emit": 1})
+        word_layout = word_entry_layout(ratio=R)
         m.submodules.words = wordf = SyncFIFOBuffered(width=word_layout.size,
                                                       depth=self.inflight)
         word_w = word_layout(wordf.w_data)
@@ -934,64 +780,31 @@ class GatherEngine(wiring.Component):
                              self.cache_misses.eq(self.cache_misses + ~hit_now)]
 
         # -- R: responses -> beats (gearbox) ---------------------------------------------------------
-        # The gearbox packs a miss's words, in response order, R to a beat (a
-        # row starts on a beat, so word w is slot w % R of beat w // R; since
-        # lanes is a multiple of the word every beat holds whole words; the
-        # final beat of a row may be partial, its unused lanes are past dim)
-        # into the beat FIFO. It runs ahead of G, so G spends one cycle per
-        # beat of a miss, not per word, and reads hits out of the cache while
-        # the memory works on later misses.
-        resp = self.mem.resp
-        word = word_layout(wordf.r_data)
-        beat_layout = data.StructLayout({"data": unsigned(8 * L), "err": 1})
-        m.submodules.beats = beatf = SyncFIFOBuffered(width=beat_layout.size,
-                                                      depth=max(4, self.inflight // R + 2))
-        beat_w = beat_layout(beatf.w_data)
-        r_go = Signal()
-        m.d.comb += [
-            resp.ready.eq(wordf.r_rdy & (~word.emit | beatf.w_rdy)),
-            r_go.eq(resp.ready & resp.valid),
-            wordf.r_en.eq(r_go),
-            beatf.w_en.eq(r_go & word.emit),
-        ]
-        gb = Signal(8 * L)         # words of the beat being packed
-        gb_err = Signal()
-        rdata = resp.payload.rdata
-        if R == 1:
-            m.d.comb += beat_w.data.eq(rdata)
-        else:
-            m.d.comb += beat_w.data.eq(Cat(*[Mux(word.slot == s, rdata, gb[s * dw:(s + 1) * dw])
-                                             for s in range(R)]))
-            with m.If(r_go & ~word.emit):
-                for s in range(R):
-                    with m.If(word.slot == s):
-                        m.d.sync += gb[s * dw:(s + 1) * dw].eq(rdata)
-        m.d.comb += beat_w.err.eq(gb_err | resp.payload.err)
-        with m.If(r_go):
-            m.d.sync += gb_err.eq(Mux(word.emit, 0, gb_err | resp.payload.err))
-        g_word_err = r_go & resp.payload.err
+        m.submodules.gearbox = gbx = Gearbox(data_width=dw, lanes=L,
+                                             depth=max(4, self.inflight // R + 2))
+        wiring.connect(m, wiring.flipped(self.mem.resp), gbx.resp)
+        m.d.comb += [gbx.words.valid.eq(wordf.r_rdy), gbx.words.payload.eq(wordf.r_data),
+                     wordf.r_en.eq(gbx.words.ready)]
+        g_word_err = gbx.word_err
 
         # -- G: tags + beats -> D (cache fill and read) -----------------------------------------------
         # Tags are taken in order, so hits and misses keep lookup order.
-        # The accumulators are as wide as a bag's sum needs (|w * x| <= 2**14).
-        accw = min(32, (128 * 128 * self.max_bag).bit_length() + 1)
-        acc_row = data.ArrayLayout(signed(accw), L)
         # ACC_BANKS accumulator banks, used in turn: D fills one while E
         # drains others. A bank is busy from its bag's first beat in G until
         # E has read it out (about a dozen cycles); with two, bags of one
         # short row were held to one per six cycles.
         NB = ACC_BANKS
-        m.submodules.accmem = accmem = Memory(shape=acc_row, depth=NB << max(1, kbits), init=[])
-        acc_wr = accmem.write_port()
-        acc_rd = accmem.read_port(transparent_for=(acc_wr,))
-        drn_rd = accmem.read_port()
+        m.submodules.accum = acc = AccumulatorBanks(lanes=L, max_bag=self.max_bag,
+                                                    max_beats=max_beats, index_width=iw,
+                                                    banks=NB)
+        accw = acc.acc_width
 
         full = Signal(NB)     # bank claimed by D's current/finished bag (set at its bag_end beat)
         done = Signal(NB)     # bank written completely
         disc = Signal(NB)     # bank's bag is discarded
         d_bank = Signal(range(NB))
         tag = tag_layout(tagf.r_data)
-        gbeat = beat_layout(beatf.r_data)
+        gbeat = gbx.beats.payload
         bank_free = ~full.bit_select(d_bank, 1)
         g_go = Signal()
         g_k = Signal(range(max_beats))       # beat of a hit being read out
@@ -1000,8 +813,8 @@ class GatherEngine(wiring.Component):
         g_hazard = Signal()
         beat = gbeat.data
         m.d.comb += [
-            g_go.eq(tagf.r_rdy & bank_free & (~tag.has_resp | beatf.r_rdy) & ~g_hazard),
-            beatf.r_en.eq(g_go & tag.has_resp),
+            g_go.eq(tagf.r_rdy & bank_free & (~tag.has_resp | gbx.beats.valid) & ~g_hazard),
+            gbx.beats.ready.eq(g_go & tag.has_resp),
             g_hit_last.eq(g_k == tag.beats - 1),
             tagf.r_en.eq(g_go & (~tag.hit | g_hit_last)),
             g_bag_end.eq(tag.bag_end & (~tag.hit | g_hit_last)),
@@ -1048,10 +861,7 @@ class GatherEngine(wiring.Component):
                 cdata.r_addr.eq(Cat(g_k, tag.line) if kbits else tag.line),
             ]
 
-        d1_layout = data.StructLayout({
-            "has_data": 1, "hit": 1, "k": range(max_beats), "init": 1, "bag_end": 1,
-            "batch_end": 1, "abort": 1, "is_max": 1, "weight": signed(8), "index": unsigned(iw),
-        })
+        d1_layout = beat_ctl_layout(max_beats=max_beats, index_width=iw)
         d1 = Signal(d1_layout)
         d1_v = Signal()
         d1_data = Signal(8 * L)
@@ -1119,73 +929,22 @@ class GatherEngine(wiring.Component):
                     m.d.sync += d_bagcnt.eq(d_bagcnt + 1)
 
         # -- D: beats -> accumulator banks -----------------------------------------------------
-        # D1 -> D2: weight x bytes, accumulator read
-        d2 = Signal(d1_layout)
-        d2_v = Signal()
-        d2_bank = Signal.like(d_bank)
-        d2_disc = Signal()
-        # weight x byte in fabric adders over D1..D2 (two partial sums, then
-        # their sum), not a DSP block: the DSPs sit in rows away from the
-        # engine and the routing to one and back took 9 ns
-        d2_plo = Signal(data.ArrayLayout(signed(16), L))
-        d2_phi = Signal(data.ArrayLayout(signed(16), L))
-        m.d.sync += [d2_v.eq(d1_v), d2.eq(d1), d2_bank.eq(d1_bank),
-                     d2_disc.eq(mem_fail | d1_err | d1.abort)]
-        for l in range(L):
-            b = d1_bytes[8 * l:8 * l + 8].as_signed()
-            w = d1.weight
-            lo = sum(Mux(w[i], b, 0) << i for i in range(4))
-            hi = sum(Mux(w[i], b, 0) << i for i in range(4, 7)) - (Mux(w[7], b, 0) << 7)
-            m.d.sync += [d2_plo[l].eq(lo), d2_phi[l].eq(hi)]
-        m.d.comb += [acc_rd.addr.eq(Cat(d1.k, d1_bank) if max_beats > 1 else d1_bank),
-                     acc_rd.en.eq(1)]
-        # D2 -> D3: the accumulator word registered (LUT RAM read, then flops;
-        # a bag's first beat takes the identity instead: 0, or -2**15 for MAX,
-        # below any int8 row value), D3 adds (or takes the max: MAX values
-        # stay within 16 bits) and D4 writes the result back. G keeps two
-        # beats to one word at least three cycles apart, so the read
-        # (transparent) has every earlier write.
-        def acc_addr(k, bank):
-            return Cat(k, bank) if max_beats > 1 else bank
-        d3 = Signal(d1_layout)
-        d3_v = Signal()
-        d3_bank = Signal.like(d_bank)
-        d3_disc = Signal()
-        d3_x = Signal(data.ArrayLayout(signed(16), L))
-        d3_a = Signal(acc_row)
-        d3_res = Signal(acc_row)
-        m.d.sync += [d3_v.eq(d2_v), d3.eq(d2), d3_bank.eq(d2_bank), d3_disc.eq(d2_disc)]
-        for l in range(L):
-            m.d.sync += d3_x[l].eq(d2_plo[l] + d2_phi[l])
-            m.d.sync += d3_a[l].eq(Mux(d2.init, Mux(d2.is_max, -(1 << 15), 0), acc_rd.data[l]))
-            a = d3_a[l]
-            x = d3_x[l]
-            m.d.comb += d3_res[l].eq(Mux(d3.is_max, Mux(x > a[:16].as_signed(), x, a), a + x))
-        d4 = Signal(d1_layout)
-        d4_v = Signal()
-        d4_bank = Signal.like(d_bank)
-        d4_disc = Signal()
-        d4_res = Signal(acc_row)
-        m.d.sync += [d4_v.eq(d3_v), d4.eq(d3), d4_bank.eq(d3_bank), d4_disc.eq(d3_disc),
-                     d4_res.eq(d3_res)]
-        m.d.comb += [
-            acc_wr.data.eq(d4_res),
-            acc_wr.addr.eq(acc_addr(d4.k, d4_bank)),
-            acc_wr.en.eq(d4_v & d4.has_data),
-        ]
-        with m.If(d4_v & d4.bag_end):
-            m.d.comb += done_set.eq(Const(1, NB) << d4_bank)
+        m.d.comb += [acc.i.eq(d1), acc.i_v.eq(d1_v), acc.i_data.eq(d1_bytes),
+                     acc.i_bank.eq(d1_bank), acc.i_disc.eq(mem_fail | d1_err | d1.abort)]
+        with m.If(acc.done_v):
+            m.d.comb += done_set.eq(Const(1, NB) << acc.done_bank)
             for b in range(NB):
-                with m.If(d4_bank == b):
-                    m.d.sync += disc[b].eq(d4_disc)
+                with m.If(acc.done_bank == b):
+                    m.d.sync += disc[b].eq(acc.done_disc)
 
         # -- E: drain a finished bank ------------------------------------------------------------
-        rqs = [Requantizer(out_width=8) for _ in range(L)]
-        rq_latency = rqs[0].latency
         # Every beat in the drain pipeline holds an output FIFO slot (a credit),
         # so the fixed-latency pipeline never stalls; full rate needs as many
         # slots as cycles from a drain read to the FIFO.
-        out_depth = 1 + 1 + 8 + 1 + rq_latency + 8
+        m.submodules.output = outp = PooledOutput(lanes=L, max_bag=self.max_bag,
+                                                  in_latency=1 + MeanDivider.LATENCY)
+        wiring.connect(m, outp.pooled, wiring.flipped(self.pooled))
+        out_depth = outp.depth
         meta = meta_layout(metaf.r_data)
         e_bank = Signal.like(d_bank)
         e_w = Signal(range(max_beats))
@@ -1215,14 +974,10 @@ class GatherEngine(wiring.Component):
             done.eq((done | done_set) & ~full_clr),
             out_pending.eq(out_pending + e_issue - pooled_take),
         ]
-        m.d.comb += [drn_rd.addr.eq(Cat(e_w, e_bank) if max_beats > 1 else e_bank),
-                     drn_rd.en.eq(1)]
+        m.d.comb += [acc.drain_k.eq(e_w), acc.drain_bank.eq(e_bank)]
 
         # E1: the word read, its bag's parameters
-        ctl_layout = data.StructLayout({
-            "v": 1, "n": n_shape, "mean": 1, "requant": 1, "multiplier": signed(32),
-            "shift": unsigned(5), "last": 1, "batch_last": 1,
-        })
+        ctl_layout = drain_ctl_layout(max_bag=self.max_bag)
         e1 = Signal(ctl_layout)
         e1_base = Signal.like(e_base)
         e1_dim = Signal(dim_shape)
@@ -1231,99 +986,20 @@ class GatherEngine(wiring.Component):
             e1.multiplier.eq(meta.multiplier), e1.shift.eq(meta.shift), e1.last.eq(e_last),
             e1.batch_last.eq(e_last & meta.batch_last), e1_base.eq(e_base), e1_dim.eq(meta.dim),
         ]
-        # Mean divider: q = floor(N / D), N = 2|s| + n, D = 2n, q <= 128 (8 bits).
-        nw = (257 * self.max_bag).bit_length()
-        lane_layout = data.StructLayout({
-            "s": signed(32), "zero": 1, "neg": 1, "r": unsigned(nw), "q": unsigned(8),
-        })
-        stage_ctl = Signal(ctl_layout, name="dv0_ctl")
-        stage_d = Signal(unsigned(nw), name="dv0_d")
-        stage = [Signal(lane_layout, name=f"dv0_lane{l}") for l in range(L)]
-        m.d.sync += [stage_ctl.eq(e1), stage_d.eq(e1.n << 1)]
-        for l in range(L):
-            s = drn_rd.data[l]
-            mag = Mux(s < 0, -s, s)
-            m.d.sync += [
-                stage[l].s.eq(s),
-                stage[l].zero.eq((e1.n == 0) | (e1_base + l >= e1_dim)),
-                stage[l].neg.eq(s < 0),
-                stage[l].r.eq((mag << 1) + e1.n),
-                stage[l].q.eq(0),
-            ]
-        for k in reversed(range(8)):
-            nctl = Signal(ctl_layout, name=f"dv{8 - k}_ctl")
-            nd = Signal(unsigned(nw), name=f"dv{8 - k}_d")
-            nst = [Signal(lane_layout, name=f"dv{8 - k}_lane{l}") for l in range(L)]
-            m.d.sync += [nctl.eq(stage_ctl), nd.eq(stage_d)]
-            for l in range(L):
-                trial = Signal(signed(nw + 9), name=f"dv{8 - k}_trial{l}")
-                m.d.comb += trial.eq(stage[l].r - (stage_d << k))
-                m.d.sync += [nst[l].s.eq(stage[l].s), nst[l].zero.eq(stage[l].zero),
-                             nst[l].neg.eq(stage[l].neg)]
-                with m.If(trial >= 0):
-                    m.d.sync += [nst[l].r.eq(trial), nst[l].q.eq(stage[l].q | (1 << k))]
-                with m.Else():
-                    m.d.sync += [nst[l].r.eq(stage[l].r), nst[l].q.eq(stage[l].q)]
-            stage_ctl, stage_d, stage = nctl, nd, nst
-        # Final value -> requantizers (one per lane, fixed latency)
-        f_ctl = Signal(ctl_layout)
-        f_val = Signal(data.ArrayLayout(signed(32), L))
-        m.d.sync += f_ctl.eq(stage_ctl)
-        for l in range(L):
-            st = stage[l]
-            q = Cat(st.q, Const(0, 1)).as_signed()
-            m.d.sync += f_val[l].eq(Mux(st.zero, 0,
-                                        Mux(stage_ctl.mean, Mux(st.neg, -q, q), st.s)))
-        for l in range(L):
-            rq = rqs[l]
-            m.submodules[f"requant{l}"] = rq
-            m.d.comb += [
-                rq.i_valid.eq(f_ctl.v),
-                rq.i.acc.eq(f_val[l]),
-                rq.i.bias.eq(0),
-                rq.i.multiplier.eq(f_ctl.multiplier),
-                rq.i.shift.eq(f_ctl.shift),
-                rq.i.requant.eq(f_ctl.requant),
-                rq.i.relu.eq(0),
-                rq.i.last.eq(f_ctl.last),
-            ]
-        # batch_last rides beside the requantizer
-        bl_line = Signal(rq_latency)
-        m.d.sync += bl_line.eq(Cat(f_ctl.batch_last, bl_line[:-1]))
-
-        m.submodules.out_fifo = ofifo = SyncFIFOBuffered(width=self.pooled_layout.size,
-                                                         depth=out_depth)
-        o_w = self.pooled_layout(ofifo.w_data)
-        m.d.comb += [
-            ofifo.w_en.eq(rqs[0].o_valid),
-            o_w.last.eq(rqs[0].o.last),
-            o_w.batch_last.eq(bl_line[-1]),
-        ]
-        # The FIFO's storage is a block RAM whose read port is its output
-        # register, without the DP16KD's own output register: 5.8 ns clock
-        # to out. A pipeline register behind it (full rate: it takes a beat
-        # whenever it is empty or its beat leaves) keeps that off the
-        # consumer's logic.
-        out_v = Signal()
-        out_d = Signal(self.pooled_layout.size)
-        out_take = Signal()
-        m.d.comb += [
-            out_take.eq(~out_v | self.pooled.ready),
-            ofifo.r_en.eq(out_take),
-            self.pooled.valid.eq(out_v),
-            self.pooled.payload.eq(out_d),
-        ]
-        with m.If(out_take):
-            m.d.sync += [out_v.eq(ofifo.r_rdy), out_d.eq(ofifo.r_data)]
-        for l in range(L):
-            m.d.comb += o_w.data[l].eq(rqs[l].o.data)
+        # E2..: the mean divider, then the final value (registered)
+        m.submodules.divider = div = MeanDivider(lanes=L, max_bag=self.max_bag,
+                                                 max_dim=self.max_dim, acc_width=accw)
+        m.d.comb += [div.i_ctl.eq(e1), div.i_base.eq(e1_base), div.i_dim.eq(e1_dim),
+                     div.i_acc.eq(acc.drain_data)]
+        f_ctl, f_val = div.o_ctl, div.o_val
+        m.d.comb += [outp.i_ctl.eq(f_ctl), outp.i_val.eq(f_val)]
 
         # -- busy, errors, counters ----------------------------------------------------------------
         empty = Signal()
         m.d.comb += empty.eq(
-            (a_state == 0) & ~a1_v & ~b_active & (jobs.level == 0) & (lk_res == 0) & ~c0_v
-            & (reqf.level == 0) & (tagf.level == 0) & (wordf.level == 0) & (beatf.level == 0)
-            & ~g1_v & ~Cat(*d0_stages).any() & ~d1_v & ~d2_v & ~d3_v & ~d4_v & (full == 0) & (done == 0) & ~s1_v & ~s2_v
+            bagp.idle & ~b_active & (lk_res == 0) & ~c0_v
+            & (reqf.level == 0) & (tagf.level == 0) & (wordf.level == 0) & (gbx.level == 0)
+            & ~g1_v & ~Cat(*d0_stages).any() & ~d1_v & ~acc.busy & (full == 0) & (done == 0) & ~s1_v & ~s2_v
             & (metaf.level == 0) & (out_pending == 0))
         with m.If(cmd_take):
             m.d.sync += busy.eq(1)
