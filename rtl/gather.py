@@ -196,36 +196,30 @@ memory latency + 30 cycles).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
-from amaranth.lib.memory import Memory
+from amaranth.hdl import Const, Module
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2, exact_log2
 
-from ..checks import check_int
-from ..emb_protocol import (BagLayout, BoundsMode, CmdLayout, COUNTER_WIDTH, GatherError,
-                            OFFSET_WIDTH, PoolMode, TABLE_WIDTH, desc_layout, index_layout,
-                            pooled_layout)
+from ..emb_protocol import (BagLayout, CmdLayout, COUNTER_WIDTH, GatherError, TABLE_WIDTH,
+                            desc_layout, index_layout, pooled_layout)
 from ..gather_params import GatherParams
-from .bufmem import BufferRAM
+from .gather_accum import AccumulatorBanks
+from .gather_bags import BagParser
+from .gather_beats import BeatSequencer
+from .gather_cachetags import CacheTags
+from .gather_control import BatchControl
+from .gather_desc import DescriptorTable
+from .gather_divider import MeanDivider
+from .gather_drain import DrainControl
+from .gather_gearbox import Gearbox
+from .gather_issue import Issuer
+from .gather_output import PooledOutput
+from .gather_readerr import ReadErrorCheck
+from .gather_walker import IndexWalker
 from .memport import MemPortSignature
-from .requant import Requantizer
 
 __all__ = ["GatherEngine"]
 
-
-def _recip(divisor, max_x):
-    """``(m, k)`` with ``(x * m) >> k == x // divisor`` for every ``0 <= x <= max_x``."""
-    for k in range(1, 64):
-        m = -(-(1 << k) // divisor)
-        if all((x * m) >> k == x // divisor for x in range(max_x + 1)):
-            return m, k
-    raise ValueError(f"no reciprocal of {divisor} for x up to {max_x}")  # pragma: no cover
-
-
-# Job kinds (A -> B)
-_JOB_BAG, _JOB_ERR, _JOB_END = 0, 1, 2
 
 #: accumulator banks (bags being accumulated or drained at once)
 ACC_BANKS = 4
@@ -310,1007 +304,125 @@ class GatherEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        L = self.lanes                  # datapath lanes (bytes per beat)
-        WL = self.word_lanes            # bytes per memory word
-        R = self.ratio                  # memory words per beat
-        dw = self.data_width
+        L, WL, R = self.lanes, self.word_lanes, self.ratio
         aw, iw = self.addr_width, self.index_width
-        max_pitch = self.max_pitch
-        max_beats = self.max_beats
-        pitch_shape = range(max_pitch + 1)
-        beats_shape = range(max_beats + 1)
-        kbits = ceil_log2(max_beats)
         cache = self.cache_rows > 0
-        dim_shape = range(self.max_dim + 1)
-        n_shape = range(self.max_bag + 1)
-        pbits = max(1, ceil_log2(max_pitch))
-        tbits = max(1, ceil_log2(self.n_tables))
+        dims = dict(max_dim=self.max_dim, lanes=L)
+        rows = dict(addr_width=aw, index_width=iw, n_tables=self.n_tables, word_lanes=WL,
+                    cache_rows=self.cache_rows, **dims)
 
-        # -- descriptor storage --------------------------------------------------------
-        tdesc = data.StructLayout({
-            "base": unsigned(aw), "rows": unsigned(iw), "pitch": pitch_shape, "beats": beats_shape,
-            "dim": dim_shape, "multiplier": signed(32), "shift": unsigned(5),
-        })
-        m.submodules.descmem = descmem = Memory(shape=tdesc, depth=self.n_tables, init=[])
-        dwr = descmem.write_port()
-        drd = descmem.read_port()
-        tvalid = Signal(self.n_tables)
+        # -- command, busy, errors, cycles ------------------------------------------------------
+        m.submodules.control = ctl = BatchControl(table_width=TABLE_WIDTH)
+        wiring.connect(m, wiring.flipped(self.cmd), ctl.cmd)
+        m.d.comb += [self.busy.eq(ctl.busy), self.error.eq(ctl.error),
+                     self.error_bag.eq(ctl.error_bag), self.error_index.eq(ctl.error_index),
+                     self.cycles.eq(ctl.cycles), ctl.clear.eq(self.clear)]
 
-        busy = Signal()
-        error_set = Signal()       # any error held
-        m.d.comb += [self.busy.eq(busy), error_set.eq(self.error != GatherError.NONE)]
+        # -- descriptor storage and writes (W1-W3) ---------------------------------------------
+        m.submodules.desc_table = dtab = DescriptorTable(
+            addr_width=aw, index_width=iw, n_tables=self.n_tables, max_dim=self.max_dim,
+            word_lanes=WL, lanes=L)
+        wiring.connect(m, wiring.flipped(self.desc), dtab.desc)
+        m.d.comb += [dtab.busy.eq(ctl.busy), ctl.desc_err.eq(dtab.err),
+                     ctl.desc_err_table.eq(dtab.err_table)]
 
-        # Error reports of this cycle (resolved at the end).
-        desc_err = Signal()
-        desc_err_table = Signal(TABLE_WIDTH)
-        b_err = Signal()
-        b_err_code = Signal(GatherError)
-        b_err_bag = Signal(COUNTER_WIDTH)
-        b_err_val = Signal(COUNTER_WIDTH)
-        d_err = Signal()
-        d_err_bag = Signal(COUNTER_WIDTH)
-        d_err_val = Signal(COUNTER_WIDTH)
+        # -- A: bags items -> jobs ----------------------------------------------------------------
+        m.submodules.bag_parser = bagp = BagParser(
+            n_tables=self.n_tables, max_bag=self.max_bag, tdesc=dtab.tdesc)
+        wiring.connect(m, wiring.flipped(self.bags), bagp.bags)
+        m.d.comb += [bagp.start.eq(ctl.start), bagp.bad_cmd.eq(ctl.bad),
+                     bagp.tvalid.eq(dtab.tvalid),
+                     dtab.rd_addr.eq(bagp.desc_addr), bagp.desc_data.eq(dtab.rd_data)]
 
-        # -- descriptor writes: W1 pitch, W2 rows*pitch, W3 check and write ---------------
-        w1 = Signal(self.desc_layout)
-        w1_v = Signal()
-        w2 = Signal(self.desc_layout)
-        w2_v = Signal()
-        w2_pitch = Signal(pitch_shape)
-        w2_ok = Signal()
-        w3 = Signal(self.desc_layout)
-        w3_v = Signal()
-        w3_pitch = Signal(pitch_shape)
-        w3_ok = Signal()
-        w3_end = Signal(max(aw, iw + pbits + 1) + 2)
-        w_busy = Signal()
+        # -- B: jobs + indices -> lookups, bag parameters ------------------------------------------
+        m.submodules.walker = walk = IndexWalker(max_bag=self.max_bag, **rows)
+        wiring.connect(m, bagp.jobs, walk.jobs)
+        wiring.connect(m, wiring.flipped(self.indices), walk.indices)
         m.d.comb += [
-            w_busy.eq(w1_v | w2_v | w3_v),
-            self.desc.ready.eq(~busy & ~w_busy),
-        ]
-        desc_take = self.desc.valid & self.desc.ready
-        m.d.sync += [w1_v.eq(desc_take), w2_v.eq(w1_v), w3_v.eq(w2_v)]
-        with m.If(desc_take):
-            m.d.sync += w1.eq(self.desc.payload)
-        def ceil_div(x, n):
-            if n & (n - 1) == 0:
-                return (x + (n - 1)) >> (n.bit_length() - 1)
-            rm, rk = _recip(n, self.max_dim + n - 1)
-            return ((x + (n - 1)) * rm) >> rk
-        w1_pitch = ceil_div(w1.dim, WL)
-        w2_beats = Signal(beats_shape)
-        w3_beats = Signal(beats_shape)
-        m.d.sync += [
-            w2.eq(w1),
-            w2_pitch.eq(w1_pitch),
-            w2_beats.eq(ceil_div(w1.dim, L)),
-            w3_beats.eq(w2_beats),
-            w2_ok.eq((w1.table < self.n_tables) & (w1.rows != 0) & (w1.dim != 0)
-                     & (w1.dim <= self.max_dim)),
-            w3.eq(w2),
-            w3_pitch.eq(w2_pitch),
-            w3_ok.eq(w2_ok),
-            w3_end.eq(w2.base + w2.rows * w2_pitch),
-        ]
-        w3_good = w3_ok & (w3_end <= (1 << aw))
-        m.d.comb += [
-            dwr.addr.eq(w3.table[:tbits]),
-            dwr.data.base.eq(w3.base),
-            dwr.data.rows.eq(w3.rows),
-            dwr.data.pitch.eq(w3_pitch),
-            dwr.data.beats.eq(w3_beats),
-            dwr.data.dim.eq(w3.dim),
-            dwr.data.multiplier.eq(w3.multiplier),
-            dwr.data.shift.eq(w3.shift),
-            dwr.en.eq(w3_v & w3_good),
-        ]
-        with m.If(w3_v):
-            for t in range(self.n_tables):
-                with m.If(w3.table == t):
-                    m.d.sync += tvalid[t].eq(w3_good)
-            with m.If(~w3_good):
-                m.d.comb += [desc_err.eq(1), desc_err_table.eq(w3.table)]
-
-        # The hot-row cache's valid bits live in its key store (block RAM); it is
-        # emptied by a sweep over the lines, one per cycle, which holds the next
-        # batch back (exact hit counts) and stops hits and allocation meanwhile.
-        sweeping = Signal()
-
-        # -- command ---------------------------------------------------------------------
-        c_mode = Signal(PoolMode)
-        c_bounds = Signal(BoundsMode)
-        c_weighted = Signal()
-        c_requant = Signal()
-        c_bad = Signal()
-        cmd_take = Signal()
-        m.d.comb += [
-            self.cmd.ready.eq(~busy & ~error_set & ~w_busy & ~self.desc.valid & ~sweeping),
-            cmd_take.eq(self.cmd.valid & self.cmd.ready),
-        ]
-        with m.If(cmd_take):
-            p = self.cmd.payload
-            mode_raw = p.mode.as_value()
-            bounds_raw = p.bounds.as_value()
-            m.d.sync += [
-                c_mode.eq(p.mode), c_bounds.eq(p.bounds),
-                c_weighted.eq(p.weighted), c_requant.eq(p.requant),
-                c_bad.eq((mode_raw == 3) | (bounds_raw == 3)
-                         | (p.weighted & (p.mode != PoolMode.SUM))),
-            ]
-
-        # -- A: bags items -> jobs ----------------------------------------------------------
-        job_layout = data.StructLayout({
-            "kind": 2,
-            "len": n_shape,
-            "last_bag": 1,
-            "code": GatherError,
-            "value": unsigned(COUNTER_WIDTH),
-            "table": unsigned(tbits),
-            "d": tdesc,
-        })
-        JOB_DEPTH = 4
-        m.submodules.jobs = jobs = SyncFIFOBuffered(width=job_layout.size, depth=JOB_DEPTH)
-        job_w = job_layout(jobs.w_data)
-        job = job_layout(jobs.r_data)
-
-        a_state = Signal(range(4))     # 0 idle, 1 first item, 2 bag items, 3 end job
-        prev_table = Signal(TABLE_WIDTH)
-        prev_offset = Signal(OFFSET_WIDTH)
-        max_off = Signal(OFFSET_WIDTH)
-        # A1: the job being formed (descriptor data arrives from the block RAM)
-        a1_v = Signal()
-        a1_kind = Signal(2)
-        a1_code = Signal(GatherError)
-        a1_value = Signal(COUNTER_WIDTH)
-        a1_table = Signal(TABLE_WIDTH)
-        a1_len = Signal(OFFSET_WIDTH + 1)
-        a1_neg = Signal()
-        a1_last = Signal()
-        a1_tvalid = Signal()
-
-        a_room = Signal()
-        m.d.comb += [
-            a_room.eq(jobs.level + a1_v < JOB_DEPTH),
-            drd.addr.eq(prev_table[:tbits]),
-            drd.en.eq(1),
-        ]
-        item = self.bags.payload
-        a_pop = Signal()
-        m.d.comb += [
-            a_pop.eq(((a_state == 1) | (a_state == 2)) & a_room & self.bags.valid),
-            self.bags.ready.eq(a_pop),
-        ]
-        m.d.sync += a1_v.eq(0)
-        with m.If(cmd_take):
-            m.d.sync += a_state.eq(1)
-        with m.If(a_pop):
-            m.d.sync += [
-                prev_table.eq(item.table),
-                prev_offset.eq(item.offset),
-                a1_last.eq(item.last),
-                a1_table.eq(prev_table),
-                a1_tvalid.eq(tvalid.bit_select(prev_table[:tbits], 1)
-                             & (prev_table < self.n_tables)),
-                a1_len.eq(item.offset - prev_offset),
-                a1_neg.eq(item.offset < prev_offset),
-            ]
-            with m.If(item.last):
-                m.d.sync += a_state.eq(3)
-            with m.Else():
-                m.d.sync += a_state.eq(2)
-            with m.If(a_state == 1):
-                m.d.sync += max_off.eq(item.offset)
-                with m.If(c_bad):
-                    m.d.sync += [a1_v.eq(1), a1_kind.eq(_JOB_ERR),
-                                 a1_code.eq(GatherError.BAD_CMD), a1_value.eq(0)]
-                with m.Elif(item.offset != 0):
-                    m.d.sync += [a1_v.eq(1), a1_kind.eq(_JOB_ERR),
-                                 a1_code.eq(GatherError.BAD_OFFSET), a1_value.eq(item.offset)]
-            with m.Else():
-                with m.If(item.offset > max_off):
-                    m.d.sync += max_off.eq(item.offset)
-                m.d.sync += [a1_v.eq(1), a1_kind.eq(_JOB_BAG), a1_value.eq(item.offset)]
-        with m.If((a_state == 3) & a_room):
-            m.d.sync += [a1_v.eq(1), a1_kind.eq(_JOB_END), a1_value.eq(max_off), a_state.eq(0)]
-
-        # A1 -> job FIFO (always has room, see a_room)
-        m.d.comb += [
-            jobs.w_en.eq(a1_v),
-            job_w.kind.eq(a1_kind),
-            job_w.code.eq(a1_code),
-            job_w.value.eq(a1_value),
-            job_w.len.eq(a1_len),
-            job_w.last_bag.eq(a1_last),
-            job_w.table.eq(a1_table[:tbits]),
-            job_w.d.eq(drd.data),
-        ]
-        with m.If(a1_kind == _JOB_BAG):
-            with m.If(~a1_tvalid):
-                m.d.comb += [job_w.kind.eq(_JOB_ERR), job_w.code.eq(GatherError.BAD_TABLE),
-                             job_w.value.eq(a1_table)]
-            with m.Elif(a1_neg):
-                m.d.comb += [job_w.kind.eq(_JOB_ERR), job_w.code.eq(GatherError.BAD_OFFSET)]
-            with m.Elif(a1_len > self.max_bag):
-                m.d.comb += [job_w.kind.eq(_JOB_ERR), job_w.code.eq(GatherError.BAG_TOO_LONG),
-                             job_w.value.eq(a1_len)]
-
-        # -- B: indices -> lookups ------------------------------------------------------------
-        # The cache line of a key (computed in B2, ahead of the lookup FIFO).
-        ibits = exact_log2(self.cache_rows) if cache else 0
-
-        def line_of(rownum, table):
-            # spread the tables over the lines so row r of every table does not collide
-            return (rownum[:ibits] ^ (table * 0x9E5)[:ibits])[:ibits]
-
-        lk_layout = data.StructLayout({
-            "line": unsigned(ibits),
-            "row": 1,             # 1: read pitch words (or a cache hit); 0: a tag with no read
-            "addr": unsigned(aw),
-            "pitch": pitch_shape,
-            "beats": beats_shape,
-            # the cache key (table, row number looked up)
-            "table": unsigned(tbits if cache else 0),
-            "rownum": unsigned(iw if cache else 0),
-            "init": 1,            # first row of the bag: overwrite the accumulator
-            "bag_end": 1,
-            "batch_end": 1,
-            "abort": 1,
-            "is_max": 1,
-            "weight": signed(8),
-            "index": unsigned(iw),
-        })
-        meta_layout = data.StructLayout({
-            "n": n_shape,
-            "beats": beats_shape,
-            "dim": dim_shape,
-            "mean": 1,
-            "requant": 1,
-            "multiplier": signed(32),
-            "shift": unsigned(5),
-            "batch_last": 1,
-            "abort": 1,
-        })
-        LK_DEPTH = 4
-        m.submodules.lookups_fifo = lkf = SyncFIFO(width=lk_layout.size, depth=LK_DEPTH)
-        META_DEPTH = 16
-        m.submodules.meta_fifo = metaf = SyncFIFOBuffered(width=meta_layout.size, depth=META_DEPTH)
-        meta_w = meta_layout(metaf.w_data)
-
-        b_active = Signal()
-        b_discard = Signal()
-        b_end_sent = Signal()
-        b_k = Signal(n_shape)
-        b_n = Signal(n_shape)
-        b_bag = Signal(COUNTER_WIDTH)
-        b_consumed = Signal(OFFSET_WIDTH)
-        lk_res = Signal(range(LK_DEPTH + 1))     # lookups in B1, B2 and the FIFO
-        lk_ok = Signal()
-        emit = Signal()                         # B0 sends a lookup into B1
-        e_row = Signal()
-        e_rownum = Signal(iw)
-        e_init = Signal()
-        e_bag_end = Signal()
-        e_batch_end = Signal()
-        e_abort = Signal()
-        e_weight = Signal(signed(8))
-        e_index = Signal(iw)
-        meta_push = Signal()
-        meta_n = Signal(n_shape)
-        meta_abort = Signal()
-        lk_pop = Signal()
-
-        m.d.comb += lk_ok.eq((lk_res < LK_DEPTH) & metaf.w_rdy)
-        m.d.sync += lk_res.eq(lk_res + emit - lk_pop)
-
-        # The indices enter through a 2-entry FIFO (registered output: the
-        # bounds check starts from a flop, not from the producer's logic).
-        m.submodules.idx_fifo = idxf = SyncFIFOBuffered(width=self.index_layout.size, depth=2)
-        m.d.comb += [idxf.w_data.eq(self.indices.payload), idxf.w_en.eq(self.indices.valid),
-                     self.indices.ready.eq(idxf.w_rdy)]
-        idx = self.index_layout(idxf.r_data)
-        oor = Signal()
-        m.d.comb += oor.eq(idx.index >= job.d.rows)
-        with m.If(cmd_take):
-            m.d.sync += [b_active.eq(1), b_discard.eq(0), b_end_sent.eq(0), b_k.eq(0),
-                         b_n.eq(0), b_bag.eq(0), b_consumed.eq(0)]
-
-        def abort_marker():
-            m.d.comb += [emit.eq(1), e_row.eq(0), e_bag_end.eq(1), e_batch_end.eq(1),
-                         e_abort.eq(1), meta_push.eq(1), meta_abort.eq(1)]
-            m.d.sync += [b_discard.eq(1), b_end_sent.eq(1)]
-
-        # One action per cycle, in priority order.
-        with m.If(b_active & error_set & ~b_discard):
-            # an error elsewhere (MEM_ERROR): stop issuing, end the batch for D and E
-            with m.If(b_end_sent):
-                m.d.sync += b_discard.eq(1)
-            with m.Elif(lk_ok):
-                abort_marker()
-        with m.Elif(b_active & jobs.r_rdy & (job.kind == _JOB_END)):
-            with m.If(b_consumed >= job.value):
-                m.d.comb += jobs.r_en.eq(1)
-                m.d.sync += b_active.eq(0)
-            with m.Else():
-                m.d.comb += idxf.r_en.eq(1)
-                with m.If(idxf.r_rdy):
-                    m.d.sync += b_consumed.eq(b_consumed + 1)
-        with m.Elif(jobs.r_rdy & b_discard):
-            m.d.comb += jobs.r_en.eq(1)
-        with m.Elif(jobs.r_rdy & (job.kind == _JOB_ERR)):
-            with m.If(lk_ok):
-                m.d.comb += [jobs.r_en.eq(1), b_err.eq(1), b_err_code.eq(job.code),
-                             b_err_bag.eq(b_bag), b_err_val.eq(job.value)]
-                abort_marker()
-        with m.Elif(jobs.r_rdy & (job.kind == _JOB_BAG) & lk_ok):
-            with m.If(job.len == 0):
-                m.d.comb += [emit.eq(1), e_row.eq(0), e_bag_end.eq(1),
-                             e_batch_end.eq(job.last_bag), meta_push.eq(1), meta_n.eq(0),
-                             jobs.r_en.eq(1)]
-                m.d.sync += [b_bag.eq(b_bag + 1), b_end_sent.eq(b_end_sent | job.last_bag)]
-            with m.Elif(idxf.r_rdy):
-                m.d.comb += idxf.r_en.eq(1)
-                m.d.sync += b_consumed.eq(b_consumed + 1)
-                with m.If(oor & (c_bounds == BoundsMode.FATAL)):
-                    m.d.comb += [b_err.eq(1), b_err_code.eq(GatherError.OUT_OF_RANGE),
-                                 b_err_bag.eq(b_bag), b_err_val.eq(idx.index)]
-                    abort_marker()
-                with m.Else():
-                    is_row = ~(oor & (c_bounds == BoundsMode.SKIP))
-                    last_in_bag = b_k == job.len - 1
-                    m.d.comb += [
-                        emit.eq(1), e_row.eq(is_row), e_rownum.eq(Mux(oor, 0, idx.index)),
-                        e_init.eq(b_n == 0), e_bag_end.eq(last_in_bag),
-                        e_batch_end.eq(last_in_bag & job.last_bag),
-                        e_weight.eq(Mux(c_weighted, idx.weight, 1)), e_index.eq(idx.index),
-                    ]
-                    m.d.sync += [
-                        self.lookups.eq(self.lookups + is_row),
-                        self.clamped.eq(self.clamped + (oor & (c_bounds == BoundsMode.CLAMP))),
-                        self.skipped.eq(self.skipped + (oor & (c_bounds == BoundsMode.SKIP))),
-                    ]
-                    with m.If(last_in_bag):
-                        m.d.comb += [meta_push.eq(1), meta_n.eq(b_n + is_row), jobs.r_en.eq(1)]
-                        m.d.sync += [b_k.eq(0), b_n.eq(0), b_bag.eq(b_bag + 1),
-                                     b_end_sent.eq(b_end_sent | job.last_bag)]
-                    with m.Else():
-                        m.d.sync += [b_k.eq(b_k + 1), b_n.eq(b_n + is_row)]
-
-        m.d.comb += [
-            metaf.w_en.eq(meta_push),
-            meta_w.n.eq(meta_n),
-            meta_w.beats.eq(job.d.beats),
-            meta_w.dim.eq(job.d.dim),
-            meta_w.mean.eq(c_mode == PoolMode.MEAN),
-            meta_w.requant.eq(c_requant),
-            meta_w.multiplier.eq(job.d.multiplier),
-            meta_w.shift.eq(job.d.shift),
-            meta_w.batch_last.eq(e_batch_end),
-            meta_w.abort.eq(meta_abort),
+            walk.start.eq(ctl.start), walk.mode.eq(ctl.mode), walk.bounds.eq(ctl.bounds),
+            walk.weighted.eq(ctl.weighted), walk.requant.eq(ctl.requant),
+            walk.error_set.eq(ctl.error_set),
+            ctl.in_err.eq(walk.err), ctl.in_err_code.eq(walk.err_code),
+            ctl.in_err_bag.eq(walk.err_bag), ctl.in_err_val.eq(walk.err_val),
+            self.lookups.eq(walk.lookups_count), self.clamped.eq(walk.clamped),
+            self.skipped.eq(walk.skipped),
         ]
 
-        # B1: row * pitch; B2: + base
-        b1 = Signal(lk_layout)
-        b1_v = Signal()
-        b1_rownum = Signal(iw)
-        b1_base = Signal(aw)
-        b2 = Signal(lk_layout)
-        b2_v = Signal()
-        b2_off = Signal(aw)
-        b2_base = Signal(aw)
-        m.d.sync += [
-            b1_v.eq(emit),
-            b1.row.eq(e_row), b1.pitch.eq(job.d.pitch), b1.beats.eq(job.d.beats),
-            b1.table.eq(job.table), b1.rownum.eq(e_rownum), b1.init.eq(e_init),
-            b1.bag_end.eq(e_bag_end), b1.batch_end.eq(e_batch_end), b1.abort.eq(e_abort),
-            b1.is_max.eq(c_mode == PoolMode.MAX), b1.weight.eq(e_weight),
-            b1.index.eq(e_index),
-            b1_rownum.eq(e_rownum), b1_base.eq(job.d.base),
-            b2_v.eq(b1_v), b2.eq(b1), b2_off.eq((b1_rownum * b1.pitch)[:aw]), b2_base.eq(b1_base),
-        ]
+        # -- S1, S2: hot-row cache hit check; C: lookups -> word requests + tags --------------------
+        m.submodules.issuer = iss = Issuer(inflight=self.inflight, **rows)
         if cache:
-            m.d.sync += b2.line.eq(line_of(b1.rownum, b1.table))
-        lk_w = lk_layout(lkf.w_data)
-        m.d.comb += [
-            lkf.w_en.eq(b2_v),
-            lk_w.eq(b2),
-            lk_w.addr.eq(b2_base + b2_off),
-        ]
-
-        # -- C: lookups -> word requests (or a cache hit) + tags ----------------------------------
-        # C0 holds the lookup being issued. It is a register so that the cache
-        # key, read from block RAM when the lookup is loaded, lines up with it.
-        tag_layout = data.StructLayout({
-            "has_resp": 1,        # a miss's beat k: wait for it from the gearbox
-            "hit": 1,             # a cache hit: `beats` beats from cache line `line`
-            "k": range(max_beats),
-            "beats": beats_shape,
-            "line": range(max(1, self.cache_rows)),
-            "init": 1,
-            "bag_end": 1,
-            "batch_end": 1,
-            "abort": 1,
-            "is_max": 1,
-            "weight": signed(8),
-            "index": unsigned(iw),
-        })
-        m.submodules.tags = tagf = SyncFIFOBuffered(width=tag_layout.size, depth=self.inflight)
-        tag_w = tag_layout(tagf.w_data)
-        # one entry per word read (its place in its beat), for the gearbox;
-        # its depth bounds the reads in flight
-        word_layout = data.StructLayout({"slot": range(R), "emit": 1})
-        m.submodules.words = wordf = SyncFIFOBuffered(width=word_layout.size,
-                                                      depth=self.inflight)
-        word_w = word_layout(wordf.w_data)
-        lk = lk_layout(lkf.r_data)
-        c0 = Signal(lk_layout)
-        c0_v = Signal()
-        c0_line = Signal(range(max(1, self.cache_rows)))
-        c_w = Signal(range(max_pitch))
-        c_slot = Signal(range(R))
-        c_k = Signal(range(max_beats))
+            m.submodules.cache_tags = ctags = CacheTags(**rows)
+            wiring.connect(m, walk.lookups, ctags.lookups)
+            wiring.connect(m, ctags.checked, iss.lookups)
+            m.d.comb += [ctags.invalidate.eq(dtab.written | self.cache_clear),
+                         ctags.clear.eq(self.clear),
+                         self.cache_hits.eq(ctags.hits), self.cache_misses.eq(ctags.misses)]
+            sweeping, tags_idle = ctags.sweeping, ctags.idle
+        else:
+            m.d.comb += [iss.lookups.valid.eq(walk.lookups.valid),
+                         iss.lookups.payload.lk.eq(walk.lookups.payload),
+                         walk.lookups.ready.eq(iss.lookups.ready)]
+            sweeping, tags_idle = Const(0), Const(1)
+        m.d.comb += ctl.hold.eq(dtab.w_busy | self.desc.valid | sweeping)
         req = self.mem.req
-        # Word requests leave through a small FIFO: C sees its (registered)
-        # room, not the arbiter's combinational ready.
-        m.submodules.req_fifo = reqf = SyncFIFOBuffered(width=aw, depth=4)
-        slot_free = reqf.w_rdy
-        c_go = Signal()
-        c_done = Signal()
-        c_load = Signal()
-        c_last_word = Signal()
-        c_emit = Signal()
-        c_hit = Signal()
-        c_read = Signal()
-        c_flush = Signal()        # a read came back with err: stop hitting and allocating
-        m.d.comb += [
-            c_read.eq(c0.row & ~c_hit),
-            c_last_word.eq(~c_read | (c_w == c0.pitch - 1)),
-            c_emit.eq((c_slot == R - 1) | c_last_word),
-            c_go.eq(c0_v & tagf.w_rdy & (~c_read | (slot_free & wordf.w_rdy))),
-            c_done.eq(c_go & c_last_word),
-            # a miss pushes a tag per beat (at the beat's last word), a word
-            # entry per read
-            tagf.w_en.eq(c_go & (~c_read | c_emit)),
-            wordf.w_en.eq(c_go & c_read),
-            word_w.slot.eq(c_slot),
-            word_w.emit.eq(c_emit),
-            tag_w.has_resp.eq(c_read),
-            tag_w.hit.eq(c_hit),
-            tag_w.k.eq(c_k),
-            tag_w.beats.eq(c0.beats),
-            tag_w.line.eq(c0_line),
-            tag_w.init.eq(c0.init),
-            tag_w.bag_end.eq(c0.bag_end & c_last_word),
-            tag_w.batch_end.eq(c0.batch_end & c_last_word),
-            tag_w.abort.eq(c0.abort),
-            tag_w.is_max.eq(c0.is_max),
-            tag_w.weight.eq(c0.weight),
-            tag_w.index.eq(c0.index),
-        ]
-        # C0 loads from the hit check (S2) with the cache, else from the FIFO.
-        c_src_v = Signal()
-        c_src = Signal(lk_layout)
-        s1_v = Signal()               # the cache's hit-check stages hold a lookup
-        s2_v = Signal()
-        m.d.comb += c_load.eq(c_src_v & (~c0_v | c_done))
-        with m.If(c_load):
-            m.d.sync += [c0.eq(c_src), c0_v.eq(1)]
-        with m.Elif(c_done):
-            m.d.sync += c0_v.eq(0)
-        if not cache:
-            m.d.comb += [c_src_v.eq(lkf.r_rdy), c_src.eq(lk), lk_pop.eq(c_load),
-                         lkf.r_en.eq(c_load)]
-        with m.If(c_go):
-            m.d.sync += [
-                c_w.eq(Mux(c_last_word, 0, c_w + 1)),
-                c_slot.eq(Mux(c_emit, 0, c_slot + 1)),
-                c_k.eq(Mux(c_last_word, 0, Mux(c_emit, c_k + 1, c_k))),
-            ]
-        m.d.comb += [
-            reqf.w_en.eq(c_go & c_read),
-            reqf.w_data.eq(c0.addr + c_w),
-            req.valid.eq(reqf.r_rdy),
-            req.payload.addr.eq(reqf.r_data),
-            req.payload.we.eq(0), req.payload.wdata.eq(0), req.payload.mask.eq(0),
-            reqf.r_en.eq(req.ready),
-        ]
-
-        if cache:
-            # Direct-mapped, keyed by (table, row). Every lookup passes the hit
-            # check in lookup order, before C: S1 reads its line's key (block
-            # RAM), S2 holds the key registered and decides, in its first
-            # cycle, hit or miss; a miss allocates its line there (key written,
-            # line valid), so the key store always names the last row sent to
-            # that line. The fill itself happens in G, in tag order: a later
-            # hit on that line is behind the fill in the tag FIFO, so it reads
-            # the filled row even when the fill was still in flight at the
-            # check. C0 gets the decision registered.
-            # The one check S1's key read cannot see is that of the lookup just
-            # ahead (in S2 when this one moves into S2): when both name the
-            # same line its outcome is forwarded (that line then holds its key).
-            # A line's valid bit is stored with its key (a register per line
-            # made a 1024-way select and clear that limited the engine to
-            # 45 MHz); emptying the cache sweeps every line (``sweeping``),
-            # and a lookup whose key was read before a sweep ended neither
-            # hits nor allocates.
-            key_layout = data.StructLayout({"valid": 1, "key": unsigned(tbits + iw)})
-            m.submodules.cache_keys = ckeys = Memory(shape=key_layout, depth=self.cache_rows,
-                                                     init=[])
-            ck_wr = ckeys.write_port()
-            ck_rd = ckeys.read_port(transparent_for=(ck_wr,))
-            sweep_line = Signal(ibits)
-
-            def key_of(lkv):
-                return Cat(lkv.rownum, lkv.table)
-
-            s1 = Signal(lk_layout)
-            s1_line = Signal(ibits)
-            s1_stale = Signal()
-            s2 = Signal(lk_layout)
-            s2_line = Signal(ibits)
-            s2_new = Signal()         # S2's first cycle: the check
-            s2_stale = Signal()
-            s2_kq = Signal(key_layout)
-            s2_fwd = Signal()         # the lookup ahead had this line and kept its key there
-            s2_fwd_eq = Signal()      # ... and the same key
-            s2_hit_r = Signal()
-            s2_on_r = Signal()
-            s2_hit = Signal()
-            s2_on = Signal()          # S2's lookup left its key in its line
-            s1_adv = Signal()
-            s1_load = Signal()
-            s2_off = Signal()
-            hit_now = Signal()
-            m.d.comb += [
-                c_src_v.eq(s2_v), c_src.eq(s2),
-                s1_adv.eq(s1_v & (~s2_v | c_load)),
-                s1_load.eq(lkf.r_rdy & (~s1_v | s1_adv)),
-                lkf.r_en.eq(s1_load), lk_pop.eq(s1_load),
-                ck_rd.addr.eq(lk.line), ck_rd.en.eq(s1_load),
-                s2_off.eq(c_flush | sweeping | s2_stale),
-                hit_now.eq(s2.row & ~s2_off & Mux(s2_fwd, s2_fwd_eq,
-                                                  s2_kq.valid & (s2_kq.key == key_of(s2)))),
-                s2_hit.eq(Mux(s2_new, hit_now, s2_hit_r)),
-                s2_on.eq(Mux(s2_new, s2.row & ~s2_off, s2_on_r)),
-            ]
-            with m.If(s1_load):
-                m.d.sync += [s1.eq(lk), s1_line.eq(lk.line),
-                             s1_stale.eq(sweeping)]
-            with m.Elif(sweeping):
-                m.d.sync += s1_stale.eq(1)
-            m.d.sync += [s1_v.eq(s1_load | (s1_v & ~s1_adv)),
-                         s2_v.eq(s1_adv | (s2_v & ~c_load)),
-                         s2_new.eq(s1_adv)]
-            with m.If(s1_adv):
-                m.d.sync += [
-                    s2.eq(s1), s2_line.eq(s1_line), s2_kq.eq(ck_rd.data),
-                    s2_stale.eq(s1_stale | sweeping),
-                    s2_fwd.eq(s2_v & s2_on & (s1_line == s2_line)),
-                    s2_fwd_eq.eq(key_of(s1) == key_of(s2)),
-                ]
-            with m.If(s2_new):
-                m.d.sync += [s2_hit_r.eq(hit_now), s2_on_r.eq(s2.row & ~s2_off)]
-            c0_hit = Signal()
-            with m.If(c_load):
-                m.d.sync += [c0_hit.eq(s2_hit), c0_line.eq(s2_line)]
-            m.d.comb += c_hit.eq(c0_hit)
-            alloc = s2_new & s2.row & ~s2_off & ~hit_now
-            with m.If(sweeping):
-                m.d.comb += [ck_wr.addr.eq(sweep_line), ck_wr.data.valid.eq(0), ck_wr.en.eq(1)]
-            with m.Else():
-                m.d.comb += [ck_wr.addr.eq(s2_line), ck_wr.data.valid.eq(1),
-                             ck_wr.data.key.eq(key_of(s2)), ck_wr.en.eq(alloc)]
-            with m.If(s2_new & s2.row):
-                m.d.sync += [self.cache_hits.eq(self.cache_hits + hit_now),
-                             self.cache_misses.eq(self.cache_misses + ~hit_now)]
+        m.d.comb += [req.valid.eq(iss.req.valid), req.payload.addr.eq(iss.req.payload),
+                     req.payload.we.eq(0), req.payload.wdata.eq(0), req.payload.mask.eq(0),
+                     iss.req.ready.eq(req.ready)]
 
         # -- R: responses -> beats (gearbox) ---------------------------------------------------------
-        # The gearbox packs a miss's words, in response order, R to a beat (a
-        # row starts on a beat, so word w is slot w % R of beat w // R; since
-        # lanes is a multiple of the word every beat holds whole words; the
-        # final beat of a row may be partial, its unused lanes are past dim)
-        # into the beat FIFO. It runs ahead of G, so G spends one cycle per
-        # beat of a miss, not per word, and reads hits out of the cache while
-        # the memory works on later misses.
-        resp = self.mem.resp
-        word = word_layout(wordf.r_data)
-        beat_layout = data.StructLayout({"data": unsigned(8 * L), "err": 1})
-        m.submodules.beats = beatf = SyncFIFOBuffered(width=beat_layout.size,
-                                                      depth=max(4, self.inflight // R + 2))
-        beat_w = beat_layout(beatf.w_data)
-        r_go = Signal()
-        m.d.comb += [
-            resp.ready.eq(wordf.r_rdy & (~word.emit | beatf.w_rdy)),
-            r_go.eq(resp.ready & resp.valid),
-            wordf.r_en.eq(r_go),
-            beatf.w_en.eq(r_go & word.emit),
-        ]
-        gb = Signal(8 * L)         # words of the beat being packed
-        gb_err = Signal()
-        rdata = resp.payload.rdata
-        if R == 1:
-            m.d.comb += beat_w.data.eq(rdata)
-        else:
-            m.d.comb += beat_w.data.eq(Cat(*[Mux(word.slot == s, rdata, gb[s * dw:(s + 1) * dw])
-                                             for s in range(R)]))
-            with m.If(r_go & ~word.emit):
-                for s in range(R):
-                    with m.If(word.slot == s):
-                        m.d.sync += gb[s * dw:(s + 1) * dw].eq(rdata)
-        m.d.comb += beat_w.err.eq(gb_err | resp.payload.err)
-        with m.If(r_go):
-            m.d.sync += gb_err.eq(Mux(word.emit, 0, gb_err | resp.payload.err))
-        g_word_err = r_go & resp.payload.err
+        m.submodules.gearbox = gbx = Gearbox(data_width=self.data_width, lanes=L,
+                                             depth=max(4, self.inflight // R + 2))
+        wiring.connect(m, wiring.flipped(self.mem.resp), gbx.resp)
+        wiring.connect(m, iss.words, gbx.words)
+        if cache:
+            m.d.comb += ctags.word_err.eq(gbx.word_err)
 
         # -- G: tags + beats -> D (cache fill and read) -----------------------------------------------
-        # Tags are taken in order, so hits and misses keep lookup order.
-        # The accumulators are as wide as a bag's sum needs (|w * x| <= 2**14).
-        accw = min(32, (128 * 128 * self.max_bag).bit_length() + 1)
-        acc_row = data.ArrayLayout(signed(accw), L)
         # ACC_BANKS accumulator banks, used in turn: D fills one while E
         # drains others. A bank is busy from its bag's first beat in G until
         # E has read it out (about a dozen cycles); with two, bags of one
         # short row were held to one per six cycles.
         NB = ACC_BANKS
-        m.submodules.accmem = accmem = Memory(shape=acc_row, depth=NB << max(1, kbits), init=[])
-        acc_wr = accmem.write_port()
-        acc_rd = accmem.read_port(transparent_for=(acc_wr,))
-        drn_rd = accmem.read_port()
-
-        full = Signal(NB)     # bank claimed by D's current/finished bag (set at its bag_end beat)
-        done = Signal(NB)     # bank written completely
-        disc = Signal(NB)     # bank's bag is discarded
-        d_bank = Signal(range(NB))
-        tag = tag_layout(tagf.r_data)
-        gbeat = beat_layout(beatf.r_data)
-        bank_free = ~full.bit_select(d_bank, 1)
-        g_go = Signal()
-        g_k = Signal(range(max_beats))       # beat of a hit being read out
-        g_hit_last = Signal()
-        g_bag_end = Signal()
-        g_hazard = Signal()
-        beat = gbeat.data
-        m.d.comb += [
-            g_go.eq(tagf.r_rdy & bank_free & (~tag.has_resp | beatf.r_rdy) & ~g_hazard),
-            beatf.r_en.eq(g_go & tag.has_resp),
-            g_hit_last.eq(g_k == tag.beats - 1),
-            tagf.r_en.eq(g_go & (~tag.hit | g_hit_last)),
-            g_bag_end.eq(tag.bag_end & (~tag.hit | g_hit_last)),
-        ]
-        with m.If(g_go & tag.hit):
-            m.d.sync += g_k.eq(Mux(g_hit_last, 0, g_k + 1))
-        # D's read-modify-write sees the write of the beat three ahead
-        # (transparent read port) but not those of the two just ahead: a beat
-        # waits while one of the two beats issued before it goes to its
-        # accumulator word (rows of one or two beats in a bag).
-        g_k_cur = Mux(tag.hit, g_k, tag.k)
-        hz = [Signal(1 + len(g_k_cur) + len(d_bank), name=f"g_hz{i}") for i in range(2)]  # v, k, bank
-        hz_now = Cat(g_go & (tag.has_resp | tag.hit), g_k_cur, d_bank)
-        m.d.sync += [hz[0].eq(hz_now), hz[1].eq(hz[0])]
-        m.d.comb += g_hazard.eq(Cat(h[0] & (h[1:] == Cat(g_k_cur, d_bank)) for h in hz).any())
-        if cache:
-            flush_r = Signal()
-            # C stops hitting and allocating from the cycle after the err
-            # response (registered, off the response path); a line allocated
-            # in that cycle is cleared with the rest
-            m.d.comb += c_flush.eq(flush_r)
-            with m.If(g_word_err):
-                m.d.sync += flush_r.eq(1)
-            with m.Elif(self.clear):
-                m.d.sync += flush_r.eq(0)
-            # a descriptor write or cache_clear empties the cache; an err
-            # response does too (a failed fill left junk in its line), and
-            # nothing is cached until the error is cleared
-            with m.If(w3_v | self.cache_clear | g_word_err):
-                m.d.sync += [sweeping.eq(1), sweep_line.eq(0)]
-            with m.Elif(sweeping):
-                m.d.sync += sweep_line.eq(sweep_line + 1)
-                with m.If(sweep_line == self.cache_rows - 1):
-                    m.d.sync += sweeping.eq(0)
-            # The lines: BufferRAM (block RAMs with registered inputs and, on
-            # ECP5, their output registers on: 32 of them spread over the die,
-            # whose bare clock-to-out plus the route back took 12 ns).
-            m.submodules.cache_data = cdata = BufferRAM(shape=unsigned(8 * L),
-                                                        depth=self.cache_rows << kbits)
-            m.d.comb += [
-                cdata.w_addr.eq(Cat(tag.k, tag.line) if kbits else tag.line),
-                cdata.w_data.eq(beat),
-                cdata.w_en.eq(g_go & tag.has_resp),
-                cdata.r_addr.eq(Cat(g_k, tag.line) if kbits else tag.line),
-            ]
-
-        d1_layout = data.StructLayout({
-            "has_data": 1, "hit": 1, "k": range(max_beats), "init": 1, "bag_end": 1,
-            "batch_end": 1, "abort": 1, "is_max": 1, "weight": signed(8), "index": unsigned(iw),
-        })
-        d1 = Signal(d1_layout)
-        d1_v = Signal()
-        d1_data = Signal(8 * L)
-        d1_err = Signal()
-        d1_bank = Signal.like(d_bank)
-        # With the cache a stage D0 comes first: the cache's block RAM output
-        # is registered (with the miss data beside it) before the multiply.
-        g1 = Signal(d1_layout, name="d0" if cache else None)
-        g1_v = Signal(name="d0_v" if cache else None)
-        g1_data = Signal(8 * L, name="d0_data" if cache else None)
-        g1_err = Signal(name="d0_err" if cache else None)
-        g1_bank = Signal.like(d_bank, name="d0_bank" if cache else None)
-        # (captured every cycle: g1_v says whether it is a beat; g_go's fanout
-        # stays small)
-        m.d.sync += g1_v.eq(g_go)
-        m.d.sync += [
-            g1.has_data.eq(tag.has_resp | tag.hit), g1.hit.eq(tag.hit),
-            g1.k.eq(Mux(tag.hit, g_k, tag.k)), g1.init.eq(tag.init),
-            g1.bag_end.eq(g_bag_end), g1.batch_end.eq(tag.batch_end & g_bag_end),
-            g1.abort.eq(tag.abort), g1.is_max.eq(tag.is_max), g1.weight.eq(tag.weight),
-            g1.index.eq(tag.index),
-            g1_data.eq(beat),
-            g1_err.eq(tag.has_resp & gbeat.err),
-            g1_bank.eq(d_bank),
-        ]
-        # With the cache, the beat waits for the cache's read (BufferRAM.LATENCY
-        # cycles after G) in D0 stages.
-        d0_stages = []
-        if cache:
-            gq, gq_v, gq_err, gq_bank, gq_data = g1, g1_v, g1_err, g1_bank, g1_data
-            for i in range(BufferRAM.LATENCY - 1):
-                nq = Signal(d1_layout, name=f"d0_{i + 1}")
-                nq_v = Signal(name=f"d0_{i + 1}_v")
-                nq_err = Signal(name=f"d0_{i + 1}_err")
-                nq_bank = Signal.like(d_bank, name=f"d0_{i + 1}_bank")
-                nq_data = Signal(8 * L, name=f"d0_{i + 1}_data")
-                m.d.sync += [nq.eq(gq), nq_v.eq(gq_v), nq_err.eq(gq_err), nq_bank.eq(gq_bank),
-                             nq_data.eq(gq_data)]
-                d0_stages.append(nq_v)
-                gq, gq_v, gq_err, gq_bank, gq_data = nq, nq_v, nq_err, nq_bank, nq_data
-            m.d.sync += [d1_v.eq(gq_v), d1.eq(gq), d1_err.eq(gq_err), d1_bank.eq(gq_bank),
-                         d1_data.eq(Mux(gq.hit, cdata.r_data, gq_data))]
-        else:
-            m.d.comb += [d1_v.eq(g1_v), d1.eq(g1), d1_err.eq(g1_err), d1_bank.eq(g1_bank),
-                         d1_data.eq(g1_data)]
-        d1_bytes = d1_data
-        full_set = Signal(NB)
-        full_clr = Signal(NB)
-        done_set = Signal(NB)
-        with m.If(g_go & g_bag_end):
-            m.d.comb += full_set.eq(Const(1, NB) << d_bank)
-            m.d.sync += d_bank.eq(d_bank + 1)
-
-        mem_fail = Signal()
-        d_bagcnt = Signal(COUNTER_WIDTH)
-        with m.If(d1_v):
-            with m.If(d1_err & ~mem_fail):
-                m.d.comb += [d_err.eq(1), d_err_bag.eq(d_bagcnt), d_err_val.eq(d1.index)]
-            with m.If(d1.batch_end):
-                m.d.sync += [mem_fail.eq(0), d_bagcnt.eq(0)]
-            with m.Else():
-                with m.If(d1_err):
-                    m.d.sync += mem_fail.eq(1)
-                with m.If(d1.bag_end):
-                    m.d.sync += d_bagcnt.eq(d_bagcnt + 1)
+        m.submodules.beats = seq = BeatSequencer(cache_rows=self.cache_rows, index_width=iw,
+                                                 banks=NB, **dims)
+        wiring.connect(m, iss.tags, seq.tags)
+        wiring.connect(m, gbx.beats, seq.beats)
 
         # -- D: beats -> accumulator banks -----------------------------------------------------
-        # D1 -> D2: weight x bytes, accumulator read
-        d2 = Signal(d1_layout)
-        d2_v = Signal()
-        d2_bank = Signal.like(d_bank)
-        d2_disc = Signal()
-        # weight x byte in fabric adders over D1..D2 (two partial sums, then
-        # their sum), not a DSP block: the DSPs sit in rows away from the
-        # engine and the routing to one and back took 9 ns
-        d2_plo = Signal(data.ArrayLayout(signed(16), L))
-        d2_phi = Signal(data.ArrayLayout(signed(16), L))
-        m.d.sync += [d2_v.eq(d1_v), d2.eq(d1), d2_bank.eq(d1_bank),
-                     d2_disc.eq(mem_fail | d1_err | d1.abort)]
-        for l in range(L):
-            b = d1_bytes[8 * l:8 * l + 8].as_signed()
-            w = d1.weight
-            lo = sum(Mux(w[i], b, 0) << i for i in range(4))
-            hi = sum(Mux(w[i], b, 0) << i for i in range(4, 7)) - (Mux(w[7], b, 0) << 7)
-            m.d.sync += [d2_plo[l].eq(lo), d2_phi[l].eq(hi)]
-        m.d.comb += [acc_rd.addr.eq(Cat(d1.k, d1_bank) if max_beats > 1 else d1_bank),
-                     acc_rd.en.eq(1)]
-        # D2 -> D3: the accumulator word registered (LUT RAM read, then flops;
-        # a bag's first beat takes the identity instead: 0, or -2**15 for MAX,
-        # below any int8 row value), D3 adds (or takes the max: MAX values
-        # stay within 16 bits) and D4 writes the result back. G keeps two
-        # beats to one word at least three cycles apart, so the read
-        # (transparent) has every earlier write.
-        def acc_addr(k, bank):
-            return Cat(k, bank) if max_beats > 1 else bank
-        d3 = Signal(d1_layout)
-        d3_v = Signal()
-        d3_bank = Signal.like(d_bank)
-        d3_disc = Signal()
-        d3_x = Signal(data.ArrayLayout(signed(16), L))
-        d3_a = Signal(acc_row)
-        d3_res = Signal(acc_row)
-        m.d.sync += [d3_v.eq(d2_v), d3.eq(d2), d3_bank.eq(d2_bank), d3_disc.eq(d2_disc)]
-        for l in range(L):
-            m.d.sync += d3_x[l].eq(d2_plo[l] + d2_phi[l])
-            m.d.sync += d3_a[l].eq(Mux(d2.init, Mux(d2.is_max, -(1 << 15), 0), acc_rd.data[l]))
-            a = d3_a[l]
-            x = d3_x[l]
-            m.d.comb += d3_res[l].eq(Mux(d3.is_max, Mux(x > a[:16].as_signed(), x, a), a + x))
-        d4 = Signal(d1_layout)
-        d4_v = Signal()
-        d4_bank = Signal.like(d_bank)
-        d4_disc = Signal()
-        d4_res = Signal(acc_row)
-        m.d.sync += [d4_v.eq(d3_v), d4.eq(d3), d4_bank.eq(d3_bank), d4_disc.eq(d3_disc),
-                     d4_res.eq(d3_res)]
+        m.submodules.read_errors = rerr = ReadErrorCheck(index_width=iw, **dims)
+        m.submodules.accum = acc = AccumulatorBanks(lanes=L, max_bag=self.max_bag,
+                                                    max_beats=self.max_beats, index_width=iw,
+                                                    banks=NB)
         m.d.comb += [
-            acc_wr.data.eq(d4_res),
-            acc_wr.addr.eq(acc_addr(d4.k, d4_bank)),
-            acc_wr.en.eq(d4_v & d4.has_data),
+            rerr.i.eq(seq.o), rerr.i_v.eq(seq.o_v), rerr.i_err.eq(seq.o_err),
+            ctl.mem_err.eq(rerr.err), ctl.mem_err_bag.eq(rerr.err_bag),
+            ctl.mem_err_val.eq(rerr.err_val),
+            acc.i.eq(seq.o), acc.i_v.eq(seq.o_v), acc.i_data.eq(seq.o_data),
+            acc.i_bank.eq(seq.o_bank), acc.i_disc.eq(rerr.disc),
         ]
-        with m.If(d4_v & d4.bag_end):
-            m.d.comb += done_set.eq(Const(1, NB) << d4_bank)
-            for b in range(NB):
-                with m.If(d4_bank == b):
-                    m.d.sync += disc[b].eq(d4_disc)
 
-        # -- E: drain a finished bank ------------------------------------------------------------
-        rqs = [Requantizer(out_width=8) for _ in range(L)]
-        rq_latency = rqs[0].latency
-        # Every beat in the drain pipeline holds an output FIFO slot (a credit),
-        # so the fixed-latency pipeline never stalls; full rate needs as many
-        # slots as cycles from a drain read to the FIFO.
-        out_depth = 1 + 1 + 8 + 1 + rq_latency + 8
-        meta = meta_layout(metaf.r_data)
-        e_bank = Signal.like(d_bank)
-        e_w = Signal(range(max_beats))
-        e_base = Signal(range(max_beats * L + 1))
-        out_pending = Signal(range(out_depth + 1))
-        e_issue = Signal()
-        e_ready = Signal()
-        pooled_take = Signal()
+        # -- E: drain a finished bank; the mean divider; the output --------------------------------
+        m.submodules.output = outp = PooledOutput(lanes=L, max_bag=self.max_bag,
+                                                  in_latency=1 + MeanDivider.LATENCY)
+        wiring.connect(m, outp.pooled, wiring.flipped(self.pooled))
+        m.submodules.drain = drn = DrainControl(max_bag=self.max_bag, banks=NB,
+                                                out_depth=outp.depth, **dims)
+        wiring.connect(m, walk.meta, drn.meta)
         m.d.comb += [
-            e_ready.eq(metaf.r_rdy & done.bit_select(e_bank, 1)),
-            pooled_take.eq(self.pooled.valid & self.pooled.ready),
+            drn.claim.eq(seq.claim), drn.claim_bank.eq(seq.bank), seq.full.eq(drn.full),
+            drn.done_v.eq(acc.done_v), drn.done_bank.eq(acc.done_bank),
+            drn.done_disc.eq(acc.done_disc),
+            drn.taken.eq(self.pooled.valid & self.pooled.ready),
+            acc.drain_k.eq(drn.drain_k), acc.drain_bank.eq(drn.drain_bank),
         ]
-        e_last = e_w == meta.beats - 1
-        with m.If(e_ready):
-            with m.If(meta.abort | disc.bit_select(e_bank, 1)):
-                m.d.comb += [metaf.r_en.eq(1), full_clr.eq(Const(1, NB) << e_bank)]
-                m.d.sync += e_bank.eq(e_bank + 1)
-            with m.Elif(out_pending < out_depth):
-                m.d.comb += e_issue.eq(1)
-                with m.If(e_last):
-                    m.d.comb += [metaf.r_en.eq(1), full_clr.eq(Const(1, NB) << e_bank)]
-                    m.d.sync += [e_bank.eq(e_bank + 1), e_w.eq(0), e_base.eq(0)]
-                with m.Else():
-                    m.d.sync += [e_w.eq(e_w + 1), e_base.eq(e_base + L)]
-        m.d.sync += [
-            full.eq((full | full_set) & ~full_clr),
-            done.eq((done | done_set) & ~full_clr),
-            out_pending.eq(out_pending + e_issue - pooled_take),
-        ]
-        m.d.comb += [drn_rd.addr.eq(Cat(e_w, e_bank) if max_beats > 1 else e_bank),
-                     drn_rd.en.eq(1)]
+        m.submodules.divider = div = MeanDivider(lanes=L, max_bag=self.max_bag,
+                                                 max_dim=self.max_dim, acc_width=acc.acc_width)
+        m.d.comb += [div.i_ctl.eq(drn.o_ctl), div.i_base.eq(drn.o_base), div.i_dim.eq(drn.o_dim),
+                     div.i_acc.eq(acc.drain_data),
+                     outp.i_ctl.eq(div.o_ctl), outp.i_val.eq(div.o_val)]
 
-        # E1: the word read, its bag's parameters
-        ctl_layout = data.StructLayout({
-            "v": 1, "n": n_shape, "mean": 1, "requant": 1, "multiplier": signed(32),
-            "shift": unsigned(5), "last": 1, "batch_last": 1,
-        })
-        e1 = Signal(ctl_layout)
-        e1_base = Signal.like(e_base)
-        e1_dim = Signal(dim_shape)
-        m.d.sync += [
-            e1.v.eq(e_issue), e1.n.eq(meta.n), e1.mean.eq(meta.mean), e1.requant.eq(meta.requant),
-            e1.multiplier.eq(meta.multiplier), e1.shift.eq(meta.shift), e1.last.eq(e_last),
-            e1.batch_last.eq(e_last & meta.batch_last), e1_base.eq(e_base), e1_dim.eq(meta.dim),
-        ]
-        # Mean divider: q = floor(N / D), N = 2|s| + n, D = 2n, q <= 128 (8 bits).
-        nw = (257 * self.max_bag).bit_length()
-        lane_layout = data.StructLayout({
-            "s": signed(32), "zero": 1, "neg": 1, "r": unsigned(nw), "q": unsigned(8),
-        })
-        stage_ctl = Signal(ctl_layout, name="dv0_ctl")
-        stage_d = Signal(unsigned(nw), name="dv0_d")
-        stage = [Signal(lane_layout, name=f"dv0_lane{l}") for l in range(L)]
-        m.d.sync += [stage_ctl.eq(e1), stage_d.eq(e1.n << 1)]
-        for l in range(L):
-            s = drn_rd.data[l]
-            mag = Mux(s < 0, -s, s)
-            m.d.sync += [
-                stage[l].s.eq(s),
-                stage[l].zero.eq((e1.n == 0) | (e1_base + l >= e1_dim)),
-                stage[l].neg.eq(s < 0),
-                stage[l].r.eq((mag << 1) + e1.n),
-                stage[l].q.eq(0),
-            ]
-        for k in reversed(range(8)):
-            nctl = Signal(ctl_layout, name=f"dv{8 - k}_ctl")
-            nd = Signal(unsigned(nw), name=f"dv{8 - k}_d")
-            nst = [Signal(lane_layout, name=f"dv{8 - k}_lane{l}") for l in range(L)]
-            m.d.sync += [nctl.eq(stage_ctl), nd.eq(stage_d)]
-            for l in range(L):
-                trial = Signal(signed(nw + 9), name=f"dv{8 - k}_trial{l}")
-                m.d.comb += trial.eq(stage[l].r - (stage_d << k))
-                m.d.sync += [nst[l].s.eq(stage[l].s), nst[l].zero.eq(stage[l].zero),
-                             nst[l].neg.eq(stage[l].neg)]
-                with m.If(trial >= 0):
-                    m.d.sync += [nst[l].r.eq(trial), nst[l].q.eq(stage[l].q | (1 << k))]
-                with m.Else():
-                    m.d.sync += [nst[l].r.eq(stage[l].r), nst[l].q.eq(stage[l].q)]
-            stage_ctl, stage_d, stage = nctl, nd, nst
-        # Final value -> requantizers (one per lane, fixed latency)
-        f_ctl = Signal(ctl_layout)
-        f_val = Signal(data.ArrayLayout(signed(32), L))
-        m.d.sync += f_ctl.eq(stage_ctl)
-        for l in range(L):
-            st = stage[l]
-            q = Cat(st.q, Const(0, 1)).as_signed()
-            m.d.sync += f_val[l].eq(Mux(st.zero, 0,
-                                        Mux(stage_ctl.mean, Mux(st.neg, -q, q), st.s)))
-        for l in range(L):
-            rq = rqs[l]
-            m.submodules[f"requant{l}"] = rq
-            m.d.comb += [
-                rq.i_valid.eq(f_ctl.v),
-                rq.i.acc.eq(f_val[l]),
-                rq.i.bias.eq(0),
-                rq.i.multiplier.eq(f_ctl.multiplier),
-                rq.i.shift.eq(f_ctl.shift),
-                rq.i.requant.eq(f_ctl.requant),
-                rq.i.relu.eq(0),
-                rq.i.last.eq(f_ctl.last),
-            ]
-        # batch_last rides beside the requantizer
-        bl_line = Signal(rq_latency)
-        m.d.sync += bl_line.eq(Cat(f_ctl.batch_last, bl_line[:-1]))
-
-        m.submodules.out_fifo = ofifo = SyncFIFOBuffered(width=self.pooled_layout.size,
-                                                         depth=out_depth)
-        o_w = self.pooled_layout(ofifo.w_data)
-        m.d.comb += [
-            ofifo.w_en.eq(rqs[0].o_valid),
-            o_w.last.eq(rqs[0].o.last),
-            o_w.batch_last.eq(bl_line[-1]),
-        ]
-        # The FIFO's storage is a block RAM whose read port is its output
-        # register, without the DP16KD's own output register: 5.8 ns clock
-        # to out. A pipeline register behind it (full rate: it takes a beat
-        # whenever it is empty or its beat leaves) keeps that off the
-        # consumer's logic.
-        out_v = Signal()
-        out_d = Signal(self.pooled_layout.size)
-        out_take = Signal()
-        m.d.comb += [
-            out_take.eq(~out_v | self.pooled.ready),
-            ofifo.r_en.eq(out_take),
-            self.pooled.valid.eq(out_v),
-            self.pooled.payload.eq(out_d),
-        ]
-        with m.If(out_take):
-            m.d.sync += [out_v.eq(ofifo.r_rdy), out_d.eq(ofifo.r_data)]
-        for l in range(L):
-            m.d.comb += o_w.data[l].eq(rqs[l].o.data)
-
-        # -- busy, errors, counters ----------------------------------------------------------------
-        empty = Signal()
-        m.d.comb += empty.eq(
-            (a_state == 0) & ~a1_v & ~b_active & (jobs.level == 0) & (lk_res == 0) & ~c0_v
-            & (reqf.level == 0) & (tagf.level == 0) & (wordf.level == 0) & (beatf.level == 0)
-            & ~g1_v & ~Cat(*d0_stages).any() & ~d1_v & ~d2_v & ~d3_v & ~d4_v & (full == 0) & (done == 0) & ~s1_v & ~s2_v
-            & (metaf.level == 0) & (out_pending == 0))
-        with m.If(cmd_take):
-            m.d.sync += busy.eq(1)
-        with m.Elif(empty):
-            m.d.sync += busy.eq(0)
-        m.d.sync += self.cycles.eq(self.cycles + busy)
-
-        with m.If(self.clear):
-            m.d.sync += [self.error.eq(GatherError.NONE), self.error_bag.eq(0),
-                         self.error_index.eq(0)]
-        with m.If(d_err & (self.error != GatherError.MEM_ERROR)):
-            m.d.sync += [self.error.eq(GatherError.MEM_ERROR), self.error_bag.eq(d_err_bag),
-                         self.error_index.eq(d_err_val)]
-        with m.Elif(b_err & ~error_set):
-            m.d.sync += [self.error.eq(b_err_code), self.error_bag.eq(b_err_bag),
-                         self.error_index.eq(b_err_val)]
-        with m.Elif(desc_err & ~error_set):
-            m.d.sync += [self.error.eq(GatherError.BAD_DESC), self.error_bag.eq(0),
-                         self.error_index.eq(desc_err_table)]
+        # -- idle: nothing of a batch left anywhere -------------------------------------------------
+        m.d.comb += ctl.empty.eq(
+            bagp.idle & walk.idle & iss.idle & tags_idle & (gbx.level == 0) & seq.idle
+            & ~acc.busy & drn.idle)
         return m

@@ -1,0 +1,106 @@
+"""The gather engine's output: requantizers, output FIFO and its register.
+
+Part of :class:`~seedchip.rtl.gather.GatherEngine` (semantics in
+:mod:`seedchip.rtl.gather`).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from ..checks import check_int
+from ..emb_protocol import pooled_layout
+from .gather_divider import drain_ctl_layout
+from .requant import Requantizer
+
+__all__ = ["PooledOutput"]
+
+
+class PooledOutput(wiring.Component):
+    """Final values -> requantizer per lane (fixed latency) -> output FIFO ->
+    a register -> ``pooled``.
+
+    The FIFO has no backpressure towards the values: the producer holds a
+    credit (an output FIFO slot) for every value in flight. ``depth``
+    (slots) is ``in_latency`` (cycles from taking a credit to ``i_*``) + the
+    requantizer's latency + 8, so a full-rate stream never runs out of
+    credits while ``pooled`` is taken every cycle.
+
+    Ports
+    -----
+    i_ctl : In(drain_ctl_layout(max_bag)); i_val : In(ArrayLayout(signed(32), lanes))
+        A word of final values when ``i_ctl.v`` (requantized when ``i_ctl.requant``).
+    pooled : Out(stream(pooled_layout(lanes)))
+        ``rq_latency`` + 1 (the FIFO's write) + the FIFO's latency + 1 (the
+        register) cycles after ``i_*`` at the earliest.
+    """
+
+    def __init__(self, *, lanes, max_bag, in_latency):
+        check_int("lanes", lanes, 1, 8)
+        check_int("max_bag", max_bag, 1, 65535)
+        check_int("in_latency", in_latency, 0, 64)
+        self.lanes = lanes
+        self._rqs = [Requantizer(out_width=8) for _ in range(lanes)]
+        #: requantizer latency (cycles)
+        self.rq_latency = self._rqs[0].latency
+        #: output FIFO slots = credits
+        self.depth = in_latency + self.rq_latency + 8
+        super().__init__({
+            "i_ctl": In(drain_ctl_layout(max_bag=max_bag)),
+            "i_val": In(data.ArrayLayout(signed(32), lanes)),
+            "pooled": Out(stream.Signature(pooled_layout(lanes=lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        L = self.lanes
+        rqs = self._rqs
+        rq_latency = self.rq_latency
+        f_ctl, f_val = self.i_ctl, self.i_val
+        layout = self.pooled.payload.shape()
+        for l in range(L):
+            rq = rqs[l]
+            m.submodules[f"requant{l}"] = rq
+            m.d.comb += [
+                rq.i_valid.eq(f_ctl.v),
+                rq.i.acc.eq(f_val[l]),
+                rq.i.bias.eq(0),
+                rq.i.multiplier.eq(f_ctl.multiplier),
+                rq.i.shift.eq(f_ctl.shift),
+                rq.i.requant.eq(f_ctl.requant),
+                rq.i.relu.eq(0),
+                rq.i.last.eq(f_ctl.last),
+            ]
+        # batch_last rides beside the requantizer
+        bl_line = Signal(rq_latency)
+        m.d.sync += bl_line.eq(Cat(f_ctl.batch_last, bl_line[:-1]))
+
+        m.submodules.out_fifo = ofifo = SyncFIFOBuffered(width=layout.size, depth=self.depth)
+        o_w = layout(ofifo.w_data)
+        m.d.comb += [
+            ofifo.w_en.eq(rqs[0].o_valid),
+            o_w.last.eq(rqs[0].o.last),
+            o_w.batch_last.eq(bl_line[-1]),
+        ]
+        # The FIFO's storage is a block RAM whose read port is its output
+        # register, without the DP16KD's own output register: 5.8 ns clock
+        # to out. A pipeline register behind it (full rate: it takes a beat
+        # whenever it is empty or its beat leaves) keeps that off the
+        # consumer's logic.
+        out_v = Signal()
+        out_d = Signal(layout.size)
+        out_take = Signal()
+        m.d.comb += [
+            out_take.eq(~out_v | self.pooled.ready),
+            ofifo.r_en.eq(out_take),
+            self.pooled.valid.eq(out_v),
+            self.pooled.payload.eq(out_d),
+        ]
+        with m.If(out_take):
+            m.d.sync += [out_v.eq(ofifo.r_rdy), out_d.eq(ofifo.r_data)]
+        for l in range(L):
+            m.d.comb += o_w.data[l].eq(rqs[l].o.data)
+        return m
