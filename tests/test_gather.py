@@ -21,7 +21,6 @@ import collections
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.emb_protocol import BagLayout, BoundsMode, CmdLayout, GatherError, PoolMode
 from seedchip.gather_params import GatherParams
@@ -30,6 +29,7 @@ from seedchip.sim import runner
 from seedchip.sim.emb_golden import Cmd, GatherModel, layout_tables, make_bag_items
 from seedchip.sim.gather_tb import TOPLEVEL, GatherSimConfig, make_top
 from seedchip.sim.tb import LayoutCodec
+from seedchip.sim.clocked import run_clocked
 
 #: the engines: one memory word per beat, no cache, on the on-chip RAM (32-bit)
 #: and on the SDRAM (16-bit; the backend binds the memory geometry)
@@ -183,10 +183,7 @@ def _pysim(params, image, descs, batches, *, seed=0, mem_latency=3, bp=0.3, idle
             raise AssertionError(f"no end after {max_cycles} cycles")
         out["counters"] = {k: ctx.get(getattr(dut, k)) for k in ("clamped", "skipped", "lookups")}
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)
     return out
 
 

@@ -5,9 +5,9 @@ of beats into banks, against a Python model, read back through the drain port.""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.gather_accum import AccumulatorBanks
+from seedchip.sim.clocked import run_clocked
 
 
 def _bytes(vals):
@@ -74,10 +74,7 @@ def test_against_model(lanes, max_beats, gap):
                 got = [ctx.get(dut.drain_data[l]) for l in range(lanes)]
                 assert got == want[k], (bag, k)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)
 
 
 def test_parameter_validation():

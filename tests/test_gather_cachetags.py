@@ -6,9 +6,9 @@ invalidation sweeps between runs and a read error that stops hits."""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.gather_cachetags import CacheTags
+from seedchip.sim.clocked import run_clocked
 
 
 @pytest.mark.parametrize("cache_rows,seed", [(2, 1), (4, 2), (16, 3)])
@@ -68,11 +68,7 @@ def test_against_model(cache_rows, seed):
         await ctx.tick()
         assert (ctx.get(dut.hits), ctx.get(dut.misses)) == (hits, misses)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
+    run_clocked(dut, source, sink)
     assert got == [(i, int(h), l) for i, h, l in want]
 
 
@@ -106,7 +102,4 @@ def test_read_error_stops_hits():
         # after the error nothing hits until clear
         assert seen == [0, 1, 0, 0, 0, 1]
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)

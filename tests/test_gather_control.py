@@ -5,10 +5,10 @@ against a cycle-by-cycle Python model under random inputs."""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.emb_protocol import GatherError
 from seedchip.rtl.gather_control import BatchControl
+from seedchip.sim.clocked import run_clocked
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -73,10 +73,7 @@ def test_against_model(seed):
                                                        vals["desc_err_table"])
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)
 
 
 def test_validation():

@@ -5,9 +5,9 @@ against a Python model of the table."""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.gather_desc import DescriptorTable
+from seedchip.sim.clocked import run_clocked
 
 
 def _model_check(d, *, n_tables, max_dim, aw, wl):
@@ -71,10 +71,7 @@ def test_writes_against_model(wl, lanes):
                 for f in ("base", "rows", "pitch", "beats", "dim", "multiplier", "shift"):
                     assert getattr(got, f) == want[f], (t, f)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)
 
 
 @pytest.mark.parametrize("name,value,exc,msg", [

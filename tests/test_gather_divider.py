@@ -5,9 +5,9 @@ a Python model, at one word per cycle and fixed latency."""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.gather_divider import MeanDivider
+from seedchip.sim.clocked import run_clocked
 
 
 def _model(ctl, base, dim, acc, lanes):
@@ -62,10 +62,7 @@ def test_against_model(lanes, max_bag):
                     assert getattr(got, f) == v, (cycle, f)
                 assert [ctx.get(dut.o_val[l]) for l in range(lanes)] == want, (cycle, ctl)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)
 
 
 def test_parameter_validation():

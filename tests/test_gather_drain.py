@@ -6,9 +6,9 @@ random claims, completions, meta gaps and output backpressure."""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.gather_drain import DrainControl
+from seedchip.sim.clocked import run_clocked
 
 
 @pytest.mark.parametrize("lanes,out_depth,seed", [(4, 3, 1), (1, 8, 2), (8, 20, 3)])
@@ -78,12 +78,7 @@ def test_against_model(lanes, out_depth, seed):
                 got.append((*addr, c.n, c.last, c.batch_last, ctx.get(dut.o_base),
                             ctx.get(dut.o_dim)))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(banks)
-    sim.add_testbench(meta)
-    sim.add_testbench(drain)
-    sim.run()
+    run_clocked(dut, banks, meta, drain)
     assert got == [tuple(int(x) for x in w) for w in want]
 
 

@@ -3,11 +3,11 @@
 
 from amaranth.hdl import Fragment, Module
 from amaranth.lib import wiring
-from amaranth.sim import Simulator
 
 from seedchip.boards.gather_exerciser import GatherExerciser
 from seedchip.gather_params import GatherParams
 from seedchip.rtl.onchip_ram import OnChipRAM
+from seedchip.sim.clocked import run_clocked
 
 
 def test_runs_batches_without_errors():
@@ -27,10 +27,7 @@ def test_runs_batches_without_errors():
                     clamped=ctx.get(gx.clamped), error=ctx.get(gx.error_seen),
                     checksum=ctx.get(gx.checksum))
 
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(m, bench)
     # 20-byte rows are 10 words; about one word per cycle, bags of 0..15
     assert seen["bags"] > 40 and seen["lookups"] > 300
     assert 0 < seen["clamped"] < seen["lookups"] // 8     # about 1 in 32 out of range

@@ -5,9 +5,9 @@ a Python model, under random response gaps and beat backpressure."""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.gather_gearbox import Gearbox
+from seedchip.sim.clocked import run_clocked
 
 
 @pytest.mark.parametrize("data_width,lanes", [(8, 1), (16, 4), (8, 8), (24, 6)])
@@ -62,12 +62,7 @@ def test_against_model(data_width, lanes):
             if valid and ready:
                 got.append((p.data, p.err))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(words)
-    sim.add_testbench(responses)
-    sim.add_testbench(beats)
-    sim.run()
+    run_clocked(dut, words, responses, beats)
     assert len(got) == len(want)
     for (gd, ge), (wd, we, bits) in zip(got, want):
         assert gd & ((1 << bits) - 1) == wd and ge == we
@@ -88,7 +83,4 @@ def test_word_err_and_validation():
         ctx.set(dut.resp.valid, 0)
         assert not ctx.get(dut.word_err)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)

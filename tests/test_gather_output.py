@@ -8,10 +8,10 @@ import random
 import numpy as np
 import pytest
 from amaranth.hdl import Fragment
-from amaranth.sim import Simulator
 
 from seedchip.rtl.gather_output import PooledOutput
 from seedchip.sim.golden import requantize
+from seedchip.sim.clocked import run_clocked
 
 
 def _model(ctl, vals):
@@ -62,11 +62,7 @@ def test_against_model(lanes, ready_p):
             if valid and ready:
                 got.append(payload)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    run_clocked(dut, producer, consumer)
     assert len(got) == n_words
     for (ctl, vals), p in zip(words, got):
         assert [p.data[l] for l in range(lanes)] == _model(ctl, vals), ctl

@@ -5,9 +5,9 @@ bags, against a cycle-by-cycle Python model of random beats."""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.rtl.gather_readerr import ReadErrorCheck
+from seedchip.sim.clocked import run_clocked
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -37,10 +37,7 @@ def test_against_model(seed):
                     bag += beat["bag_end"]
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)
 
 
 def test_validation():

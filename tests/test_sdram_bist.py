@@ -10,7 +10,6 @@ from amaranth.hdl import Fragment, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In
-from amaranth.sim import Simulator
 
 from seedchip.boards.sdram_bist import SDRAMBist, SDRAMSelfTest, bist_words
 from seedchip.rtl.lfsr import lfsr_init
@@ -19,6 +18,7 @@ from seedchip.rtl.onchip_ram import OnChipRAM
 from seedchip.rtl.sdram import IS42S16160
 from seedchip.sim import runner
 from seedchip.sim.sdram_bist_tb import TOPLEVEL, BistSimConfig, make_selftest
+from seedchip.sim.clocked import run_clocked
 
 
 # -- the pattern -----------------------------------------------------------------
@@ -146,10 +146,7 @@ def _run(harness, cycles, *, watch=None, on_cycle=None):
                      "phase", "addr"):
             out[name] = ctx.get(getattr(bist, name))
 
-    sim = Simulator(harness)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_clocked(harness, tb)
     return out
 
 
@@ -304,10 +301,7 @@ def test_enable():
             await ctx.tick()
         counts.append(ctx.get(bist.passes))
 
-    sim = Simulator(harness)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_clocked(harness, tb)
     assert counts == [0, 1]
 
 

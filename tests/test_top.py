@@ -2,11 +2,11 @@
 import re
 
 import pytest
-from amaranth.sim import Simulator
 
 from seedchip.boards import BOARDS, get_board
 from seedchip.boards.top import Exerciser, Top
 from seedchip.config import SMALL_CONFIG
+from seedchip.sim.clocked import run_clocked
 
 
 def test_exerciser_runs_commands():
@@ -22,10 +22,7 @@ def test_exerciser_runs_commands():
         seen["checksums"] = len(checksums)
         seen["leds"] = ctx.get(dut.leds)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    run_clocked(dut, testbench)
     assert seen["commands"] >= 3
     assert seen["checksums"] > 1000
     assert not seen["leds"] & 0x40, "the unit reported an error for a generated command"
