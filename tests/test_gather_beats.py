@@ -8,14 +8,15 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_beats import BeatSequencer
 
 
 @pytest.mark.parametrize("cache_rows,seed", [(0, 1), (4, 2), (2, 3)])
 def test_against_model(cache_rows, seed):
     lanes, max_dim, NB = 2, 8, 4
-    dut = BeatSequencer(max_dim=max_dim, lanes=lanes, cache_rows=cache_rows, index_width=8,
-                        banks=NB)
+    dut = BeatSequencer(GatherParams(max_dim=max_dim, lanes=lanes, cache_rows=cache_rows,
+                                     index_width=8), banks=NB)
     rng = random.Random(seed)
     tags, beats, want = [], [], []
     lines, bank = {}, 0
@@ -80,5 +81,7 @@ def test_against_model(cache_rows, seed):
 
 
 def test_validation():
-    with pytest.raises(ValueError, match="cache_rows must be 0 or a power of 2 from 2, not 6"):
-        BeatSequencer(max_dim=8, lanes=2, cache_rows=6, index_width=8, banks=4)
+    with pytest.raises(TypeError, match="params must be a GatherParams, not 'p'"):
+        BeatSequencer("p", banks=4)
+    with pytest.raises(ValueError, match=r"banks must be in range 2\.\.16, not 1"):
+        BeatSequencer(GatherParams(), banks=1)

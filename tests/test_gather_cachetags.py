@@ -7,14 +7,19 @@ import random
 
 import pytest
 
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_cachetags import CacheTags
 from seedchip.sim.clocked import run_clocked
 
 
+def _params(cache_rows):
+    return GatherParams(addr_width=12, index_width=8, n_tables=4, max_dim=16, data_width=16,
+                        lanes=4, cache_rows=cache_rows)
+
+
 @pytest.mark.parametrize("cache_rows,seed", [(2, 1), (4, 2), (16, 3)])
 def test_against_model(cache_rows, seed):
-    dut = CacheTags(addr_width=12, index_width=8, n_tables=4, max_dim=16, word_lanes=2,
-                    lanes=4, cache_rows=cache_rows)
+    dut = CacheTags(_params(cache_rows))
     rng = random.Random(seed)
     runs = []
     for _ in range(4):
@@ -73,8 +78,7 @@ def test_against_model(cache_rows, seed):
 
 
 def test_read_error_stops_hits():
-    dut = CacheTags(addr_width=12, index_width=8, n_tables=4, max_dim=16, word_lanes=2,
-                    lanes=4, cache_rows=4)
+    dut = CacheTags(_params(4))
     lk = {"row": 1, "rownum": 7, "table": 1, "line": 3}
 
     async def bench(ctx):
@@ -103,3 +107,11 @@ def test_read_error_stops_hits():
         assert seen == [0, 1, 0, 0, 0, 1]
 
     run_clocked(dut, bench)
+
+
+def test_validation():
+    with pytest.raises(TypeError, match="params must be a GatherParams, not 4"):
+        CacheTags(4)
+    with pytest.raises(ValueError, match="CacheTags needs a cache: params.cache_rows must be a "
+                                         "power of 2 from 2, not 0"):
+        CacheTags(_params(0))

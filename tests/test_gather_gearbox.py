@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_gearbox import Gearbox
 from seedchip.sim.clocked import run_clocked
 
@@ -14,7 +15,7 @@ from seedchip.sim.clocked import run_clocked
 def test_against_model(data_width, lanes):
     wl = data_width // 8
     ratio = lanes // wl
-    dut = Gearbox(data_width=data_width, lanes=lanes, depth=4)
+    dut = Gearbox(GatherParams(data_width=data_width, lanes=lanes), depth=4)
     rng = random.Random(data_width * 10 + lanes)
     # rows of `pitch` words: one word entry per word; a beat ends at slot
     # ratio - 1 or at the row's last word
@@ -69,9 +70,11 @@ def test_against_model(data_width, lanes):
 
 
 def test_word_err_and_validation():
-    with pytest.raises(ValueError, match="lanes must be a multiple of the memory word's 2 byte"):
-        Gearbox(data_width=16, lanes=3, depth=4)
-    dut = Gearbox(data_width=8, lanes=1, depth=4)
+    with pytest.raises(TypeError, match="params must be a GatherParams, not 16"):
+        Gearbox(16, depth=4)
+    with pytest.raises(ValueError, match=r"depth must be in range 1\.\.1024, not 0"):
+        Gearbox(GatherParams(), depth=0)
+    dut = Gearbox(GatherParams(data_width=8, lanes=1), depth=4)
 
     async def bench(ctx):
         ctx.set(dut.words.valid, 1)

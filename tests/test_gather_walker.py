@@ -9,6 +9,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from seedchip.emb_protocol import BoundsMode, GatherError, PoolMode
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_bags import JobKind
 from seedchip.rtl.gather_walker import IndexWalker
 
@@ -16,8 +17,8 @@ AW, IW = 12, 8
 
 
 def _dut():
-    return IndexWalker(addr_width=AW, index_width=IW, n_tables=4, max_dim=16, max_bag=6,
-                       word_lanes=2, lanes=4, cache_rows=0)
+    return IndexWalker(GatherParams(addr_width=AW, index_width=IW, n_tables=4, max_dim=16,
+                                    max_bag=6, data_width=16, lanes=4, cache_rows=0))
 
 
 def _bench(dut, batches, rng, got_lk, got_meta):
@@ -161,3 +162,8 @@ def test_out_of_range_aborts():
     assert errs == [(GatherError.OUT_OF_RANGE, 0, 9)]
     assert [(g["row"], g["abort"], g["batch_end"]) for g in got_lk] == [(1, 0, 0), (0, 1, 1)]
     assert got_meta == [(0, 1, 1)]
+
+
+def test_params_type():
+    with pytest.raises(TypeError, match="params must be a GatherParams, not None"):
+        IndexWalker(None)
