@@ -9,7 +9,7 @@ import pytest
 
 from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_cachetags import CacheTags
-from seedchip.sim.clocked import run_clocked
+from seedchip.sim.clocked import run_clocked, stream_sink, stream_source
 
 
 def _params(cache_rows):
@@ -52,24 +52,11 @@ def test_against_model(cache_rows, seed):
             await ctx.tick()
             ctx.set(dut.invalidate, 0)
             await ctx.tick().until(~dut.sweeping)
-            for lk in run:
-                while rng.random() < 0.3:
-                    ctx.set(dut.lookups.valid, 0)
-                    await ctx.tick()
-                ctx.set(dut.lookups.valid, 1)
-                ctx.set(dut.lookups.payload, lk)
-                await ctx.tick().until(dut.lookups.ready)
-            ctx.set(dut.lookups.valid, 0)
+            await stream_source(dut.lookups, run, rng, 0.3)(ctx)
 
     async def sink(ctx):
-        r = random.Random(seed + 1)
-        while len(got) < len(want):
-            ctx.set(dut.checked.ready, r.random() < 0.6)
-            _, _, valid, ready, p = await ctx.tick().sample(dut.checked.valid,
-                                                            dut.checked.ready,
-                                                            dut.checked.payload)
-            if valid and ready:
-                got.append((p.lk.index, p.hit, p.line))
+        await stream_sink(dut.checked, got, random.Random(seed + 1), 0.6,
+                          lambda p: (p.lk.index, p.hit, p.line), count=len(want))(ctx)
         await ctx.tick()
         assert (ctx.get(dut.hits), ctx.get(dut.misses)) == (hits, misses)
 

@@ -9,7 +9,7 @@ import pytest
 
 from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_drain import DrainControl
-from seedchip.sim.clocked import run_clocked
+from seedchip.sim.clocked import run_clocked, stream_source
 
 
 @pytest.mark.parametrize("lanes,out_depth,seed", [(4, 3, 1), (1, 8, 2), (8, 20, 3)])
@@ -53,16 +53,9 @@ def test_against_model(lanes, out_depth, seed):
         ctx.set(dut.claim, 0)
         ctx.set(dut.done_v, 0)
 
-    async def meta(ctx):
-        for b in bags:
-            while rng.random() < 0.2:
-                ctx.set(dut.meta.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.meta.valid, 1)
-            ctx.set(dut.meta.payload, {k: b[k] for k in ("n", "beats", "dim", "abort",
-                                                         "batch_last", "multiplier", "shift")})
-            await ctx.tick().until(dut.meta.ready)
-        ctx.set(dut.meta.valid, 0)
+    meta = stream_source(dut.meta, [{k: b[k] for k in ("n", "beats", "dim", "abort",
+                                                        "batch_last", "multiplier", "shift")}
+                                    for b in bags], rng, 0.2)
 
     async def drain(ctx):
         r = random.Random(seed + 100)

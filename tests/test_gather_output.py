@@ -12,7 +12,7 @@ from amaranth.hdl import Fragment
 from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_output import PooledOutput
 from seedchip.sim.golden import requantize
-from seedchip.sim.clocked import run_clocked
+from seedchip.sim.clocked import run_clocked, stream_sink
 
 
 def _model(ctl, vals):
@@ -55,15 +55,7 @@ def test_against_model(lanes, ready_p):
             pending -= valid and ready
         ctx.set(dut.i_ctl.v, 0)
 
-    async def consumer(ctx):
-        while len(got) < n_words:
-            ctx.set(dut.pooled.ready, rng_ready.random() < ready_p)
-            _, _, valid, ready, payload = await ctx.tick().sample(
-                dut.pooled.valid, dut.pooled.ready, dut.pooled.payload)
-            if valid and ready:
-                got.append(payload)
-
-    run_clocked(dut, producer, consumer)
+    run_clocked(dut, producer, stream_sink(dut.pooled, got, rng_ready, ready_p, count=n_words))
     assert len(got) == n_words
     for (ctl, vals), p in zip(words, got):
         assert [p.data[l] for l in range(lanes)] == _model(ctl, vals), ctl
