@@ -304,12 +304,8 @@ class GatherEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        L, WL, R = self.lanes, self.word_lanes, self.ratio
-        aw, iw = self.addr_width, self.index_width
-        cache = self.cache_rows > 0
-        dims = dict(max_dim=self.max_dim, lanes=L)
-        rows = dict(addr_width=aw, index_width=iw, n_tables=self.n_tables, word_lanes=WL,
-                    cache_rows=self.cache_rows, **dims)
+        p = self.params
+        cache = p.cache_rows > 0
 
         # -- command, busy, errors, cycles ------------------------------------------------------
         m.submodules.control = ctl = BatchControl(table_width=TABLE_WIDTH)
@@ -319,23 +315,20 @@ class GatherEngine(wiring.Component):
                      self.cycles.eq(ctl.cycles), ctl.clear.eq(self.clear)]
 
         # -- descriptor storage and writes (W1-W3) ---------------------------------------------
-        m.submodules.desc_table = dtab = DescriptorTable(
-            addr_width=aw, index_width=iw, n_tables=self.n_tables, max_dim=self.max_dim,
-            word_lanes=WL, lanes=L)
+        m.submodules.desc_table = dtab = DescriptorTable(p)
         wiring.connect(m, wiring.flipped(self.desc), dtab.desc)
         m.d.comb += [dtab.busy.eq(ctl.busy), ctl.desc_err.eq(dtab.err),
                      ctl.desc_err_table.eq(dtab.err_table)]
 
         # -- A: bags items -> jobs ----------------------------------------------------------------
-        m.submodules.bag_parser = bagp = BagParser(
-            n_tables=self.n_tables, max_bag=self.max_bag, tdesc=dtab.tdesc)
+        m.submodules.bag_parser = bagp = BagParser(p)
         wiring.connect(m, wiring.flipped(self.bags), bagp.bags)
         m.d.comb += [bagp.start.eq(ctl.start), bagp.bad_cmd.eq(ctl.bad),
                      bagp.tvalid.eq(dtab.tvalid),
                      dtab.rd_addr.eq(bagp.desc_addr), bagp.desc_data.eq(dtab.rd_data)]
 
         # -- B: jobs + indices -> lookups, bag parameters ------------------------------------------
-        m.submodules.walker = walk = IndexWalker(max_bag=self.max_bag, **rows)
+        m.submodules.walker = walk = IndexWalker(p)
         wiring.connect(m, bagp.jobs, walk.jobs)
         wiring.connect(m, wiring.flipped(self.indices), walk.indices)
         m.d.comb += [
@@ -349,9 +342,9 @@ class GatherEngine(wiring.Component):
         ]
 
         # -- S1, S2: hot-row cache hit check; C: lookups -> word requests + tags --------------------
-        m.submodules.issuer = iss = Issuer(inflight=self.inflight, **rows)
+        m.submodules.issuer = iss = Issuer(p)
         if cache:
-            m.submodules.cache_tags = ctags = CacheTags(**rows)
+            m.submodules.cache_tags = ctags = CacheTags(p)
             wiring.connect(m, walk.lookups, ctags.lookups)
             wiring.connect(m, ctags.checked, iss.lookups)
             m.d.comb += [ctags.invalidate.eq(dtab.written | self.cache_clear),
@@ -370,8 +363,7 @@ class GatherEngine(wiring.Component):
                      iss.req.ready.eq(req.ready)]
 
         # -- R: responses -> beats (gearbox) ---------------------------------------------------------
-        m.submodules.gearbox = gbx = Gearbox(data_width=self.data_width, lanes=L,
-                                             depth=max(4, self.inflight // R + 2))
+        m.submodules.gearbox = gbx = Gearbox(p, depth=max(4, p.inflight // p.ratio + 2))
         wiring.connect(m, wiring.flipped(self.mem.resp), gbx.resp)
         wiring.connect(m, iss.words, gbx.words)
         if cache:
@@ -383,16 +375,13 @@ class GatherEngine(wiring.Component):
         # E has read it out (about a dozen cycles); with two, bags of one
         # short row were held to one per six cycles.
         NB = ACC_BANKS
-        m.submodules.beats = seq = BeatSequencer(cache_rows=self.cache_rows, index_width=iw,
-                                                 banks=NB, **dims)
+        m.submodules.beats = seq = BeatSequencer(p, banks=NB)
         wiring.connect(m, iss.tags, seq.tags)
         wiring.connect(m, gbx.beats, seq.beats)
 
         # -- D: beats -> accumulator banks -----------------------------------------------------
-        m.submodules.read_errors = rerr = ReadErrorCheck(index_width=iw, **dims)
-        m.submodules.accum = acc = AccumulatorBanks(lanes=L, max_bag=self.max_bag,
-                                                    max_beats=self.max_beats, index_width=iw,
-                                                    banks=NB)
+        m.submodules.read_errors = rerr = ReadErrorCheck(p)
+        m.submodules.accum = acc = AccumulatorBanks(p, banks=NB)
         m.d.comb += [
             rerr.i.eq(seq.o), rerr.i_v.eq(seq.o_v), rerr.i_err.eq(seq.o_err),
             ctl.mem_err.eq(rerr.err), ctl.mem_err_bag.eq(rerr.err_bag),
@@ -402,11 +391,9 @@ class GatherEngine(wiring.Component):
         ]
 
         # -- E: drain a finished bank; the mean divider; the output --------------------------------
-        m.submodules.output = outp = PooledOutput(lanes=L, max_bag=self.max_bag,
-                                                  in_latency=1 + MeanDivider.LATENCY)
+        m.submodules.output = outp = PooledOutput(p, in_latency=1 + MeanDivider.LATENCY)
         wiring.connect(m, outp.pooled, wiring.flipped(self.pooled))
-        m.submodules.drain = drn = DrainControl(max_bag=self.max_bag, banks=NB,
-                                                out_depth=outp.depth, **dims)
+        m.submodules.drain = drn = DrainControl(p, banks=NB, out_depth=outp.depth)
         wiring.connect(m, walk.meta, drn.meta)
         m.d.comb += [
             drn.claim.eq(seq.claim), drn.claim_bank.eq(seq.bank), seq.full.eq(drn.full),
@@ -415,8 +402,7 @@ class GatherEngine(wiring.Component):
             drn.taken.eq(self.pooled.valid & self.pooled.ready),
             acc.drain_k.eq(drn.drain_k), acc.drain_bank.eq(drn.drain_bank),
         ]
-        m.submodules.divider = div = MeanDivider(lanes=L, max_bag=self.max_bag,
-                                                 max_dim=self.max_dim, acc_width=acc.acc_width)
+        m.submodules.divider = div = MeanDivider(p, acc_width=acc.acc_width)
         m.d.comb += [div.i_ctl.eq(drn.o_ctl), div.i_base.eq(drn.o_base), div.i_dim.eq(drn.o_dim),
                      div.i_acc.eq(acc.drain_data),
                      outp.i_ctl.eq(div.o_ctl), outp.i_val.eq(div.o_val)]

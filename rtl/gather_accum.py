@@ -6,23 +6,23 @@ Part of :class:`~seedchip.rtl.gather.GatherEngine` (semantics in
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..checks import check_int
+from ..checks import check_int, check_type
+from ..gather_params import GatherParams
+from .gather_walker import lookup_flags
 
 __all__ = ["AccumulatorBanks", "acc_width", "beat_ctl_layout"]
 
 
-def beat_ctl_layout(*, max_beats, index_width):
+def beat_ctl_layout(params):
     """What travels with a beat from G through D."""
     return data.StructLayout({
-        "has_data": 1, "hit": 1, "k": range(max_beats), "init": 1, "bag_end": 1,
-        "batch_end": 1, "abort": 1, "is_max": 1, "weight": signed(8),
-        "index": unsigned(index_width),
+        "has_data": 1, "hit": 1, "k": range(params.max_beats), **lookup_flags(params),
     })
 
 
@@ -42,9 +42,12 @@ class AccumulatorBanks(wiring.Component):
     two beats to one word at least three cycles apart, so the read has every
     earlier write.
 
+    ``params``: the engine's :class:`~seedchip.gather_params.GatherParams` (checked there;
+    ``lanes``, ``max_beats`` etc. below are its fields); ``banks``: accumulator banks, 2..16.
+
     Ports
     -----
-    i : In(beat_ctl_layout(max_beats, index_width)); i_v : In(1);
+    i : In(beat_ctl_layout(params)); i_v : In(1);
     i_data : In(8 * lanes); i_bank : In(range(banks)); i_disc : In(1)
         A beat in D1 (``i_v``; ``i.has_data`` 0: a bag end with no data) and
         whether its bag is discarded.
@@ -58,25 +61,18 @@ class AccumulatorBanks(wiring.Component):
         A beat is in D2..D4.
     """
 
-    def __init__(self, *, lanes, max_bag, max_beats, index_width, banks):
-        check_int("lanes", lanes, 1, 8)
-        check_int("max_bag", max_bag, 1, 65535)
-        check_int("max_beats", max_beats, 1, 1024)
-        check_int("index_width", index_width, 1, 32)
-        check_int("banks", banks, 2, 16)
-        self.lanes = lanes
-        self.max_beats = max_beats
-        self.banks = banks
-        self.acc_width = acc_width(max_bag)
-        self.acc_row = data.ArrayLayout(signed(self.acc_width), lanes)
-        ctl = beat_ctl_layout(max_beats=max_beats, index_width=index_width)
+    def __init__(self, params, *, banks):
+        self.params = check_type("params", params, GatherParams)
+        self.banks = check_int("banks", banks, 2, 16)
+        self.acc_width = acc_width(params.max_bag)
+        self.acc_row = data.ArrayLayout(signed(self.acc_width), params.lanes)
         super().__init__({
-            "i": In(ctl),
+            "i": In(beat_ctl_layout(params)),
             "i_v": In(1),
-            "i_data": In(8 * lanes),
+            "i_data": In(8 * params.lanes),
             "i_bank": In(range(banks)),
             "i_disc": In(1),
-            "drain_k": In(range(max_beats)),
+            "drain_k": In(range(params.max_beats)),
             "drain_bank": In(range(banks)),
             "drain_data": Out(self.acc_row),
             "done_v": Out(1),
@@ -87,9 +83,9 @@ class AccumulatorBanks(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        L = self.lanes
+        L = self.params.lanes
         NB = self.banks
-        max_beats = self.max_beats
+        max_beats = self.params.max_beats
         kbits = ceil_log2(max_beats)
         acc_row = self.acc_row
         d1_layout = self.i.shape()

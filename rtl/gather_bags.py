@@ -12,8 +12,10 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..checks import check_int
+from ..checks import check_type
 from ..emb_protocol import BagLayout, COUNTER_WIDTH, GatherError, OFFSET_WIDTH, TABLE_WIDTH
+from ..gather_params import GatherParams
+from .gather_desc import table_desc_layout
 
 __all__ = ["BagParser", "BagParse", "JobKind", "job_layout"]
 
@@ -33,16 +35,16 @@ class BagParse(enum.Enum, shape=2):
     END = 3        #: the last item was taken: push the END job
 
 
-def job_layout(*, n_tables, max_bag, tdesc):
+def job_layout(params):
     """A job (A -> B): a bag with its table's descriptor, an error, or the batch's end."""
     return data.StructLayout({
         "kind": JobKind,
-        "len": range(max_bag + 1),
+        "len": range(params.max_bag + 1),
         "last_bag": 1,
         "code": GatherError,
         "value": unsigned(COUNTER_WIDTH),
-        "table": unsigned(max(1, ceil_log2(n_tables))),
-        "d": tdesc,
+        "table": unsigned(max(1, ceil_log2(params.n_tables))),
+        "d": table_desc_layout(params),
     })
 
 
@@ -58,6 +60,9 @@ class BagParser(wiring.Component):
     written into a 4-entry job FIFO (registered output); A0 takes an item only
     when the FIFO will have room for it.
 
+    ``params``: the engine's :class:`~seedchip.gather_params.GatherParams` (checked there;
+    ``lanes``, ``max_beats`` etc. below are its fields).
+
     Ports
     -----
     start : In(1)
@@ -67,9 +72,9 @@ class BagParser(wiring.Component):
     bags : In(stream(BagLayout))
     tvalid : In(n_tables)
         The tables' valid bits.
-    desc_addr : Out(range(n_tables)); desc_data : In(tdesc)
+    desc_addr : Out(range(n_tables)); desc_data : In(table_desc_layout(params))
         The descriptor table's synchronous read port.
-    jobs : Out(stream(job_layout(...)))
+    jobs : Out(stream(job_layout(params)))
     idle : Out(1)
         No batch being parsed, no job in A1 or in the FIFO.
     """
@@ -77,22 +82,17 @@ class BagParser(wiring.Component):
     #: job FIFO entries
     JOB_DEPTH = 4
 
-    def __init__(self, *, n_tables, max_bag, tdesc):
-        check_int("n_tables", n_tables, 1, 256)
-        check_int("max_bag", max_bag, 1, 65535)
-        if not isinstance(tdesc, data.StructLayout):
-            raise TypeError(f"tdesc must be a data.StructLayout, not {tdesc!r}")
-        self.n_tables = n_tables
-        self.max_bag = max_bag
-        self.tbits = max(1, ceil_log2(n_tables))
-        self.job_layout = job_layout(n_tables=n_tables, max_bag=max_bag, tdesc=tdesc)
+    def __init__(self, params):
+        self.params = check_type("params", params, GatherParams)
+        self.tbits = max(1, ceil_log2(params.n_tables))
+        self.job_layout = job_layout(params)
         super().__init__({
             "start": In(1),
             "bad_cmd": In(1),
             "bags": In(stream.Signature(BagLayout)),
-            "tvalid": In(n_tables),
+            "tvalid": In(params.n_tables),
             "desc_addr": Out(self.tbits),
-            "desc_data": In(tdesc),
+            "desc_data": In(self.job_layout["d"].shape),
             "jobs": Out(stream.Signature(self.job_layout)),
             "idle": Out(1),
         })
@@ -143,7 +143,7 @@ class BagParser(wiring.Component):
                 a1_last.eq(item.last),
                 a1_table.eq(prev_table),
                 a1_tvalid.eq(self.tvalid.bit_select(prev_table[:tbits], 1)
-                             & (prev_table < self.n_tables)),
+                             & (prev_table < self.params.n_tables)),
                 a1_len.eq(item.offset - prev_offset),
                 a1_neg.eq(item.offset < prev_offset),
             ]
@@ -184,7 +184,7 @@ class BagParser(wiring.Component):
                              job_w.value.eq(a1_table)]
             with m.Elif(a1_neg):
                 m.d.comb += [job_w.kind.eq(JobKind.ERR), job_w.code.eq(GatherError.BAD_OFFSET)]
-            with m.Elif(a1_len > self.max_bag):
+            with m.Elif(a1_len > self.params.max_bag):
                 m.d.comb += [job_w.kind.eq(JobKind.ERR), job_w.code.eq(GatherError.BAG_TOO_LONG),
                              job_w.value.eq(a1_len)]
 

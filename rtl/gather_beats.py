@@ -11,12 +11,12 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..checks import check_int
+from ..checks import check_int, check_type
+from ..gather_params import GatherParams
 from .bufmem import BufferRAM
 from .gather_accum import beat_ctl_layout
 from .gather_gearbox import beat_layout
 from .gather_issue import tag_layout
-from .gather_walker import _check_cache_rows
 
 __all__ = ["BeatSequencer"]
 
@@ -40,15 +40,18 @@ class BeatSequencer(wiring.Component):
     stages and the cache's output is registered with it into D1. Without
     the cache D1 is D0.
 
+    ``params``: the engine's :class:`~seedchip.gather_params.GatherParams` (checked there;
+    ``lanes``, ``max_beats`` etc. below are its fields); ``banks``: accumulator banks, 2..16.
+
     Ports
     -----
-    tags : In(stream(tag_layout(...))); beats : In(stream(beat_layout(lanes)))
+    tags : In(stream(tag_layout(params))); beats : In(stream(beat_layout(params)))
     full : In(banks)
         Banks claimed by a bag (set at its ``bag_end`` beat until drained).
     claim : Out(1); bank : Out(range(banks))
         A bag's last beat leaves G this cycle, into ``bank`` (the next bag
         takes the next bank).
-    o : Out(beat_ctl_layout(...)); o_v, o_err : Out(1); o_data : Out(8 * lanes);
+    o : Out(beat_ctl_layout(params)); o_v, o_err : Out(1); o_data : Out(8 * lanes);
     o_bank : Out(range(banks))
         The beat in D1 (no backpressure), and whether its memory read came
         back with ``err``. Latency from G: 1 cycle, 1 + ``BufferRAM.LATENCY``
@@ -57,28 +60,18 @@ class BeatSequencer(wiring.Component):
         No beat in D0 or D1.
     """
 
-    def __init__(self, *, max_dim, lanes, cache_rows, index_width, banks):
-        check_int("max_dim", max_dim, 1, 1024)
-        check_int("lanes", lanes, 1, 8)
-        _check_cache_rows(cache_rows)
-        check_int("index_width", index_width, 1, 32)
-        check_int("banks", banks, 2, 16)
-        self.lanes = lanes
-        self.max_beats = -(-max_dim // lanes)
-        self.cache_rows = cache_rows
-        self.banks = banks
-        ctl = beat_ctl_layout(max_beats=self.max_beats, index_width=index_width)
+    def __init__(self, params, *, banks):
+        self.params = check_type("params", params, GatherParams)
+        self.banks = check_int("banks", banks, 2, 16)
         super().__init__({
-            "tags": In(stream.Signature(tag_layout(max_dim=max_dim, lanes=lanes,
-                                                   cache_rows=cache_rows,
-                                                   index_width=index_width))),
-            "beats": In(stream.Signature(beat_layout(lanes=lanes))),
+            "tags": In(stream.Signature(tag_layout(params))),
+            "beats": In(stream.Signature(beat_layout(params))),
             "full": In(banks),
             "claim": Out(1),
             "bank": Out(range(banks)),
-            "o": Out(ctl),
+            "o": Out(beat_ctl_layout(params)),
             "o_v": Out(1),
-            "o_data": Out(8 * lanes),
+            "o_data": Out(8 * params.lanes),
             "o_err": Out(1),
             "o_bank": Out(range(banks)),
             "idle": Out(1),
@@ -86,8 +79,9 @@ class BeatSequencer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        L, max_beats = self.lanes, self.max_beats
-        cache = self.cache_rows > 0
+        p = self.params
+        L, max_beats = p.lanes, p.max_beats
+        cache = p.cache_rows > 0
         kbits = ceil_log2(max_beats)
         d_bank = self.bank
         tag = self.tags.payload
@@ -122,7 +116,7 @@ class BeatSequencer(wiring.Component):
             # ECP5, their output registers on: 32 of them spread over the die,
             # whose bare clock-to-out plus the route back took 12 ns).
             m.submodules.cache_data = cdata = BufferRAM(shape=unsigned(8 * L),
-                                                        depth=self.cache_rows << kbits)
+                                                        depth=p.cache_rows << kbits)
             m.d.comb += [
                 cdata.w_addr.eq(Cat(tag.k, tag.line) if kbits else tag.line),
                 cdata.w_data.eq(beat),

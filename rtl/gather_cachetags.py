@@ -12,8 +12,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-from ..checks import check_int
+from ..checks import check_type
 from ..emb_protocol import COUNTER_WIDTH
+from ..gather_params import GatherParams
 from .gather_issue import checked_layout
 from .gather_walker import lookup_layout
 
@@ -41,11 +42,15 @@ class CacheTags(wiring.Component):
     allocates. A read answered with ``err`` empties the cache too, and
     nothing hits or allocates until ``clear``.
 
+    ``params``: the engine's :class:`~seedchip.gather_params.GatherParams` (checked there;
+    ``lanes``, ``max_beats`` etc. below are its fields); it must have a cache (``cache_rows`` >
+    0).
+
     Ports
     -----
-    lookups : In(stream(lookup_layout(...)))
+    lookups : In(stream(lookup_layout(params)))
         Into S1 (the key read) when S1 is empty or moves on.
-    checked : Out(stream(checked_layout(...)))
+    checked : Out(stream(checked_layout(params)))
         S2: the lookup with its decision (``hit``) and its ``line``.
     invalidate : In(1)
         Pulse: empty the cache (a descriptor write, ``cache_clear``).
@@ -61,26 +66,16 @@ class CacheTags(wiring.Component):
         No lookup in S1 or S2.
     """
 
-    def __init__(self, *, addr_width, index_width, n_tables, max_dim, word_lanes, lanes,
-                 cache_rows):
-        check_int("addr_width", addr_width, 1, 40)
-        check_int("index_width", index_width, 1, 32)
-        check_int("n_tables", n_tables, 1, 256)
-        check_int("max_dim", max_dim, 1, 1024)
-        check_int("word_lanes", word_lanes, 1, 8)
-        check_int("lanes", lanes, 1, 8)
-        check_int("cache_rows", cache_rows, 2, 4096)
-        if cache_rows & (cache_rows - 1):
-            raise ValueError(f"cache_rows must be a power of 2, not {cache_rows!r}")
-        self.cache_rows = cache_rows
-        self.key_width = max(1, ceil_log2(n_tables)) + index_width
-        self.lookup_layout = lookup_layout(
-            addr_width=addr_width, index_width=index_width, n_tables=n_tables,
-            max_dim=max_dim, word_lanes=word_lanes, lanes=lanes, cache_rows=cache_rows)
+    def __init__(self, params):
+        self.params = check_type("params", params, GatherParams)
+        if not params.cache_rows:
+            raise ValueError("CacheTags needs a cache: params.cache_rows must be a power of 2 "
+                             "from 2, not 0")
+        self.key_width = max(1, ceil_log2(params.n_tables)) + params.index_width
+        self.lookup_layout = lookup_layout(params)
         super().__init__({
             "lookups": In(stream.Signature(self.lookup_layout)),
-            "checked": Out(stream.Signature(checked_layout(lookup=self.lookup_layout,
-                                                           cache_rows=cache_rows))),
+            "checked": Out(stream.Signature(checked_layout(params))),
             "invalidate": In(1),
             "word_err": In(1),
             "clear": In(1),
@@ -92,12 +87,12 @@ class CacheTags(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        ibits = exact_log2(self.cache_rows)
+        ibits = exact_log2(self.params.cache_rows)
         lk_layout = self.lookup_layout
         lk = self.lookups.payload
         sweeping = self.sweeping
         key_layout = data.StructLayout({"valid": 1, "key": unsigned(self.key_width)})
-        m.submodules.cache_keys = ckeys = Memory(shape=key_layout, depth=self.cache_rows,
+        m.submodules.cache_keys = ckeys = Memory(shape=key_layout, depth=self.params.cache_rows,
                                                  init=[])
         ck_wr = ckeys.write_port()
         ck_rd = ckeys.read_port(transparent_for=(ck_wr,))
@@ -185,7 +180,7 @@ class CacheTags(wiring.Component):
             m.d.sync += [sweeping.eq(1), sweep_line.eq(0)]
         with m.Elif(sweeping):
             m.d.sync += sweep_line.eq(sweep_line + 1)
-            with m.If(sweep_line == self.cache_rows - 1):
+            with m.If(sweep_line == self.params.cache_rows - 1):
                 m.d.sync += sweeping.eq(0)
         m.d.comb += self.idle.eq(~s1_v & ~s2_v)
         return m

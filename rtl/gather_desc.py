@@ -12,8 +12,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..checks import check_int
+from ..checks import check_type
 from ..emb_protocol import TABLE_WIDTH, desc_layout
+from ..gather_params import GatherParams
 
 __all__ = ["DescriptorTable", "table_desc_layout"]
 
@@ -27,15 +28,13 @@ def _recip(divisor, max_x):
     raise ValueError(f"no reciprocal of {divisor} for x up to {max_x}")  # pragma: no cover
 
 
-def table_desc_layout(*, addr_width, index_width, max_dim, word_lanes, lanes):
+def table_desc_layout(params):
     """A stored descriptor: the write's fields plus ``pitch`` (words per row)
     and ``beats`` (datapath beats per row), computed once at the write."""
-    max_pitch = -(-max_dim // word_lanes)
-    max_beats = -(-max_dim // lanes)
     return data.StructLayout({
-        "base": unsigned(addr_width), "rows": unsigned(index_width),
-        "pitch": range(max_pitch + 1), "beats": range(max_beats + 1),
-        "dim": range(max_dim + 1), "multiplier": signed(32), "shift": unsigned(5),
+        "base": unsigned(params.addr_width), "rows": unsigned(params.index_width),
+        "pitch": range(params.max_pitch + 1), "beats": range(params.max_beats + 1),
+        "dim": range(params.max_dim + 1), "multiplier": signed(32), "shift": unsigned(5),
     })
 
 
@@ -48,6 +47,9 @@ class DescriptorTable(wiring.Component):
     write. ``desc.ready`` is low while ``busy`` (the engine runs a batch) or a
     write is in W1..W3 (one write every 4 cycles).
 
+    ``params``: the engine's :class:`~seedchip.gather_params.GatherParams` (checked there;
+    ``lanes``, ``max_beats`` etc. below are its fields).
+
     Ports
     -----
     desc : In(stream(desc_layout(addr_width, index_width)))
@@ -57,7 +59,7 @@ class DescriptorTable(wiring.Component):
         A write is in W1..W3.
     written : Out(1)
         A write (good or refused) is in W3 (empties the hot-row cache).
-    rd_addr : In(range(n_tables)); rd_data : Out(table_desc_layout(...))
+    rd_addr : In(range(n_tables)); rd_data : Out(table_desc_layout(params))
         Synchronous read port (always enabled): data one cycle after the address.
     tvalid : Out(n_tables)
         Per table: its last write was good (all 0 after reset).
@@ -65,47 +67,36 @@ class DescriptorTable(wiring.Component):
         The write in W3 is refused (``BAD_DESC``) and its table number.
     """
 
-    def __init__(self, *, addr_width, index_width, n_tables, max_dim, word_lanes, lanes):
-        check_int("addr_width", addr_width, 1, 40)
-        check_int("index_width", index_width, 1, 32)
-        check_int("n_tables", n_tables, 1, 256)
-        check_int("max_dim", max_dim, 1, 1024)
-        check_int("word_lanes", word_lanes, 1, 8)
-        check_int("lanes", lanes, 1, 8)
-        self.addr_width = addr_width
-        self.index_width = index_width
-        self.n_tables = n_tables
-        self.max_dim = max_dim
-        self.word_lanes = word_lanes
-        self.lanes = lanes
-        self.tbits = max(1, ceil_log2(n_tables))
-        self.tdesc = table_desc_layout(addr_width=addr_width, index_width=index_width,
-                                       max_dim=max_dim, word_lanes=word_lanes, lanes=lanes)
+    def __init__(self, params):
+        self.params = check_type("params", params, GatherParams)
+        self.tbits = max(1, ceil_log2(params.n_tables))
+        self.tdesc = table_desc_layout(params)
         super().__init__({
-            "desc": In(stream.Signature(desc_layout(addr_width=addr_width,
-                                                    index_width=index_width))),
+            "desc": In(stream.Signature(desc_layout(addr_width=params.addr_width,
+                                                    index_width=params.index_width))),
             "busy": In(1),
             "w_busy": Out(1),
             "written": Out(1),
             "rd_addr": In(self.tbits),
             "rd_data": Out(self.tdesc),
-            "tvalid": Out(n_tables),
+            "tvalid": Out(params.n_tables),
             "err": Out(1),
             "err_table": Out(TABLE_WIDTH),
         })
 
     def elaborate(self, platform):
         m = Module()
-        aw, iw = self.addr_width, self.index_width
-        WL, L = self.word_lanes, self.lanes
+        p = self.params
+        aw, iw = p.addr_width, p.index_width
+        WL, L = p.word_lanes, p.lanes
         tdesc = self.tdesc
         pitch_shape = tdesc["pitch"].shape
         beats_shape = tdesc["beats"].shape
-        pbits = max(1, ceil_log2(-(-self.max_dim // WL)))
+        pbits = max(1, ceil_log2(p.max_pitch))
         tbits = self.tbits
         desc_layout_ = self.desc.payload.shape()
 
-        m.submodules.descmem = descmem = Memory(shape=tdesc, depth=self.n_tables, init=[])
+        m.submodules.descmem = descmem = Memory(shape=tdesc, depth=p.n_tables, init=[])
         dwr = descmem.write_port()
         drd = descmem.read_port()
         m.d.comb += [drd.addr.eq(self.rd_addr), drd.en.eq(1), self.rd_data.eq(drd.data)]
@@ -137,7 +128,7 @@ class DescriptorTable(wiring.Component):
         def ceil_div(x, n):
             if n & (n - 1) == 0:
                 return (x + (n - 1)) >> (n.bit_length() - 1)
-            rm, rk = _recip(n, self.max_dim + n - 1)
+            rm, rk = _recip(n, p.max_dim + n - 1)
             return ((x + (n - 1)) * rm) >> rk
         w1_pitch = ceil_div(w1.dim, WL)
         w2_beats = Signal(beats_shape)
@@ -147,8 +138,8 @@ class DescriptorTable(wiring.Component):
             w2_pitch.eq(w1_pitch),
             w2_beats.eq(ceil_div(w1.dim, L)),
             w3_beats.eq(w2_beats),
-            w2_ok.eq((w1.table < self.n_tables) & (w1.rows != 0) & (w1.dim != 0)
-                     & (w1.dim <= self.max_dim)),
+            w2_ok.eq((w1.table < p.n_tables) & (w1.rows != 0) & (w1.dim != 0)
+                     & (w1.dim <= p.max_dim)),
             w3.eq(w2),
             w3_pitch.eq(w2_pitch),
             w3_ok.eq(w2_ok),
@@ -167,7 +158,7 @@ class DescriptorTable(wiring.Component):
             dwr.en.eq(w3_v & w3_good),
         ]
         with m.If(w3_v):
-            for t in range(self.n_tables):
+            for t in range(p.n_tables):
                 with m.If(w3.table == t):
                     m.d.sync += tvalid[t].eq(w3_good)
             with m.If(~w3_good):

@@ -10,15 +10,16 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..checks import check_int
+from ..checks import check_int, check_type
+from ..gather_params import GatherParams
 
 __all__ = ["MeanDivider", "drain_ctl_layout"]
 
 
-def drain_ctl_layout(*, max_bag):
+def drain_ctl_layout(params):
     """What travels beside a drained word: its bag's parameters and flags."""
     return data.StructLayout({
-        "v": 1, "n": range(max_bag + 1), "mean": 1, "requant": 1, "multiplier": signed(32),
+        "v": 1, "n": range(params.max_bag + 1), "mean": 1, "requant": 1, "multiplier": signed(32),
         "shift": unsigned(5), "last": 1, "batch_last": 1,
     })
 
@@ -30,46 +31,44 @@ class MeanDivider(wiring.Component):
     MEAN is ``sign(s) * floor((2|s| + n) / (2n))``, an 8-stage restoring
     divider: ``|s| <= 128 n`` makes the quotient at most 128 (8 bits).
 
+    ``params``: the engine's :class:`~seedchip.gather_params.GatherParams` (checked there;
+    ``lanes``, ``max_beats`` etc. below are its fields); ``acc_width``: accumulator bits
+    (``AccumulatorBanks.acc_width``), 2..32.
+
     Ports
     -----
-    i_ctl : In(drain_ctl_layout(max_bag)); i_base : In(range(max_beats * lanes + 1));
+    i_ctl : In(drain_ctl_layout(params)); i_base : In(range(max_beats * lanes + 1));
     i_dim : In(range(max_dim + 1)); i_acc : In(ArrayLayout(signed(acc_width), lanes))
         A drained word (``i_ctl.v``): its bag parameters, its first element's
         number and the row length, every cycle.
-    o_ctl : Out(drain_ctl_layout(max_bag)); o_val : Out(ArrayLayout(signed(32), lanes))
+    o_ctl : Out(drain_ctl_layout(params)); o_val : Out(ArrayLayout(signed(32), lanes))
         The word's final values, ``LATENCY`` cycles later (no backpressure).
     """
 
     #: cycles from ``i_*`` to ``o_*`` (dv0, 8 divider stages, the final value)
     LATENCY = 10
 
-    def __init__(self, *, lanes, max_bag, max_dim, acc_width):
-        check_int("lanes", lanes, 1, 8)
-        check_int("max_bag", max_bag, 1, 65535)
-        check_int("max_dim", max_dim, 1, 1024)
-        check_int("acc_width", acc_width, 2, 32)
-        self.lanes = lanes
-        self.max_bag = max_bag
-        self.max_dim = max_dim
-        self.acc_width = acc_width
-        ctl = drain_ctl_layout(max_bag=max_bag)
-        max_beats = -(-max_dim // lanes)
+    def __init__(self, params, *, acc_width):
+        self.params = check_type("params", params, GatherParams)
+        self.acc_width = check_int("acc_width", acc_width, 2, 32)
+        L = params.lanes
+        ctl = drain_ctl_layout(params)
         super().__init__({
             "i_ctl": In(ctl),
-            "i_base": In(range(max_beats * lanes + 1)),
-            "i_dim": In(range(max_dim + 1)),
-            "i_acc": In(data.ArrayLayout(signed(acc_width), lanes)),
+            "i_base": In(range(params.max_beats * L + 1)),
+            "i_dim": In(range(params.max_dim + 1)),
+            "i_acc": In(data.ArrayLayout(signed(acc_width), L)),
             "o_ctl": Out(ctl),
-            "o_val": Out(data.ArrayLayout(signed(32), lanes)),
+            "o_val": Out(data.ArrayLayout(signed(32), L)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        L = self.lanes
+        L = self.params.lanes
         ctl_layout = self.i_ctl.shape()
         e1, e1_base, e1_dim = self.i_ctl, self.i_base, self.i_dim
         # Mean divider: q = floor(N / D), N = 2|s| + n, D = 2n, q <= 128 (8 bits).
-        nw = (257 * self.max_bag).bit_length()
+        nw = (257 * self.params.max_bag).bit_length()
         lane_layout = data.StructLayout({
             "s": signed(32), "zero": 1, "neg": 1, "r": unsigned(nw), "q": unsigned(8),
         })

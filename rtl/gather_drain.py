@@ -10,7 +10,8 @@ from amaranth.hdl import Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..checks import check_int
+from ..checks import check_int, check_type
+from ..gather_params import GatherParams
 from .gather_divider import drain_ctl_layout
 from .gather_walker import meta_layout
 
@@ -29,6 +30,10 @@ class DrainControl(wiring.Component):
     pipeline never stalls; full rate needs as many slots as cycles from a
     drain read to the FIFO.
 
+    ``params``: the engine's :class:`~seedchip.gather_params.GatherParams` (checked there;
+    ``lanes``, ``max_beats`` etc. below are its fields); ``banks``: accumulator banks, 2..16;
+    ``out_depth``: output FIFO slots (credits), 1..1024.
+
     Ports
     -----
     claim : In(1); claim_bank : In(range(banks))
@@ -36,12 +41,12 @@ class DrainControl(wiring.Component):
     full : Out(banks)
     done_v : In(1); done_bank : In(range(banks)); done_disc : In(1)
         A bag's last write in D, and whether the bag is discarded.
-    meta : In(stream(meta_layout(...)))
+    meta : In(stream(meta_layout(params)))
     taken : In(1)
         A ``pooled`` beat is taken (a credit returns).
     drain_k : Out(range(max_beats)); drain_bank : Out(range(banks))
         The accumulator word to read.
-    o_ctl : Out(drain_ctl_layout(max_bag)); o_base : Out(range(max_beats * lanes + 1));
+    o_ctl : Out(drain_ctl_layout(params)); o_base : Out(range(max_beats * lanes + 1));
     o_dim : Out(range(max_dim + 1))
         E1: the word read's bag parameters and its first element, registered
         (the word arrives from the banks in the same cycle).
@@ -49,16 +54,11 @@ class DrainControl(wiring.Component):
         No bank in use, no credit held.
     """
 
-    def __init__(self, *, max_dim, lanes, max_bag, banks, out_depth):
-        check_int("max_dim", max_dim, 1, 1024)
-        check_int("lanes", lanes, 1, 8)
-        check_int("max_bag", max_bag, 1, 65535)
-        check_int("banks", banks, 2, 16)
-        check_int("out_depth", out_depth, 1, 1024)
-        self.lanes = lanes
-        self.max_beats = max_beats = -(-max_dim // lanes)
-        self.banks = banks
-        self.out_depth = out_depth
+    def __init__(self, params, *, banks, out_depth):
+        self.params = check_type("params", params, GatherParams)
+        self.banks = check_int("banks", banks, 2, 16)
+        self.out_depth = check_int("out_depth", out_depth, 1, 1024)
+        max_beats, max_dim = params.max_beats, params.max_dim
         super().__init__({
             "claim": In(1),
             "claim_bank": In(range(banks)),
@@ -66,20 +66,20 @@ class DrainControl(wiring.Component):
             "done_v": In(1),
             "done_bank": In(range(banks)),
             "done_disc": In(1),
-            "meta": In(stream.Signature(meta_layout(max_bag=max_bag, max_dim=max_dim,
-                                                    lanes=lanes))),
+            "meta": In(stream.Signature(meta_layout(params))),
             "taken": In(1),
             "drain_k": Out(range(max_beats)),
             "drain_bank": Out(range(banks)),
-            "o_ctl": Out(drain_ctl_layout(max_bag=max_bag)),
-            "o_base": Out(range(max_beats * lanes + 1)),
+            "o_ctl": Out(drain_ctl_layout(params)),
+            "o_base": Out(range(max_beats * params.lanes + 1)),
             "o_dim": Out(range(max_dim + 1)),
             "idle": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        L, NB, out_depth = self.lanes, self.banks, self.out_depth
+        L, NB, out_depth = self.params.lanes, self.banks, self.out_depth
+        max_beats = self.params.max_beats
         full = self.full
         done = Signal(NB)     # bank written completely
         disc = Signal(NB)     # bank's bag is discarded
@@ -96,8 +96,8 @@ class DrainControl(wiring.Component):
 
         meta = self.meta.payload
         e_bank = Signal(range(NB))
-        e_w = Signal(range(self.max_beats))
-        e_base = Signal(range(self.max_beats * L + 1))
+        e_w = Signal(range(max_beats))
+        e_base = Signal(range(max_beats * L + 1))
         out_pending = Signal(range(out_depth + 1))
         e_issue = Signal()
         e_ready = Signal()

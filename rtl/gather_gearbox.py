@@ -11,20 +11,21 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ..checks import check_int
+from ..checks import check_int, check_type
+from ..gather_params import GatherParams
 from .memport import resp_layout
 
 __all__ = ["Gearbox", "word_entry_layout", "beat_layout"]
 
 
-def word_entry_layout(*, ratio):
+def word_entry_layout(params):
     """One entry per word read: its place in its beat, and whether it ends the beat."""
-    return data.StructLayout({"slot": range(ratio), "emit": 1})
+    return data.StructLayout({"slot": range(params.ratio), "emit": 1})
 
 
-def beat_layout(*, lanes):
+def beat_layout(params):
     """A packed beat and whether one of its words came back with ``err``."""
-    return data.StructLayout({"data": unsigned(8 * lanes), "err": 1})
+    return data.StructLayout({"data": unsigned(8 * params.lanes), "err": 1})
 
 
 class Gearbox(wiring.Component):
@@ -38,14 +39,17 @@ class Gearbox(wiring.Component):
     beat of a miss, not per word, and reads hits out of the cache while the
     memory works on later misses.
 
+    ``params``: the engine's :class:`~seedchip.gather_params.GatherParams` (checked there;
+    ``lanes``, ``max_beats`` etc. below are its fields); ``depth``: beat FIFO entries, 1..1024.
+
     Ports
     -----
     resp : In(stream(resp_layout(data_width)))
         Taken (one per cycle) when its word entry is there and, for a beat's
         last word, the beat FIFO has room.
-    words : In(stream(word_entry_layout(ratio)))
+    words : In(stream(word_entry_layout(params)))
         One entry per response, in order (taken with it).
-    beats : Out(stream(beat_layout(lanes)))
+    beats : Out(stream(beat_layout(params)))
         From the FIFO (registered output).
     word_err : Out(1)
         A response with ``err`` is taken this cycle.
@@ -53,33 +57,24 @@ class Gearbox(wiring.Component):
         Beats in the FIFO.
     """
 
-    def __init__(self, *, data_width, lanes, depth):
-        check_int("data_width", data_width, 8, 64)
-        if data_width % 8:
-            raise ValueError(f"data_width must be a multiple of 8, not {data_width!r}")
-        check_int("lanes", lanes, 1, 8)
-        if lanes % (data_width // 8):
-            raise ValueError(f"lanes must be a multiple of the memory word's "
-                             f"{data_width // 8} byte(s), not {lanes!r}")
-        check_int("depth", depth, 1, 1024)
-        self.data_width = data_width
-        self.lanes = lanes
-        self.ratio = lanes // (data_width // 8)
-        self.depth = depth
+    def __init__(self, params, *, depth):
+        self.params = check_type("params", params, GatherParams)
+        self.depth = check_int("depth", depth, 1, 1024)
         super().__init__({
-            "resp": In(stream.Signature(resp_layout(data_width))),
-            "words": In(stream.Signature(word_entry_layout(ratio=self.ratio))),
-            "beats": Out(stream.Signature(beat_layout(lanes=lanes))),
+            "resp": In(stream.Signature(resp_layout(params.data_width))),
+            "words": In(stream.Signature(word_entry_layout(params))),
+            "beats": Out(stream.Signature(beat_layout(params))),
             "word_err": Out(1),
             "level": Out(range(depth + 1)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        L, R, dw = self.lanes, self.ratio, self.data_width
+        p = self.params
+        L, R, dw = p.lanes, p.ratio, p.data_width
         resp = self.resp
         word = self.words.payload
-        layout = beat_layout(lanes=L)
+        layout = beat_layout(p)
         m.submodules.beats = beatf = SyncFIFOBuffered(width=layout.size, depth=self.depth)
         beat_w = layout(beatf.w_data)
         r_go = Signal()

@@ -6,44 +6,39 @@ Part of :class:`~seedchip.rtl.gather.GatherEngine` (semantics in
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from ..checks import check_int
+from ..checks import check_type
+from ..gather_params import GatherParams
 from .gather_gearbox import word_entry_layout
-from .gather_walker import _check_cache_rows, lookup_layout
+from .gather_walker import lookup_flags, lookup_layout
 
 __all__ = ["Issuer", "checked_layout", "tag_layout"]
 
 
-def checked_layout(*, lookup, cache_rows):
+def checked_layout(params):
     """A lookup with its hit check's outcome (S2 -> C): hit or miss, its line."""
     return data.StructLayout({
-        "lk": lookup,
+        "lk": lookup_layout(params),
         "hit": 1,
-        "line": unsigned(exact_log2(cache_rows) if cache_rows else 0),
+        "line": unsigned(exact_log2(params.cache_rows) if params.cache_rows else 0),
     })
 
 
-def tag_layout(*, max_dim, lanes, cache_rows, index_width):
+def tag_layout(params):
     """A tag (C -> G): one beat of a miss, a whole hit, or a bag end with no data."""
-    max_beats = -(-max_dim // lanes)
+    max_beats = params.max_beats
     return data.StructLayout({
         "has_resp": 1,        # a miss's beat k: wait for it from the gearbox
         "hit": 1,             # a cache hit: `beats` beats from cache line `line`
         "k": range(max_beats),
         "beats": range(max_beats + 1),
-        "line": range(max(1, cache_rows)),
-        "init": 1,
-        "bag_end": 1,
-        "batch_end": 1,
-        "abort": 1,
-        "is_max": 1,
-        "weight": signed(8),
-        "index": unsigned(index_width),
+        "line": range(max(1, params.cache_rows)),
+        **lookup_flags(params),
     })
 
 
@@ -59,14 +54,17 @@ class Issuer(wiring.Component):
     Word requests leave through a 4-entry FIFO: C sees its (registered) room,
     not the memory's combinational ready.
 
+    ``params``: the engine's :class:`~seedchip.gather_params.GatherParams` (checked there;
+    ``lanes``, ``max_beats`` etc. below are its fields).
+
     Ports
     -----
-    lookups : In(stream(checked_layout(...)))
+    lookups : In(stream(checked_layout(params)))
         Loaded into C0 when C0 is empty or issues its last word this cycle.
         Without the cache (``cache_rows`` 0) ``hit`` and ``line`` are ignored.
     req : Out(stream(unsigned(addr_width)))
         Word addresses to read.
-    tags : Out(stream(tag_layout(...))); words : Out(stream(word_entry_layout(ratio)))
+    tags : Out(stream(tag_layout(params))); words : Out(stream(word_entry_layout(params)))
         From the tag and word FIFOs (registered outputs).
     idle : Out(1)
         C0 and the three FIFOs are empty.
@@ -75,58 +73,37 @@ class Issuer(wiring.Component):
     #: request FIFO entries
     REQ_DEPTH = 4
 
-    def __init__(self, *, addr_width, index_width, n_tables, max_dim, word_lanes, lanes,
-                 cache_rows, inflight):
-        check_int("addr_width", addr_width, 1, 40)
-        check_int("index_width", index_width, 1, 32)
-        check_int("n_tables", n_tables, 1, 256)
-        check_int("max_dim", max_dim, 1, 1024)
-        check_int("word_lanes", word_lanes, 1, 8)
-        check_int("lanes", lanes, 1, 8)
-        if lanes % word_lanes:
-            raise ValueError(f"lanes must be a multiple of word_lanes ({word_lanes}), "
-                             f"not {lanes!r}")
-        _check_cache_rows(cache_rows)
-        check_int("inflight", inflight, 4, 256)
-        self.addr_width = addr_width
-        self.ratio = lanes // word_lanes
-        self.max_pitch = -(-max_dim // word_lanes)
-        self.max_beats = -(-max_dim // lanes)
-        self.cache_rows = cache_rows
-        self.inflight = inflight
-        self.lookup_layout = lookup_layout(
-            addr_width=addr_width, index_width=index_width, n_tables=n_tables,
-            max_dim=max_dim, word_lanes=word_lanes, lanes=lanes, cache_rows=cache_rows)
-        self.tag_layout = tag_layout(max_dim=max_dim, lanes=lanes, cache_rows=cache_rows,
-                                     index_width=index_width)
+    def __init__(self, params):
+        self.params = check_type("params", params, GatherParams)
+        self.lookup_layout = lookup_layout(params)
+        self.tag_layout = tag_layout(params)
         super().__init__({
-            "lookups": In(stream.Signature(checked_layout(lookup=self.lookup_layout,
-                                                          cache_rows=cache_rows))),
-            "req": Out(stream.Signature(unsigned(addr_width))),
+            "lookups": In(stream.Signature(checked_layout(params))),
+            "req": Out(stream.Signature(unsigned(params.addr_width))),
             "tags": Out(stream.Signature(self.tag_layout)),
-            "words": Out(stream.Signature(word_entry_layout(ratio=self.ratio))),
+            "words": Out(stream.Signature(word_entry_layout(params))),
             "idle": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        R = self.ratio
+        p = self.params
+        R = p.ratio
         tag_layout_, lk_layout = self.tag_layout, self.lookup_layout
-        m.submodules.tags = tagf = SyncFIFOBuffered(width=tag_layout_.size, depth=self.inflight)
+        m.submodules.tags = tagf = SyncFIFOBuffered(width=tag_layout_.size, depth=p.inflight)
         tag_w = tag_layout_(tagf.w_data)
         # one entry per word read (its place in its beat), for the gearbox;
         # its depth bounds the reads in flight
-        word_layout = word_entry_layout(ratio=R)
-        m.submodules.words = wordf = SyncFIFOBuffered(width=word_layout.size,
-                                                      depth=self.inflight)
+        word_layout = word_entry_layout(p)
+        m.submodules.words = wordf = SyncFIFOBuffered(width=word_layout.size, depth=p.inflight)
         word_w = word_layout(wordf.w_data)
         c0 = Signal(lk_layout)
         c0_v = Signal()
-        c0_line = Signal(range(max(1, self.cache_rows)))
-        c_w = Signal(range(self.max_pitch))
+        c0_line = Signal(range(max(1, p.cache_rows)))
+        c_w = Signal(range(p.max_pitch))
         c_slot = Signal(range(R))
-        c_k = Signal(range(self.max_beats))
-        m.submodules.req_fifo = reqf = SyncFIFOBuffered(width=self.addr_width,
+        c_k = Signal(range(p.max_beats))
+        m.submodules.req_fifo = reqf = SyncFIFOBuffered(width=p.addr_width,
                                                         depth=self.REQ_DEPTH)
         slot_free = reqf.w_rdy
         c_go = Signal()
@@ -174,7 +151,7 @@ class Issuer(wiring.Component):
             m.d.sync += [c0.eq(src.lk), c0_v.eq(1)]
         with m.Elif(c_done):
             m.d.sync += c0_v.eq(0)
-        if self.cache_rows:
+        if p.cache_rows:
             # the hit check's decision, registered with the lookup
             c0_hit = Signal()
             with m.If(c_load):

@@ -11,8 +11,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ..checks import check_int
+from ..checks import check_int, check_type
 from ..emb_protocol import pooled_layout
+from ..gather_params import GatherParams
 from .gather_divider import drain_ctl_layout
 from .requant import Requantizer
 
@@ -29,34 +30,36 @@ class PooledOutput(wiring.Component):
     requantizer's latency + 8, so a full-rate stream never runs out of
     credits while ``pooled`` is taken every cycle.
 
+    ``params``: the engine's :class:`~seedchip.gather_params.GatherParams` (checked there;
+    ``lanes``, ``max_beats`` etc. below are its fields); ``in_latency``: cycles from taking a
+    credit to ``i_*``, 0..64.
+
     Ports
     -----
-    i_ctl : In(drain_ctl_layout(max_bag)); i_val : In(ArrayLayout(signed(32), lanes))
+    i_ctl : In(drain_ctl_layout(params)); i_val : In(ArrayLayout(signed(32), lanes))
         A word of final values when ``i_ctl.v`` (requantized when ``i_ctl.requant``).
     pooled : Out(stream(pooled_layout(lanes)))
         ``rq_latency`` + 1 (the FIFO's write) + the FIFO's latency + 1 (the
         register) cycles after ``i_*`` at the earliest.
     """
 
-    def __init__(self, *, lanes, max_bag, in_latency):
-        check_int("lanes", lanes, 1, 8)
-        check_int("max_bag", max_bag, 1, 65535)
+    def __init__(self, params, *, in_latency):
+        self.params = check_type("params", params, GatherParams)
         check_int("in_latency", in_latency, 0, 64)
-        self.lanes = lanes
-        self._rqs = [Requantizer(out_width=8) for _ in range(lanes)]
+        self._rqs = [Requantizer(out_width=8) for _ in range(params.lanes)]
         #: requantizer latency (cycles)
         self.rq_latency = self._rqs[0].latency
         #: output FIFO slots = credits
         self.depth = in_latency + self.rq_latency + 8
         super().__init__({
-            "i_ctl": In(drain_ctl_layout(max_bag=max_bag)),
-            "i_val": In(data.ArrayLayout(signed(32), lanes)),
-            "pooled": Out(stream.Signature(pooled_layout(lanes=lanes))),
+            "i_ctl": In(drain_ctl_layout(params)),
+            "i_val": In(data.ArrayLayout(signed(32), params.lanes)),
+            "pooled": Out(stream.Signature(pooled_layout(lanes=params.lanes))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        L = self.lanes
+        L = self.params.lanes
         rqs = self._rqs
         rq_latency = self.rq_latency
         f_ctl, f_val = self.i_ctl, self.i_val

@@ -10,8 +10,9 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..checks import check_int
+from ..checks import check_type
 from ..emb_protocol import COUNTER_WIDTH
+from ..gather_params import GatherParams
 from .gather_accum import beat_ctl_layout
 
 __all__ = ["ReadErrorCheck"]
@@ -23,9 +24,12 @@ class ReadErrorCheck(wiring.Component):
     from the batch's start) and index; its bag and every later bag of the
     batch are discarded (their banks are not drained).
 
+    ``params``: the engine's :class:`~seedchip.gather_params.GatherParams` (checked there;
+    ``lanes``, ``max_beats`` etc. below are its fields).
+
     Ports
     -----
-    i : In(beat_ctl_layout(...)); i_v, i_err : In(1)
+    i : In(beat_ctl_layout(params)); i_v, i_err : In(1)
         The beat in D1 and whether its read came back with ``err``.
     disc : Out(1)
         The beat's bag is discarded (a read error in the batch so far, or an
@@ -34,12 +38,10 @@ class ReadErrorCheck(wiring.Component):
         ``MEM_ERROR`` this cycle: its bag and index.
     """
 
-    def __init__(self, *, max_dim, lanes, index_width):
-        check_int("max_dim", max_dim, 1, 1024)
-        check_int("lanes", lanes, 1, 8)
-        check_int("index_width", index_width, 1, 32)
+    def __init__(self, params):
+        check_type("params", params, GatherParams)
         super().__init__({
-            "i": In(beat_ctl_layout(max_beats=-(-max_dim // lanes), index_width=index_width)),
+            "i": In(beat_ctl_layout(params)),
             "i_v": In(1),
             "i_err": In(1),
             "disc": Out(1),

@@ -12,49 +12,51 @@ from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-from ..checks import check_int
+from ..checks import check_type
 from ..emb_protocol import (BoundsMode, COUNTER_WIDTH, GatherError, OFFSET_WIDTH, PoolMode,
                             index_layout)
+from ..gather_params import GatherParams
 from .gather_bags import JobKind, job_layout
-from .gather_desc import table_desc_layout
 
-__all__ = ["IndexWalker", "lookup_layout", "meta_layout", "line_of"]
-
-
-def _check_cache_rows(cache_rows):
-    check_int("cache_rows", cache_rows, 0, 4096)
-    if cache_rows == 1 or cache_rows & (cache_rows - 1):
-        raise ValueError(f"cache_rows must be 0 or a power of 2 from 2, not {cache_rows!r}")
+__all__ = ["IndexWalker", "lookup_flags", "lookup_layout", "meta_layout", "line_of"]
 
 
-def lookup_layout(*, addr_width, index_width, n_tables, max_dim, word_lanes, lanes, cache_rows):
-    """A lookup (B -> C): one row to read (or a cache hit), or a tag with no read."""
-    cache = cache_rows > 0
-    return data.StructLayout({
-        "line": unsigned(exact_log2(cache_rows) if cache else 0),
-        "row": 1,             # 1: read pitch words (or a cache hit); 0: a tag with no read
-        "addr": unsigned(addr_width),
-        "pitch": range(-(-max_dim // word_lanes) + 1),
-        "beats": range(-(-max_dim // lanes) + 1),
-        # the cache key (table, row number looked up)
-        "table": unsigned(max(1, ceil_log2(n_tables)) if cache else 0),
-        "rownum": unsigned(index_width if cache else 0),
+def lookup_flags(params):
+    """The fields a lookup carries unchanged through C (its tags) and G (its
+    beats) to D: how to pool its row into the bag, and its index for error reports."""
+    return {
         "init": 1,            # first row of the bag: overwrite the accumulator
         "bag_end": 1,
         "batch_end": 1,
         "abort": 1,
         "is_max": 1,
         "weight": signed(8),
-        "index": unsigned(index_width),
+        "index": unsigned(params.index_width),
+    }
+
+
+def lookup_layout(params):
+    """A lookup (B -> C): one row to read (or a cache hit), or a tag with no read."""
+    cache = params.cache_rows > 0
+    return data.StructLayout({
+        "line": unsigned(exact_log2(params.cache_rows) if cache else 0),
+        "row": 1,             # 1: read pitch words (or a cache hit); 0: a tag with no read
+        "addr": unsigned(params.addr_width),
+        "pitch": range(params.max_pitch + 1),
+        "beats": range(params.max_beats + 1),
+        # the cache key (table, row number looked up)
+        "table": unsigned(max(1, ceil_log2(params.n_tables)) if cache else 0),
+        "rownum": unsigned(params.index_width if cache else 0),
+        **lookup_flags(params),
     })
 
 
-def meta_layout(*, max_bag, max_dim, lanes):
+def meta_layout(params):
     """A bag's parameters (B -> E): rows looked up, its table's, the command's."""
     return data.StructLayout({
-        "n": range(max_bag + 1),
-        "beats": range(-(-max_dim // lanes) + 1),
-        "dim": range(max_dim + 1),
+        "n": range(params.max_bag + 1),
+        "beats": range(params.max_beats + 1),
+        "dim": range(params.max_dim + 1),
         "mean": 1,
         "requant": 1,
         "multiplier": signed(32),
@@ -82,6 +84,9 @@ class IndexWalker(wiring.Component):
     marker (a lookup with ``abort`` and a meta entry), then the rest of the
     batch's jobs and indices are consumed and dropped.
 
+    ``params``: the engine's :class:`~seedchip.gather_params.GatherParams` (checked there;
+    ``lanes``, ``max_beats`` etc. below are its fields).
+
     Ports
     -----
     start : In(1)
@@ -90,11 +95,11 @@ class IndexWalker(wiring.Component):
         The batch's command (registered, valid from the cycle after ``start``).
     error_set : In(1)
         An error is held.
-    jobs : In(stream(job_layout(...)))
+    jobs : In(stream(job_layout(params)))
     indices : In(stream(index_layout(index_width)))
-    lookups : Out(stream(lookup_layout(...)))
+    lookups : Out(stream(lookup_layout(params)))
         From the lookup FIFO (4 entries, unbuffered); 3 cycles after the index at the earliest.
-    meta : Out(stream(meta_layout(...)))
+    meta : Out(stream(meta_layout(params)))
         From the meta FIFO (16 entries, registered output).
     err : Out(1); err_code : Out(GatherError); err_bag, err_val : Out(32)
         A bag-level error (from a job) or ``OUT_OF_RANGE`` this cycle.
@@ -109,26 +114,11 @@ class IndexWalker(wiring.Component):
     #: meta FIFO entries
     META_DEPTH = 16
 
-    def __init__(self, *, addr_width, index_width, n_tables, max_dim, max_bag, word_lanes,
-                 lanes, cache_rows):
-        check_int("addr_width", addr_width, 1, 40)
-        check_int("index_width", index_width, 1, 32)
-        check_int("n_tables", n_tables, 1, 256)
-        check_int("max_dim", max_dim, 1, 1024)
-        check_int("max_bag", max_bag, 1, 65535)
-        check_int("word_lanes", word_lanes, 1, 8)
-        check_int("lanes", lanes, 1, 8)
-        _check_cache_rows(cache_rows)
-        self.addr_width, self.index_width = addr_width, index_width
-        self.max_bag = max_bag
-        self.cache_rows = cache_rows
-        tdesc = table_desc_layout(addr_width=addr_width, index_width=index_width,
-                                  max_dim=max_dim, word_lanes=word_lanes, lanes=lanes)
-        self.index_layout = index_layout(index_width=index_width)
-        self.lookup_layout = lookup_layout(
-            addr_width=addr_width, index_width=index_width, n_tables=n_tables,
-            max_dim=max_dim, word_lanes=word_lanes, lanes=lanes, cache_rows=cache_rows)
-        self.meta_layout = meta_layout(max_bag=max_bag, max_dim=max_dim, lanes=lanes)
+    def __init__(self, params):
+        self.params = check_type("params", params, GatherParams)
+        self.index_layout = index_layout(index_width=params.index_width)
+        self.lookup_layout = lookup_layout(params)
+        self.meta_layout = meta_layout(params)
         super().__init__({
             "start": In(1),
             "mode": In(PoolMode),
@@ -136,8 +126,7 @@ class IndexWalker(wiring.Component):
             "weighted": In(1),
             "requant": In(1),
             "error_set": In(1),
-            "jobs": In(stream.Signature(job_layout(n_tables=n_tables, max_bag=max_bag,
-                                                   tdesc=tdesc))),
+            "jobs": In(stream.Signature(job_layout(params))),
             "indices": In(stream.Signature(self.index_layout)),
             "lookups": Out(stream.Signature(self.lookup_layout)),
             "meta": Out(stream.Signature(self.meta_layout)),
@@ -153,10 +142,11 @@ class IndexWalker(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        aw, iw = self.addr_width, self.index_width
-        n_shape = range(self.max_bag + 1)
-        cache = self.cache_rows > 0
-        ibits = exact_log2(self.cache_rows) if cache else 0
+        p = self.params
+        aw, iw = p.addr_width, p.index_width
+        n_shape = range(p.max_bag + 1)
+        cache = p.cache_rows > 0
+        ibits = exact_log2(p.cache_rows) if cache else 0
         lk_layout, meta_layout_ = self.lookup_layout, self.meta_layout
         jobs, job = self.jobs, self.jobs.payload
         LK_DEPTH, META_DEPTH = self.LK_DEPTH, self.META_DEPTH

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_accum import AccumulatorBanks
 from seedchip.sim.clocked import run_clocked
 
@@ -19,8 +20,10 @@ def test_against_model(lanes, max_beats, gap):
     """``gap`` idle cycles after each beat; the caller's rule (two beats to one
     word at least three cycles apart) is kept by the order of the beats."""
     banks = 4
-    dut = AccumulatorBanks(lanes=lanes, max_bag=64, max_beats=max_beats, index_width=16,
-                           banks=banks)
+    params = GatherParams(data_width=8, lanes=lanes, max_bag=64, max_dim=max_beats * lanes,
+                          index_width=16)
+    assert params.max_beats == max_beats
+    dut = AccumulatorBanks(params, banks=banks)
     rng = random.Random(lanes * 100 + max_beats * 10 + gap)
 
     async def bench(ctx):
@@ -79,6 +82,6 @@ def test_against_model(lanes, max_beats, gap):
 
 def test_parameter_validation():
     with pytest.raises(ValueError, match=r"banks must be in range 2\.\.16, not 1"):
-        AccumulatorBanks(lanes=2, max_bag=8, max_beats=4, index_width=8, banks=1)
-    with pytest.raises(TypeError, match="max_beats must be an integer, not '4'"):
-        AccumulatorBanks(lanes=2, max_bag=8, max_beats="4", index_width=8, banks=4)
+        AccumulatorBanks(GatherParams(lanes=2, max_bag=8, max_dim=8), banks=1)
+    with pytest.raises(TypeError, match="params must be a GatherParams, not 'p'"):
+        AccumulatorBanks("p", banks=4)

@@ -8,8 +8,8 @@ import pytest
 from amaranth.sim import Simulator
 
 from seedchip.emb_protocol import GatherError
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_bags import BagParser, JobKind
-from seedchip.rtl.gather_desc import table_desc_layout
 
 
 def _model(items, bad_cmd, tvalid, n_tables, max_bag):
@@ -39,8 +39,8 @@ def _model(items, bad_cmd, tvalid, n_tables, max_bag):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_against_model(seed):
     n_tables, max_bag = 5, 20
-    tdesc = table_desc_layout(addr_width=16, index_width=12, max_dim=64, word_lanes=2, lanes=2)
-    dut = BagParser(n_tables=n_tables, max_bag=max_bag, tdesc=tdesc)
+    dut = BagParser(GatherParams(n_tables=n_tables, max_bag=max_bag, addr_width=16,
+                                 index_width=12, max_dim=64, data_width=16, lanes=2))
     rng = random.Random(seed)
     descs = [{"base": rng.randrange(1 << 16), "rows": rng.randrange(1, 1 << 12),
               "pitch": rng.randrange(33), "beats": rng.randrange(33), "dim": rng.randrange(65),
@@ -106,9 +106,6 @@ def test_against_model(seed):
     sim.run()
 
 
-def test_parameter_validation():
-    with pytest.raises(TypeError, match="tdesc must be a data.StructLayout, not 3"):
-        BagParser(n_tables=2, max_bag=4, tdesc=3)
-    with pytest.raises(ValueError, match=r"max_bag must be in range 1\.\.65535, not 0"):
-        BagParser(n_tables=2, max_bag=0, tdesc=table_desc_layout(
-            addr_width=8, index_width=8, max_dim=8, word_lanes=1, lanes=1))
+def test_params_type():
+    with pytest.raises(TypeError, match="params must be a GatherParams, not 3"):
+        BagParser(3)

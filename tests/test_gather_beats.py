@@ -6,16 +6,17 @@ spacing, against a Python model under random tag/beat gaps and full banks."""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_beats import BeatSequencer
+from seedchip.sim.clocked import run_clocked, stream_source
 
 
 @pytest.mark.parametrize("cache_rows,seed", [(0, 1), (4, 2), (2, 3)])
 def test_against_model(cache_rows, seed):
     lanes, max_dim, NB = 2, 8, 4
-    dut = BeatSequencer(max_dim=max_dim, lanes=lanes, cache_rows=cache_rows, index_width=8,
-                        banks=NB)
+    dut = BeatSequencer(GatherParams(max_dim=max_dim, lanes=lanes, cache_rows=cache_rows,
+                                     index_width=8), banks=NB)
     rng = random.Random(seed)
     tags, beats, want = [], [], []
     lines, bank = {}, 0
@@ -40,18 +41,6 @@ def test_against_model(cache_rows, seed):
         bank = (bank + bag_end) % NB
     got, seen = [], {}
 
-    def feed(stream, items, p_gap):
-        async def run(ctx):
-            for it in items:
-                while rng.random() < p_gap:
-                    ctx.set(stream.valid, 0)
-                    await ctx.tick()
-                ctx.set(stream.valid, 1)
-                ctx.set(stream.payload, it)
-                await ctx.tick().until(stream.ready)
-            ctx.set(stream.valid, 0)
-        return run
-
     async def banks(ctx):
         r = random.Random(seed + 7)
         while True:
@@ -69,16 +58,13 @@ def test_against_model(cache_rows, seed):
                 assert cyc - seen.get((o.k, b), -9) >= 3
                 seen[(o.k, b)] = cyc
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(feed(dut.tags, tags, 0.2))
-    sim.add_testbench(feed(dut.beats, beats, 0.3))
-    sim.add_process(banks)
-    sim.add_testbench(sink)
-    sim.run()
+    run_clocked(dut, stream_source(dut.tags, tags, rng, 0.2),
+                stream_source(dut.beats, beats, rng, 0.3), sink, processes=[banks])
     assert got == want
 
 
 def test_validation():
-    with pytest.raises(ValueError, match="cache_rows must be 0 or a power of 2 from 2, not 6"):
-        BeatSequencer(max_dim=8, lanes=2, cache_rows=6, index_width=8, banks=4)
+    with pytest.raises(TypeError, match="params must be a GatherParams, not 'p'"):
+        BeatSequencer("p", banks=4)
+    with pytest.raises(ValueError, match=r"banks must be in range 2\.\.16, not 1"):
+        BeatSequencer(GatherParams(), banks=1)

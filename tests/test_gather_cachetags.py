@@ -7,14 +7,19 @@ import random
 
 import pytest
 
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_cachetags import CacheTags
-from seedchip.sim.clocked import run_clocked
+from seedchip.sim.clocked import run_clocked, stream_sink, stream_source
+
+
+def _params(cache_rows):
+    return GatherParams(addr_width=12, index_width=8, n_tables=4, max_dim=16, data_width=16,
+                        lanes=4, cache_rows=cache_rows)
 
 
 @pytest.mark.parametrize("cache_rows,seed", [(2, 1), (4, 2), (16, 3)])
 def test_against_model(cache_rows, seed):
-    dut = CacheTags(addr_width=12, index_width=8, n_tables=4, max_dim=16, word_lanes=2,
-                    lanes=4, cache_rows=cache_rows)
+    dut = CacheTags(_params(cache_rows))
     rng = random.Random(seed)
     runs = []
     for _ in range(4):
@@ -47,24 +52,11 @@ def test_against_model(cache_rows, seed):
             await ctx.tick()
             ctx.set(dut.invalidate, 0)
             await ctx.tick().until(~dut.sweeping)
-            for lk in run:
-                while rng.random() < 0.3:
-                    ctx.set(dut.lookups.valid, 0)
-                    await ctx.tick()
-                ctx.set(dut.lookups.valid, 1)
-                ctx.set(dut.lookups.payload, lk)
-                await ctx.tick().until(dut.lookups.ready)
-            ctx.set(dut.lookups.valid, 0)
+            await stream_source(dut.lookups, run, rng, 0.3)(ctx)
 
     async def sink(ctx):
-        r = random.Random(seed + 1)
-        while len(got) < len(want):
-            ctx.set(dut.checked.ready, r.random() < 0.6)
-            _, _, valid, ready, p = await ctx.tick().sample(dut.checked.valid,
-                                                            dut.checked.ready,
-                                                            dut.checked.payload)
-            if valid and ready:
-                got.append((p.lk.index, p.hit, p.line))
+        await stream_sink(dut.checked, got, random.Random(seed + 1), 0.6,
+                          lambda p: (p.lk.index, p.hit, p.line), count=len(want))(ctx)
         await ctx.tick()
         assert (ctx.get(dut.hits), ctx.get(dut.misses)) == (hits, misses)
 
@@ -73,8 +65,7 @@ def test_against_model(cache_rows, seed):
 
 
 def test_read_error_stops_hits():
-    dut = CacheTags(addr_width=12, index_width=8, n_tables=4, max_dim=16, word_lanes=2,
-                    lanes=4, cache_rows=4)
+    dut = CacheTags(_params(4))
     lk = {"row": 1, "rownum": 7, "table": 1, "line": 3}
 
     async def bench(ctx):
@@ -103,3 +94,11 @@ def test_read_error_stops_hits():
         assert seen == [0, 1, 0, 0, 0, 1]
 
     run_clocked(dut, bench)
+
+
+def test_validation():
+    with pytest.raises(TypeError, match="params must be a GatherParams, not 4"):
+        CacheTags(4)
+    with pytest.raises(ValueError, match="CacheTags needs a cache: params.cache_rows must be a "
+                                         "power of 2 from 2, not 0"):
+        CacheTags(_params(0))

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_divider import MeanDivider
 from seedchip.sim.clocked import run_clocked
 
@@ -28,7 +29,8 @@ def _model(ctl, base, dim, acc, lanes):
 def test_against_model(lanes, max_bag):
     max_dim = 40
     accw = min(32, (128 * 128 * max_bag).bit_length() + 1)
-    dut = MeanDivider(lanes=lanes, max_bag=max_bag, max_dim=max_dim, acc_width=accw)
+    dut = MeanDivider(GatherParams(data_width=8, lanes=lanes, max_bag=max_bag, max_dim=max_dim),
+                      acc_width=accw)
     rng = random.Random(lanes * 7919 + max_bag)
 
     def word():
@@ -67,6 +69,6 @@ def test_against_model(lanes, max_bag):
 
 def test_parameter_validation():
     with pytest.raises(ValueError, match=r"acc_width must be in range 2\.\.32, not 33"):
-        MeanDivider(lanes=2, max_bag=8, max_dim=16, acc_width=33)
-    with pytest.raises(TypeError, match="lanes must be an integer, not None"):
-        MeanDivider(lanes=None, max_bag=8, max_dim=16, acc_width=20)
+        MeanDivider(GatherParams(lanes=2, max_bag=8, max_dim=16), acc_width=33)
+    with pytest.raises(TypeError, match="params must be a GatherParams, not None"):
+        MeanDivider(None, acc_width=20)

@@ -7,15 +7,17 @@ import random
 
 import pytest
 
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_drain import DrainControl
-from seedchip.sim.clocked import run_clocked
+from seedchip.sim.clocked import run_clocked, stream_source
 
 
 @pytest.mark.parametrize("lanes,out_depth,seed", [(4, 3, 1), (1, 8, 2), (8, 20, 3)])
 def test_against_model(lanes, out_depth, seed):
     max_dim, NB = 20, 4
     max_beats = -(-max_dim // lanes)
-    dut = DrainControl(max_dim=max_dim, lanes=lanes, max_bag=9, banks=NB, out_depth=out_depth)
+    dut = DrainControl(GatherParams(data_width=8, max_dim=max_dim, lanes=lanes, max_bag=9),
+                       banks=NB, out_depth=out_depth)
     rng = random.Random(seed)
     bags = [{"n": rng.randrange(10), "beats": rng.randrange(1, max_beats + 1),
              "dim": rng.randrange(1, max_dim + 1), "abort": rng.random() < 0.1,
@@ -51,16 +53,9 @@ def test_against_model(lanes, out_depth, seed):
         ctx.set(dut.claim, 0)
         ctx.set(dut.done_v, 0)
 
-    async def meta(ctx):
-        for b in bags:
-            while rng.random() < 0.2:
-                ctx.set(dut.meta.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.meta.valid, 1)
-            ctx.set(dut.meta.payload, {k: b[k] for k in ("n", "beats", "dim", "abort",
-                                                         "batch_last", "multiplier", "shift")})
-            await ctx.tick().until(dut.meta.ready)
-        ctx.set(dut.meta.valid, 0)
+    meta = stream_source(dut.meta, [{k: b[k] for k in ("n", "beats", "dim", "abort",
+                                                        "batch_last", "multiplier", "shift")}
+                                    for b in bags], rng, 0.2)
 
     async def drain(ctx):
         r = random.Random(seed + 100)
@@ -83,5 +78,10 @@ def test_against_model(lanes, out_depth, seed):
 
 
 def test_validation():
-    with pytest.raises(ValueError, match="banks must be in range 2..16, not 1"):
-        DrainControl(max_dim=20, lanes=4, max_bag=9, banks=1, out_depth=4)
+    params = GatherParams(max_dim=20, lanes=4, max_bag=9)
+    with pytest.raises(ValueError, match=r"banks must be in range 2\.\.16, not 1"):
+        DrainControl(params, banks=1, out_depth=4)
+    with pytest.raises(ValueError, match=r"out_depth must be in range 1\.\.1024, not 0"):
+        DrainControl(params, banks=4, out_depth=0)
+    with pytest.raises(TypeError, match="params must be a GatherParams, not None"):
+        DrainControl(None, banks=4, out_depth=4)

@@ -6,15 +6,16 @@ import random
 
 import pytest
 
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_gearbox import Gearbox
-from seedchip.sim.clocked import run_clocked
+from seedchip.sim.clocked import run_clocked, stream_sink, stream_source
 
 
 @pytest.mark.parametrize("data_width,lanes", [(8, 1), (16, 4), (8, 8), (24, 6)])
 def test_against_model(data_width, lanes):
     wl = data_width // 8
     ratio = lanes // wl
-    dut = Gearbox(data_width=data_width, lanes=lanes, depth=4)
+    dut = Gearbox(GatherParams(data_width=data_width, lanes=lanes), depth=4)
     rng = random.Random(data_width * 10 + lanes)
     # rows of `pitch` words: one word entry per word; a beat ends at slot
     # ratio - 1 or at the row's last word
@@ -35,43 +36,21 @@ def test_against_model(data_width, lanes):
                 want.append((beat, err, (slot + 1) * data_width))
                 beat, err = 0, 0
     got = []
-
-    async def words(ctx):
-        for e in entries:
-            ctx.set(dut.words.valid, 1)
-            ctx.set(dut.words.payload, e)
-            await ctx.tick().until(dut.words.ready)
-        ctx.set(dut.words.valid, 0)
-
-    async def responses(ctx):
-        for r in resps:
-            while rng.random() < 0.3:
-                ctx.set(dut.resp.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.resp.valid, 1)
-            ctx.set(dut.resp.payload, r)
-            await ctx.tick().until(dut.resp.ready)
-        ctx.set(dut.resp.valid, 0)
-
-    async def beats(ctx):
-        rng_b = random.Random(lanes)
-        while len(got) < len(want):
-            ctx.set(dut.beats.ready, rng_b.random() < 0.6)
-            _, _, valid, ready, p = await ctx.tick().sample(
-                dut.beats.valid, dut.beats.ready, dut.beats.payload)
-            if valid and ready:
-                got.append((p.data, p.err))
-
-    run_clocked(dut, words, responses, beats)
+    run_clocked(dut, stream_source(dut.words, entries, rng),
+                stream_source(dut.resp, resps, rng, 0.3),
+                stream_sink(dut.beats, got, random.Random(lanes), 0.6, lambda p: (p.data, p.err),
+                            count=len(want)))
     assert len(got) == len(want)
     for (gd, ge), (wd, we, bits) in zip(got, want):
         assert gd & ((1 << bits) - 1) == wd and ge == we
 
 
 def test_word_err_and_validation():
-    with pytest.raises(ValueError, match="lanes must be a multiple of the memory word's 2 byte"):
-        Gearbox(data_width=16, lanes=3, depth=4)
-    dut = Gearbox(data_width=8, lanes=1, depth=4)
+    with pytest.raises(TypeError, match="params must be a GatherParams, not 16"):
+        Gearbox(16, depth=4)
+    with pytest.raises(ValueError, match=r"depth must be in range 1\.\.1024, not 0"):
+        Gearbox(GatherParams(), depth=0)
+    dut = Gearbox(GatherParams(data_width=8, lanes=1), depth=4)
 
     async def bench(ctx):
         ctx.set(dut.words.valid, 1)

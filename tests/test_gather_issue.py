@@ -5,9 +5,10 @@ tags, against a Python model, under random input gaps and backpressure."""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_issue import Issuer
+from seedchip.sim.clocked import run_clocked, stream_sink, stream_source
 
 
 def _model(lookups, ratio):
@@ -30,8 +31,9 @@ def _model(lookups, ratio):
 @pytest.mark.parametrize("word_lanes,lanes,cache_rows", [(2, 4, 4), (1, 1, 0), (1, 8, 8)])
 def test_against_model(word_lanes, lanes, cache_rows):
     max_dim = 24
-    dut = Issuer(addr_width=12, index_width=10, n_tables=4, max_dim=max_dim,
-                 word_lanes=word_lanes, lanes=lanes, cache_rows=cache_rows, inflight=8)
+    dut = Issuer(GatherParams(addr_width=12, index_width=10, n_tables=4, max_dim=max_dim,
+                              data_width=8 * word_lanes, lanes=lanes, cache_rows=cache_rows,
+                              inflight=8))
     ratio = lanes // word_lanes
     rng = random.Random(word_lanes * 100 + lanes * 10 + cache_rows)
     lookups = []
@@ -46,45 +48,19 @@ def test_against_model(word_lanes, lanes, cache_rows):
                         "line": rng.randrange(max(1, cache_rows))})
     want = _model(lookups, ratio)
     got = ([], [], [])
-
-    async def source(ctx):
-        for c in lookups:
-            while rng.random() < 0.2:
-                ctx.set(dut.lookups.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.lookups.valid, 1)
-            ctx.set(dut.lookups.payload, c)
-            await ctx.tick().until(dut.lookups.ready)
-        ctx.set(dut.lookups.valid, 0)
-
-    def sink(stream, out, conv, p_ready, seed):
-        async def run(ctx):
-            r = random.Random(seed)
-            while len(out) < len(want[got.index(out)]):
-                ctx.set(stream.ready, r.random() < p_ready)
-                _, _, valid, ready, p = await ctx.tick().sample(stream.valid, stream.ready,
-                                                                stream.payload)
-                if valid and ready:
-                    out.append(conv(p))
-        return run
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source)
-    sim.add_testbench(sink(dut.req, got[0], int, 0.7, 1))
-    sim.add_testbench(sink(dut.words, got[1], lambda p: (p.slot, p.emit), 0.6, 2))
-    sim.add_testbench(sink(dut.tags, got[2], lambda p: (p.has_resp, p.hit, p.k, p.bag_end,
-                                                         p.index), 0.6, 3))
-    sim.run()
+    run_clocked(
+        dut,
+        stream_source(dut.lookups, lookups, rng, 0.2),
+        stream_sink(dut.req, got[0], random.Random(1), 0.7, int, count=len(want[0])),
+        stream_sink(dut.words, got[1], random.Random(2), 0.6, lambda p: (p.slot, p.emit),
+                    count=len(want[1])),
+        stream_sink(dut.tags, got[2], random.Random(3), 0.6,
+                    lambda p: (p.has_resp, p.hit, p.k, p.bag_end, p.index), count=len(want[2])))
     assert got[0] == want[0]
     assert got[1] == [(s, int(e)) for s, e in want[1]]
     assert got[2] == [tuple(int(x) for x in t) for t in want[2]]
 
 
-def test_validation():
-    with pytest.raises(ValueError, match="lanes must be a multiple of word_lanes \\(2\\), not 3"):
-        Issuer(addr_width=12, index_width=10, n_tables=4, max_dim=24, word_lanes=2, lanes=3,
-               cache_rows=0, inflight=8)
-    with pytest.raises(ValueError, match="cache_rows must be 0 or a power of 2 from 2, not 3"):
-        Issuer(addr_width=12, index_width=10, n_tables=4, max_dim=24, word_lanes=2, lanes=4,
-               cache_rows=3, inflight=8)
+def test_params_type():
+    with pytest.raises(TypeError, match="params must be a GatherParams, not 8"):
+        Issuer(8)

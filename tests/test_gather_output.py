@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_output import PooledOutput
 from seedchip.sim.golden import requantize
-from seedchip.sim.clocked import run_clocked
+from seedchip.sim.clocked import run_clocked, stream_sink
 
 
 def _model(ctl, vals):
@@ -23,7 +24,7 @@ def _model(ctl, vals):
 
 @pytest.mark.parametrize("lanes,ready_p", [(1, 1.0), (2, 0.5), (4, 0.8)])
 def test_against_model(lanes, ready_p):
-    dut = PooledOutput(lanes=lanes, max_bag=64, in_latency=11)
+    dut = PooledOutput(GatherParams(data_width=8, lanes=lanes, max_bag=64), in_latency=11)
     rng = random.Random(lanes * 17 + int(ready_p * 10))
     n_words = 150
     words = []
@@ -54,15 +55,7 @@ def test_against_model(lanes, ready_p):
             pending -= valid and ready
         ctx.set(dut.i_ctl.v, 0)
 
-    async def consumer(ctx):
-        while len(got) < n_words:
-            ctx.set(dut.pooled.ready, rng_ready.random() < ready_p)
-            _, _, valid, ready, payload = await ctx.tick().sample(
-                dut.pooled.valid, dut.pooled.ready, dut.pooled.payload)
-            if valid and ready:
-                got.append(payload)
-
-    run_clocked(dut, producer, consumer)
+    run_clocked(dut, producer, stream_sink(dut.pooled, got, rng_ready, ready_p, count=n_words))
     assert len(got) == n_words
     for (ctl, vals), p in zip(words, got):
         assert [p.data[l] for l in range(lanes)] == _model(ctl, vals), ctl
@@ -70,8 +63,11 @@ def test_against_model(lanes, ready_p):
 
 
 def test_depth_and_validation():
-    dut = PooledOutput(lanes=2, max_bag=8, in_latency=11)
+    params = GatherParams(lanes=2, max_bag=8)
+    dut = PooledOutput(params, in_latency=11)
     assert dut.depth == 11 + dut.rq_latency + 8
     Fragment.get(dut, None)     # (its requantizers are created with it)
     with pytest.raises(ValueError, match=r"in_latency must be in range 0\.\.64, not -1"):
-        PooledOutput(lanes=2, max_bag=8, in_latency=-1)
+        PooledOutput(params, in_latency=-1)
+    with pytest.raises(TypeError, match="params must be a GatherParams, not 2"):
+        PooledOutput(2, in_latency=11)

@@ -6,13 +6,14 @@ import random
 
 import pytest
 
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_readerr import ReadErrorCheck
 from seedchip.sim.clocked import run_clocked
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_against_model(seed):
-    dut = ReadErrorCheck(max_dim=16, lanes=4, index_width=12)
+    dut = ReadErrorCheck(GatherParams(max_dim=16, lanes=4, index_width=12))
     rng = random.Random(seed)
 
     async def bench(ctx):
@@ -40,6 +41,6 @@ def test_against_model(seed):
     run_clocked(dut, bench)
 
 
-def test_validation():
-    with pytest.raises(ValueError, match="index_width must be in range 1..32, not 33"):
-        ReadErrorCheck(max_dim=16, lanes=4, index_width=33)
+def test_params_type():
+    with pytest.raises(TypeError, match="params must be a GatherParams, not 12"):
+        ReadErrorCheck(12)

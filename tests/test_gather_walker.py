@@ -9,15 +9,17 @@ import pytest
 from amaranth.sim import Simulator
 
 from seedchip.emb_protocol import BoundsMode, GatherError, PoolMode
+from seedchip.gather_params import GatherParams
 from seedchip.rtl.gather_bags import JobKind
 from seedchip.rtl.gather_walker import IndexWalker
+from seedchip.sim.clocked import stream_sink
 
 AW, IW = 12, 8
 
 
 def _dut():
-    return IndexWalker(addr_width=AW, index_width=IW, n_tables=4, max_dim=16, max_bag=6,
-                       word_lanes=2, lanes=4, cache_rows=0)
+    return IndexWalker(GatherParams(addr_width=AW, index_width=IW, n_tables=4, max_dim=16,
+                                    max_bag=6, data_width=16, lanes=4, cache_rows=0))
 
 
 def _bench(dut, batches, rng, got_lk, got_meta):
@@ -30,16 +32,6 @@ def _bench(dut, batches, rng, got_lk, got_meta):
             ctx.set(dut.mode, cmd["mode"])
             ctx.set(dut.bounds, cmd["bounds"])
             ctx.set(dut.weighted, cmd["weighted"])
-
-            async def feed(stream, items):
-                for it in items:
-                    while rng.random() < 0.2:
-                        ctx.set(stream.valid, 0)
-                        await ctx.tick()
-                    ctx.set(stream.valid, 1)
-                    ctx.set(stream.payload, it)
-                    await ctx.tick().until(stream.ready)
-                ctx.set(stream.valid, 0)
             # jobs first, indices meanwhile: interleave by hand (one testbench)
             ji, ii = 0, 0
             while ji < len(jobs) or ii < len(indices):
@@ -56,24 +48,15 @@ def _bench(dut, batches, rng, got_lk, got_meta):
             ctx.set(dut.jobs.valid, 0)
             ctx.set(dut.indices.valid, 0)
 
-    def sink(stream, out, conv, seed):
-        async def run(ctx):
-            r = random.Random(seed)
-            while True:
-                ctx.set(stream.ready, r.random() < 0.6)
-                _, _, valid, ready, p = await ctx.tick().sample(stream.valid, stream.ready,
-                                                                stream.payload)
-                if valid and ready:
-                    out.append(conv(p))
-        return run
-
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(source)
-    sim.add_process(sink(dut.lookups, got_lk, lambda p: {k: int(getattr(p, k)) for k in (
-        "row", "addr", "init", "bag_end", "batch_end", "abort", "weight", "index")}, 1))
-    sim.add_process(sink(dut.meta, got_meta, lambda p: (int(p.n), int(p.abort),
-                                                         int(p.batch_last)), 2))
+    sim.add_process(stream_sink(dut.lookups, got_lk, random.Random(1), 0.6,
+                                lambda p: {k: int(getattr(p, k)) for k in (
+                                    "row", "addr", "init", "bag_end", "batch_end", "abort",
+                                    "weight", "index")}))
+    sim.add_process(stream_sink(dut.meta, got_meta, random.Random(2), 0.6,
+                                lambda p: (int(p.n), int(p.abort), int(p.batch_last))))
     return sim
 
 
@@ -161,3 +144,8 @@ def test_out_of_range_aborts():
     assert errs == [(GatherError.OUT_OF_RANGE, 0, 9)]
     assert [(g["row"], g["abort"], g["batch_end"]) for g in got_lk] == [(1, 0, 0), (0, 1, 1)]
     assert got_meta == [(0, 1, 1)]
+
+
+def test_params_type():
+    with pytest.raises(TypeError, match="params must be a GatherParams, not None"):
+        IndexWalker(None)
