@@ -148,6 +148,8 @@ def test_sim_mem_bytes_checked():
         open_device("sim", mem_bytes=1 << 30)
     with pytest.raises(TypeError, match="mem_bytes sizes the link test top's RAM"):
         open_device("sim", mem_bytes=4096, config=object())
+    with pytest.raises(TypeError, match="mem_bytes: for open_device\\('sim'\\) only"):
+        open_device("serial:/dev/null", mem_bytes=4096)
 
 
 def test_sim_end_to_end(sim):
