@@ -12,8 +12,9 @@ gone.
 Speed. The simulation is built with its own clock (``free_clock_ns``: no
 simulator callback per clock edge) and the top sits behind a
 :class:`~seedchip.sim.uart_bridge.UARTBridge`, a host-side UART in gateware,
-so that Python wakes up once every POLL_BYTES byte times, or once per byte
-moved, never once per bit. Every byte still crosses the top's own UART pins.
+so that Python wakes up once every POLL_BYTES byte times, or once per word
+of W bytes moved, never once per bit or byte. Every byte still crosses the
+top's own UART pins.
 When nothing has moved for QUIET_POLLS polls (the chip is silent: no
 response is being prepared), the bridge waits for the host in ``select()``
 without simulating, so simulated time stands still while the host thinks,
@@ -39,7 +40,12 @@ POLL_BYTES = 16
 #: polls without traffic before the bridge stops simulating: longer than any
 #: command takes to start its response (a full READ is ~30 byte times)
 QUIET_POLLS = 8
-BRIDGE_DEPTH = 64
+#: the bridge's words: bytes per word, words per FIFO (what arrives between
+#: two polls fits: POLL_BYTES <= W * BRIDGE_DEPTH, and a word is flushed at
+#: most every byte time)
+W = 8
+BRIDGE_DEPTH = 32
+WORD_MASK = (1 << 8 * W) - 1
 
 
 def _load(path):
@@ -99,10 +105,10 @@ async def serve(dut):
     polls = 0
     while True:
         inbuf += _read(master)
-        # as many bytes as the FIFOs allow, back to back: one write or read
-        # of a signal per byte, not a handshake
-        npush = min(len(inbuf), BRIDGE_DEPTH - int(h2d_level.value)) if inbuf else 0
-        npop = int(d2h_level.value)
+        # as many words as the FIFOs allow, back to back: one write or read
+        # of a signal per word, not a handshake
+        npush = min(-(-len(inbuf) // W), BRIDGE_DEPTH - h2d_level.value.to_unsigned())
+        npop = d2h_level.value.to_unsigned()
         moved = npush + npop > 0
         if npush:
             h2d_valid.value = 1
@@ -110,11 +116,13 @@ async def serve(dut):
             d2h_ready.value = 1
         for i in range(max(npush, npop)):
             if i < npush:
-                h2d_data.value = inbuf[i]
+                chunk = inbuf[i * W:(i + 1) * W]
+                h2d_data.value = int.from_bytes(chunk, "little") | len(chunk) << 8 * W
             elif i == npush:
                 h2d_valid.value = 0
             if i < npop:
-                out.append(int(d2h_data.value))
+                word = d2h_data.value.to_unsigned()
+                out += (word & WORD_MASK).to_bytes(W, "little")[:word >> 8 * W]
             elif i == npop:
                 d2h_ready.value = 0
             await FallingEdge(clk)
@@ -122,7 +130,7 @@ async def serve(dut):
             h2d_valid.value = 0
         if npop >= npush and npop:
             d2h_ready.value = 0
-        del inbuf[:npush]
+        del inbuf[:npush * W]
         if out:
             try:
                 del out[:os.write(master, out)]
@@ -154,7 +162,7 @@ def bridged(top_factory):
 
     def factory(*, config):
         return UARTBridge(top_factory(config=config), divisor=config.divisor,
-                          depth=BRIDGE_DEPTH)
+                          word_bytes=W, depth=BRIDGE_DEPTH)
 
     # the runner regenerates the Verilog when the top's sources change
     factory.__module__ = top_factory.__module__
