@@ -2,8 +2,9 @@
 gather engine, SDR SDRAM controller) for open FPGA boards.
 
 Subcommands run the chip's RTL in simulation (gemm, embedding-bag), write its
-Verilog (generate), build and program a board (build, flash) and measure it
-(bench). `seedchip COMMAND --help` tells more.
+Verilog (generate), build and program a board (build, flash), measure it
+(bench) and talk to it over its host link (device). `seedchip COMMAND --help`
+tells more.
 
 Exit status: 0 done; 1 the work itself failed (a tool, the simulated engine,
 a missed timing target); 2 a usage or input mistake, found before any long
@@ -436,6 +437,168 @@ def cmd_bench(args):
         raise CommandError(str(e)) from None
 
 
+# -- device -------------------------------------------------------------------------
+def _device_spec(args):
+    """(kind, port) from ``--device``, checked before anything starts: a
+    malformed string or a serial port that is not there is a usage error."""
+    spec = args.device
+    if spec == "sim":
+        if args.baud is not None:
+            raise UsageError("--baud is for --device serial:PORT; the simulated chip's line "
+                             "has no rate to choose")
+        if args.mem_bytes is not None:
+            from .sim.link_top import serve_config
+            try:
+                serve_config(mem_bytes=args.mem_bytes)
+            except ValueError as e:
+                raise UsageError(f"--mem-bytes: {e}") from None
+        return "sim", None
+    if spec.startswith("serial:") and spec[len("serial:"):]:
+        port = spec[len("serial:"):]
+        if args.mem_bytes is not None:
+            raise UsageError("--mem-bytes sizes the simulated chip's RAM (--device sim)")
+        if args.baud is not None and args.baud <= 0:
+            raise UsageError(f"--baud must be a positive integer, not {args.baud}")
+        if "://" not in port and not Path(port).exists():
+            raise UsageError(f"--device: no serial port {port} (is the board plugged in? "
+                             f"ls /dev/ttyUSB* /dev/ttyACM*)")
+        return "serial", port
+    raise UsageError(f"--device must be 'sim' or 'serial:PORT' (e.g. serial:/dev/ttyUSB0), "
+                     f"not {spec!r}")
+
+
+def _device_int(text, what, lo=0):
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise UsageError(f"{what} must be an integer (decimal or 0x hex), not {text!r}") from None
+    if value < lo:
+        raise UsageError(f"{what} must be at least {lo}, not {text}")
+    return value
+
+
+def _open_device(kind, port, args):
+    from .firmware.device import open_device
+    from .firmware.link import LinkError
+    try:
+        if kind == "serial":
+            return open_device(f"serial:{port}", baud=args.baud or 3_000_000)
+        say = _progress_printer()
+        say("starting the simulated chip (its first run builds the Verilator model, "
+            "about a minute)")
+        kw = {} if args.mem_bytes is None else {"mem_bytes": args.mem_bytes}
+        return open_device("sim", **kw)
+    except LinkError as e:
+        raise CommandError(str(e).splitlines()[0]) from None
+
+
+def _status_text(value):
+    from .link_protocol import STATUS_BUSY, STATUS_DONE
+    names = [n for bit, n in ((STATUS_BUSY, "busy"), (STATUS_DONE, "done")) if value & bit]
+    return ", ".join(names) or "idle"
+
+
+def _hexdump(data, addr, limit=256):
+    lines = []
+    for i in range(0, min(len(data), limit), 16):
+        row = data[i:i + 16]
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
+        lines.append(f"{addr + i:08x}  {row.hex(' '):<47}  {text}")
+    if len(data) > limit:
+        lines.append(f"... {len(data) - limit} more bytes (--out FILE.npy saves them all)")
+    return "\n".join(lines)
+
+
+def cmd_device(args):
+    import json
+    from .firmware.link import LinkError
+    kind, port = _device_spec(args)
+    action = args.action
+    addr = n = raw = out = None
+    if action == "read":
+        addr = _device_int(args.addr, "ADDR")
+        n = _device_int(args.n, "N", lo=1)
+        if args.out:
+            out = _out_file(args.out, "--out")
+    elif action == "write":
+        addr = _device_int(args.addr, "ADDR")
+        arr = _load_npy(args.file, "FILE")
+        if arr.dtype.kind not in "biuf":
+            raise UsageError(f"FILE: {args.file} holds {arr.dtype} data; give a numeric array")
+        raw = np.ascontiguousarray(arr).tobytes()
+        if not raw:
+            raise UsageError(f"FILE: {args.file} is an empty array: nothing to write")
+    dev = _open_device(kind, port, args)
+    try:
+        info = dev.info()
+        if action in ("read", "write"):
+            n_bytes = n if action == "read" else len(raw)
+            if addr + n_bytes > info["mem_bytes"]:
+                raise UsageError(f"ADDR {addr:#x} + {n_bytes} bytes runs past the device's "
+                                 f"memory ({info['mem_bytes']} bytes)")
+        result = _device_action(dev, action, info, addr=addr, n=n, raw=raw)
+    except LinkError as e:
+        raise CommandError(str(e)) from None
+    finally:
+        dev.close()
+    if action == "read":
+        data = result.pop("data")
+        if out is not None:
+            np.save(out, np.frombuffer(data, np.uint8))
+            result["out"] = str(out)
+    if args.json:
+        if action == "read" and out is None:
+            result["data"] = data.hex()
+        print(json.dumps(result, indent=2))
+        return 0
+    where = "the simulated chip" if kind == "sim" else port
+    if action == "info":
+        print(f"device: {where}\n"
+              f"protocol version {info['version']}\n"
+              f"memory: {info['mem_bytes']} bytes in {8 * info['word_bytes']}-bit words\n"
+              f"frames: {info['max_payload']} B payload, {info['max_data']} B of data per "
+              f"READ/WRITE, {info['rx_slots']} in flight\n"
+              f"registers: {info['reg_addr_bits']}-bit addresses; counters: "
+              f"{info['n_link_counters']} link, {info['n_unit_counters']} unit")
+    elif action == "status":
+        print(f"status: {result['status']:#010x} ({_status_text(result['status'])})")
+    elif action == "counters":
+        width = max(len(k) for k in result["link"])
+        for k, v in result["link"].items():
+            print(f"{k:<{width}}  {v}")
+        for i, v in enumerate(result["unit"]):
+            print(f"{'unit[' + str(i) + ']':<{width}}  {v}")
+    elif action == "reset":
+        print(f"reset {where}: control unit reset, link counters cleared")
+    elif action == "read":
+        if out is not None:
+            print(f"read {n} bytes at {addr:#x}; wrote {out} (uint8, {n})")
+        else:
+            print(_hexdump(data, addr))
+    elif action == "write":
+        print(f"wrote {len(raw)} bytes ({arr.dtype}, shape {arr.shape}) at {addr:#x}")
+    return 0
+
+
+def _device_action(dev, action, info, *, addr, n, raw):
+    """Run ``action`` on ``dev``; a dict for --json (``data``: the bytes read)."""
+    if action == "info":
+        return dict(info)
+    if action == "status":
+        return {"status": dev.status()}
+    if action == "counters":
+        c = dev.counters()
+        unit = c.pop("unit")
+        return {"link": c, "unit": unit}
+    if action == "reset":
+        dev.reset()
+        return {"reset": True}
+    if action == "read":
+        return {"addr": addr, "n": n, "data": dev.read(addr, n).tobytes()}
+    dev.write(addr, raw)
+    return {"addr": addr, "n": len(raw)}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a mistake told in one line (argparse prints the whole
     usage first) and a pointer to the help; exit status 2 as argparse's."""
@@ -538,6 +701,35 @@ def main(argv=None):
                    help="use the existing build report instead of running the board build")
     p.add_argument("--sizes", help="comma-separated MxKxN list (default: the standard set)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("device", help="talk to the chip over its host link: a board's serial "
+                       "port or the simulated chip")
+    p.add_argument("--device", default=os.environ.get("SEEDCHIP_DEVICE", "sim"),
+                   metavar="sim|serial:PORT",
+                   help="the simulated chip (Verilator behind a pty; a fresh one for each "
+                   "command, its memory zero) or a board's serial port (default "
+                   "$SEEDCHIP_DEVICE, else sim)")
+    p.add_argument("--baud", type=int, help="serial line rate (default 3000000)")
+    p.add_argument("--mem-bytes", dest="mem_bytes", type=int,
+                   help="RAM of the simulated chip (default 65536)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION",
+                               parser_class=_Parser)
+    for name, what in (("info", "what the chip reports about itself (INFO)"),
+                       ("status", "the STATUS register"),
+                       ("counters", "the link's and the units' counters"),
+                       ("reset", "reset the control unit and clear the link counters")):
+        a = actions.add_parser(name, help=what)
+        a.add_argument("--json", action="store_true", help="print JSON for scripts")
+    a = actions.add_parser("read", help="read N bytes of memory at byte address ADDR")
+    a.add_argument("addr", metavar="ADDR", help="byte address (decimal or 0x hex)")
+    a.add_argument("n", metavar="N", help="bytes to read")
+    a.add_argument("--out", metavar="FILE.npy", help="save them as a uint8 array (else a hex dump)")
+    a.add_argument("--json", action="store_true", help="print JSON for scripts")
+    a = actions.add_parser("write", help="write an array's bytes (C order) at byte address ADDR")
+    a.add_argument("addr", metavar="ADDR", help="byte address (decimal or 0x hex)")
+    a.add_argument("file", metavar="FILE.npy", help="the array (numpy.save)")
+    a.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(func=cmd_device)
 
     args = parser.parse_args(argv)
     prefix = f"seedchip {args.command}"

@@ -113,8 +113,11 @@ class Device:
 def open_device(spec: str, *, baud: int = 3_000_000, timeout: float | None = None,
                 **sim_kw) -> Device:
     """``"serial:<port>"`` or ``"sim"`` (keywords go to
-    :class:`seedchip.firmware.sim.SimChip`: ``top``, ``config``, ...)."""
+    :class:`seedchip.firmware.sim.SimChip`: ``mem_bytes``, or ``top`` and
+    ``config``, ...)."""
     if spec.startswith("serial:"):
+        if sim_kw:
+            raise TypeError(f"{', '.join(sorted(sim_kw))}: for open_device('sim') only")
         link = Link(SerialTransport(spec[len("serial:"):], baud),
                     timeout=1.0 if timeout is None else timeout)
         return Device(link)

@@ -22,6 +22,7 @@ from .link import LinkError
 __all__ = ["SimChip"]
 
 _PKG_PARENT = Path(__file__).resolve().parent.parent.parent
+DEFAULT_TOP = "seedchip.sim.link_top:make_link_top"
 
 
 def _die_with_parent():
@@ -36,12 +37,21 @@ class SimChip:
 
     ``top``: ``"module:factory"`` of the component (default the link test top);
     ``config``: its config object (``to_json``/``from_json``, ``clk_period_ns``,
-    ``divisor``), default the config class's defaults; ``name``: the Verilog
-    top-level name. ``start_timeout``: seconds for the (cached) build.
+    ``divisor``), default the config class's defaults, or for the link test
+    top :func:`~seedchip.sim.link_top.serve_config` with ``mem_bytes`` of
+    RAM (default 64 KiB); ``name``: the Verilog top-level name.
+    ``start_timeout``: seconds for the (cached) build.
     """
 
-    def __init__(self, *, top="seedchip.sim.link_top:make_link_top", config=None,
-                 name="seedchip_link_top", start_timeout=600.0, log=None):
+    def __init__(self, *, top=DEFAULT_TOP, config=None, mem_bytes=None,
+                 name="seedchip_link_serve", start_timeout=600.0, log=None):
+        if mem_bytes is not None and (config is not None or top != DEFAULT_TOP):
+            raise TypeError("mem_bytes sizes the link test top's RAM: give it without "
+                            "top or config")
+        if config is None and top == DEFAULT_TOP:
+            from ..sim.link_top import SERVE_MEM_BYTES, serve_config  # noqa: PLC0415
+
+            config = serve_config(mem_bytes=SERVE_MEM_BYTES if mem_bytes is None else mem_bytes)
         self._dir = tempfile.TemporaryDirectory(prefix="seedchip-sim-")
         pty_file = Path(self._dir.name) / "pty"
         env = dict(os.environ)

@@ -16,13 +16,17 @@ MAX_BAUD_ERROR = 0.02
 def uart_divisor(clk_freq, baud) -> int:
     """Clocks per bit for ``baud`` at ``clk_freq`` Hz: the nearest integer.
 
-    Raises ``ValueError`` naming ``baud`` when the rate this gives is off by
+    Raises ``TypeError`` for a value that is no number, ``ValueError`` naming
+    ``baud`` when the rate this gives is off by
     more than 2 %, or when it is under 4 clocks per bit (the receiver's
     minimum).
     """
-    if not isinstance(clk_freq, (int, float)) or isinstance(clk_freq, bool) or clk_freq <= 0:
+    for name, value in (("clk_freq", clk_freq), ("baud", baud)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise TypeError(f"{name} must be a number, not {value!r}")
+    if clk_freq <= 0:
         raise ValueError(f"clk_freq must be a positive number of Hz, not {clk_freq!r}")
-    if not isinstance(baud, (int, float)) or isinstance(baud, bool) or baud <= 0:
+    if baud <= 0:
         raise ValueError(f"baud must be a positive number, not {baud!r}")
     divisor = round(clk_freq / baud)
     if divisor < 4:
@@ -143,7 +147,9 @@ class UARTTx(wiring.Component):
         timer = Signal(range(div))
         bits = Signal(range(11))            # bits still to send, stop bit included
         shift = Signal(9, init=0x1FF)       # data bits then the stop bit, LSB first
-        m.d.comb += self.data.ready.eq(bits == 0)
+        # the next byte is taken in the last cycle of the stop bit, so that
+        # bytes offered back to back leave with no idle cycle between them
+        m.d.comb += self.data.ready.eq((bits == 0) | ((bits == 1) & (timer == 0)))
         with m.If(self.data.valid & self.data.ready):
             m.d.sync += [self.tx.eq(0), shift.eq(Cat(self.data.payload, 1)),
                          bits.eq(10), timer.eq(div - 1)]

@@ -3,16 +3,26 @@
 ``python -m seedchip.sim.link_serve`` builds (cached) and runs the top level
 named by ``SEEDCHIP_SIM_TOP`` (``module:factory``, default the link test
 top) with its config class ``SEEDCHIP_SIM_CONFIG_CLASS`` and JSON
-``SEEDCHIP_SIM_CONFIG``. The top needs ``clk``/``rst``/``rx``/``tx`` ports;
-the config ``clk_period_ns`` and ``divisor``. Inside the simulator,
-:func:`serve` opens a pty, writes its slave's path to ``SEEDCHIP_PTY_FILE``
-and bridges its bytes to the ``rx``/``tx`` pins with cocotbext-uart. It ends
-when the host process ``SEEDCHIP_HOST_PID`` is gone.
+``SEEDCHIP_SIM_CONFIG``. The top needs ``rx``/``tx`` UART pins; the config
+``clk_period_ns`` and ``divisor``. Inside the simulator, :func:`serve` opens a
+pty, writes its slave's path to ``SEEDCHIP_PTY_FILE`` and bridges its bytes
+to the top's pins. It ends when the host process ``SEEDCHIP_HOST_PID`` is
+gone.
+
+Speed. The simulation is built with its own clock (``free_clock_ns``: no
+simulator callback per clock edge) and the top sits behind a
+:class:`~seedchip.sim.uart_bridge.UARTBridge`, a host-side UART in gateware,
+so that Python wakes up once every POLL_BYTES byte times, or once per word
+of W bytes moved, never once per bit or byte. Every byte still crosses the
+top's own UART pins.
+When nothing has moved for QUIET_POLLS polls (the chip is silent: no
+response is being prepared), the bridge waits for the host in ``select()``
+without simulating, so simulated time stands still while the host thinks,
+and an idle simulator costs no CPU.
 """
 
 import errno
 import importlib
-import logging
 import os
 import pty
 import select
@@ -20,10 +30,22 @@ import sys
 import tty
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge, Timer
+from cocotb.triggers import FallingEdge, Timer
 
-__all__ = ["serve", "main"]
+__all__ = ["serve", "main", "POLL_BYTES", "QUIET_POLLS"]
+
+#: byte times between two looks at the pty and the bridge's FIFOs (the
+#: bridge's receive FIFO must hold what arrives in between)
+POLL_BYTES = 16
+#: polls without traffic before the bridge stops simulating: longer than any
+#: command takes to start its response (a full READ is ~30 byte times)
+QUIET_POLLS = 8
+#: the bridge's words: bytes per word, words per FIFO (what arrives between
+#: two polls fits: POLL_BYTES <= W * BRIDGE_DEPTH, and a word is flushed at
+#: most every byte time)
+W = 8
+BRIDGE_DEPTH = 32
+WORD_MASK = (1 << 8 * W) - 1
 
 
 def _load(path):
@@ -41,22 +63,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _read(fd) -> bytes:
+    try:
+        return os.read(fd, 1 << 16)
+    except BlockingIOError:
+        return b""
+    except OSError as e:
+        if e.errno != errno.EIO:        # EIO: no one has the slave open
+            raise
+        return b""
+
+
 @cocotb.test()
 async def serve(dut):
-    from cocotbext.uart import UartSink, UartSource  # noqa: PLC0415
-
     cfg = _load(os.environ["SEEDCHIP_SIM_CONFIG_CLASS"]).from_json(os.environ["SEEDCHIP_CONFIG"])
     host = int(os.environ["SEEDCHIP_HOST_PID"])
-    Clock(dut.clk, cfg.clk_period_ns, unit="ns").start()
+    clk = dut.clk
+    h2d_valid, h2d_data, h2d_level = dut.h2d__valid, dut.h2d__payload, dut.h2d_level
+    d2h_ready, d2h_data, d2h_level = dut.d2h__ready, dut.d2h__payload, dut.d2h_level
+    h2d_valid.value = 0
+    d2h_ready.value = 0
     dut.rst.value = 1
     for _ in range(4):
-        await RisingEdge(dut.clk)
+        await FallingEdge(clk)
     dut.rst.value = 0
-    bit_ns = cfg.clk_period_ns * cfg.divisor
-    source = UartSource(dut.rx, baud=1e9 / bit_ns)
-    sink = UartSink(dut.tx, baud=1e9 / bit_ns)
-    for sig in (dut.rx, dut.tx):
-        logging.getLogger(f"cocotb.{sig._path}").setLevel(logging.WARNING)
 
     master, slave = pty.openpty()
     tty.setraw(slave)            # no echo, no line discipline before the host opens it
@@ -66,40 +96,78 @@ async def serve(dut):
         f.write(os.ttyname(slave))
     os.replace(announce + ".tmp", announce)
 
-    poll = Timer(bit_ns * 10 * 4, unit="ns")      # every 4 byte times
+    # Every look happens just after a falling edge: the bridge's handshakes
+    # are sampled on the rising one, so nothing written here races the clock.
+    poll = Timer(cfg.clk_period_ns * cfg.divisor * 10 * POLL_BYTES, unit="ns")
+    inbuf = bytearray()
     out = bytearray()
-    idle = 0
+    quiet = 0
+    polls = 0
     while True:
-        moved = False
-        try:
-            data = os.read(master, 4096)
-        except BlockingIOError:
-            data = b""
-        except OSError as e:
-            if e.errno != errno.EIO:
-                raise
-            data = b""
-        if data:
-            source.write_nowait(data)
-            moved = True
-        if not sink.empty():
-            out += sink.read_nowait()
+        inbuf += _read(master)
+        # as many words as the FIFOs allow, back to back: one write or read
+        # of a signal per word, not a handshake
+        npush = min(-(-len(inbuf) // W), BRIDGE_DEPTH - h2d_level.value.to_unsigned())
+        npop = d2h_level.value.to_unsigned()
+        moved = npush + npop > 0
+        if npush:
+            h2d_valid.value = 1
+        if npop:
+            d2h_ready.value = 1
+        for i in range(max(npush, npop)):
+            if i < npush:
+                chunk = inbuf[i * W:(i + 1) * W]
+                h2d_data.value = int.from_bytes(chunk, "little") | len(chunk) << 8 * W
+            elif i == npush:
+                h2d_valid.value = 0
+            if i < npop:
+                word = d2h_data.value.to_unsigned()
+                out += (word & WORD_MASK).to_bytes(W, "little")[:word >> 8 * W]
+            elif i == npop:
+                d2h_ready.value = 0
+            await FallingEdge(clk)
+        if npush >= npop and npush:
+            h2d_valid.value = 0
+        if npop >= npush and npop:
+            d2h_ready.value = 0
+        del inbuf[:npush * W]
         if out:
             try:
-                out = out[os.write(master, out):]
-                moved = True
+                del out[:os.write(master, out)]
             except BlockingIOError:
                 pass
-        if moved or not source.idle() or sink.active:
-            idle = 0
+        if moved or inbuf or not dut.h2d_idle.value:
+            quiet = 0
         else:
-            idle += 1
-            if idle % 64 == 0 and not _alive(host):
-                return
-            if idle > 256:
-                # nothing moves: wait for the host on the pty, not by simulating
-                select.select([master], [], [], 0.02)
+            quiet += 1
+        polls += 1
+        if quiet >= QUIET_POLLS and not out:
+            # the chip is silent: wait for the host without simulating
+            while not select.select([master], [], [], 0.5)[0]:
+                if not _alive(host):
+                    return
+            quiet = 0
+        elif polls % 1024 == 0 and not _alive(host):
+            return
         await poll
+        # a timer can end in the time step of a falling edge, before the
+        # clock has fallen: go past the edge so the next one is a full cycle away
+        await FallingEdge(clk)
+
+
+def bridged(top_factory):
+    """A component factory for the runner: ``top_factory``'s top behind a
+    :class:`~seedchip.sim.uart_bridge.UARTBridge`."""
+    from .uart_bridge import UARTBridge  # noqa: PLC0415
+
+    def factory(*, config):
+        return UARTBridge(top_factory(config=config), divisor=config.divisor,
+                          word_bytes=W, depth=BRIDGE_DEPTH)
+
+    # the runner regenerates the Verilog when the top's sources change
+    factory.__module__ = top_factory.__module__
+    factory.rtl_sources = [__file__, sys.modules[UARTBridge.__module__].__file__]
+    return factory
 
 
 def main():
@@ -111,8 +179,9 @@ def main():
     text = os.environ.get("SEEDCHIP_SIM_CONFIG")
     cfg_type = _load(cfg_cls)
     config = cfg_type.from_json(text) if text else cfg_type()
-    name = os.environ.get("SEEDCHIP_SIM_NAME", "seedchip_link_top")
-    result = runner.run_cocotb(top, name, "seedchip.sim.link_serve", config, tag="serve",
+    name = os.environ.get("SEEDCHIP_SIM_NAME", "seedchip_link_serve")
+    result = runner.run_cocotb(bridged(top), name, "seedchip.sim.link_serve", config,
+                               tag="serve", free_clock_ns=config.clk_period_ns,
                                extra_env={k: os.environ[k] for k in (
                                    "SEEDCHIP_PTY_FILE", "SEEDCHIP_HOST_PID",
                                    "SEEDCHIP_SIM_CONFIG_CLASS")})

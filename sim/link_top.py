@@ -16,6 +16,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from ..checks import check_int
 from ..link_protocol import (CTRL_RESET, CTRL_START, REG_ADDR_BITS, REG_WIDTH, STATUS_BUSY,
                              STATUS_DONE, Block, Reg)
 from ..rtl.hostlink import HostLink, LinkParams
@@ -23,12 +24,14 @@ from ..rtl.memport import MemPortSignature
 from ..rtl.onchip_ram import OnChipRAM
 
 __all__ = ["LinkSimConfig", "RegFile", "LinkTestTop", "make_link_top", "TOPLEVEL",
-           "RUN_CYCLES"]
+           "RUN_CYCLES", "serve_config", "SERVE_MEM_BYTES"]
 
 TOPLEVEL = "seedchip_link_top"
 _LINK_PROTOCOL = Path(__file__).resolve().parent.parent / "link_protocol.py"
 #: cycles a toy "program" runs after CTRL_START (STATUS busy, then done)
 RUN_CYCLES = 200
+#: on-chip RAM of ``open_device("sim")`` unless it is given ``mem_bytes``
+SERVE_MEM_BYTES = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +80,17 @@ class LinkSimConfig:
         d = json.loads(text)
         d.pop("link_protocol_sha", None)
         return cls(**d)
+
+
+def serve_config(*, mem_bytes: int = SERVE_MEM_BYTES) -> LinkSimConfig:
+    """The build ``open_device("sim")`` runs: ``mem_bytes`` of RAM in 32-bit
+    words; 4 clocks per bit, the receiver's minimum (the tests use 8 and more
+    to exercise its tolerance), so a byte costs the fewest simulated cycles;
+    a partial frame dropped after 1000 byte times, as on a board."""
+    check_int("mem_bytes", mem_bytes, 4, 1 << 24)
+    if mem_bytes % 4:
+        raise ValueError(f"mem_bytes must be a multiple of 4 (32-bit words), not {mem_bytes!r}")
+    return LinkSimConfig(ram_depth=mem_bytes // 4, divisor=4, timeout_bytes=1000)
 
 
 class RegFile(wiring.Component):

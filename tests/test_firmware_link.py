@@ -140,15 +140,32 @@ def _group(pgid):
     return out
 
 
-def test_sim_end_to_end(sim):
-    """Through the Verilator model behind a pty: arrays across frame
-    boundaries, status/counters, a bad CRC through the pty, clean close()."""
-    from seedchip.sim.link_top import LinkSimConfig
+def test_sim_mem_bytes_checked():
+    """Refused before a simulator starts."""
+    with pytest.raises(ValueError, match="mem_bytes must be a multiple of 4"):
+        open_device("sim", mem_bytes=1001)
+    with pytest.raises(ValueError, match=r"mem_bytes must be in range 4\.\.16777216"):
+        open_device("sim", mem_bytes=1 << 30)
+    with pytest.raises(TypeError, match="mem_bytes sizes the link test top's RAM"):
+        open_device("sim", mem_bytes=4096, config=object())
+    with pytest.raises(TypeError, match="mem_bytes: for open_device\\('sim'\\) only"):
+        open_device("serial:/dev/null", mem_bytes=4096)
 
-    cfg = LinkSimConfig(ram_depth=4096)
-    dev = open_device("sim", config=cfg)
+
+def test_sim_end_to_end(sim):
+    """Through the Verilator model behind a pty (the default 64 KiB build):
+    arrays across frame boundaries, the top of memory, status/counters, a bad
+    CRC through the pty, clean close()."""
+    from seedchip.sim.link_top import SERVE_MEM_BYTES
+
+    dev = open_device("sim")
     chip = dev._owner
     try:
+        assert dev.info()["mem_bytes"] == SERVE_MEM_BYTES
+        dev.write(SERVE_MEM_BYTES - 4, b"\x01\x02\x03\x04")
+        assert bytes(dev.read(SERVE_MEM_BYTES - 4, 4)) == b"\x01\x02\x03\x04"
+        with pytest.raises(DeviceError, match="MEM_ERR"):
+            dev.read(SERVE_MEM_BYTES - 2, 4)
         rng = np.random.default_rng(7)
         a = rng.integers(0, 2**16, 2100, dtype=np.uint16)       # 4200 B: 5 frames
         t0 = time.monotonic()
@@ -172,6 +189,7 @@ def test_sim_end_to_end(sim):
         assert (dev.read(1, dtype=np.uint16, shape=4) == a[:4]).all()
         c = dev.counters()
         assert c["rx_bad_crc"] == 1 and c["rx_framing"] == 0 and c["rx_overflow"] == 0
+        assert c["cmd_errors"] == 1
     finally:
         dev.close()
     assert chip.proc.poll() is not None

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The host link (rtl/hostlink.py and its parts) through its UART pins.
 
 cocotb tests in sim/link_tb.py on LinkTestTop (HostLink + on-chip RAM + a

@@ -91,3 +91,31 @@ def test_verilog_cache_key_covers_every_module_the_design_uses(tmp_path):
     assert loaded - keyed == set()
     assert {p.name for p in keyed} >= {"emb_protocol.py", "gather.py", "checks.py",
                                        "gather_params.py"}
+
+
+_CORE = """\
+module top_core(clk, rst, q, d);
+  input clk;
+  wire clk;
+  output [7:0] q;
+  input rst;
+  input [3:0] d;
+endmodule
+"""
+
+
+def test_free_clock_wrapper():
+    """The wrapper drives the core's clock and passes every other port, each
+    visible to the testbench; a core without a clk input is refused."""
+    text = runner.free_clock_wrapper("top", "top_core", "/* x */\n" + _CORE, 10)
+    lines = text.splitlines()
+    assert lines[0] == "module top(clk, q, rst, d);"
+    assert "  output reg clk /*verilator public_flat_rw*/;" in lines
+    assert "  output [7:0] q /*verilator public_flat_rw*/;" in lines
+    assert "  input [3:0] d /*verilator public_flat_rw*/;" in lines
+    assert "  always #5.0 clk = ~clk;" in lines
+    assert "  top_core core(.clk(clk), .q(q), .rst(rst), .d(d));" in lines
+    with pytest.raises(ValueError, match="no module 'other'"):
+        runner.free_clock_wrapper("top", "other", _CORE, 10)
+    with pytest.raises(ValueError, match="has no 1-bit input clk"):
+        runner.free_clock_wrapper("top", "top_core", _CORE.replace("clk", "clock"), 10)
