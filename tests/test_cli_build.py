@@ -98,7 +98,7 @@ def test_build_and_flash_options_are_seedchip_options(capsys):
                    "--allow-timing-fail", "--build-dir"):
         assert option in text
     assert "--board {ulx3s-12f,ulx3s-25f,ulx3s-45f,ulx3s-85f}" in text
-    assert "--config gather: 2" in text                     # the preset's seed
+    assert "--config gather: 1" in text                     # the preset's seed
     with pytest.raises(SystemExit):
         main(["flash", "--help"])
     text = " ".join(capsys.readouterr().out.split())
