@@ -47,14 +47,28 @@ def write_beat_layout(beat_bytes):
     return data.StructLayout({"data": unsigned(8 * beat_bytes)})
 
 
-def _check(addr_width, data_width, beat_bytes, depth):
-    check_int("addr_width", addr_width, 1, 40)
-    check_pow2("data_width", data_width, 8, 64)
-    check_pow2("beat_bytes", beat_bytes, 1, 64)
-    if beat_bytes * 8 < data_width:
-        raise ValueError(f"beat_bytes must be at least the memory word's {data_width // 8} "
-                         f"bytes, not {beat_bytes!r}")
-    check_int("depth", depth, 2, 256)
+class _RowDMA(wiring.Component):
+    """What both DMA directions share: the checked sizes, a command port and
+    a memory port; ``ports`` adds the direction's own."""
+
+    def __init__(self, *, addr_width, data_width, beat_bytes, depth, ports):
+        check_int("addr_width", addr_width, 1, 40)
+        check_pow2("data_width", data_width, 8, 64)
+        check_pow2("beat_bytes", beat_bytes, 1, 64)
+        if beat_bytes * 8 < data_width:
+            raise ValueError(f"beat_bytes must be at least the memory word's {data_width // 8} "
+                             f"bytes, not {beat_bytes!r}")
+        check_int("depth", depth, 2, 256)
+        self.addr_width = addr_width
+        self.data_width = data_width
+        self.beat_bytes = beat_bytes
+        self.depth = depth
+        super().__init__({
+            "cmd": In(stream.Signature(RowCmdLayout)),
+            "mem": Out(MemPortSignature(addr_width=addr_width, data_width=data_width)),
+            "busy": Out(1),
+            **ports,
+        })
 
 
 class _RowWalker:
@@ -94,7 +108,7 @@ class _RowWalker:
             self.m.d.sync += self.word.eq(self.word + 1)
 
 
-class RowReader(wiring.Component):
+class RowReader(_RowDMA):
     """Reads ``rows`` rows of ``row_bytes`` bytes at ``base + r * stride`` and
     gives them as beats of ``beat_bytes`` bytes, in order.
 
@@ -114,17 +128,9 @@ class RowReader(wiring.Component):
     """
 
     def __init__(self, *, addr_width, data_width, beat_bytes, depth=8):
-        _check(addr_width, data_width, beat_bytes, depth)
-        self.addr_width = addr_width
-        self.data_width = data_width
-        self.beat_bytes = beat_bytes
-        self.depth = depth
-        super().__init__({
-            "cmd": In(stream.Signature(RowCmdLayout)),
-            "mem": Out(MemPortSignature(addr_width=addr_width, data_width=data_width)),
-            "beats": Out(stream.Signature(read_beat_layout(beat_bytes))),
-            "busy": Out(1),
-        })
+        super().__init__(addr_width=addr_width, data_width=data_width, beat_bytes=beat_bytes,
+                         depth=depth, ports={
+                             "beats": Out(stream.Signature(read_beat_layout(beat_bytes)))})
 
     def elaborate(self, platform):
         m = Module()
@@ -217,7 +223,7 @@ class RowReader(wiring.Component):
         return m
 
 
-class RowWriter(wiring.Component):
+class RowWriter(_RowDMA):
     """Writes a stream of beats as ``rows`` rows of ``row_bytes`` bytes at
     ``base + r * stride``: ``ceil(row_bytes / beat_bytes)`` beats per row,
     the bytes of a row's last beat past its end are dropped (byte masks).
@@ -240,18 +246,10 @@ class RowWriter(wiring.Component):
     """
 
     def __init__(self, *, addr_width, data_width, beat_bytes, depth=8):
-        _check(addr_width, data_width, beat_bytes, depth)
-        self.addr_width = addr_width
-        self.data_width = data_width
-        self.beat_bytes = beat_bytes
-        self.depth = depth
-        super().__init__({
-            "cmd": In(stream.Signature(RowCmdLayout)),
-            "beats": In(stream.Signature(write_beat_layout(beat_bytes))),
-            "mem": Out(MemPortSignature(addr_width=addr_width, data_width=data_width)),
-            "busy": Out(1),
-            "err": Out(1),
-        })
+        super().__init__(addr_width=addr_width, data_width=data_width, beat_bytes=beat_bytes,
+                         depth=depth, ports={
+                             "beats": In(stream.Signature(write_beat_layout(beat_bytes))),
+                             "err": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
