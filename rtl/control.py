@@ -18,7 +18,7 @@ busy from the cycle its command is offered until its ``done``. On an error
 dispatched, the units drain, and the error of the earliest instruction in
 program order is reported: every instruction carries its sequence number
 (= the instructions before it = ``retired``), the errors are folded one per
-cycle keeping the smallest.
+two cycles keeping the smallest.
 
 The unit seam (:class:`UnitPortSignature`, one per unit): ``cmd`` (the
 unit's command: :data:`GEMM_UNIT_CMD`, :data:`GATHER_UNIT_CMD`,
@@ -130,8 +130,9 @@ class Dispatch(wiring.Component):
     gemm, gather, copy : Out(UnitPortSignature(...))
     unit_busy : Out(N_UNITS)
     status : Out(isa.StatusLayout)
-        While running: pc of the instruction in hand, retired = instructions
-        dispatched; stopped: :class:`seedchip.isa.Status`.
+        While running: pc of the last instruction dispatched, retired =
+        instructions dispatched (NOPs included); stopped:
+        :class:`seedchip.isa.Status`.
     """
 
     def __init__(self):
@@ -161,19 +162,33 @@ class Dispatch(wiring.Component):
                     d = port.done.payload
                     m.d.sync += _fill(slots[u.value], seq=useq, pc=upc, error=d.error,
                                       detail=d.detail, bag=d.bag, index=d.index)
+            # for Fmax the wide registers follow the instruction in hand while the
+            # unit is free (their enable is one flip-flop, not the dispatch
+            # decision); they hold from the dispatch on, while the unit is busy
+            with m.If(~busy):
+                m.d.sync += [useq.eq(seq), upc.eq(it.pc), *_unit_payload(m, port.cmd, u, it.insn)]
             with m.If(go[u.value]):
-                m.d.sync += [busy.eq(1), port.cmd.valid.eq(1), useq.eq(seq), upc.eq(it.pc),
-                             *_unit_payload(m, port.cmd, u, it.insn)]
+                m.d.sync += [busy.eq(1), port.cmd.valid.eq(1)]
             with m.If(self.reset):
                 m.d.sync += [busy.eq(0), port.cmd.valid.eq(0)]
 
     def _fold(self, m, slots, best):
-        """One pending candidate per cycle into ``best`` (the smallest seq)."""
+        """Pending candidates into ``best`` (the smallest seq), one every two
+        cycles: for Fmax the 32-bit comparisons with ``best`` are registered in
+        the cycle before ``best`` may change (a slot is set once per run, so it
+        holds still between its comparison and its fold)."""
+        phase = Signal()
+        m.d.sync += phase.eq(~phase)
+        ready = []
         for n, slot in enumerate(slots):
-            first = ~_any([s.valid for s in slots[:n]]) if n else 1
-            with m.If(slot.valid & first):
+            lt, seen = Signal(name=f"err_{n}_lt"), Signal(name=f"err_{n}_seen")
+            m.d.sync += [lt.eq(~best.valid | (slot.seq < best.seq)), seen.eq(slot.valid)]
+            ready.append((slot, lt, seen & slot.valid))
+        for n, (slot, lt, ok) in enumerate(ready):
+            first = ~_any([r[2] for r in ready[:n]]) if n else 1
+            with m.If(phase & ok & first):
                 m.d.sync += slot.valid.eq(0)
-                with m.If(~best.valid | (slot.seq < best.seq)):
+                with m.If(lt):
                     m.d.sync += best.eq(slot)
 
     def elaborate(self, platform):
