@@ -838,6 +838,48 @@ def test_units_overlap_and_barriers():
     assert c[1][0] > m[1][2]
 
 
+@pytest.mark.parametrize("case", ["later_fails_first", "decode_error_first", "drain"])
+def test_earliest_error_wins(case):
+    """The error reported is the earliest failing instruction's in program
+    order, whatever the order the errors arrive in; the units drain first."""
+    rng = np.random.default_rng(11)
+    p = Program(base=0, limits=LIM, mem_bytes=MEM)
+    add_random(p, rng, rand_gemm(rng), 0)
+    add_random(p, rng, rand_gather(rng), 0)
+    add_random(p, rng, rand_copy(rng), 0)
+    p.finish()
+    raw = bytearray(p.to_bytes())
+    gemm_err = (ChipError.GEMM_ERROR, 1, 0, 0)
+    gather_err = (ChipError.GATHER_ERROR, GatherError.BAG_TOO_LONG.value, 7, 99)
+    plans = {u: {} for u in Unit}
+    if case == "later_fails_first":           # the GATHER fails long before the GEMM does
+        plans[Unit.GEMM][0], plans[Unit.GATHER][0] = gemm_err, gather_err
+        by_pc = {0: gemm_err, 32: gather_err}
+    elif case == "decode_error_first":        # the word after the GEMM is illegal
+        raw[32:64] = bytes([0x77]) + bytes(31)
+        plans[Unit.GEMM][0] = gemm_err
+        by_pc = {0: gemm_err}
+    else:                                     # the GATHER fails; the GEMM still runs
+        plans[Unit.GATHER][0] = gather_err
+        by_pc = {32: gather_err}
+    mem = image(bytes(raw), 0)
+    bench = Bench(mem, rng, plans=plans)
+    gemm_unit = bench.units[Unit.GEMM]
+    gemm_unit.min_run = gemm_unit.max_run = 200
+    bench.units[Unit.GATHER].max_run = 5
+    bench.run((0, None))
+    ref = reference(mem, 0, LIM, by_pc)
+    bench.check_against(ref, reference(mem, 0, LIM, {}))
+    want = gather_err if case == "drain" else gemm_err
+    assert (bench.status().error, bench.status().detail) == want[:2]
+    g = bench.units[Unit.GEMM].log[0]
+    if case == "later_fails_first":
+        assert bench.units[Unit.GATHER].log[0][2] < g[2]
+    if case == "drain":
+        assert bench.status().pc == 32 and bench.status().retired == 1
+        assert bench.status().bag == 7 and bench.status().index == 99
+
+
 def test_reset_mid_run():
     """RESET in mid-run: IDLE, status and counters cleared, the units get
     ``abort``; the next START runs the program again from the start."""
