@@ -140,7 +140,7 @@ class Reg(py_enum.IntEnum):
     STATUS = 0x0001      # read-only: seedchip.isa.StatusLayout's word 0 (STATUS_BUSY, ...)
     PROG_ADDR = 0x0002   # program address for CTRL_START
     SCRATCH = 0x0003     # read/write, no effect
-    PC = 0x0004          # read-only: insn dispatching; stopped: the failing one / FINISH
+    PC = 0x0004          # read-only: last dispatched; stopped: the failing one / FINISH
     RETIRED = 0x0005     # read-only: instructions dispatched; stopped: isa.Status.retired
     ERR_BAG = 0x0006     # read-only: isa.Status.bag
     ERR_INDEX = 0x0007   # read-only: isa.Status.index (MEM_ERROR: the byte address)
