@@ -9,7 +9,8 @@ Pipelined for Fmax, one instruction at a time (the checks are not the
 bottleneck: an instruction is a whole layer):
 
 * cycle 1: the reserved-bit and flag checks (ILLEGAL), ``pairs(n_vec)``;
-* cycle 2: the shape and alignment checks of the opcode, each priority-encoded;
+* cycle 2: the shape and alignment checks of the opcode, one bit each;
+  cycle 3: each class priority-encoded (the first failing operand);
 * cycles 3..10: the extents ``base + a * b + c * d + tail`` of up to four
   operands, one issued per cycle into a four-stage pipeline (operands
   registered; products registered; ``base + a * b`` and ``c * d + tail``
@@ -170,17 +171,30 @@ class InsnCheck(wiring.Component):
         return _first([(Operand.OPCODE, ~known), (Operand.HEADER, hdr), (Operand.FLAGS, flg),
                        (Operand.OPERANDS, opr)])
 
-    def _classes(self, m, i, pairs, shape_r, align_r):
-        """Shape and alignment verdicts (fail, operand) into ``shape_r``/``align_r``."""
+    def _class_bits(self, m, i, pairs, shape_bits, align_bits):
+        """Each shape and alignment check of the opcode, in order, into a bit
+        (registered before the priority encoding, for Fmax)."""
+        m.d.sync += [shape_bits.eq(0), align_bits.eq(0)]
+        with m.Switch(i.header.opcode):
+            for op, fn in _CHECKS.items():
+                with m.Case(op):
+                    shape, align, _ = fn(i, pairs, self.limits)
+                    m.d.sync += [shape_bits[j].eq(f) for j, (_, f) in enumerate(shape)]
+                    m.d.sync += [align_bits[j].eq(Const(en, 1) & (v[:3] != 0)
+                                                  if isinstance(en, int) else en & (v[:3] != 0))
+                                 for j, (_, en, v) in enumerate(align)]
+
+    def _classes(self, m, i, pairs, shape_bits, align_bits, shape_r, align_r):
+        """The first failing shape and alignment check (fail, operand)."""
         m.d.sync += [shape_r[0].eq(0), align_r[0].eq(0)]
         with m.Switch(i.header.opcode):
             for op, fn in _CHECKS.items():
                 with m.Case(op):
                     shape, align, _ = fn(i, pairs, self.limits)
-                    mis = [(o, Const(en, 1) & (v[:3] != 0) if isinstance(en, int)
-                            else en & (v[:3] != 0)) for o, en, v in align]
-                    m.d.sync += [x.eq(v) for x, v in zip(shape_r, _first(shape))]
-                    m.d.sync += [x.eq(v) for x, v in zip(align_r, _first(mis))]
+                    s = _first([(o, shape_bits[j]) for j, (o, _) in enumerate(shape)])
+                    a = _first([(o, align_bits[j]) for j, (o, _, _) in enumerate(align)])
+                    m.d.sync += [x.eq(v) for x, v in zip(shape_r, s)]
+                    m.d.sync += [x.eq(v) for x, v in zip(align_r, a)]
 
     def _range_term(self, m, i, pairs, k):
         """Extent check ``k`` of the opcode (``en`` 0 past its last)."""
@@ -229,6 +243,7 @@ class InsnCheck(wiring.Component):
         pairs = Signal(16)
         ill, ill_op = Signal(), Signal(8)
         shape_r, align_r = (Signal(), Signal(8)), (Signal(), Signal(8))
+        shape_bits, align_bits = Signal(8), Signal(8)
         k = Signal(range(_N_RANGE + _RANGE_LATENCY + 1))
         state = Signal(range(4))            # 0 idle, 1 illegal, 2 classes, 3 extents
         issue = Signal()
@@ -248,10 +263,11 @@ class InsnCheck(wiring.Component):
                 m.d.sync += [x.eq(v) for x, v in zip((ill, ill_op), self._illegal(m, i))]
                 m.d.sync += [pairs.eq((n_vec * (n_vec - 1))[1:]), state.eq(2)]
             with m.Case(2):
-                self._classes(m, i, pairs, shape_r, align_r)
+                self._class_bits(m, i, pairs, shape_bits, align_bits)
                 m.d.comb += issue.eq(1)
                 m.d.sync += [k.eq(1), state.eq(3)]
             with m.Case(3):
+                self._classes(m, i, pairs, shape_bits, align_bits, shape_r, align_r)
                 m.d.comb += issue.eq(k < _N_RANGE)
                 m.d.sync += k.eq(k + 1)
                 with m.If(k == _N_RANGE + _RANGE_LATENCY):
