@@ -8,7 +8,8 @@ BAD_ALIGN > ADDR_RANGE; inside a class the operands in ``isa.CHECKS``' order.
 Pipelined for Fmax, one instruction at a time (the checks are not the
 bottleneck: an instruction is a whole layer):
 
-* cycle 1: the reserved-bit and flag checks (ILLEGAL), ``pairs(n_vec)``;
+* cycle 1: the reserved-bit and flag checks (ILLEGAL); ``pairs(n_vec)``, the
+  ``rows - 1`` of the extents and the opcode's index, registered;
 * cycle 2: the shape and alignment checks of the opcode, one bit each;
   cycle 3: each class priority-encoded (the first failing operand);
 * cycles 3..10: the extents ``base + a * b + c * d + tail`` of up to four
@@ -23,7 +24,7 @@ bottleneck: an instruction is a whole layer):
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,6 +42,13 @@ _RangeTerm = data.StructLayout({
     "a": unsigned(16), "b": unsigned(32), "c": unsigned(8), "d": unsigned(16),
     "tail": unsigned(18),
 })
+#: Values the later stages need, registered in the first (for Fmax: no
+#: subtraction or opcode decode in front of the extent pipeline's operand mux).
+_Pre = data.StructLayout({
+    "pairs": unsigned(16), "m1": unsigned(16), "k1": unsigned(16), "rows1": unsigned(16),
+    "batch1": unsigned(16), "nvec1": unsigned(8), "c_row": unsigned(18),
+    "op_idx": unsigned(2), "op_unit": unsigned(1),
+})
 _N_RANGE = 4                 # most extents of one opcode (GEMM: A, B, C, P)
 _RANGE_LATENCY = 4           # issue -> compared
 
@@ -55,9 +63,9 @@ def _first(checks):
     return fail, operand
 
 
-def _gemm(i, pairs, lim):
+def _gemm(i, pre, lim):
     g, fl = i.operands.gemm, isa.GemmFlags(i.header.flags)
-    c_row = Mux(fl.requant, g.n, g.n << 2)
+    c_row = pre.c_row
     shape = [(Operand.M, (g.m == 0) | (g.m > lim.max_m)),
              (Operand.K, (g.k == 0) | (g.k > lim.max_k)),
              (Operand.N, (g.n == 0) | (g.n > lim.max_n)),
@@ -67,14 +75,14 @@ def _gemm(i, pairs, lim):
              (Operand.C_ADDR, 1, g.c_addr), (Operand.P_ADDR, fl.params, g.p_addr),
              (Operand.A_STRIDE, 1, g.a_stride), (Operand.B_STRIDE, 1, g.b_stride),
              (Operand.C_STRIDE, 1, g.c_stride)]
-    rng = [(Operand.A_ADDR, 1, g.a_addr, g.m - 1, g.a_stride, 0, 0, g.k),
-           (Operand.B_ADDR, 1, g.b_addr, g.k - 1, g.b_stride, 0, 0, g.n),
-           (Operand.C_ADDR, 1, g.c_addr, g.m - 1, g.c_stride, 0, 0, c_row),
+    rng = [(Operand.A_ADDR, 1, g.a_addr, pre.m1, g.a_stride, 0, 0, g.k),
+           (Operand.B_ADDR, 1, g.b_addr, pre.k1, g.b_stride, 0, 0, g.n),
+           (Operand.C_ADDR, 1, g.c_addr, pre.m1, g.c_stride, 0, 0, c_row),
            (Operand.P_ADDR, fl.params, g.p_addr, g.n, isa.PARAM_BYTES, 0, 0, 0)]
     return shape, align, rng
 
 
-def _gather(i, pairs, lim):
+def _gather(i, pre, lim):
     g, fl = i.operands.gather, isa.GatherFlags(i.header.flags)
     max_t = min(lim.n_tables, isa.MAX_TABLES)
     shape = [(Operand.BATCH, g.batch == 0),
@@ -89,34 +97,49 @@ def _gather(i, pairs, lim):
     return shape, align, rng
 
 
-def _copy(i, pairs, lim):
+def _copy(i, pre, lim):
     c = i.operands.copy
     shape = [(Operand.ROWS, c.rows == 0), (Operand.ROW_BYTES, c.row_bytes == 0),
              (Operand.DST_STRIDE, c.dst_stride < c.row_bytes)]
     align = [(Operand.SRC, 1, c.src), (Operand.DST, 1, c.dst),
              (Operand.SRC_STRIDE, 1, c.src_stride), (Operand.DST_STRIDE, 1, c.dst_stride)]
-    rng = [(Operand.SRC, 1, c.src, c.rows - 1, c.src_stride, 0, 0, c.row_bytes),
-           (Operand.DST, 1, c.dst, c.rows - 1, c.dst_stride, 0, 0, c.row_bytes)]
+    rng = [(Operand.SRC, 1, c.src, pre.rows1, c.src_stride, 0, 0, c.row_bytes),
+           (Operand.DST, 1, c.dst, pre.rows1, c.dst_stride, 0, 0, c.row_bytes)]
     return shape, align, rng
 
 
-def _interact(i, pairs, lim):
+def _interact(i, pre, lim):
     x = i.operands.interact
     shape = [(Operand.BATCH, x.batch == 0),
              (Operand.N_VEC, (x.n_vec < 2) | (x.n_vec > lim.max_vec)),
              (Operand.DIM, (x.dim == 0) | (x.dim > lim.max_k)),
              (Operand.VEC_STRIDE, x.vec_stride < x.dim),
-             (Operand.OUT_STRIDE, x.out_stride < pairs)]
+             (Operand.OUT_STRIDE, x.out_stride < pre.pairs)]
     align = [(Operand.SRC, 1, x.src), (Operand.DST, 1, x.dst),
              (Operand.IN_STRIDE, 1, x.in_stride), (Operand.VEC_STRIDE, 1, x.vec_stride),
              (Operand.OUT_STRIDE, 1, x.out_stride)]
-    rng = [(Operand.SRC, 1, x.src, x.batch - 1, x.in_stride, x.n_vec - 1, x.vec_stride, x.dim),
-           (Operand.DST, 1, x.dst, x.batch - 1, x.out_stride, 0, 0, pairs)]
+    rng = [(Operand.SRC, 1, x.src, pre.batch1, x.in_stride, pre.nvec1, x.vec_stride, x.dim),
+           (Operand.DST, 1, x.dst, pre.batch1, x.out_stride, 0, 0, pre.pairs)]
     return shape, align, rng
 
 
 _CHECKS = {Opcode.GEMM: _gemm, Opcode.GATHER: _gather, Opcode.COPY: _copy,
            Opcode.INTERACT: _interact}
+_OP_IDX = {op: n for n, op in enumerate(_CHECKS)}
+
+
+def _pre(m, i, pre):
+    """Register ``pre`` (a :data:`_Pre`) from the instruction ``i``."""
+    g, c, x = i.operands.gemm, i.operands.copy, i.operands.interact
+    fl = isa.GemmFlags(i.header.flags)
+    m.d.sync += [pre.pairs.eq((x.n_vec * (x.n_vec - 1))[1:]), pre.m1.eq(g.m - 1),
+                 pre.k1.eq(g.k - 1), pre.rows1.eq(c.rows - 1), pre.batch1.eq(x.batch - 1),
+                 pre.nvec1.eq(x.n_vec - 1), pre.c_row.eq(Mux(fl.requant, g.n, g.n << 2)),
+                 pre.op_unit.eq(0), pre.op_idx.eq(0)]
+    with m.Switch(i.header.opcode):
+        for op, n in _OP_IDX.items():
+            with m.Case(op):
+                m.d.sync += [pre.op_unit.eq(1), pre.op_idx.eq(n)]
 
 
 class InsnCheck(wiring.Component):
@@ -171,44 +194,41 @@ class InsnCheck(wiring.Component):
         return _first([(Operand.OPCODE, ~known), (Operand.HEADER, hdr), (Operand.FLAGS, flg),
                        (Operand.OPERANDS, opr)])
 
-    def _class_bits(self, m, i, pairs, shape_bits, align_bits):
+    def _class_bits(self, m, i, pre, shape_bits, align_bits):
         """Each shape and alignment check of the opcode, in order, into a bit
         (registered before the priority encoding, for Fmax)."""
         m.d.sync += [shape_bits.eq(0), align_bits.eq(0)]
         with m.Switch(i.header.opcode):
             for op, fn in _CHECKS.items():
                 with m.Case(op):
-                    shape, align, _ = fn(i, pairs, self.limits)
+                    shape, align, _ = fn(i, pre, self.limits)
                     m.d.sync += [shape_bits[j].eq(f) for j, (_, f) in enumerate(shape)]
                     m.d.sync += [align_bits[j].eq(Const(en, 1) & (v[:3] != 0)
                                                   if isinstance(en, int) else en & (v[:3] != 0))
                                  for j, (_, en, v) in enumerate(align)]
 
-    def _classes(self, m, i, pairs, shape_bits, align_bits, shape_r, align_r):
+    def _classes(self, m, i, pre, shape_bits, align_bits, shape_r, align_r):
         """The first failing shape and alignment check (fail, operand)."""
         m.d.sync += [shape_r[0].eq(0), align_r[0].eq(0)]
         with m.Switch(i.header.opcode):
             for op, fn in _CHECKS.items():
                 with m.Case(op):
-                    shape, align, _ = fn(i, pairs, self.limits)
+                    shape, align, _ = fn(i, pre, self.limits)
                     s = _first([(o, shape_bits[j]) for j, (o, _) in enumerate(shape)])
                     a = _first([(o, align_bits[j]) for j, (o, _, _) in enumerate(align)])
                     m.d.sync += [x.eq(v) for x, v in zip(shape_r, s)]
                     m.d.sync += [x.eq(v) for x, v in zip(align_r, a)]
 
-    def _range_term(self, m, i, pairs, k):
+    def _range_term(self, m, i, pre, k):
         """Extent check ``k`` of the opcode (``en`` 0 past its last)."""
         term = Signal(_RangeTerm)
-        with m.Switch(i.header.opcode):
+        with m.Switch(Cat(k[:2], pre.op_idx)):
             for op, fn in _CHECKS.items():
-                with m.Case(op):
-                    with m.Switch(k):
-                        for n, (o, en, base, a, b, c, d, tail) in enumerate(fn(i, pairs,
-                                                                                self.limits)[2]):
-                            with m.Case(n):
-                                m.d.comb += [term.en.eq(en), term.operand.eq(o),
-                                             term.base.eq(base), term.a.eq(a), term.b.eq(b),
-                                             term.c.eq(c), term.d.eq(d), term.tail.eq(tail)]
+                for n, (o, en, base, a, b, c, d, tail) in enumerate(fn(i, pre, self.limits)[2]):
+                    with m.Case(n + _N_RANGE * _OP_IDX[op]):
+                        m.d.comb += [term.en.eq(pre.op_unit & en), term.operand.eq(o),
+                                     term.base.eq(base), term.a.eq(a), term.b.eq(b),
+                                     term.c.eq(c), term.d.eq(d), term.tail.eq(tail)]
         return term
 
     def _range_pipeline(self, m, term, issue, clear):
@@ -240,7 +260,7 @@ class InsnCheck(wiring.Component):
         inp, out = self.inp, self.out
         cur = Signal(FetchedLayout)
         i = cur.insn
-        pairs = Signal(16)
+        pre = Signal(_Pre)
         ill, ill_op = Signal(), Signal(8)
         shape_r, align_r = (Signal(), Signal(8)), (Signal(), Signal(8))
         shape_bits, align_bits = Signal(8), Signal(8)
@@ -248,7 +268,7 @@ class InsnCheck(wiring.Component):
         state = Signal(range(4))            # 0 idle, 1 illegal, 2 classes, 3 extents
         issue = Signal()
         take = inp.valid & inp.ready
-        term = self._range_term(m, i, pairs, k)
+        term = self._range_term(m, i, pre, k)
         rng_r = self._range_pipeline(m, term, issue, take)
 
         m.d.comb += inp.ready.eq((state == 0) & ~out.valid)
@@ -259,15 +279,15 @@ class InsnCheck(wiring.Component):
                 with m.If(take):
                     m.d.sync += [cur.eq(inp.payload), k.eq(0), state.eq(1)]
             with m.Case(1):
-                n_vec = i.operands.interact.n_vec
                 m.d.sync += [x.eq(v) for x, v in zip((ill, ill_op), self._illegal(m, i))]
-                m.d.sync += [pairs.eq((n_vec * (n_vec - 1))[1:]), state.eq(2)]
+                _pre(m, i, pre)
+                m.d.sync += state.eq(2)
             with m.Case(2):
-                self._class_bits(m, i, pairs, shape_bits, align_bits)
+                self._class_bits(m, i, pre, shape_bits, align_bits)
                 m.d.comb += issue.eq(1)
                 m.d.sync += [k.eq(1), state.eq(3)]
             with m.Case(3):
-                self._classes(m, i, pairs, shape_bits, align_bits, shape_r, align_r)
+                self._classes(m, i, pre, shape_bits, align_bits, shape_r, align_r)
                 m.d.comb += issue.eq(k < _N_RANGE)
                 m.d.sync += k.eq(k + 1)
                 with m.If(k == _N_RANGE + _RANGE_LATENCY):
