@@ -108,7 +108,7 @@ __all__ = [
     "Opcode", "Unit", "WAIT_ALL", "ChipState", "ChipError", "Operand",
     "HeaderLayout", "GemmFlags", "GatherFlags", "GEMM_OPERANDS", "GATHER_OPERANDS",
     "COPY_OPERANDS", "INTERACT_OPERANDS", "InsnLayout", "ParamRecord", "DescRecord",
-    "StatusLayout", "RESERVED_MASK",
+    "StatusLayout", "RESERVED_MASK", "RESERVED_REGION_MASK",
     "Limits", "Nop", "Gemm", "Gather", "Copy", "Interact", "Finish", "Illegal",
     "Insn", "encode", "decode", "validate", "Verdict", "CHECKS", "Status",
     "unit_of", "wait_mask", "table_pitch", "round_up", "pairs", "out_bytes",
@@ -306,10 +306,13 @@ DescRecord = data.StructLayout({
     "multiplier": signed(32),
 })
 
-#: What the host reads (status registers): word 0 holds state/error/detail.
+#: What the host reads: word 0 is the STATUS register (``busy``: a program
+#: runs or drains, ``done``: it stopped, DONE or ERROR; ``link_protocol``'s
+#: STATUS_BUSY/STATUS_DONE are these bits), then the registers PC, RETIRED,
+#: ERR_BAG and ERR_INDEX (``link_protocol.Reg``).
 StatusLayout = data.StructLayout({
-    "state": ChipState, "error": ChipError, "reserved0": unsigned(2),
-    "detail": unsigned(8), "reserved1": unsigned(16),
+    "busy": unsigned(1), "done": unsigned(1), "state": ChipState, "error": ChipError,
+    "detail": unsigned(8), "reserved": unsigned(16),
     "pc": unsigned(32), "retired": unsigned(32), "bag": unsigned(32), "index": unsigned(32),
 })
 
@@ -358,10 +361,12 @@ _FIELDS = {op: _word_fields(op) for op in Opcode}
 #: Per opcode: the bits of the word that must be 0.
 RESERVED_MASK = {op: sum(((1 << w) - 1) << off for n, off, w, _, _ in _FIELDS[op] if n is None)
                  for op in Opcode}
-_REGION_MASK = {op: {r: sum(((1 << w) - 1) << off for n, off, w, _, rg in _FIELDS[op]
-                            if n is None and rg == r)
-                     for r in (Operand.HEADER, Operand.FLAGS, Operand.OPERANDS)}
-                for op in Opcode}
+#: Per opcode and region (HEADER, FLAGS, OPERANDS): the reserved bits an
+#: ILLEGAL of that region names (the union is :data:`RESERVED_MASK`).
+RESERVED_REGION_MASK = {op: {r: sum(((1 << w) - 1) << off for n, off, w, _, rg in _FIELDS[op]
+                                    if n is None and rg == r)
+                             for r in (Operand.HEADER, Operand.FLAGS, Operand.OPERANDS)}
+                        for op in Opcode}
 
 
 # -- limits --------------------------------------------------------------------
@@ -784,11 +789,11 @@ def validate(insn, limits: Limits, mem_bytes: int) -> Verdict:
     if isinstance(insn, Illegal):
         return Verdict(ChipError.ILLEGAL, Operand.OPCODE)
     op = insn.opcode
-    if insn.wait & ~WAIT_ALL or insn.reserved & _REGION_MASK[op][Operand.HEADER]:
+    if insn.wait & ~WAIT_ALL or insn.reserved & RESERVED_REGION_MASK[op][Operand.HEADER]:
         return Verdict(ChipError.ILLEGAL, Operand.HEADER)
-    if insn.reserved & _REGION_MASK[op][Operand.FLAGS] or not _flags_ok(insn):
+    if insn.reserved & RESERVED_REGION_MASK[op][Operand.FLAGS] or not _flags_ok(insn):
         return Verdict(ChipError.ILLEGAL, Operand.FLAGS)
-    if insn.reserved & _REGION_MASK[op][Operand.OPERANDS]:
+    if insn.reserved & RESERVED_REGION_MASK[op][Operand.OPERANDS]:
         return Verdict(ChipError.ILLEGAL, Operand.OPERANDS)
     if op not in CHECKS:
         return OK

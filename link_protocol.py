@@ -38,6 +38,7 @@ __all__ = [
     "SOF", "RESPONSE", "VERSION", "MAX_PAYLOAD", "MAX_DATA", "MAX_REGS",
     "HEADER_BYTES", "CRC_BYTES", "REG_ADDR_BITS", "REG_WIDTH",
     "Cmd", "Status", "LinkCounter", "Reg", "Block", "CTRL_START", "CTRL_RESET",
+    "UnitCounter", "UNIT_CYCLES", "N_UNITS", "N_UNIT_REGS", "unit_counter",
     "STATUS_BUSY", "STATUS_DONE",
     "HeaderLayout", "InfoLayout", "AddrArgs", "ReadArgs", "RegReadArgs", "RegWriteArgs",
     "IDEMPOTENT", "crc16", "encode_frame", "pack_bytes", "unpack_bytes", "FrameDecoder",
@@ -133,15 +134,45 @@ class Block(py_enum.Enum):
 
 
 class Reg(py_enum.IntEnum):
-    """Control/status registers (block CONTROL)."""
+    """Control/status registers (block CONTROL). A read of CTRL, a write of a
+    read-only register, or any index not named here answers ``err``."""
     CTRL = 0x0000        # write-only pulses: CTRL_START, CTRL_RESET
-    STATUS = 0x0001      # read-only: STATUS_BUSY, STATUS_DONE, ...
+    STATUS = 0x0001      # read-only: seedchip.isa.StatusLayout's word 0 (STATUS_BUSY, ...)
     PROG_ADDR = 0x0002   # program address for CTRL_START
     SCRATCH = 0x0003     # read/write, no effect
+    PC = 0x0004          # read-only: last dispatched; stopped: the failing one / FINISH
+    RETIRED = 0x0005     # read-only: instructions dispatched; stopped: isa.Status.retired
+    ERR_BAG = 0x0006     # read-only: isa.Status.bag
+    ERR_INDEX = 0x0007   # read-only: isa.Status.index (MEM_ERROR: the byte address)
 
 
-CTRL_START = 1 << 0
-CTRL_RESET = 1 << 1
+class UnitCounter(py_enum.IntEnum):
+    """Per-unit cycle counters (block UNIT, after CYCLES): register
+    ``unit_counter(unit, counter)``; they count while a program runs
+    (STATUS busy), CTRL_START and CTRL_RESET clear them."""
+    BUSY = 0             # the unit holds an instruction (dispatched, not done)
+    MEM_STALL = 1        # ... and reports it waits for memory
+    IDLE = 2             # the unit holds no instruction
+
+
+#: Block UNIT, index 0: cycles of the program (STATUS busy), read-only.
+UNIT_CYCLES = Block.UNIT.base
+#: Units with counters (seedchip.isa.Unit: GEMM, GATHER, COPY).
+N_UNITS = 3
+#: Registers of the unit block that the control unit serves (CYCLES, then
+#: the UnitCounters of each unit): what COUNTERS reads after the link's.
+N_UNIT_REGS = 1 + N_UNITS * len(UnitCounter)
+
+
+def unit_counter(unit: int, counter: UnitCounter) -> int:
+    """The register index of ``counter`` of ``unit`` (an ``isa.Unit`` value)."""
+    if not 0 <= int(unit) < N_UNITS:
+        raise ValueError(f"unit must be in range 0..{N_UNITS - 1}, not {unit!r}")
+    return UNIT_CYCLES + 1 + int(unit) * len(UnitCounter) + int(UnitCounter(counter))
+
+
+CTRL_START = 1 << 0   # not while a program runs (answered err, nothing happens)
+CTRL_RESET = 1 << 1   # wins over CTRL_START in the same write
 STATUS_BUSY = 1 << 0
 STATUS_DONE = 1 << 1
 

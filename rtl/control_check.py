@@ -1,0 +1,306 @@
+"""The control unit's decode-time checks (part of :class:`~seedchip.rtl.control.ControlUnit`):
+:func:`seedchip.isa.validate` in hardware, the same rules in the same order.
+
+Classes in priority order: ILLEGAL (opcode, header incl. wait bit 3, flags
+incl. the impossible combinations, operand reserved bits) > BAD_SHAPE >
+BAD_ALIGN > ADDR_RANGE; inside a class the operands in ``isa.CHECKS``' order.
+
+Pipelined for Fmax, one instruction at a time (the checks are not the
+bottleneck: an instruction is a whole layer):
+
+* cycle 1: the reserved-bit and flag checks (ILLEGAL); ``pairs(n_vec)``, the
+  ``rows - 1`` of the extents and the opcode's index, registered;
+* cycle 2: the shape and alignment checks of the opcode, one bit each;
+  cycle 3: each class priority-encoded (the first failing operand);
+* cycles 3..10: the extents ``base + a * b + c * d + tail`` of up to four
+  operands, one issued per cycle into a four-stage pipeline (operands
+  registered; products registered; ``base + a * b`` and ``c * d + tail``
+  registered; their 50-bit sum registered, then compared with ``mem_bytes``):
+  ``a * b`` is 16 x 32 bits (a DSP multiply with registers on both sides: two
+  MULT18X18D on ECP5), ``c * d`` 8 x 16 (INTERACT's vector stride). The
+  multiplies are plain ``*``: the simulator and the board use the same code.
+  Extents are exact (no wrap); a shape that failed never reaches them.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import isa
+from ..checks import check_type
+from ..emb_protocol import BoundsMode, PoolMode
+from ..isa import ChipError, Limits, Opcode, Operand
+from .control_fetch import FetchedLayout, check_mem_bytes
+
+__all__ = ["InsnCheck"]
+
+#: One extent check: ``base + a * b + c * d + tail <= mem_bytes`` unless ``en`` is 0.
+_RangeTerm = data.StructLayout({
+    "en": unsigned(1), "operand": Operand, "base": unsigned(32),
+    "a": unsigned(16), "b": unsigned(32), "c": unsigned(8), "d": unsigned(16),
+    "tail": unsigned(18),
+})
+#: Values the later stages need, registered in the first (for Fmax: no
+#: subtraction or opcode decode in front of the extent pipeline's operand mux).
+_Pre = data.StructLayout({
+    "pairs": unsigned(16), "m1": unsigned(16), "k1": unsigned(16), "rows1": unsigned(16),
+    "batch1": unsigned(16), "nvec1": unsigned(8), "c_row": unsigned(18),
+    "op_idx": unsigned(2), "op_unit": unsigned(1),
+})
+_N_RANGE = 4                 # most extents of one opcode (GEMM: A, B, C, P)
+_RANGE_LATENCY = 4           # issue -> compared
+
+
+def _first(checks):
+    """``(fail, operand)``: whether any ``(operand, fail)`` fails, and the first that does."""
+    fail = Const(0, 1)
+    operand = Const(0, 8)
+    for op, f in reversed(checks):
+        operand = Mux(f, op.value, operand)
+        fail = fail | f
+    return fail, operand
+
+
+def _gemm(i, pre, lim):
+    g, fl = i.operands.gemm, isa.GemmFlags(i.header.flags)
+    c_row = pre.c_row
+    shape = [(Operand.M, (g.m == 0) | (g.m > lim.max_m)),
+             (Operand.K, (g.k == 0) | (g.k > lim.max_k)),
+             (Operand.N, (g.n == 0) | (g.n > lim.max_n)),
+             (Operand.A_STRIDE, g.a_stride < g.k), (Operand.B_STRIDE, g.b_stride < g.n),
+             (Operand.C_STRIDE, g.c_stride < c_row)]
+    align = [(Operand.A_ADDR, 1, g.a_addr), (Operand.B_ADDR, 1, g.b_addr),
+             (Operand.C_ADDR, 1, g.c_addr), (Operand.P_ADDR, fl.params, g.p_addr),
+             (Operand.A_STRIDE, 1, g.a_stride), (Operand.B_STRIDE, 1, g.b_stride),
+             (Operand.C_STRIDE, 1, g.c_stride)]
+    rng = [(Operand.A_ADDR, 1, g.a_addr, pre.m1, g.a_stride, 0, 0, g.k),
+           (Operand.B_ADDR, 1, g.b_addr, pre.k1, g.b_stride, 0, 0, g.n),
+           (Operand.C_ADDR, 1, g.c_addr, pre.m1, g.c_stride, 0, 0, c_row),
+           (Operand.P_ADDR, fl.params, g.p_addr, g.n, isa.PARAM_BYTES, 0, 0, 0)]
+    return shape, align, rng
+
+
+def _gather(i, pre, lim):
+    g, fl = i.operands.gather, isa.GatherFlags(i.header.flags)
+    max_t = min(lim.n_tables, isa.MAX_TABLES)
+    shape = [(Operand.BATCH, g.batch == 0),
+             (Operand.N_TABLES, (g.n_tables == 0) | (g.n_tables > max_t))]
+    align = [(Operand.DESC_ADDR, 1, g.desc_addr), (Operand.IDX_ADDR, 1, g.idx_addr),
+             (Operand.OFF_ADDR, 1, g.off_addr), (Operand.W_ADDR, fl.weighted, g.w_addr),
+             (Operand.OUT_ADDR, 1, g.out_addr), (Operand.OUT_STRIDE, 1, g.out_stride),
+             (Operand.OUT_TSTRIDE, 1, g.out_tstride)]
+    # offsets: 4 * (n_tables * batch + 1) = batch * (4 * n_tables) + 4
+    rng = [(Operand.DESC_ADDR, 1, g.desc_addr, g.n_tables, isa.DESC_BYTES, 0, 0, 0),
+           (Operand.OFF_ADDR, 1, g.off_addr, g.batch, g.n_tables << 2, 0, 0, 4)]
+    return shape, align, rng
+
+
+def _copy(i, pre, lim):
+    c = i.operands.copy
+    shape = [(Operand.ROWS, c.rows == 0), (Operand.ROW_BYTES, c.row_bytes == 0),
+             (Operand.DST_STRIDE, c.dst_stride < c.row_bytes)]
+    align = [(Operand.SRC, 1, c.src), (Operand.DST, 1, c.dst),
+             (Operand.SRC_STRIDE, 1, c.src_stride), (Operand.DST_STRIDE, 1, c.dst_stride)]
+    rng = [(Operand.SRC, 1, c.src, pre.rows1, c.src_stride, 0, 0, c.row_bytes),
+           (Operand.DST, 1, c.dst, pre.rows1, c.dst_stride, 0, 0, c.row_bytes)]
+    return shape, align, rng
+
+
+def _interact(i, pre, lim):
+    x = i.operands.interact
+    shape = [(Operand.BATCH, x.batch == 0),
+             (Operand.N_VEC, (x.n_vec < 2) | (x.n_vec > lim.max_vec)),
+             (Operand.DIM, (x.dim == 0) | (x.dim > lim.max_k)),
+             (Operand.VEC_STRIDE, x.vec_stride < x.dim),
+             (Operand.OUT_STRIDE, x.out_stride < pre.pairs)]
+    align = [(Operand.SRC, 1, x.src), (Operand.DST, 1, x.dst),
+             (Operand.IN_STRIDE, 1, x.in_stride), (Operand.VEC_STRIDE, 1, x.vec_stride),
+             (Operand.OUT_STRIDE, 1, x.out_stride)]
+    rng = [(Operand.SRC, 1, x.src, pre.batch1, x.in_stride, pre.nvec1, x.vec_stride, x.dim),
+           (Operand.DST, 1, x.dst, pre.batch1, x.out_stride, 0, 0, pre.pairs)]
+    return shape, align, rng
+
+
+_CHECKS = {Opcode.GEMM: _gemm, Opcode.GATHER: _gather, Opcode.COPY: _copy,
+           Opcode.INTERACT: _interact}
+_OP_IDX = {op: n for n, op in enumerate(_CHECKS)}
+
+
+def _pre(m, i, pre):
+    """Register ``pre`` (a :data:`_Pre`) from the instruction ``i``."""
+    g, c, x = i.operands.gemm, i.operands.copy, i.operands.interact
+    fl = isa.GemmFlags(i.header.flags)
+    m.d.sync += [pre.pairs.eq((x.n_vec * (x.n_vec - 1))[1:]), pre.m1.eq(g.m - 1),
+                 pre.k1.eq(g.k - 1), pre.rows1.eq(c.rows - 1), pre.batch1.eq(x.batch - 1),
+                 pre.nvec1.eq(x.n_vec - 1), pre.c_row.eq(Mux(fl.requant, g.n, g.n << 2)),
+                 pre.op_unit.eq(0), pre.op_idx.eq(0)]
+    with m.Switch(i.header.opcode):
+        for op, n in _OP_IDX.items():
+            with m.Case(op):
+                m.d.sync += [pre.op_unit.eq(1), pre.op_idx.eq(n)]
+
+
+class InsnCheck(wiring.Component):
+    """Decode-time checks of one instruction (see the module docstring).
+
+    Ports
+    -----
+    inp : In(stream(FetchedLayout))
+        An item that already carries an error passes through unchecked.
+    out : Out(stream(FetchedLayout))
+        The same item with ``error``/``detail`` (an :class:`~seedchip.isa.Operand`) set.
+    abort : In(1)
+        Drop the item in hand.
+
+    Latency: 11 cycles from ``inp`` taken to ``out`` valid; one item at a time.
+    """
+
+    def __init__(self, *, limits, mem_bytes):
+        self.limits = check_type("limits", limits, Limits)
+        self.mem_bytes = check_mem_bytes(mem_bytes, 40, 8)
+        super().__init__({
+            "inp": In(stream.Signature(FetchedLayout)),
+            "out": Out(stream.Signature(FetchedLayout)),
+            "abort": In(1),
+        })
+
+    def _illegal(self, m, i):
+        """``(ill, detail)`` of the opcode, header, flags and reserved-bit rules."""
+        raw = i.as_value()
+        hdr, flg, opr, known = (Signal(name=n) for n in ("ill_hdr", "ill_flg", "ill_opr", "known"))
+        with m.Switch(i.header.opcode):
+            for op in Opcode:
+                masks = isa.RESERVED_REGION_MASK[op]
+                with m.Case(op):
+                    bad_flags = Const(0, 1)
+                    if op == Opcode.GEMM:
+                        fl = isa.GemmFlags(i.header.flags)
+                        bad_flags = fl.requant & ~fl.params
+                    elif op == Opcode.GATHER:
+                        fl = isa.GatherFlags(i.header.flags)
+                        mode, bounds = fl.mode.as_value(), fl.bounds.as_value()
+                        bad_flags = ((mode > max(x.value for x in PoolMode))
+                                     | (bounds > max(x.value for x in BoundsMode))
+                                     | (fl.weighted & (mode != PoolMode.SUM.value)))
+                    m.d.comb += [
+                        known.eq(1),
+                        hdr.eq(((raw & masks[Operand.HEADER]) != 0)
+                               | i.header.wait[len(isa.Unit):].any()),
+                        flg.eq(((raw & masks[Operand.FLAGS]) != 0) | bad_flags),
+                        opr.eq((raw & masks[Operand.OPERANDS]) != 0),
+                    ]
+        return _first([(Operand.OPCODE, ~known), (Operand.HEADER, hdr), (Operand.FLAGS, flg),
+                       (Operand.OPERANDS, opr)])
+
+    def _class_bits(self, m, i, pre, shape_bits, align_bits):
+        """Each shape and alignment check of the opcode, in order, into a bit
+        (registered before the priority encoding, for Fmax)."""
+        m.d.sync += [shape_bits.eq(0), align_bits.eq(0)]
+        with m.Switch(i.header.opcode):
+            for op, fn in _CHECKS.items():
+                with m.Case(op):
+                    shape, align, _ = fn(i, pre, self.limits)
+                    m.d.sync += [shape_bits[j].eq(f) for j, (_, f) in enumerate(shape)]
+                    m.d.sync += [align_bits[j].eq(Const(en, 1) & (v[:3] != 0)
+                                                  if isinstance(en, int) else en & (v[:3] != 0))
+                                 for j, (_, en, v) in enumerate(align)]
+
+    def _classes(self, m, i, pre, shape_bits, align_bits, shape_r, align_r):
+        """The first failing shape and alignment check (fail, operand)."""
+        m.d.sync += [shape_r[0].eq(0), align_r[0].eq(0)]
+        with m.Switch(i.header.opcode):
+            for op, fn in _CHECKS.items():
+                with m.Case(op):
+                    shape, align, _ = fn(i, pre, self.limits)
+                    s = _first([(o, shape_bits[j]) for j, (o, _) in enumerate(shape)])
+                    a = _first([(o, align_bits[j]) for j, (o, _, _) in enumerate(align)])
+                    m.d.sync += [x.eq(v) for x, v in zip(shape_r, s)]
+                    m.d.sync += [x.eq(v) for x, v in zip(align_r, a)]
+
+    def _range_term(self, m, i, pre, k):
+        """Extent check ``k`` of the opcode (``en`` 0 past its last)."""
+        term = Signal(_RangeTerm)
+        with m.Switch(Cat(k[:2], pre.op_idx)):
+            for op, fn in _CHECKS.items():
+                for n, (o, en, base, a, b, c, d, tail) in enumerate(fn(i, pre, self.limits)[2]):
+                    with m.Case(n + _N_RANGE * _OP_IDX[op]):
+                        m.d.comb += [term.en.eq(pre.op_unit & en), term.operand.eq(o),
+                                     term.base.eq(base), term.a.eq(a), term.b.eq(b),
+                                     term.c.eq(c), term.d.eq(d), term.tail.eq(tail)]
+        return term
+
+    def _range_pipeline(self, m, term, issue, clear):
+        """``base + a * b + c * d + tail > mem_bytes`` of the terms issued,
+        three stages; returns the first failing one (fail, operand)."""
+        r1 = Signal(_RangeTerm)
+        v1, v2, v3, e2, e3 = (Signal(name=f"rng_{n}") for n in ("v1", "v2", "v3", "e2", "e3"))
+        v4, e4 = Signal(name="rng_v4"), Signal(name="rng_e4")
+        o2, o3, o4 = Signal(Operand), Signal(Operand), Signal(Operand)
+        base2, tail2 = Signal(32), Signal(18)
+        p1, p2 = Signal(48), Signal(24)
+        s1, s2 = Signal(49), Signal(25)
+        end = Signal(50)
+        fail, op = Signal(name="rng_fail"), Signal(8, name="rng_op")
+        # one carry chain per stage: products, two sums, the sum of the sums
+        m.d.sync += [r1.eq(term), v1.eq(issue), v2.eq(v1), v3.eq(v2), v4.eq(v3),
+                     e2.eq(r1.en), o2.eq(r1.operand), base2.eq(r1.base), tail2.eq(r1.tail),
+                     p1.eq(r1.a * r1.b), p2.eq(r1.c * r1.d),
+                     e3.eq(e2), o3.eq(o2), s1.eq(base2 + p1), s2.eq(p2 + tail2),
+                     e4.eq(e3), o4.eq(o3), end.eq(s1 + s2)]
+        with m.If(clear):
+            m.d.sync += fail.eq(0)
+        with m.Elif(v4 & e4 & (end > self.mem_bytes) & ~fail):
+            m.d.sync += [fail.eq(1), op.eq(o4)]
+        return fail, op
+
+    def elaborate(self, platform):
+        m = Module()
+        inp, out = self.inp, self.out
+        cur = Signal(FetchedLayout)
+        i = cur.insn
+        pre = Signal(_Pre)
+        ill, ill_op = Signal(), Signal(8)
+        shape_r, align_r = (Signal(), Signal(8)), (Signal(), Signal(8))
+        shape_bits, align_bits = Signal(8), Signal(8)
+        k = Signal(range(_N_RANGE + _RANGE_LATENCY + 1))
+        state = Signal(range(4))            # 0 idle, 1 illegal, 2 classes, 3 extents
+        issue = Signal()
+        take = inp.valid & inp.ready
+        term = self._range_term(m, i, pre, k)
+        rng_r = self._range_pipeline(m, term, issue, take)
+
+        m.d.comb += inp.ready.eq((state == 0) & ~out.valid)
+        with m.If(out.valid & out.ready):
+            m.d.sync += out.valid.eq(0)
+        with m.Switch(state):
+            with m.Case(0):
+                with m.If(take):
+                    m.d.sync += [cur.eq(inp.payload), k.eq(0), state.eq(1)]
+            with m.Case(1):
+                m.d.sync += [x.eq(v) for x, v in zip((ill, ill_op), self._illegal(m, i))]
+                _pre(m, i, pre)
+                m.d.sync += state.eq(2)
+            with m.Case(2):
+                self._class_bits(m, i, pre, shape_bits, align_bits)
+                m.d.comb += issue.eq(1)
+                m.d.sync += [k.eq(1), state.eq(3)]
+            with m.Case(3):
+                self._classes(m, i, pre, shape_bits, align_bits, shape_r, align_r)
+                m.d.comb += issue.eq(k < _N_RANGE)
+                m.d.sync += k.eq(k + 1)
+                with m.If(k == _N_RANGE + _RANGE_LATENCY):
+                    m.d.sync += [state.eq(0), out.valid.eq(1), out.payload.eq(cur)]
+                    with m.If(cur.error == ChipError.NONE):
+                        verdicts = [(ill, ill_op, ChipError.ILLEGAL),
+                                    (*shape_r, ChipError.BAD_SHAPE),
+                                    (*align_r, ChipError.BAD_ALIGN),
+                                    (*rng_r, ChipError.ADDR_RANGE)]
+                        for n, (fail, op, err) in enumerate(verdicts):
+                            with (m.If if n == 0 else m.Elif)(fail):
+                                m.d.sync += [out.payload.error.eq(err),
+                                             out.payload.detail.eq(op)]
+        with m.If(self.abort):
+            m.d.sync += [out.valid.eq(0), state.eq(0)]
+        return m
