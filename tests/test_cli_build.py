@@ -131,7 +131,7 @@ def test_build_passes_its_options_to_the_api(fake_build, tmp_path):
     assert call["board"] == "ulx3s-85f"
     assert call["config"] == GATHER_CONFIG.replace(rows=4, cols=6)
     assert isinstance(call["config"], ChipConfig)
-    assert call["seed"] == 2                               # the gather preset's
+    assert call["seed"] == build_mod.PRESET_SEEDS["gather"]  # the gather preset's
     assert call["synth_opts"] == ["-nowidelut", "-abc9"]
     assert call["nextpnr_opts"] == ["--placer", "heap"]
     assert call["floorplan"] is False and call["force"] is False
