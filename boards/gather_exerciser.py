@@ -47,11 +47,11 @@ class GatherExerciser(wiring.Component):
     def __init__(self, *, engine: GatherParams, rows_log2=16, dim=None, bags_per_batch=16):
         self._engine = probe = GatherEngine(engine)
         if dim is None:
-            dim = probe.max_dim
+            dim = engine.max_dim
         if not isinstance(rows_log2, int) or not 1 <= rows_log2 <= 24:
             raise ValueError(f"rows_log2 must be an integer in range 1..24, not {rows_log2!r}")
-        if not isinstance(dim, int) or not 1 <= dim <= probe.max_dim:
-            raise ValueError(f"dim must be an integer in range 1..{probe.max_dim}, not {dim!r}")
+        if not isinstance(dim, int) or not 1 <= dim <= engine.max_dim:
+            raise ValueError(f"dim must be an integer in range 1..{engine.max_dim}, not {dim!r}")
         if not isinstance(bags_per_batch, int) or not 1 <= bags_per_batch <= 255:
             raise ValueError(f"bags_per_batch must be an integer in range 1..255, "
                              f"not {bags_per_batch!r}")

@@ -200,6 +200,7 @@ from amaranth.hdl import Const, Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..checks import check_type
 from ..emb_protocol import (BagLayout, CmdLayout, COUNTER_WIDTH, GatherError, TABLE_WIDTH,
                             desc_layout, index_layout, pooled_layout)
 from ..gather_params import GatherParams
@@ -260,34 +261,30 @@ class GatherEngine(wiring.Component):
     taken.
     """
 
+    #: read through to :attr:`params` (``engine.lanes`` is ``engine.params.lanes``)
+    PARAM_NAMES = frozenset({"data_width", "addr_width", "n_tables", "max_dim", "max_bag",
+                             "inflight", "index_width", "lanes", "cache_rows", "word_lanes",
+                             "ratio", "max_pitch", "max_beats"})
+
+    def __getattr__(self, name):
+        if name in GatherEngine.PARAM_NAMES and "params" in self.__dict__:
+            return getattr(self.params, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def __init__(self, params: GatherParams):
-        if not isinstance(params, GatherParams):
-            raise TypeError(f"params must be a GatherParams, not {params!r}")
-        self.params = params
-        self.data_width = params.data_width
-        self.addr_width = params.addr_width
-        self.n_tables = params.n_tables
-        self.max_dim = params.max_dim
-        self.max_bag = params.max_bag
-        self.inflight = params.inflight
-        self.index_width = params.index_width
-        self.word_lanes = params.word_lanes
-        self.lanes = params.lanes
-        self.ratio = params.ratio
-        self.cache_rows = params.cache_rows
-        self.max_pitch = params.max_pitch
-        self.max_beats = params.max_beats
-        data_width, addr_width, index_width = self.data_width, self.addr_width, self.index_width
-        self.desc_layout = desc_layout(addr_width=addr_width, index_width=index_width)
-        self.index_layout = index_layout(index_width=index_width)
-        self.pooled_layout = pooled_layout(lanes=self.lanes)
+        self.params = check_type("params", params, GatherParams)
+        self.desc_layout = desc_layout(addr_width=params.addr_width,
+                                       index_width=params.index_width)
+        self.index_layout = index_layout(index_width=params.index_width)
+        self.pooled_layout = pooled_layout(lanes=params.lanes)
         super().__init__({
             "desc": In(stream.Signature(self.desc_layout)),
             "cmd": In(stream.Signature(CmdLayout)),
             "bags": In(stream.Signature(BagLayout)),
             "indices": In(stream.Signature(self.index_layout)),
             "pooled": Out(stream.Signature(self.pooled_layout)),
-            "mem": Out(MemPortSignature(addr_width=addr_width, data_width=data_width)),
+            "mem": Out(MemPortSignature(addr_width=params.addr_width,
+                                         data_width=params.data_width)),
             "clear": In(1),
             "busy": Out(1),
             "error": Out(GatherError),
