@@ -5,10 +5,11 @@ The gateware decodes these layouts, the firmware/driver packs them with
 offset is written anywhere else.
 """
 
+import numpy as np
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
-__all__ = ["GemmError", "GemmCmdLayout", "ParamLayout", "OutLayout",
+__all__ = ["check_requant_params", "GemmError", "GemmCmdLayout", "ParamLayout", "OutLayout",
            "a_word_layout", "b_word_layout", "pack", "unpack"]
 
 
@@ -19,7 +20,7 @@ class GemmError(enum.Enum, shape=4):
     BAD_SHAPE = 1
     # 2 was BAD_MULTIPLIER, documented but never raised: the unit does not
     # check multipliers; the host refuses one outside 0 or [2**30, 2**31)
-    # (``golden.check_requant_params``) before it reaches the wire.
+    # (:func:`check_requant_params`) before it reaches the wire.
 
 
 #: One GEMM command. Dimensions are the real sizes (1..65535); the unit
@@ -78,3 +79,21 @@ def _plain(v):
     if isinstance(v, data.Const):
         return v.as_value().value
     return v.value if hasattr(v, "value") else int(v)
+
+
+def check_requant_params(multiplier, shift, *, name=None):
+    """Raise ValueError unless every multiplier is 0 or a Q31 value in
+    [2**30, 2**31) and every shift is in 0..31: the requantization the
+    hardware is defined for (matrix unit, gather engine, interaction).
+    ``name`` prefixes the message (``channel 3 multiplier must be ...``)."""
+    what = f"{name} " if name else ""
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    hi = (1 << 31) - 1
+    ok = (multiplier == 0) | ((multiplier >= (1 << 30)) & (multiplier <= hi))
+    if not np.all(ok):
+        bad = multiplier[~ok].ravel()[0]
+        raise ValueError(f"{what}multiplier must be 0 or in range {1 << 30}..{hi}, not {int(bad)}")
+    ok = (shift >= 0) & (shift <= 31)
+    if not np.all(ok):
+        raise ValueError(f"{what}shift must be in range 0..31, not {int(shift[~ok].ravel()[0])}")

@@ -30,23 +30,13 @@ from seedchip import isa
 from seedchip.checks import check_int
 from seedchip.emb_protocol import BoundsMode, PoolMode
 from seedchip.isa import ALIGN, Unit
+from seedchip.protocol import check_requant_params
 
 __all__ = ["Program", "Table", "Allocator", "param_records", "desc_records",
            "table_image", "u32_array"]
 
 
 # -- data records --------------------------------------------------------------
-
-def _check_requant(name, multiplier, shift):
-    """The requantization parameters the hardware is defined for (as
-    ``seedchip.sim.golden.check_requant_params``): multiplier 0 or a Q31 value
-    in [2**30, 2**31), shift 0..31."""
-    m = int(multiplier)
-    if m != 0 and not (1 << 30) <= m <= (1 << 31) - 1:
-        raise ValueError(f"{name} multiplier must be 0 or in range {1 << 30}..{(1 << 31) - 1}, "
-                         f"not {m}")
-    check_int(f"{name} shift", int(shift), 0, 31)
-
 
 def param_records(bias, multiplier=None, shift=None) -> bytes:
     """N GEMM param records (:data:`~seedchip.isa.ParamRecord`): one per output
@@ -59,7 +49,7 @@ def param_records(bias, multiplier=None, shift=None) -> bytes:
         np.broadcast_to(np.asarray(shift, dtype=np.int64), (n,))
     out = []
     for c in range(n):
-        _check_requant(f"channel {c}", mult[c], sh[c])
+        check_requant_params(mult[c], sh[c], name=f"channel {c}")
         out.append(isa.pack_record(isa.ParamRecord, bias=int(bias[c]),
                                    multiplier=int(mult[c]), shift=int(sh[c])))
     return b"".join(out)
@@ -82,7 +72,7 @@ class Table:
             raise ValueError(f"base must be a multiple of {ALIGN}, not {self.base!r}")
         check_int("rows", self.rows, 1, (1 << 32) - 1)
         check_int("dim", self.dim, 1, (1 << 16) - 1)
-        _check_requant("table", self.multiplier, self.shift)
+        check_requant_params(self.multiplier, self.shift, name="table")
 
     @property
     def pitch(self) -> int:
@@ -282,7 +272,7 @@ class Program:
         are consecutive (``vec_stride`` = dim rounded up), samples follow each
         other, and the outputs of a sample are ``out_stride`` apart (pairs
         rounded up)."""
-        _check_requant("interaction", multiplier, shift)
+        check_requant_params(multiplier, shift, name="interaction")
         vs = isa.round_up(dim) if vec_stride is None else vec_stride
         x = isa.Interact(src=src, dst=dst, multiplier=multiplier, shift=shift, batch=batch,
                          dim=dim, n_vec=n_vec, vec_stride=vs,

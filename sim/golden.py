@@ -14,6 +14,8 @@ a right shift)::
 
 import numpy as np
 
+from ..protocol import check_requant_params  # re-exported; defined once in protocol.py
+
 __all__ = [
     "INT32_MIN", "INT32_MAX", "wrap", "saturate",
     "srdhm", "rounding_divide_by_pot", "requantize", "postprocess",
@@ -67,19 +69,6 @@ def rounding_divide_by_pot(x, exponent):
     remainder = x & mask
     threshold = (mask >> 1) + (x < 0)
     return (x >> e) + (remainder > threshold)
-
-
-def check_requant_params(multiplier, shift):
-    """Raise ValueError unless multiplier is in [2**30, 2**31) or 0, shift in 0..31."""
-    multiplier = np.asarray(multiplier, dtype=np.int64)
-    shift = np.asarray(shift, dtype=np.int64)
-    ok = (multiplier == 0) | ((multiplier >= (1 << 30)) & (multiplier <= INT32_MAX))
-    if not np.all(ok):
-        bad = multiplier[~ok].ravel()[0]
-        raise ValueError(f"multiplier must be 0 or in range {1 << 30}..{INT32_MAX}, not {int(bad)}")
-    if not np.all((shift >= 0) & (shift <= 31)):
-        bad = shift[~((shift >= 0) & (shift <= 31))].ravel()[0]
-        raise ValueError(f"shift must be in range 0..31, not {int(bad)}")
 
 
 def requantize(x, multiplier, shift, relu=False, out_bits=8):
