@@ -23,6 +23,7 @@ from seedchip import isa
 from seedchip.emb_protocol import BoundsMode, GatherError, PoolMode
 from seedchip.firmware.program import Program, Table
 from seedchip.isa import ChipError, ChipState, Limits, Opcode, Operand, Unit
+from seedchip.sim.memmodel import MemModel
 from seedchip.link_protocol import (CTRL_RESET, CTRL_START, N_UNIT_REGS, N_UNITS, STATUS_BUSY,
                                     STATUS_DONE, UNIT_CYCLES, Reg, UnitCounter, unit_counter)
 from seedchip.rtl.control import ControlUnit
@@ -378,40 +379,6 @@ def cmd_bits(insn) -> int:
 
 # -- models ------------------------------------------------------------------------------------
 
-class MemModel:
-    """The fetch port's memory: in-order responses after a random latency,
-    random ``req.ready``; a word in ``err_words`` (a range) answers ``err``."""
-
-    def __init__(self, port, mem, wb, rng, *, ready_p=0.6, max_latency=5, err_words=range(0)):
-        self.port, self.mem, self.wb, self.rng = port, mem, wb, rng
-        self.ready_p, self.max_latency = ready_p, max_latency
-        self.err_words = err_words
-        self.pending = []
-        self.cycle = 0
-
-    def step(self, ctx):
-        req, resp = self.port.req, self.port.resp
-        ctx.set(req.ready, int(self.rng.random() < self.ready_p))
-        if self.pending and self.pending[0][0] <= self.cycle:
-            _, rdata, err = self.pending.pop(0)
-            ctx.set(resp.valid, 1)
-            ctx.set(resp.payload.rdata, rdata)
-            ctx.set(resp.payload.err, err)
-            assert ctx.get(resp.ready)
-        else:
-            ctx.set(resp.valid, 0)
-        if ctx.get(req.valid) and ctx.get(req.ready):
-            assert not ctx.get(req.payload.we)
-            a = ctx.get(req.payload.addr)
-            err = a in self.err_words or (a + 1) * self.wb > len(self.mem)
-            rdata = 0 if err else int.from_bytes(bytes(self.mem[a * self.wb:(a + 1) * self.wb]),
-                                                 "little")
-            due = max([self.cycle + 1 + int(self.rng.integers(0, self.max_latency))]
-                      + [p[0] for p in self.pending[-1:]])
-            self.pending.append((due, rdata, int(err)))
-        self.cycle += 1
-
-
 class UnitModel:
     """One unit: takes commands with random backpressure, runs a random
     number of cycles (``mem_stall`` at random), reports done with the error
@@ -515,7 +482,8 @@ class Bench:
         self.plans = plans or {u: {} for u in Unit}
         self.units = {u: UnitModel(u, getattr(self.dut, u.name.lower()), rng, self.plans[u],
                                    **(unit_kw or {})) for u in Unit}
-        self.mem_model = MemModel(self.dut.mem, mem, wb, rng, **(mem_kw or {}))
+        self.mem_model = MemModel(self.dut.mem, mem, wb, rng,
+                                  **{"ready_p": 0.6, "max_latency": 5, **(mem_kw or {})})
         self.regs = RegPort(self.dut.regs, rng)
         self.reg_log = []          # (tag, rdata, err) of register responses during runs
         self.finals = []

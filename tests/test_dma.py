@@ -9,50 +9,7 @@ import pytest
 
 from seedchip.rtl.dma import RowReader, RowWriter
 from seedchip.sim.clocked import run_clocked
-
-
-class MemModel:
-    """The memory side of a MemPortSignature: ``words`` words of ``wb`` bytes,
-    in-order responses after a random latency, random ``req.ready``."""
-
-    def __init__(self, port, data, wb, rng, *, ready_p=0.7, max_latency=4):
-        self.port, self.data, self.wb, self.rng = port, data, wb, rng
-        self.words = len(data) // wb
-        self.ready_p, self.max_latency = ready_p, max_latency
-        self.pending = []          # (due cycle, rdata, err)
-        self.cycle = 0
-        self.errors = 0
-
-    def step(self, ctx):
-        """Drive this cycle's inputs and take this cycle's request."""
-        req, resp = self.port.req, self.port.resp
-        ctx.set(req.ready, int(self.rng.random() < self.ready_p))
-        if self.pending and self.pending[0][0] <= self.cycle:
-            _, rdata, err = self.pending[0]
-            ctx.set(resp.valid, 1)
-            ctx.set(resp.payload.rdata, rdata)
-            ctx.set(resp.payload.err, err)
-            assert ctx.get(resp.ready), "the DMA must always take responses"
-            self.pending.pop(0)
-        else:
-            ctx.set(resp.valid, 0)
-        if ctx.get(req.valid) and ctx.get(req.ready):
-            addr = ctx.get(req.payload.addr)
-            err = addr >= self.words
-            rdata = 0
-            if not err:
-                lo = addr * self.wb
-                if ctx.get(req.payload.we):
-                    wdata, mask = ctx.get(req.payload.wdata), ctx.get(req.payload.mask)
-                    for i in range(self.wb):
-                        if mask >> i & 1:
-                            self.data[lo + i] = (wdata >> (8 * i)) & 0xFF
-                else:
-                    rdata = int.from_bytes(bytes(self.data[lo:lo + self.wb]), "little")
-            due = max([self.cycle + 1 + int(self.rng.integers(0, self.max_latency))]
-                      + [p[0] for p in self.pending[-1:]])
-            self.pending.append((due, rdata, int(err)))
-        self.cycle += 1
+from seedchip.sim.memmodel import MemModel
 
 
 def random_cmd(rng, mem_bytes, beat_bytes):
