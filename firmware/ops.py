@@ -1,0 +1,234 @@
+"""Whole operations on a device: a GEMM of any size, an EmbeddingBag.
+
+Each function lays its operands out in chip memory, writes them, builds a
+program (:class:`~seedchip.firmware.program.Program`), runs it on the device
+and reads the result back. A *device* is anything with ``write(addr,
+data)``, ``read(addr, n)``, ``run(program)`` and ``info()["mem_bytes"]``: a
+:class:`~seedchip.firmware.device.Device` (the RTL in simulation or a
+board), or :class:`GoldenDevice`, the golden executor behind the same
+calls.
+
+GEMM tiling. One GEMM instruction covers up to ``max_m x max_k x max_n``
+(the matrix unit's buffers, :class:`~seedchip.isa.Limits`); larger M and N
+are tiled into several instructions of one program, each reading its
+block of A and B in place through the strides and writing its block of C.
+A K larger than ``max_k`` is split into chunks of int32 partial products,
+one program each (the ISA has no accumulate-into-C): the host adds the
+partials (int32, wrapping, as the accumulator does) and applies bias,
+requantization and ReLU with the golden model's arithmetic, so the result
+is still bit-exact; only that last step runs on the host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .. import isa
+from ..emb_protocol import BoundsMode, PoolMode
+from ..sim import golden
+from .program import Allocator, Program, Table, desc_records, param_records, table_image, u32_array
+
+__all__ = ["GoldenDevice", "GemmRun", "gemm", "BagRun", "embedding_bag", "FitError"]
+
+
+class FitError(ValueError):
+    """The operands do not fit in the device's memory."""
+
+
+class GoldenDevice:
+    """The golden executor (:class:`~seedchip.sim.chip_golden.ChipModel`) with a
+    device's calls, for checking programs without RTL."""
+
+    def __init__(self, mem_bytes: int, limits: isa.Limits | None = None):
+        from ..sim.chip_golden import ChipModel  # noqa: PLC0415
+
+        self.model = ChipModel(mem_bytes, limits)
+        self.mem_bytes = mem_bytes
+
+    def info(self) -> dict:
+        return {"mem_bytes": self.mem_bytes}
+
+    def write(self, addr, data):
+        raw = np.ascontiguousarray(data).tobytes() if isinstance(data, np.ndarray) else bytes(data)
+        self.model.write(addr, np.frombuffer(raw, np.uint8))
+
+    def read(self, addr, n=None, *, dtype=np.uint8, shape=None):
+        dtype = np.dtype(dtype)
+        if shape is not None:
+            shape = (shape,) if isinstance(shape, int) else tuple(shape)
+            n = int(np.prod(shape)) * dtype.itemsize
+        out = np.frombuffer(self.model.read(addr, n), dtype=dtype)
+        return out.reshape(shape) if shape is not None else out.copy()
+
+    def run(self, program, *, addr=None, timeout=None, check=True):
+        raw = program.to_bytes()
+        base = program.base if addr is None else addr
+        self.write(base, raw)
+        st = self.model.run(base)
+        if check and st.state != isa.ChipState.DONE:
+            from .device import ProgramError  # noqa: PLC0415
+
+            raise ProgramError(st)
+        return st
+
+    def unit_counters(self):
+        return None
+
+    def close(self):
+        pass
+
+
+def _floor8(n: int) -> int:
+    return n - n % isa.ALIGN if n >= isa.ALIGN else n
+
+
+@dataclasses.dataclass
+class GemmRun:
+    """What :func:`gemm` did: the result, the programs run (instructions
+    each), the layout and the device's cycle counters of each program."""
+    c: np.ndarray
+    programs: list
+    layout: str
+    counters: list
+
+
+def _check_int8(name, x, ndim):
+    x = np.asarray(x)
+    if x.ndim != ndim or x.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be a {ndim}-D integer array, not {x.dtype} {x.shape}")
+    if x.size and (x.min() < -128 or x.max() > 127):
+        raise ValueError(f"{name} must hold int8 values (-128..127)")
+    return x.astype(np.int64)
+
+
+def gemm(dev, a, b, bias=None, multiplier=None, shift=None, relu=False, *,
+         limits: isa.Limits, progress=None, timeout: float = 600.0) -> GemmRun:
+    """``C = post(A @ B)`` on ``dev``, bit-exact with :func:`seedchip.sim.golden.gemm`
+    (int8 output with ``multiplier``/``shift``, else int32). See the module
+    docstring for the tiling."""
+    a, b = _check_int8("a", a, 2), _check_int8("b", b, 2)
+    (m, k), (k2, n) = a.shape, b.shape
+    if k != k2:
+        raise ValueError(f"a is {m}x{k} and b is {k2}x{n}: the inner sizes differ")
+    requant = multiplier is not None
+    say = progress or (lambda s: None)
+    mem_bytes = dev.info()["mem_bytes"]
+    tm, tn, tk = limits.max_m, _floor8(limits.max_n), _floor8(limits.max_k)
+    chunks = [(k0, min(tk, k - k0)) for k0 in range(0, k, tk)]
+    single = len(chunks) == 1
+    # on chip: params only when the chip finishes the result (one K chunk)
+    chip_params = single and (bias is not None or requant)
+    es = isa.out_bytes(requant) if single else 4
+    tiles = [(i0, min(tm, m - i0), j0, min(tn, n - j0))
+             for j0 in range(0, n, tn) for i0 in range(0, m, tm)]
+    mem = Allocator(mem_bytes)
+    prog_addr = mem.alloc("program", isa.INSN_BYTES * (len(tiles) + 1))
+    a_stride, b_stride = isa.round_up(k), isa.round_up(n)
+    c_stride = isa.round_up(n * es)
+    try:
+        a_addr = mem.alloc("A", m * a_stride)
+        b_addr = mem.alloc("B", k * b_stride)
+        p_addr = mem.alloc("params", n * isa.PARAM_BYTES) if chip_params else None
+        c_addr = mem.alloc("C" if single else "partial C", m * c_stride)
+    except ValueError as e:
+        raise FitError(f"{m}x{k} @ {k}x{n} does not fit in the device's {mem_bytes} bytes of "
+                       f"memory: {e}") from None
+    img = np.zeros((m, a_stride), np.int8)
+    img[:, :k] = a
+    say(f"writing A ({m}x{k}) and B ({k}x{n}) to the chip")
+    dev.write(a_addr, img)
+    img = np.zeros((k, b_stride), np.int8)
+    img[:, :n] = b
+    dev.write(b_addr, img)
+    if chip_params:
+        dev.write(p_addr, param_records(np.zeros(n, np.int64) if bias is None else bias,
+                                        multiplier, shift))
+    acc = None
+    programs, counters = [], []
+    for k0, kc in chunks:
+        prog = Program(base=prog_addr, limits=limits, mem_bytes=mem_bytes)
+        for i0, mc, j0, nc in tiles:
+            prog.gemm(a_addr=a_addr + i0 * a_stride + k0, b_addr=b_addr + k0 * b_stride + j0,
+                      c_addr=c_addr + i0 * c_stride + j0 * es, m=mc, k=kc, n=nc,
+                      a_stride=a_stride, b_stride=b_stride, c_stride=c_stride,
+                      p_addr=None if p_addr is None else p_addr + j0 * isa.PARAM_BYTES,
+                      requant=requant and single, relu=relu and single)
+        prog.finish()
+        say(f"running {len(tiles)} GEMM instruction(s)"
+            + ("" if single else f" for K {k0}..{k0 + kc - 1}"))
+        dev.run(prog, timeout=timeout)
+        programs.append(len(prog))
+        counters.append(dev.unit_counters())
+        dt = np.dtype("<i1" if (requant and single) else "<i4")
+        say(f"reading C ({m}x{n} {dt.name})")
+        raw = dev.read(c_addr, m * c_stride).reshape(m, c_stride)
+        part = raw[:, :n * es].copy().view(dt).astype(np.int64)
+        acc = part if acc is None else golden.wrap(acc + part)
+    c = acc if single else golden.postprocess(acc, bias, multiplier, shift, relu=relu)
+    return GemmRun(c=c, programs=programs, layout=str(mem), counters=counters)
+
+
+@dataclasses.dataclass
+class BagRun:
+    """What :func:`embedding_bag` did: pooled ``[B, dim]`` (int32, or int8
+    values with ``requant``), the chip's status, the layout and counters."""
+    pooled: np.ndarray
+    status: isa.Status
+    layout: str
+    counters: dict | None
+
+
+def embedding_bag(dev, table, indices, offsets, *, mode="sum", bounds="fatal", weights=None,
+                  limits: isa.Limits, multiplier=None, shift=0, timeout: float = 600.0,
+                  progress=None) -> BagRun:
+    """PyTorch ``EmbeddingBag`` (``offsets`` with B + 1 entries, the last =
+    ``len(indices)``) over one int8 ``table`` on ``dev``: one GATHER.
+    ``multiplier``/``shift``: int8 output requantized with the table's scale.
+    A GATHER error raises :class:`~seedchip.firmware.device.ProgramError`
+    with the chip's status (error, bag, index)."""
+    table = _check_int8("table", table, 2)
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    off = np.asarray(offsets, dtype=np.int64).reshape(-1)
+    rows, dim = table.shape
+    batch = len(off) - 1
+    say = progress or (lambda s: None)
+    requant = multiplier is not None
+    es = isa.out_bytes(requant)
+    out_stride = isa.round_up(dim * es)
+    mem_bytes = dev.info()["mem_bytes"]
+    mem = Allocator(mem_bytes)
+    try:
+        prog_addr = mem.alloc("program", 2 * isa.INSN_BYTES)
+        tab = Table(base=mem.alloc("table", rows * isa.table_pitch(dim)), rows=rows, dim=dim,
+                    **({} if multiplier is None else {"multiplier": int(multiplier),
+                                                      "shift": int(shift)}))
+        desc_addr = mem.alloc("descriptor", isa.DESC_BYTES)
+        idx_addr = mem.alloc("indices", max(4, 4 * len(idx)))
+        off_addr = mem.alloc("offsets", 4 * len(off))
+        w_addr = mem.alloc("weights", max(1, len(idx))) if weights is not None else None
+        out_addr = mem.alloc("pooled", batch * out_stride)
+    except ValueError as e:
+        raise FitError(f"the table ({rows}x{dim}) and {len(idx)} indices do not fit in the "
+                       f"device's {mem_bytes} bytes of memory: {e}") from None
+    say(f"writing the table ({rows}x{dim}) and {len(idx)} indices to the chip")
+    dev.write(tab.base, table_image(table))
+    dev.write(desc_addr, desc_records([tab]))
+    # indices as u32 (an index past 2**32 - 1 or below 0 wraps to a huge one:
+    # out of range for every table, as on the engine's wire)
+    dev.write(idx_addr, (idx & 0xFFFF_FFFF).astype("<u4").tobytes())
+    dev.write(off_addr, u32_array(off))
+    if w_addr is not None:
+        dev.write(w_addr, np.asarray(weights, dtype=np.int8).reshape(-1).tobytes())
+    prog = Program(base=prog_addr, limits=limits, mem_bytes=mem_bytes)
+    prog.gather(desc_addr=desc_addr, idx_addr=idx_addr, off_addr=off_addr, out_addr=out_addr,
+                batch=batch, tables=[tab], n_indices=len(idx), out_stride=out_stride,
+                out_tstride=0, w_addr=w_addr, mode=PoolMode[mode.upper()],
+                bounds=BoundsMode[bounds.upper()], requant=requant)
+    prog.finish()
+    say(f"running one GATHER ({batch} bags, {mode})")
+    st = dev.run(prog, timeout=timeout)
+    raw = dev.read(out_addr, batch * out_stride).reshape(batch, out_stride)
+    pooled = raw[:, :dim * es].copy().view("<i1" if requant else "<i4").astype(np.int64)
+    return BagRun(pooled=pooled, status=st, layout=str(mem), counters=dev.unit_counters())
