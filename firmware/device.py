@@ -5,13 +5,29 @@
 behind a pty (the same pyserial code path).
 """
 
+import time
+
 import numpy as np
 
-from ..link_protocol import (MAX_REGS, AddrArgs, Cmd, InfoLayout, LinkCounter, ReadArgs,
-                             RegReadArgs, RegWriteArgs, pack_bytes, unpack_bytes)
+from .. import isa
+from ..link_protocol import (MAX_REGS, N_UNITS, UNIT_CYCLES, AddrArgs, Cmd, InfoLayout,
+                             LinkCounter, ReadArgs, Reg, RegReadArgs, RegWriteArgs, UnitCounter,
+                             pack_bytes, unpack_bytes)
 from .link import Link, LinkError, SerialTransport
 
-__all__ = ["Device", "open_device"]
+__all__ = ["Device", "open_device", "ChipTimeout", "ProgramError"]
+
+
+class ChipTimeout(LinkError):
+    """A program did not stop within the time given."""
+
+
+class ProgramError(RuntimeError):
+    """A program stopped with an error; ``status`` is the :class:`seedchip.isa.Status`."""
+
+    def __init__(self, status):
+        self.status = status
+        super().__init__(f"the program stopped with an error: {status}")
 
 
 def _u32s(raw) -> list:
@@ -93,6 +109,54 @@ class Device:
 
     def start(self, addr: int) -> None:
         self.link.request(Cmd.START, pack_bytes(AddrArgs, {"addr": addr}))
+
+    # -- programs ------------------------------------------------------------------
+    def chip_status(self) -> isa.Status:
+        """The control unit's status (STATUS, PC, RETIRED, ERR_BAG, ERR_INDEX)."""
+        words = self.reg_read(Reg.STATUS, Reg.ERR_INDEX - Reg.STATUS + 1)
+        raw = b"".join(w.to_bytes(4, "little") for w in words)
+        v = isa.StatusLayout.const(int.from_bytes(raw, "little"))
+        return isa.Status(state=isa.ChipState(int(v.state)), error=isa.ChipError(int(v.error)),
+                          detail=int(v.detail), bag=int(v.bag), index=int(v.index),
+                          pc=int(v.pc), retired=int(v.retired))
+
+    def wait(self, timeout: float = 60.0, poll: float = 0.002) -> isa.Status:
+        """Poll until the program stops (DONE or ERROR); ``ChipTimeout`` after
+        ``timeout`` seconds."""
+        t0 = time.monotonic()
+        while True:
+            st = self.chip_status()
+            if st.state in (isa.ChipState.DONE, isa.ChipState.ERROR):
+                return st
+            if st.state == isa.ChipState.IDLE:
+                raise LinkError("no program is running (the chip is idle)")
+            if time.monotonic() - t0 > timeout:
+                raise ChipTimeout(f"the program did not stop within {timeout} s: {st}")
+            time.sleep(poll)
+
+    def run(self, program, *, addr=None, timeout: float = 60.0, check: bool = True
+            ) -> isa.Status:
+        """Load ``program`` (a :class:`~seedchip.firmware.program.Program`, or
+        its bytes at ``addr``) into chip memory, start it and wait for it.
+        ``check``: raise :class:`ProgramError` when it stops with an error."""
+        raw = program.to_bytes() if hasattr(program, "to_bytes") else bytes(program)
+        addr = getattr(program, "base", 0) if addr is None else addr
+        self.write(addr, raw)
+        self.start(addr)
+        st = self.wait(timeout)
+        if check and st.state != isa.ChipState.DONE:
+            raise ProgramError(st)
+        return st
+
+    def unit_counters(self) -> dict:
+        """The last program's cycles and per-unit cycle counters:
+        ``{"cycles": n, "gemm": {"busy": .., "mem_stall": .., "idle": ..}, ...}``."""
+        vals = self.reg_read(UNIT_CYCLES, 1 + N_UNITS * len(UnitCounter))
+        out = {"cycles": vals[0]}
+        for u in isa.Unit:
+            base = 1 + u.value * len(UnitCounter)
+            out[u.name.lower()] = {c.name.lower(): vals[base + c] for c in UnitCounter}
+        return out
 
     # -- lifetime ------------------------------------------------------------------
     def close(self) -> None:
