@@ -11,15 +11,19 @@ __all__ = ["MemModel"]
 class MemModel:
     """The memory side of one port: ``len(data) // wb`` words of ``wb`` bytes,
     in-order responses after a random latency (1..``max_latency``), random
-    ``req.ready`` (probability ``ready_p``). A word past the end, or in
+    ``req.ready`` (probability ``ready_p``); a response not taken waits
+    (only with ``resp_stall_ok``, else it is an error; set what ``resp.ready``
+    depends on before :meth:`step`). A word past the end, or in
     ``err_words`` (a range), answers ``err`` and is neither read nor written.
     Call :meth:`step` once per cycle before ``ctx.tick()``."""
 
-    def __init__(self, port, data, wb, rng, *, ready_p=0.7, max_latency=4, err_words=range(0)):
+    def __init__(self, port, data, wb, rng, *, ready_p=0.7, max_latency=4, err_words=range(0),
+                 resp_stall_ok=False):
         self.port, self.data, self.wb, self.rng = port, data, wb, rng
         self.words = len(data) // wb
         self.ready_p, self.max_latency = ready_p, max_latency
         self.err_words = err_words
+        self.resp_stall_ok = resp_stall_ok
         self.pending = []          # (due cycle, rdata, err)
         self.cycle = 0
         self.reads = self.writes = 0
@@ -38,8 +42,10 @@ class MemModel:
             ctx.set(resp.valid, 1)
             ctx.set(resp.payload.rdata, rdata)
             ctx.set(resp.payload.err, err)
-            assert ctx.get(resp.ready), "a memory client must always take its responses"
-            self.pending.pop(0)
+            if ctx.get(resp.ready):
+                self.pending.pop(0)
+            else:
+                assert self.resp_stall_ok, "a memory client must always take its responses"
         else:
             ctx.set(resp.valid, 0)
         if ctx.get(req.valid) and ctx.get(req.ready):
