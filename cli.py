@@ -192,22 +192,24 @@ def cmd_flash(args):
 
 # -- embedding-bag ----------------------------------------------------------------
 def cmd_embedding_bag(args):
-    from .emb_protocol import GatherError
-    from .sim import gather_run
+    kind, port = _device_spec(args, unit=True)
     table = _load_npy(args.table, "--table")
     indices = _load_npy(args.indices, "--indices")
     offsets = _load_npy(args.offsets, "--offsets")
     weights = _load_npy(args.weights, "--weights") if args.weights else None
     out = _out_file(args.out, "--out") if args.out else None
-    from .boardsim import cli_gather_sim
-    config = cli_gather_sim()
-    # Everything the host can check, checked before the simulator starts.
+    if kind == "unit":
+        return _bag_on_unit(args, table, indices, offsets, weights, out)
+    return _bag_on_device(args, kind, port, table, indices, offsets, weights, out)
+
+
+def _check_bag_inputs(args, table, indices, offsets, weights, max_dim, max_bag):
+    """The host's checks (before anything starts): (table, indices, bounds)."""
+    from .sim import gather_run
     try:
         table, indices, bounds = gather_run.check_inputs(
             table, indices, offsets, weights=weights, mode=args.mode,
-            include_last_offset=args.include_last_offset, max_dim=config.params.max_dim,
-            max_bag=config.params.max_bag)
-        gather_run.check_fits(table.shape, config)
+            include_last_offset=args.include_last_offset, max_dim=max_dim, max_bag=max_bag)
     except ValueError as e:
         raise UsageError(str(e)) from None
     rows = table.shape[0]
@@ -218,6 +220,77 @@ def cmd_embedding_bag(args):
         raise UsageError(f"indices[{k}] = {int(indices[k])} (bag {bag}) is outside the table's "
                          f"rows 0..{rows - 1}" + (f", and {len(bad) - 1} more" if len(bad) > 1 else "")
                          + "; --bounds clamp or skip runs anyway")
+    return table, indices, bounds
+
+
+def _bag_on_device(args, kind, port, table, indices, offsets, weights, out):
+    """One GATHER on the whole chip through the Device."""
+    from . import isa
+    from .config import ChipConfig
+    from .firmware import FitError, ProgramError, ops
+    from .firmware.link import LinkError
+    from .sim.emb_golden import embedding_bag_ref
+    limits = isa.Limits.from_config(ChipConfig())
+    table, indices, bounds = _check_bag_inputs(args, table, indices, offsets, weights,
+                                               limits.max_dim, limits.max_bag)
+    rows, dim = table.shape
+    dev = _open_device(kind, port, args)
+    try:
+        print(f"running {len(bounds) - 1} bags ({len(indices)} lookups, {args.mode}) over a "
+              f"{rows} x {dim} table on {_where(kind, port)}", flush=True)
+        r = ops.embedding_bag(dev, table, indices, bounds, mode=args.mode, bounds=args.bounds,
+                              weights=weights, limits=limits, progress=_progress_printer())
+    except FitError as e:
+        raise UsageError(str(e)) from None
+    except (ProgramError, LinkError) as e:
+        raise CommandError(str(e)) from None
+    finally:
+        dev.close()
+    idx = np.asarray(indices, dtype=np.int64)
+    ok = (idx >= 0) & (idx < rows)
+    keep = np.ones(len(idx), bool)
+    if args.bounds == "clamp":
+        idx = np.where(ok, idx, 0)
+    elif args.bounds == "skip":
+        keep = ok
+    pos = np.cumsum(np.concatenate([[0], keep]))
+    want = embedding_bag_ref(table, idx[keep], pos[np.asarray(bounds)],
+                             mode=args.mode,
+                             per_sample_weights=None if weights is None
+                             else np.asarray(weights).reshape(-1)[keep])
+    exact = bool(np.array_equal(r.pooled, want))
+    c = r.counters
+    if c:
+        g = c["gather"]
+        print(f"{len(bounds) - 1} bags pooled ({args.mode}), {len(indices)} lookups; program "
+              f"{c['cycles']} cycles, gather engine busy {g['busy']} of them (waiting for "
+              f"memory {g['mem_stall']})")
+    print(f"bit-exact against the golden model: {'yes' if exact else 'NO'}")
+    if out is not None:
+        np.save(out, r.pooled.astype(np.int32))
+        print(f"wrote {out} (int32, {r.pooled.shape[0]}x{r.pooled.shape[1]})")
+    else:
+        with np.printoptions(threshold=200, linewidth=120):
+            print(r.pooled)
+    if not exact:
+        raise CommandError("the chip disagreed with the golden model")
+    return 0
+
+
+def _bag_on_unit(args, table, indices, offsets, weights, out):
+    """The gather engine alone on the simulated RTL (engine + SDRAM model)."""
+    from .emb_protocol import GatherError
+    from .sim import gather_run
+    from .boardsim import cli_gather_sim
+    config = cli_gather_sim()
+    # Everything the host can check, checked before the simulator starts.
+    table, indices, bounds = _check_bag_inputs(args, table, indices, offsets, weights,
+                                               config.params.max_dim, config.params.max_bag)
+    try:
+        gather_run.check_fits(table.shape, config)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    rows = table.shape[0]
     print(f"running {len(bounds) - 1} bags ({len(indices)} lookups, {args.mode}) over a "
           f"{rows} x {table.shape[1]} table on the simulated RTL: "
           f"{gather_run.describe_setup(config)}", flush=True)
@@ -334,8 +407,10 @@ def _check_int_array(x, what, dtypes, ndim):
         raise UsageError(f"{what} must have dtype {' or '.join(dtypes)}, not {x.dtype}")
 
 
-def validate_gemm_operands(config, a, b, bias=None, multiplier=None, shift=None):
-    """Check shapes, dtypes and ranges of a GEMM for ``config``; raise UsageError."""
+def validate_gemm_operands(config, a, b, bias=None, multiplier=None, shift=None, *,
+                           tiled=False):
+    """Check shapes, dtypes and ranges of a GEMM for ``config``; raise UsageError.
+    ``tiled``: the firmware tiles it, any M, K, N goes (memory permitting)."""
     from .sim import golden
     in_dtype = "int8" if config.in_width == 8 else "int16"
     _check_int_array(a, "A", [in_dtype], 2)
@@ -344,7 +419,10 @@ def validate_gemm_operands(config, a, b, bias=None, multiplier=None, shift=None)
     if k != k2:
         raise UsageError(f"A is {m}x{k} but B is {k2}x{n}: the inner dimensions must match")
     for name, v, hi in (("M", m, config.max_m), ("K", k, config.max_k), ("N", n, config.max_n)):
-        if not 1 <= v <= hi:
+        if tiled:
+            if v < 1:
+                raise UsageError(f"{name} must be at least 1, not {v}")
+        elif not 1 <= v <= hi:
             raise UsageError(f"{name} must be in range 1..{hi} for this configuration, not {v}")
     lo_in, hi_in = -(1 << (config.in_width - 1)), (1 << (config.in_width - 1)) - 1
     for name, x in (("A", a), ("B", b)):
@@ -369,30 +447,20 @@ def validate_gemm_operands(config, a, b, bias=None, multiplier=None, shift=None)
 
 
 def cmd_gemm(args):
-    from .sim import golden
-    from .sim.gemm_run import run_gemm_rtl
     config = load_config(args)
+    kind, port = _device_spec(args, unit=True)
     a = _load_npy(args.a, "--a")
     b = _load_npy(args.b, "--b")
     bias = _load_npy(args.bias, "--bias") if args.bias else None
     mult = _load_npy(args.multiplier, "--multiplier") if args.multiplier else None
     shift = _load_npy(args.shift, "--shift") if args.shift else None
-    validate_gemm_operands(config, a, b, bias, mult, shift)
+    validate_gemm_operands(config, a, b, bias, mult, shift, tiled=kind != "unit")
     out = _out_file(args.out, "--out") if args.out else None
-    (m, k), n = a.shape, b.shape[1]
-    print(f"running {m}x{k} @ {k}x{n} on the simulated RTL ({config.rows}x{config.cols} array, "
-          f"{'int8 requantized' if mult is not None else 'raw int32'} output)", flush=True)
-    try:
-        c, cycles = run_gemm_rtl(config, a, b, bias=bias, multiplier=mult, shift=shift,
-                                 relu=args.relu, progress=_progress_printer())
-    except RuntimeError as e:
-        raise CommandError(str(e)) from None
-    expect = golden.gemm(a, b, bias, mult, shift, relu=args.relu, out_bits=config.in_width)
-    exact = bool(np.array_equal(c, expect))
+    if kind == "unit":
+        c, exact = _gemm_on_unit(config, args, a, b, bias, mult, shift)
+    else:
+        c, exact = _gemm_on_device(config, args, kind, port, a, b, bias, mult, shift)
     c = c.astype(np.int8 if mult is not None and config.in_width == 8 else np.int32)
-    ideal = config.ideal_cycles(m, k, n)
-    util = ideal / cycles if cycles else 0.0
-    print(f"cycles: {cycles}   ideal (M*K*N/{config.macs}): {ideal}   MAC utilization: {util:.1%}")
     print(f"bit-exact against the golden model: {'yes' if exact else 'NO'}")
     if out is not None:
         np.save(out, c)
@@ -401,8 +469,68 @@ def cmd_gemm(args):
         with np.printoptions(threshold=200, linewidth=120):
             print(c)
     if not exact:
-        raise CommandError("the simulated matrix unit disagreed with the golden model")
+        raise CommandError("the chip disagreed with the golden model")
     return 0
+
+
+def _gemm_on_unit(config, args, a, b, bias, mult, shift):
+    """The matrix unit alone on the simulated RTL (cycle-exact utilization)."""
+    from .sim import golden
+    from .sim.gemm_run import run_gemm_rtl
+    (m, k), n = a.shape, b.shape[1]
+    print(f"running {m}x{k} @ {k}x{n} on the simulated matrix unit ({config.rows}x{config.cols} "
+          f"array, {'int8 requantized' if mult is not None else 'raw int32'} output)", flush=True)
+    try:
+        c, cycles = run_gemm_rtl(config, a, b, bias=bias, multiplier=mult, shift=shift,
+                                 relu=args.relu, progress=_progress_printer())
+    except RuntimeError as e:
+        raise CommandError(str(e)) from None
+    expect = golden.gemm(a, b, bias, mult, shift, relu=args.relu, out_bits=config.in_width)
+    ideal = config.ideal_cycles(m, k, n)
+    util = ideal / cycles if cycles else 0.0
+    print(f"cycles: {cycles}   ideal (M*K*N/{config.macs}): {ideal}   MAC utilization: {util:.1%}")
+    return c, bool(np.array_equal(c, expect))
+
+
+def _gemm_on_device(config, args, kind, port, a, b, bias, mult, shift):
+    """Through the Device on the whole chip: operands written to chip memory,
+    a program of GEMM instructions (tiled), the result read back."""
+    from . import isa
+    from .firmware import FitError, ProgramError, ops
+    from .firmware.link import LinkError
+    from .sim import golden
+    (m, k), n = a.shape, b.shape[1]
+    limits = isa.Limits.from_config(config)
+    say = _progress_printer()
+    dev = _open_device(kind, port, args, chip=config)
+    try:
+        print(f"running {m}x{k} @ {k}x{n} on {_where(kind, port)} ({config.rows}x{config.cols} "
+              f"array, {'int8 requantized' if mult is not None else 'raw int32'} output)",
+              flush=True)
+        r = ops.gemm(dev, a, b, bias, mult, shift, args.relu, limits=limits, progress=say)
+    except FitError as e:
+        raise UsageError(str(e)) from None
+    except (ProgramError, LinkError) as e:
+        raise CommandError(str(e)) from None
+    finally:
+        dev.close()
+    expect = golden.gemm(a, b, bias, mult, shift, relu=args.relu, out_bits=config.in_width)
+    print(f"{sum(r.programs)} instructions in {len(r.programs)} program(s)"
+          + ("" if len(r.programs) == 1 else " (K split: the host adds the int32 partials)"))
+    cycles = sum(c["cycles"] for c in r.counters if c)
+    if cycles:
+        ideal = config.ideal_cycles(m, k, n)
+        busy = sum(c["gemm"]["busy"] for c in r.counters)
+        stall = sum(c["gemm"]["mem_stall"] for c in r.counters)
+        print(f"cycles start to done: {cycles}   ideal (M*K*N/{config.macs}): {ideal}   "
+              f"MAC utilization: {ideal / cycles:.1%}\n"
+              f"matrix unit busy {busy} cycles, of which waiting for memory {stall}")
+    return r.c, bool(np.array_equal(r.c, expect))
+
+
+def _where(kind, port):
+    return {"sim": "the simulated chip", "sim-sdram": "the simulated chip on SDRAM"}.get(
+        kind, port)
 
 
 # -- bench ----------------------------------------------------------------------
@@ -438,33 +566,56 @@ def cmd_bench(args):
 
 
 # -- device -------------------------------------------------------------------------
-def _device_spec(args):
+#: --device values that start a simulator
+SIM_DEVICES = ("sim", "sim-sdram")
+
+
+def _device_spec(args, *, unit=False):
     """(kind, port) from ``--device``, checked before anything starts: a
-    malformed string or a serial port that is not there is a usage error."""
+    malformed string or a serial port that is not there is a usage error.
+    ``unit``: the command also runs on its unit alone (``--device unit``)."""
     spec = args.device
-    if spec == "sim":
+    if spec in SIM_DEVICES or (unit and spec == "unit"):
         if args.baud is not None:
             raise UsageError("--baud is for --device serial:PORT; the simulated chip's line "
                              "has no rate to choose")
         if args.mem_bytes is not None:
-            from .sim.link_top import serve_config
+            if spec != "sim":
+                raise UsageError("--mem-bytes sizes the simulated chip's on-chip RAM (--device "
+                                 "sim); sim-sdram has the board's SDRAM")
+            from .sim.chip_top import serve_config
             try:
                 serve_config(mem_bytes=args.mem_bytes)
             except ValueError as e:
                 raise UsageError(f"--mem-bytes: {e}") from None
-        return "sim", None
+        return spec, None
     if spec.startswith("serial:") and spec[len("serial:"):]:
         port = spec[len("serial:"):]
         if args.mem_bytes is not None:
-            raise UsageError("--mem-bytes sizes the simulated chip's RAM (--device sim)")
+            raise UsageError("--mem-bytes sizes the simulated chip's memory (--device sim)")
         if args.baud is not None and args.baud <= 0:
             raise UsageError(f"--baud must be a positive integer, not {args.baud}")
         if "://" not in port and not Path(port).exists():
             raise UsageError(f"--device: no serial port {port} (is the board plugged in? "
                              f"ls /dev/ttyUSB* /dev/ttyACM*)")
         return "serial", port
-    raise UsageError(f"--device must be 'sim' or 'serial:PORT' (e.g. serial:/dev/ttyUSB0), "
-                     f"not {spec!r}")
+    choices = ("'sim', 'sim-sdram', 'unit' or 'serial:PORT'" if unit
+               else "'sim', 'sim-sdram' or 'serial:PORT'")
+    raise UsageError(f"--device must be {choices} (e.g. serial:/dev/ttyUSB0), not {spec!r}")
+
+
+def _add_device_args(p, *, unit=None):
+    """--device (and --baud, --mem-bytes); ``unit``: what --device unit runs."""
+    extra = f"; 'unit': {unit}" if unit else ""
+    p.add_argument("--device", default=os.environ.get("SEEDCHIP_DEVICE", "sim"),
+                   metavar="sim|sim-sdram|serial:PORT" + ("|unit" if unit else ""),
+                   help="the simulated chip (Verilator behind a pty, a fresh one for each "
+                   "command, its memory zero; sim-sdram: on the pin-level SDRAM model at the "
+                   f"board's clock, slower) or a board's serial port{extra} (default "
+                   "$SEEDCHIP_DEVICE, else sim)")
+    p.add_argument("--baud", type=int, help="serial line rate (default 3000000)")
+    p.add_argument("--mem-bytes", dest="mem_bytes", type=int,
+                   help="memory of the simulated chip (default 1 MiB)")
 
 
 def _device_int(text, what, lo=0):
@@ -477,7 +628,7 @@ def _device_int(text, what, lo=0):
     return value
 
 
-def _open_device(kind, port, args):
+def _open_device(kind, port, args, chip=None):
     from .firmware.device import open_device
     from .firmware.link import LinkError
     try:
@@ -487,7 +638,9 @@ def _open_device(kind, port, args):
         say("starting the simulated chip (its first run builds the Verilator model, "
             "about a minute)")
         kw = {} if args.mem_bytes is None else {"mem_bytes": args.mem_bytes}
-        return open_device("sim", **kw)
+        if chip is not None:
+            kw["chip"] = chip
+        return open_device(kind, **kw)
     except LinkError as e:
         raise CommandError(str(e).splitlines()[0]) from None
 
@@ -551,7 +704,7 @@ def cmd_device(args):
             result["data"] = data.hex()
         print(json.dumps(result, indent=2))
         return 0
-    where = "the simulated chip" if kind == "sim" else port
+    where = "the simulated chip" if kind in SIM_DEVICES else port
     if action == "info":
         print(f"device: {where}\n"
               f"protocol version {info['version']}\n"
@@ -661,8 +814,11 @@ def main(argv=None):
                    help="write the SPI flash (kept over power-off) instead of SRAM")
     p.set_defaults(func=cmd_flash)
 
-    p = sub.add_parser("gemm", help="run C = A.B (+bias, requantization) on the simulated RTL")
+    p = sub.add_parser("gemm", help="run C = A.B (+bias, requantization) on the chip (simulated "
+                       "or a board)")
     _add_config_args(p)
+    _add_device_args(p, unit="the matrix unit alone on the simulated RTL, M, K, N up to its "
+                     "buffers")
     p.add_argument("--a", required=True, metavar="A.npy", help="int8 [M, K]")
     p.add_argument("--b", required=True, metavar="B.npy", help="int8 [K, N]")
     p.add_argument("--bias", metavar="BIAS.npy", help="int32 [N]")
@@ -673,7 +829,9 @@ def main(argv=None):
     p.set_defaults(func=cmd_gemm)
 
     p = sub.add_parser("embedding-bag",
-                       help="run EmbeddingBag lookups on the simulated RTL (engine + SDRAM)")
+                       help="run EmbeddingBag lookups on the chip (simulated or a board)")
+    _add_device_args(p, unit="the gather engine alone on the simulated RTL with the SDRAM "
+                     "model, with its lookup rate")
     p.add_argument("--table", metavar="T.npy", required=True, help="int8 [rows, dim] table")
     p.add_argument("--indices", metavar="I.npy", required=True, help="1-D integer indices")
     p.add_argument("--offsets", metavar="O.npy", required=True,
@@ -704,14 +862,7 @@ def main(argv=None):
 
     p = sub.add_parser("device", help="talk to the chip over its host link: a board's serial "
                        "port or the simulated chip")
-    p.add_argument("--device", default=os.environ.get("SEEDCHIP_DEVICE", "sim"),
-                   metavar="sim|serial:PORT",
-                   help="the simulated chip (Verilator behind a pty; a fresh one for each "
-                   "command, its memory zero) or a board's serial port (default "
-                   "$SEEDCHIP_DEVICE, else sim)")
-    p.add_argument("--baud", type=int, help="serial line rate (default 3000000)")
-    p.add_argument("--mem-bytes", dest="mem_bytes", type=int,
-                   help="RAM of the simulated chip (default 65536)")
+    _add_device_args(p)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION",
                                parser_class=_Parser)
     for name, what in (("info", "what the chip reports about itself (INFO)"),

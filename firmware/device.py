@@ -1,8 +1,9 @@
 """The chip as the host sees it: memory, registers, start/status/counters.
 
 ``open_device("serial:/dev/ttyUSB0", baud=3_000_000)`` for a board,
-``open_device("sim")`` for the link test top simulated under Verilator
-behind a pty (the same pyserial code path).
+``open_device("sim")`` for the chip simulated under Verilator behind a pty
+(the same pyserial code path), ``open_device("sim-sdram")`` the same on the
+pin-level SDRAM model.
 """
 
 import time
@@ -176,18 +177,22 @@ class Device:
 
 def open_device(spec: str, *, baud: int = 3_000_000, timeout: float | None = None,
                 **sim_kw) -> Device:
-    """``"serial:<port>"`` or ``"sim"`` (keywords go to
-    :class:`seedchip.firmware.sim.SimChip`: ``mem_bytes``, or ``top`` and
-    ``config``, ...)."""
+    """``"serial:<port>"`` (a board), ``"sim"`` (the chip on an on-chip RAM,
+    simulated) or ``"sim-sdram"`` (the chip on the pin-level SDRAM model, at
+    the board's clock; much slower). Keywords go to
+    :class:`seedchip.firmware.sim.SimChip`: ``mem_bytes`` (sim), ``chip`` (a
+    :class:`~seedchip.config.ChipConfig`), or ``top`` and ``config``."""
     if spec.startswith("serial:"):
         if sim_kw:
             raise TypeError(f"{', '.join(sorted(sim_kw))}: for open_device('sim') only")
         link = Link(SerialTransport(spec[len("serial:"):], baud),
                     timeout=1.0 if timeout is None else timeout)
         return Device(link)
-    if spec == "sim":
-        from .sim import SimChip  # noqa: PLC0415
+    if spec in ("sim", "sim-sdram"):
+        from .sim import SDRAM_TOP, SimChip  # noqa: PLC0415
 
+        if spec == "sim-sdram":
+            sim_kw.setdefault("top", SDRAM_TOP)
         chip = SimChip(**sim_kw)
         try:
             link = Link(SerialTransport(chip.pty), timeout=30.0 if timeout is None else timeout)
@@ -195,4 +200,4 @@ def open_device(spec: str, *, baud: int = 3_000_000, timeout: float | None = Non
         except BaseException:
             chip.stop()
             raise
-    raise LinkError(f"device must be 'serial:<port>' or 'sim', not {spec!r}")
+    raise LinkError(f"device must be 'serial:<port>', 'sim' or 'sim-sdram', not {spec!r}")

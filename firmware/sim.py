@@ -9,6 +9,7 @@ host's pid gone, so no simulator outlives its host.
 """
 
 import ctypes
+import importlib
 import os
 import signal
 import subprocess
@@ -19,10 +20,15 @@ from pathlib import Path
 
 from .link import LinkError
 
-__all__ = ["SimChip"]
+__all__ = ["SimChip", "DEFAULT_TOP", "SDRAM_TOP", "LINK_TOP"]
 
 _PKG_PARENT = Path(__file__).resolve().parent.parent.parent
-DEFAULT_TOP = "seedchip.sim.link_top:make_link_top"
+#: the chip on an on-chip RAM
+DEFAULT_TOP = "seedchip.sim.chip_top:make_chip_top"
+#: the chip on the pin-level SDRAM model
+SDRAM_TOP = "seedchip.sim.chip_top:make_chip_sdram_top"
+#: the host link on a RAM and a toy register file (the link's own tests)
+LINK_TOP = "seedchip.sim.link_top:make_link_top"
 
 
 def _die_with_parent():
@@ -33,25 +39,30 @@ def _die_with_parent():
 
 
 class SimChip:
-    """Starts the simulated top level and waits for its pty.
+    """Starts a simulated top level and waits for its pty.
 
-    ``top``: ``"module:factory"`` of the component (default the link test top);
-    ``config``: its config object (``to_json``/``from_json``, ``clk_period_ns``,
-    ``divisor``), default the config class's defaults, or for the link test
-    top :func:`~seedchip.sim.link_top.serve_config` with ``mem_bytes`` of
-    RAM (default 64 KiB); ``name``: the Verilog top-level name.
+    ``top``: ``"module:factory"`` of the component (default the chip,
+    :mod:`seedchip.sim.chip_top`; the link test top is
+    ``"seedchip.sim.link_top:make_link_top"``); ``config``: its config object
+    (``to_json``/``from_json``, ``clk_period_ns``, ``divisor``), default the
+    factory's ``serve_config`` attribute, else its module's, called with ``**serve_kw`` (the chip's: ``mem_bytes``,
+    ``chip``, a :class:`~seedchip.config.ChipConfig`); ``name``: the Verilog top-level name.
     ``start_timeout``: seconds for the (cached) build.
     """
 
-    def __init__(self, *, top=DEFAULT_TOP, config=None, mem_bytes=None,
-                 name="seedchip_link_serve", start_timeout=600.0, log=None):
-        if mem_bytes is not None and (config is not None or top != DEFAULT_TOP):
-            raise TypeError("mem_bytes sizes the link test top's RAM: give it without "
-                            "top or config")
-        if config is None and top == DEFAULT_TOP:
-            from ..sim.link_top import SERVE_MEM_BYTES, serve_config  # noqa: PLC0415
-
-            config = serve_config(mem_bytes=SERVE_MEM_BYTES if mem_bytes is None else mem_bytes)
+    def __init__(self, *, top=DEFAULT_TOP, config=None, name=None, start_timeout=900.0,
+                 log=None, **serve_kw):
+        if serve_kw and config is not None:
+            raise TypeError(f"{', '.join(sorted(serve_kw))}: for the default build; give "
+                            f"them or config, not both")
+        if config is None:
+            mod, _, factory = top.partition(":")
+            mod = importlib.import_module(mod)
+            serve_config = getattr(getattr(mod, factory), "serve_config", None) or mod.serve_config
+            config = serve_config(**serve_kw)
+        if name is None:
+            name = {LINK_TOP: "seedchip_link_serve", SDRAM_TOP: "seedchip_chip_sdram_serve"}.get(
+                top, "seedchip_chip_serve")
         self._dir = tempfile.TemporaryDirectory(prefix="seedchip-sim-")
         pty_file = Path(self._dir.name) / "pty"
         env = dict(os.environ)

@@ -16,7 +16,7 @@ so that Python wakes up once every POLL_BYTES byte times, or once per word
 of W bytes moved, never once per bit or byte. Every byte still crosses the
 top's own UART pins.
 When nothing has moved for QUIET_POLLS polls (the chip is silent: no
-response is being prepared), the bridge waits for the host in ``select()``
+response is being prepared, and no program runs), the bridge waits for the host in ``select()``
 without simulating, so simulated time stands still while the host thinks,
 and an idle simulator costs no CPU.
 """
@@ -83,6 +83,11 @@ async def serve(dut):
     d2h_ready, d2h_data, d2h_level = dut.d2h__ready, dut.d2h__payload, dut.d2h_level
     h2d_valid.value = 0
     d2h_ready.value = 0
+    if hasattr(cfg, "sdram"):               # the chip on the pin-level SDRAM model
+        from .chip_top import sdram_chip  # noqa: PLC0415
+        from .sdram_model import SDRAMModel  # noqa: PLC0415
+
+        SDRAMModel(chip=sdram_chip(cfg.sdram), clk_period_ns=cfg.clk_period_ns).attach(dut)
     dut.rst.value = 1
     for _ in range(4):
         await FallingEdge(clk)
@@ -136,7 +141,7 @@ async def serve(dut):
                 del out[:os.write(master, out)]
             except BlockingIOError:
                 pass
-        if moved or inbuf or not dut.h2d_idle.value:
+        if moved or inbuf or not dut.h2d_idle.value or dut.top_busy.value:
             quiet = 0
         else:
             quiet += 1

@@ -48,6 +48,10 @@ class UARTBridge(wiring.Component):
         Words in that FIFO: that many can be taken back to back.
     h2d_idle : Out(1)
         Nothing left to send: the FIFO is empty and the last stop bit is out.
+    top_busy : Out(1)
+        The top's ``running`` output (a program runs: keep simulating even
+        when the line is quiet); 0 for a top without one.
+    pins : the top's ``pins`` (SDRAM pins), when it has them.
 
     The FIFOs read combinationally (a simulation harness needs no block
     RAM), so their levels are exact in both directions.
@@ -67,6 +71,10 @@ class UARTBridge(wiring.Component):
             "d2h": Out(stream.Signature(layout)),
             "d2h_level": Out(range(depth + 1)),
             "h2d_idle": Out(1),
+            "top_busy": Out(1),
+            # a top on the SDRAM model: its pins, for the model
+            **({"pins": top.signature.members["pins"]} if "pins" in top.signature.members
+               else {}),
         })
 
     def elaborate(self, platform):
@@ -83,6 +91,10 @@ class UARTBridge(wiring.Component):
         wiring.connect(m, d2h.r_stream, wiring.flipped(self.d2h))
         m.d.comb += [top.rx.eq(utx.tx), urx.rx.eq(top.tx),
                      self.h2d_level.eq(h2d.w_level), self.d2h_level.eq(d2h.r_level)]
+        if hasattr(top, "running"):
+            m.d.comb += self.top_busy.eq(top.running)
+        if hasattr(self, "pins"):
+            wiring.connect(m, top.pins, wiring.flipped(self.pins))
 
         # words to bytes: take a word when the last one is out
         word = Signal(layout)

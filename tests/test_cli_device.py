@@ -12,7 +12,7 @@ import pytest
 
 from seedchip.cli import main
 from seedchip.firmware import sim as fw_sim
-from seedchip.sim.link_top import SERVE_MEM_BYTES
+from seedchip.sim.chip_top import SERVE_MEM_BYTES
 
 
 @pytest.fixture
@@ -33,12 +33,13 @@ def _error(capsys, argv, status=2):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--device", "usb", "info"], "--device must be 'sim' or 'serial:PORT'"),
-    (["--device", "serial:", "info"], "--device must be 'sim' or 'serial:PORT'"),
+    (["--device", "usb", "info"], "--device must be 'sim', 'sim-sdram' or 'serial:PORT'"),
+    (["--device", "serial:", "info"], "--device must be 'sim', 'sim-sdram' or 'serial:PORT'"),
     (["--device", "serial:/dev/ttyNOPE0", "status"], "no serial port /dev/ttyNOPE0"),
     (["--device", "sim", "--baud", "9600", "info"], "--baud is for --device serial:PORT"),
     (["--device", "serial:/dev/null", "--mem-bytes", "4096", "info"], "--mem-bytes sizes"),
-    (["--mem-bytes", "1001", "info"], "--mem-bytes: mem_bytes must be a multiple of 4"),
+    (["--mem-bytes", "10001", "info"], "--mem-bytes: mem_bytes must be a multiple of 8"),
+    (["--mem-bytes", "1024", "info"], "--mem-bytes: mem_bytes must be in range 4096..67108864"),
     (["read", "0x1g", "4"], "ADDR must be an integer"),
     (["read", "0", "0"], "N must be at least 1"),
     (["write", "0", "/nonexistent/a.npy"], "FILE: no such file"),

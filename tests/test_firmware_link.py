@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from seedchip.firmware.device import Device, open_device
+from seedchip.firmware.sim import LINK_TOP
 from seedchip.firmware.link import DeviceError, Link, LinkError
 from seedchip.link_protocol import (MAX_DATA, RESPONSE, Cmd, FrameDecoder, InfoLayout, Status,
                                     encode_frame, pack_bytes)
@@ -142,23 +143,25 @@ def _group(pgid):
 
 def test_sim_mem_bytes_checked():
     """Refused before a simulator starts."""
-    with pytest.raises(ValueError, match="mem_bytes must be a multiple of 4"):
-        open_device("sim", mem_bytes=1001)
-    with pytest.raises(ValueError, match=r"mem_bytes must be in range 4\.\.16777216"):
+    with pytest.raises(ValueError, match="mem_bytes must be a multiple of 8"):
+        open_device("sim", mem_bytes=10001)
+    with pytest.raises(ValueError, match=r"mem_bytes must be in range 4096\.\.67108864"):
         open_device("sim", mem_bytes=1 << 30)
-    with pytest.raises(TypeError, match="mem_bytes sizes the link test top's RAM"):
+    with pytest.raises(ValueError, match="mem_bytes must be a multiple of 4"):
+        open_device("sim", top=LINK_TOP, mem_bytes=1001)
+    with pytest.raises(TypeError, match="mem_bytes: for the default build; give them or config"):
         open_device("sim", mem_bytes=4096, config=object())
     with pytest.raises(TypeError, match="mem_bytes: for open_device\\('sim'\\) only"):
         open_device("serial:/dev/null", mem_bytes=4096)
 
 
 def test_sim_end_to_end(sim):
-    """Through the Verilator model behind a pty (the default 64 KiB build):
+    """Through the link test top's Verilator model behind a pty (its default 64 KiB build):
     arrays across frame boundaries, the top of memory, status/counters, a bad
     CRC through the pty, clean close()."""
     from seedchip.sim.link_top import SERVE_MEM_BYTES
 
-    dev = open_device("sim")
+    dev = open_device("sim", top=LINK_TOP)
     chip = dev._owner
     try:
         assert dev.info()["mem_bytes"] == SERVE_MEM_BYTES
