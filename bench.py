@@ -132,6 +132,30 @@ def run_gather_bench(config=None):
     return out
 
 
+def run_link_bench():
+    """Host-link goodput at the board's clock and baud (:mod:`seedchip.sim.link_bench`)."""
+    import tempfile
+
+    from .sim.link_bench import run_link_bench as run
+
+    print("bench: host link goodput, simulated at 100 MHz and 3 Mbaud (a few minutes)...",
+          flush=True)
+    with tempfile.TemporaryDirectory() as d:
+        return run(Path(d) / "link.json", progress=lambda line: print(f"  {line}", flush=True))
+
+
+def _link_lines(link):
+    lines = ["", f"| host link, simulated: {link['baud'] / 1e6:.2f} Mbaud 8N1 ({link['divisor']} "
+             f"clocks per bit at {link['clk_mhz']:g} MHz), {link['frame_data']}-byte frames, "
+             f"{link['window']} in flight | goodput | of the line rate (baud / 10) |",
+             "|---|---:|---:|"]
+    for what in ("write", "read"):
+        r = link[what]
+        lines.append(f"| bulk {what.upper()} ({link['bytes']} bytes) | "
+                     f"{r['bytes_per_s'] / 1e3:.1f} kB/s | {r['of_line_rate']:.1%} |")
+    return lines
+
+
 def gather_at_fmax(bench):
     """The gather figures at the gather build's ``sdram`` Fmax as well (the
     same cycle counts, a faster clock: what the build would do if run at its
@@ -244,6 +268,8 @@ def render_table(bench):
                          + ", ".join(f"{res[k]['used']} {k}" for k in ("LUT4", "FF", "DSP", "EBR")
                                      if k in res) + " | | |")
 
+    if bench.get("link"):
+        lines += _link_lines(bench["link"])
     lines.append("")
     lines.append(f"Measured by `make bench` on {bench['date']}; raw numbers in `build/bench.json`.")
     return "\n".join(lines)
@@ -277,7 +303,7 @@ def parse_sizes(text: str, config) -> list:
 
 
 #: What ``seedchip bench --only`` can run alone.
-PARTS = ("gemm", "sdram", "gather")
+PARTS = ("gemm", "sdram", "gather", "link")
 
 
 def main(config, *, board="ulx3s-85f", out="build/bench.json", readme=None, build=True,
@@ -325,6 +351,8 @@ def main(config, *, board="ulx3s-85f", out="build/bench.json", readme=None, buil
                   file=sys.stderr)
         bench["gather"] = run_gather_bench(GATHER_CONFIG)
         gather_at_fmax(bench)
+    if "link" in parts:
+        bench["link"] = run_link_bench()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(bench, indent=2) + "\n")
