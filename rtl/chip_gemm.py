@@ -253,7 +253,9 @@ class GemmFront(wiring.Component):
     results are written while the next N tile computes (one element per
     cycle). Memory to memory adds to the matrix unit's own time only the
     read latency before the first words and the last writes' latency after
-    the last result (about 10 cycles with a one-cycle memory).
+    the last result: 6 cycles with a one-cycle memory (command accepted to
+    done, 8x8 array: 64x64x64 5324 cycles, 76.9 % MAC utilization; 128^3
+    36170, 90.6 %).
     """
 
     def __init__(self, *, config, addr_width, mem_bytes):
@@ -326,7 +328,7 @@ class GemmFront(wiring.Component):
         m.d.comb += [
             wr.start.eq(accept & is_gemm),
             wr.c_addr.eq(g_op.c_addr), wr.c_stride.eq(g_op.c_stride),
-            wr.m.eq(g_op.m), wr.n.eq(g_op.n), wr.int8.eq(g_fl.requant),
+            wr.m.eq(g_op.m), wr.n.eq(g_op.n), wr.int8.eq(g_fl.requant & g_fl.params),
         ]
         # parts per row of A and B for the splitters: ceil(K / rows), ceil(N / cols)
         for split, length, size in ((a_split, g_op.k, R), (b_split, g_op.n, C)):
