@@ -150,7 +150,9 @@ class ResultWriter(wiring.Component):
         row_addr = Signal(32)           # ... of the current row of the tile
         ba = Signal(32)                 # ... of the next element
         ch, ch_last = Signal(16), Signal(16)    # channel in the tile, tile width - 1
-        rem = Signal(17)                # N - (first channel of the tile)
+        # channels after the current tile (N - first channel of the next tile), kept
+        # ahead so the next tile's width is one compare and one decrement (Fmax)
+        left = Signal(17)
         row = Signal(16)
         acc_data = Signal(DATA_WIDTH)
         acc_mask = Signal(_WB)
@@ -166,7 +168,7 @@ class ResultWriter(wiring.Component):
                 int8.eq(self.int8), stride.eq(self.c_stride), m_m1.eq(self.m - 1),
                 tile_step.eq(Mux(self.int8, C, 4 * C)),
                 tile_base.eq(self.c_addr), row_addr.eq(self.c_addr), ba.eq(self.c_addr),
-                ch.eq(0), ch_last.eq(width_m1(self.n)), rem.eq(self.n), row.eq(0),
+                ch.eq(0), ch_last.eq(width_m1(self.n)), left.eq(self.n - C), row.eq(0),
                 acc_mask.eq(0),
             ]
 
@@ -204,8 +206,7 @@ class ResultWriter(wiring.Component):
             with m.If(row_end):
                 m.d.sync += ch.eq(0)
                 with m.If(row == m_m1):
-                    left = rem - C
-                    m.d.sync += [row.eq(0), rem.eq(left), ch_last.eq(width_m1(left)),
+                    m.d.sync += [row.eq(0), left.eq(left - C), ch_last.eq(width_m1(left)),
                                  tile_base.eq(tile_base + tile_step),
                                  row_addr.eq(tile_base + tile_step),
                                  ba.eq(tile_base + tile_step)]
