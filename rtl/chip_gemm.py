@@ -256,7 +256,7 @@ class GemmFront(wiring.Component):
     read latency before the first words and the last writes' latency after
     the last result: 6 cycles with a one-cycle memory (command accepted to
     done, 8x8 array: 64x64x64 5324 cycles, 76.9 % MAC utilization; 128^3
-    36170, 90.6 %).
+    36170, 90.6 %; 256^3 273482, 95.9 %).
     """
 
     def __init__(self, *, config, addr_width, mem_bytes):
