@@ -174,11 +174,9 @@ class GatherFront(wiring.Component):
         ]
         with m.If(idx.valid & idx.ready):
             m.d.sync += pos.eq(pos + 1)
-        with m.If((iwd.valid & iwd.ready & iwd.payload.err)
-                  | (wwd.valid & wwd.ready & wwd.payload.err)
-                  | (owd.valid & owd.ready & owd.payload.err)
-                  | (drd.beats.valid & drd.beats.ready & drd.beats.payload.err)
-                  | owr.err):
+        # (the readers' and the writer's flags are fresh once feeding: started in PREP)
+        with m.If(feeding & (ird.err | wrd.err | ord_.err | owr.err
+                             | (drd.beats.valid & drd.beats.ready & drd.beats.payload.err))):
             m.d.sync += mem_err.eq(1)
 
         # -- engine side ---------------------------------------------------------------------

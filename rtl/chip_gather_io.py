@@ -44,6 +44,8 @@ class WordReader(wiring.Component):
         The words in order (valid only while ``run``).
     busy : Out(1)
         A response is outstanding or buffered.
+    err : Out(1)
+        A response since ``start`` came with ``err`` (taken or discarded).
 
     Throughput: one word per cycle.
     """
@@ -55,7 +57,7 @@ class WordReader(wiring.Component):
             "start": In(1), "base": In(addr_width), "limit": In(32), "run": In(1),
             "mem": Out(MemPortSignature(addr_width=addr_width, data_width=DATA_WIDTH)),
             "words": Out(stream.Signature(WordLayout)),
-            "busy": Out(1),
+            "busy": Out(1), "err": Out(1),
         })
 
     def elaborate(self, platform):
@@ -85,8 +87,10 @@ class WordReader(wiring.Component):
             self.busy.eq(credit != 0),
         ]
         m.d.sync += credit.eq(credit + req_go - pop)
+        with m.If(self.mem.resp.valid & self.mem.resp.payload.err):
+            m.d.sync += self.err.eq(1)
         with m.If(self.start):
-            m.d.sync += [count.eq(0), addr.eq(self.base)]
+            m.d.sync += [count.eq(0), addr.eq(self.base), self.err.eq(0)]
         with m.Elif(req_go):
             m.d.sync += [count.eq(count + 1), addr.eq(addr + 1)]
         return m
@@ -149,15 +153,15 @@ class PooledWriter(wiring.Component):
         err = Signal()
         dim = self.dim_data
 
-        m.d.comb += [self.dim_addr.eq(table), self.err.eq(err | wr.err),
+        m.d.comb += [self.dim_addr.eq(table), self.err.eq(err),
                      self.busy.eq(writing | wr.busy | wr.cmd.valid)]
         with m.If(self.start):
             m.d.sync += [requant.eq(self.requant), stride.eq(self.out_stride),
                          tstride.eq(self.out_tstride), batch.eq(self.batch),
                          tbase.eq(self.out_addr), addr.eq(self.out_addr),
                          sample.eq(0), table.eq(0), writing.eq(0), err.eq(0)]
-        # a write answered with err is kept past the next bag's command (which clears wr.err)
-        with m.If(wr.err):
+        # (not wr.err: that one lasts until the writer's next command, in the next unit command)
+        with m.If(self.mem.resp.valid & self.mem.resp.payload.err):
             m.d.sync += err.eq(1)
 
         # the bag's DMA command as soon as its first beat is there and the writer is idle

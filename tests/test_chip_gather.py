@@ -12,8 +12,8 @@ import pytest
 from seedchip import isa
 from seedchip.emb_protocol import BoundsMode, GatherError, PoolMode
 from seedchip.gather_params import GatherParams
-from seedchip.isa import ChipError, Operand
-from seedchip.rtl.chip_gather import N_PORTS, GatherFront
+from seedchip.isa import ChipError, Operand, Unit
+from seedchip.rtl.chip_gather import N_PORTS, P_DESC, P_ENGINE, P_IDX, P_OFF, P_OUT, P_W, GatherFront
 from seedchip.rtl.chip_gather_io import PooledWriter, WordReader
 from seedchip.sim.chip_golden import ChipModel
 from seedchip.sim.clocked import run_clocked
@@ -76,7 +76,7 @@ def random_case(rng, *, T=None, B=None, mode=None, bounds=None, weighted=None, r
     for i in range(T * B):
         rows = descs[i // B]["rows"]
         for _ in range(lens[i]):
-            if bounds != BoundsMode.FATAL and rng.random() < 0.2:
+            if rng.random() < (0.2 if bounds != BoundsMode.FATAL else 0.02):
                 idx.append(int(rng.choice([rows, rows + 5, (1 << 32) - 1])))
             else:
                 idx.append(int(rng.integers(0, rows)))
@@ -124,9 +124,14 @@ def apply(mem, insn, writes):
     mem[isa.INSN_BYTES:2 * isa.INSN_BYTES] = np.frombuffer(isa.encode(isa.Finish()), np.uint8)
 
 
-def run_commands(cases, *, seed, cache_rows=0, ready_p=0.7, max_latency=4, max_idle=3):
+def run_commands(cases, *, seed, cache_rows=0, ready_p=0.7, max_latency=4, max_idle=3,
+                 port_errs=None):
     """Run ``cases`` [(insn, writes)] back to back on one GatherFront; each
-    checked against ChipModel. Returns the cycles of each command (offer to done)."""
+    checked against ChipModel. ``port_errs`` {case number: (port, word range)}:
+    that port answers ``err`` in that range during that case, which must end
+    with MEM_ERROR (its memory is not compared). Returns the cycles of each
+    command (offer to done)."""
+    port_errs = port_errs or {}
     rng = np.random.default_rng(seed)
     dut = GatherFront(params=make_params(cache_rows), mem_bytes=MEM_BYTES)
     mem = np.zeros(MEM_BYTES, np.uint8)
@@ -147,6 +152,10 @@ def run_commands(cases, *, seed, cache_rows=0, ready_p=0.7, max_latency=4, max_i
         for n, (insn, writes) in enumerate(cases):
             apply(mem, insn, writes)
             model.mem[:] = mem
+            for i, pm in enumerate(ports):
+                pm.err_words = range(0)
+            if n in port_errs:
+                ports[port_errs[n][0]].err_words = port_errs[n][1]
             status = model.run(0)
             assert isa.validate(insn, LIM, MEM_BYTES).ok
             for _ in range(int(rng.integers(0, max_idle + 1))):
@@ -180,6 +189,13 @@ def run_commands(cases, *, seed, cache_rows=0, ready_p=0.7, max_latency=4, max_i
             cycles.append(start + c + 1)
             want = (status.error, status.detail, status.bag, status.index)
             have = (got.error, got.detail, got.bag, got.index)
+            if n in port_errs:
+                assert (got.error, got.detail) == (ChipError.MEM_ERROR, Unit.GATHER.value), \
+                    f"port {port_errs[n][0]} answering err: done {have}"
+                for _ in range(10):
+                    await step()
+                assert all(pm.idle for pm in ports)
+                continue
             assert have == want, f"seed {seed} command {n} {insn}: done {have}, model {status}"
             bad = np.flatnonzero(mem != model.mem)
             assert bad.size == 0, (f"seed {seed} command {n} {insn} ({status}): "
@@ -346,3 +362,31 @@ def test_error_paths():
         cases.append((insn, w))
         cases.append(random_case(rng))
     run_commands(cases, seed=5)
+
+
+def fixed_case(rng, **kw):
+    """Two tables, two samples, every bag two lookups of row 0: every port is used."""
+    insn, w = random_case(rng, T=2, B=2, bounds=BoundsMode.CLAMP, **kw)
+    for k, v in enumerate([0, 2, 4, 6, 8]):
+        put_u32(w, insn.off_addr, k, v)
+    w.append((MEM_BYTES - 256, bytes(32)))
+    w.append((MEM_BYTES - 128, bytes(range(1, 9))))
+    return isa.dataclasses.replace(insn, idx_addr=MEM_BYTES - 256, w_addr=MEM_BYTES - 128), w
+
+
+def test_mem_errors():
+    # a memory answering err on any port ends the command with MEM_ERROR (no hang),
+    # and the next command runs correctly
+    rng = np.random.default_rng(9)
+    cases, errs = [], {}
+    for port in (P_ENGINE, P_DESC, P_OFF, P_IDX, P_W, P_OUT):
+        insn, w = fixed_case(rng, mode=PoolMode.SUM, weighted=True)
+        word = {P_ENGINE: range(CODE // 8, MEM_BYTES // 8), P_DESC: range(insn.desc_addr // 8,
+                insn.desc_addr // 8 + 1), P_OFF: range(insn.off_addr // 8, insn.off_addr // 8 + 1),
+                P_IDX: range(insn.idx_addr // 8, insn.idx_addr // 8 + 1),
+                P_W: range(insn.w_addr // 8, insn.w_addr // 8 + 1),
+                P_OUT: range(0, MEM_BYTES // 8)}[port]
+        errs[len(cases)] = (port, word)
+        cases.append((insn, w))
+        cases.append(random_case(rng))
+    run_commands(cases, seed=9, port_errs=errs)
