@@ -243,7 +243,7 @@ def test_modes_and_layouts():
     for mode in PoolMode:
         for requant in (False, True):
             for layout in ("table_major", "sample_major", "overlap"):
-                cases.append(random_case(rng, T=3, B=3, mode=mode, requant=requant,
+                cases.append(random_case(rng, T=2, B=3, mode=mode, requant=requant,
                                          layout=layout, weighted=False if mode != PoolMode.SUM
                                          else None))
     run_commands(cases[::2], seed=11, ready_p=1.0, max_latency=1)
