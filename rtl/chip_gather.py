@@ -21,7 +21,8 @@ while it runs"). The unit
 3. feeds the engine's ``indices`` from the index (and weight) arrays, read no
    further than the offsets accepted so far allow;
 4. writes every pooled bag to ``out_addr + b * out_stride + t * out_tstride``
-   (int8 with REQUANT, else int32), one RowWriter command per bag;
+   (int8 with REQUANT, else int32; :class:`~seedchip.rtl.chip_gather_io.PooledWriter`,
+   one word per cycle, bag after bag);
 5. reports the engine's error, if any (then pulses its ``clear``), else its
    own, once every write is acknowledged.
 
@@ -72,19 +73,19 @@ class GatherFront(wiring.Component):
         writes were acknowledged; ``mem_stall``; ``abort`` is ignored.
     mem : Out(MemPortSignature(addr_width, 64)).array(N_PORTS)
         0 engine (table rows), 1 descriptor records (RowReader), 2 offsets,
-        3 indices, 4 weights (WordReaders), 5 pooled output (RowWriter).
+        3 indices, 4 weights (WordReaders), 5 pooled output (PooledWriter).
 
     Cycles: about 8 per table for the descriptors (one engine descriptor
     write every 4 cycles, checks in 3), then the engine's pace as long as the
-    output keeps up (int8: one memory word per pooled beat, int32: four, and
-    the RowWriter drains its writes between bags), then the engine's drain and
-    the last writes' latency. Measured with an ideal memory (every port ready,
-    latency 1), 4 tables x 8 samples, SUM: bags of 16 lookups run within 2 %
-    of the bare engine (dim 8: 0.329 vs 0.336 lookups per cycle; dim 32: 0.240
-    vs 0.244; dim 64: 0.122 vs 0.123; int8 or int32 alike); bags of one
-    lookup (dim 8) 0.152 vs 0.286: the per-bag RowWriter command and drain
-    (about 3 cycles a bag) is then the bottleneck. Fixed cost of a command
-    beyond the engine's busy time: about 33 cycles with 4 tables.
+    output keeps up (one memory word per cycle: int8 one word per pooled
+    beat, int32 four), then the engine's drain and the last writes' latency.
+    Measured with an ideal memory (every port ready, latency 1), 4 tables x
+    8 samples, SUM: the engine's busy time is within 0.6 % of the bare
+    engine's, so the unit's rate is the engine's minus a fixed ~32 cycles a
+    command (4 tables): bags of 16 lookups, dim 8: 0.329 vs 0.336 lookups
+    per cycle; dim 32: 0.240 vs 0.244; dim 64: 0.122 vs 0.123 (int8 or
+    int32 alike); bags of one lookup, dim 8: 0.219 vs 0.286 (engine busy 114
+    vs 112 cycles for 32 bags).
     """
 
     def __init__(self, *, params, mem_bytes):
@@ -301,7 +302,8 @@ class GatherFront(wiring.Component):
                     m.next = "ENGWAIT"
             with m.State("ENGWAIT"):
                 # the final item taken, every index given, the engine drained, the writes acknowledged
-                with m.If(~bag.valid & (pos == idx_limit) & ~eng.busy & ~owr.busy):
+                with m.If(~bag.valid & (pos == idx_limit) & ~eng.busy & ~owr.busy
+                          & ~eng.pooled.valid):
                     with m.If(eng.error != GatherError.NONE):
                         m.d.comb += eng.clear.eq(1)
                         with m.If(eng.error == GatherError.MEM_ERROR):

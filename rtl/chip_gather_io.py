@@ -3,8 +3,8 @@
 :class:`WordReader` reads consecutive 64-bit words from a start address up to
 a limit that may grow while it runs (the offsets, index and weight arrays:
 the index array is read only as far as the offsets seen so far need it).
-:class:`PooledWriter` writes the engine's pooled bags to their output rows
-through a :class:`~seedchip.rtl.dma.RowWriter`, one DMA command per bag.
+:class:`PooledWriter` writes the engine's pooled bags to their output rows,
+one word per cycle, bag after bag.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
@@ -14,7 +14,6 @@ from amaranth.lib.wiring import In, Out
 
 from ..checks import check_int
 from ..emb_protocol import pooled_layout
-from .dma import RowWriter
 from .memport import MemPortSignature, resp_layout
 
 __all__ = ["DATA_WIDTH", "WordReader", "PooledWriter"]
@@ -102,6 +101,11 @@ class PooledWriter(wiring.Component):
     command (table ``t``, sample ``b``) at byte
     ``out_addr + b * out_stride + t * out_tstride``.
 
+    A row DMA of its own rather than a :class:`~seedchip.rtl.dma.RowWriter`
+    command per bag: the RowWriter takes a command only once the previous
+    one's writes are acknowledged, which held bags of one short row to one
+    per 4 cycles; here the words of consecutive bags follow back to back.
+
     Ports
     -----
     start : In(1)
@@ -112,20 +116,20 @@ class PooledWriter(wiring.Component):
         The dim of table ``dim_addr`` (an asynchronous read of the unit's copy).
     pooled : In(stream(pooled_layout(8)))
     mem : Out(MemPortSignature(addr_width, 64))
-        The RowWriter's port (writes only).
+        Writes only (byte masks on a row's last word); at most ``depth``
+        outstanding.
     busy : Out(1)
-        A bag is being written or a write is not yet acknowledged.
+        A write is not yet acknowledged.
     err : Out(1)
         A write was answered with ``err`` since ``start``.
 
-    Throughput: one memory word per cycle within a bag (a bag of int32 takes
-    ``ceil(dim / 2)`` words, of int8 ``ceil(dim / 8)``); between bags the
-    RowWriter drains its writes (about the memory's latency + 2 cycles).
+    Throughput: one memory word per cycle, across bags too (a bag of int32
+    is ``ceil(dim / 2)`` words, of int8 ``ceil(dim / 8)``).
     """
 
-    def __init__(self, *, addr_width):
+    def __init__(self, *, addr_width, depth=8):
         self.addr_width = check_int("addr_width", addr_width, 1, 40)
-        self.writer = RowWriter(addr_width=addr_width, data_width=DATA_WIDTH, beat_bytes=8)
+        self.depth = check_int("depth", depth, 1, 256)
         super().__init__({
             "start": In(1), "out_addr": In(32), "out_stride": In(16), "out_tstride": In(16),
             "batch": In(16), "requant": In(1),
@@ -137,64 +141,70 @@ class PooledWriter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.writer = wr = self.writer
-        wiring.connect(m, wr.mem, wiring.flipped(self.mem))
+        D = self.depth
         requant = Signal()
         stride = Signal(16)
         tstride = Signal(16)
         batch = Signal(16)
-        tbase = Signal(33)           # out_addr + t * out_tstride
-        addr = Signal(34)            # tbase + b * out_stride
+        tbase = Signal(32)           # out_addr + t * out_tstride (bytes)
+        bstart = Signal(32)          # tbase + b * out_stride: the bag's row (bytes)
+        addr = Signal(32)            # the bag's next word (bytes)
         sample = Signal(16)
         table = Signal(8)
-        writing = Signal()           # the bag's writer command was given
+        first = Signal(init=1)       # the next word is its bag's first
         word = Signal(2)             # int32: word of the pooled beat
-        rem = Signal(16)             # int32: elements of the bag not yet written
-        err = Signal()
-        dim = self.dim_data
+        rem = Signal(16)             # elements of the bag not yet written
+        outstanding = Signal(range(D + 1))
+        req, resp, pooled = self.mem.req, self.mem.resp, self.pooled
+        req_go = Signal()
 
-        m.d.comb += [self.dim_addr.eq(table), self.err.eq(err),
-                     self.busy.eq(writing | wr.busy | wr.cmd.valid)]
+        m.d.comb += [self.dim_addr.eq(table), self.busy.eq(outstanding != 0)]
         with m.If(self.start):
             m.d.sync += [requant.eq(self.requant), stride.eq(self.out_stride),
                          tstride.eq(self.out_tstride), batch.eq(self.batch),
-                         tbase.eq(self.out_addr), addr.eq(self.out_addr),
-                         sample.eq(0), table.eq(0), writing.eq(0), err.eq(0)]
-        # (not wr.err: that one lasts until the writer's next command, in the next unit command)
-        with m.If(self.mem.resp.valid & self.mem.resp.payload.err):
-            m.d.sync += err.eq(1)
+                         tbase.eq(self.out_addr), bstart.eq(self.out_addr),
+                         addr.eq(self.out_addr),
+                         sample.eq(0), table.eq(0), first.eq(1), self.err.eq(0)]
+        with m.If(resp.valid & resp.payload.err):
+            m.d.sync += self.err.eq(1)
 
-        # the bag's DMA command as soon as its first beat is there and the writer is idle
-        m.d.comb += [
-            wr.cmd.valid.eq(self.pooled.valid & ~writing),
-            wr.cmd.payload.base.eq(addr),
-            wr.cmd.payload.stride.eq(0),
-            wr.cmd.payload.rows.eq(1),
-            wr.cmd.payload.row_bytes.eq(Mux(requant, dim, dim << 2)),
-        ]
-        with m.If(wr.cmd.valid & wr.cmd.ready):
-            m.d.sync += [writing.eq(1), word.eq(0), rem.eq(dim)]
-
-        lanes = self.pooled.payload.data
+        # elements left before this word: the table's dim at a bag's first word
+        left = Mux(first, self.dim_data, rem)
+        lanes = pooled.payload.data
         int8s = Cat(lanes[i][:8] for i in range(8))
         pair = Signal(64)
         with m.Switch(word):
             for j in range(4):
                 with m.Case(j):
                     m.d.comb += pair.eq(Cat(lanes[2 * j], lanes[2 * j + 1]))
-        beat_end = requant | (word == 3) | (rem <= 2)
+        keep8 = Signal(8)            # int8: bytes of the bag in this word
+        with m.Switch(left):
+            for n in range(1, 8):
+                with m.Case(n):
+                    m.d.comb += keep8.eq((1 << n) - 1)
+            with m.Default():
+                m.d.comb += keep8.eq(0xFF)
+        beat_end = requant | (word == 3) | (left <= 2)
         m.d.comb += [
-            wr.beats.valid.eq(self.pooled.valid & writing),
-            wr.beats.payload.data.eq(Mux(requant, int8s, pair)),
-            self.pooled.ready.eq(writing & wr.beats.ready & beat_end),
+            req.valid.eq(pooled.valid & (outstanding != D)),
+            req.payload.addr.eq(addr >> 3),
+            req.payload.we.eq(1),
+            req.payload.wdata.eq(Mux(requant, int8s, pair)),
+            req.payload.mask.eq(Mux(requant, keep8, Mux(left == 1, 0x0F, 0xFF))),
+            req_go.eq(req.valid & req.ready),
+            resp.ready.eq(1),
+            pooled.ready.eq(req_go & beat_end),
         ]
-        with m.If(wr.beats.valid & wr.beats.ready):
-            m.d.sync += [word.eq(Mux(beat_end, 0, word + 1)), rem.eq(rem - 2)]
-        with m.If(self.pooled.valid & self.pooled.ready & self.pooled.payload.last):
-            m.d.sync += writing.eq(0)
-            with m.If(sample == batch - 1):
-                m.d.sync += [sample.eq(0), table.eq(table + 1),
-                             tbase.eq(tbase + tstride), addr.eq(tbase + tstride)]
-            with m.Else():
-                m.d.sync += [sample.eq(sample + 1), addr.eq(addr + stride)]
+        m.d.sync += outstanding.eq(outstanding + req_go - resp.valid)
+        with m.If(req_go):
+            m.d.sync += [word.eq(Mux(beat_end, 0, word + 1)),
+                         rem.eq(left - Mux(requant, 8, 2)), first.eq(0), addr.eq(addr + 8)]
+            with m.If(beat_end & pooled.payload.last):
+                m.d.sync += first.eq(1)
+                with m.If(sample == batch - 1):
+                    m.d.sync += [sample.eq(0), table.eq(table + 1), tbase.eq(tbase + tstride),
+                                 bstart.eq(tbase + tstride), addr.eq(tbase + tstride)]
+                with m.Else():
+                    m.d.sync += [sample.eq(sample + 1), bstart.eq(bstart + stride),
+                                 addr.eq(bstart + stride)]
         return m
