@@ -34,11 +34,11 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import isa
-from ..checks import check_int, check_type
+from ..checks import check_type
 from ..emb_protocol import GatherError
 from ..gather_params import GatherParams
 from ..isa import ChipError, Operand, Unit
-from .chip_gather_io import DATA_WIDTH, PooledWriter, WordReader
+from .chip_gather_io import DATA_WIDTH, IndexFeeder, PooledWriter, WordReader
 from .control import GATHER_UNIT_CMD, UnitDoneLayout, UnitPortSignature
 from .control_fetch import check_mem_bytes
 from .dma import RowReader
@@ -112,10 +112,10 @@ class GatherFront(wiring.Component):
         m.submodules.desc_rd = drd = RowReader(addr_width=AW, data_width=DATA_WIDTH,
                                                beat_bytes=isa.DESC_BYTES, depth=4)
         m.submodules.off_rd = ord_ = WordReader(addr_width=AW)
-        m.submodules.idx_rd = ird = WordReader(addr_width=AW, depth=8)
-        m.submodules.w_rd = wrd = WordReader(addr_width=AW)
+        m.submodules.idx_feed = ifd = IndexFeeder(addr_width=AW)
         m.submodules.out_wr = owr = PooledWriter(addr_width=AW)
-        for i, port in enumerate((eng.mem, drd.mem, ord_.mem, ird.mem, wrd.mem, owr.mem)):
+        for i, port in enumerate((eng.mem, drd.mem, ord_.mem, ifd.idx_mem, ifd.w_mem,
+                                     owr.mem)):
             wiring.connect(m, port, wiring.flipped(self.mem[i]))
         m.submodules.dims = dims = memory.Memory(shape=unsigned(16), depth=p.n_tables, init=[])
         dim_w = dims.write_port()
@@ -162,28 +162,18 @@ class GatherFront(wiring.Component):
                     bag.payload.last.eq(last)]
 
         # -- indices (and weights) -> engine ------------------------------------------------------
-        pos = Signal(32)
-        iwd, wwd = ird.words, wrd.words
-        idx = eng.indices
         weighted = c.flags.weighted
         feeding = Signal()                          # readers running (a command's data phase)
         m.d.comb += [
-            ird.limit.eq((idx_limit + 1) >> 1),
-            wrd.limit.eq(Mux(weighted, (idx_limit + 7) >> 3, 0)),
+            ifd.limit.eq(idx_limit), ifd.weighted.eq(weighted),
             ord_.limit.eq((n_bags + 2) >> 1),
-            ird.run.eq(feeding), wrd.run.eq(feeding), ord_.run.eq(feeding),
-            ird.base.eq(op.idx_addr >> 3), wrd.base.eq(op.w_addr >> 3),
+            ifd.run.eq(feeding), ord_.run.eq(feeding),
+            ifd.idx_base.eq(op.idx_addr >> 3), ifd.w_base.eq(op.w_addr >> 3),
             ord_.base.eq(op.off_addr >> 3),
-            idx.valid.eq(feeding & (pos < idx_limit) & iwd.valid & (~weighted | wwd.valid)),
-            idx.payload.index.eq(Mux(pos[0], iwd.payload.data[32:], iwd.payload.data[:32])),
-            idx.payload.weight.eq(wwd.payload.data.word_select(pos[:3], 8)),
-            iwd.ready.eq(idx.valid & idx.ready & pos[0]),
-            wwd.ready.eq(idx.valid & idx.ready & weighted & (pos[:3] == 7)),
         ]
-        with m.If(idx.valid & idx.ready):
-            m.d.sync += pos.eq(pos + 1)
+        wiring.connect(m, ifd.indices, eng.indices)
         # (the readers' and the writer's flags are fresh once feeding: started in PREP)
-        with m.If(feeding & (ird.err | wrd.err | ord_.err | owr.err
+        with m.If(feeding & (ifd.err | ord_.err | owr.err
                              | (drd.beats.valid & drd.beats.ready & drd.beats.payload.err))):
             m.d.sync += mem_err.eq(1)
 
@@ -212,11 +202,11 @@ class GatherFront(wiring.Component):
                 m.d.comb += cmd_in.ready.eq(1)
                 with m.If(cmd_in.valid):
                     m.d.sync += [c.eq(cmd_in.payload), err_v.eq(0), err.eq(0), mem_err.eq(0),
-                                 t.eq(0), tacc.eq(0), k.eq(0), pos.eq(0), idx_limit.eq(0),
+                                 t.eq(0), tacc.eq(0), k.eq(0), idx_limit.eq(0),
                                  btab.eq(0), bsmp.eq(0)]
                     m.next = "PREP"
             with m.State("PREP"):
-                m.d.comb += [ord_.start.eq(1), ird.start.eq(1), wrd.start.eq(1),
+                m.d.comb += [ord_.start.eq(1), ifd.start.eq(1),
                              owr.start.eq(1), drd.cmd.valid.eq(1)]
                 m.d.sync += [n_bags.eq(op.n_tables * op.batch),
                              out_ext0.eq(op.out_addr + (op.batch - 1) * op.out_stride)]
@@ -302,7 +292,7 @@ class GatherFront(wiring.Component):
                     m.next = "ENGWAIT"
             with m.State("ENGWAIT"):
                 # the final item taken, every index given, the engine drained, the writes acknowledged
-                with m.If(~bag.valid & (pos == idx_limit) & ~eng.busy & ~owr.busy
+                with m.If(~bag.valid & ifd.given & ~eng.busy & ~owr.busy
                           & ~eng.pooled.valid):
                     with m.If(eng.error != GatherError.NONE):
                         m.d.comb += eng.clear.eq(1)
@@ -315,7 +305,7 @@ class GatherFront(wiring.Component):
             with m.State("FLUSH"):
                 m.d.comb += drd.beats.ready.eq(1)
                 m.d.sync += feeding.eq(0)
-                with m.If(~feeding & ~ord_.busy & ~ird.busy & ~wrd.busy & ~drd.busy):
+                with m.If(~feeding & ~ord_.busy & ~ifd.busy & ~drd.busy):
                     m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += done.valid.eq(1)
@@ -332,6 +322,5 @@ class GatherFront(wiring.Component):
         for port in self.mem:
             stall = stall | (port.req.valid & ~port.req.ready)
         # or waiting for read data it needs: a descriptor, an offset, an index or weight
-        want_idx = feeding & (pos < idx_limit) & ~(iwd.valid & (~weighted | wwd.valid))
-        m.d.comb += self.ctl.mem_stall.eq(stall | want_idx | want_data)
+        m.d.comb += self.ctl.mem_stall.eq(stall | ifd.stall | want_data)
         return m

@@ -3,7 +3,8 @@
 :class:`WordReader` reads consecutive 64-bit words from a start address up to
 a limit that may grow while it runs (the offsets, index and weight arrays:
 the index array is read only as far as the offsets seen so far need it).
-:class:`PooledWriter` writes the engine's pooled bags to their output rows,
+:class:`IndexFeeder` turns the u32 index array (and the int8 weights) into the
+engine's ``indices`` stream. :class:`PooledWriter` writes the engine's pooled bags to their output rows,
 one word per cycle, bag after bag.
 """
 
@@ -13,10 +14,10 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..checks import check_int
-from ..emb_protocol import pooled_layout
+from ..emb_protocol import index_layout, pooled_layout
 from .memport import MemPortSignature, resp_layout
 
-__all__ = ["DATA_WIDTH", "WordReader", "PooledWriter"]
+__all__ = ["DATA_WIDTH", "WordReader", "IndexFeeder", "PooledWriter"]
 
 #: The chip memory word (bits); the unit's only supported width.
 DATA_WIDTH = 64
@@ -92,6 +93,78 @@ class WordReader(wiring.Component):
             m.d.sync += [count.eq(0), addr.eq(self.base), self.err.eq(0)]
         with m.Elif(req_go):
             m.d.sync += [count.eq(count + 1), addr.eq(addr + 1)]
+        return m
+
+
+class IndexFeeder(wiring.Component):
+    """The engine's ``indices`` from the index array (u32, index ``k`` in half
+    ``k % 2`` of word ``k // 2``) and, with ``weighted``, the weight array
+    (int8, byte ``k % 8`` of word ``k // 8``); weight arrays are read only
+    when ``weighted``. Both start on a word (the ISA's alignment).
+
+    Ports
+    -----
+    start : In(1)
+        Pulse while ``run`` is low and ``busy`` low: index 0 comes next.
+    idx_base, w_base : In(addr_width)
+        Word addresses of the arrays.
+    weighted : In(1)
+    limit : In(32)
+        Indices that may be read and given since ``start`` (may grow).
+    run : In(1)
+        As :class:`WordReader`'s (low: discard what arrives).
+    idx_mem, w_mem : Out(MemPortSignature(addr_width, 64))
+    indices : Out(stream(index_layout(32)))
+    given : Out(1)
+        Every index up to ``limit`` was given.
+    busy, err : Out(1)
+        Of the two readers.
+    stall : Out(1)
+        An index may be given but its word (or weight) has not arrived.
+
+    Throughput: one index per cycle.
+    """
+
+    def __init__(self, *, addr_width):
+        self.addr_width = check_int("addr_width", addr_width, 1, 40)
+        port = MemPortSignature(addr_width=addr_width, data_width=DATA_WIDTH)
+        super().__init__({
+            "start": In(1), "idx_base": In(addr_width), "w_base": In(addr_width),
+            "weighted": In(1), "limit": In(32), "run": In(1),
+            "idx_mem": Out(port), "w_mem": Out(port),
+            "indices": Out(stream.Signature(index_layout(index_width=32))),
+            "given": Out(1), "busy": Out(1), "err": Out(1), "stall": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        # deeper for the indices: two per word, one taken per cycle
+        m.submodules.idx_rd = ird = WordReader(addr_width=self.addr_width, depth=8)
+        m.submodules.w_rd = wrd = WordReader(addr_width=self.addr_width)
+        wiring.connect(m, ird.mem, wiring.flipped(self.idx_mem))
+        wiring.connect(m, wrd.mem, wiring.flipped(self.w_mem))
+        pos = Signal(32)
+        iwd, wwd, idx, weighted = ird.words, wrd.words, self.indices, self.weighted
+        have = iwd.valid & (~weighted | wwd.valid)
+        m.d.comb += [
+            ird.limit.eq((self.limit + 1) >> 1),
+            wrd.limit.eq(Mux(weighted, (self.limit + 7) >> 3, 0)),
+            ird.run.eq(self.run), wrd.run.eq(self.run),
+            ird.start.eq(self.start), wrd.start.eq(self.start),
+            ird.base.eq(self.idx_base), wrd.base.eq(self.w_base),
+            self.given.eq(pos == self.limit),
+            idx.valid.eq(self.run & ~self.given & have),
+            idx.payload.index.eq(Mux(pos[0], iwd.payload.data[32:], iwd.payload.data[:32])),
+            idx.payload.weight.eq(wwd.payload.data.word_select(pos[:3], 8)),
+            iwd.ready.eq(idx.valid & idx.ready & pos[0]),
+            wwd.ready.eq(idx.valid & idx.ready & weighted & (pos[:3] == 7)),
+            self.busy.eq(ird.busy | wrd.busy), self.err.eq(ird.err | wrd.err),
+            self.stall.eq(self.run & ~self.given & ~have),
+        ]
+        with m.If(self.start):
+            m.d.sync += pos.eq(0)
+        with m.Elif(idx.valid & idx.ready):
+            m.d.sync += pos.eq(pos + 1)
         return m
 
 
