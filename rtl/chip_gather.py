@@ -220,7 +220,9 @@ class GatherFront(wiring.Component):
                     m.d.sync += rec.eq(drd.beats.payload.data)
                     m.next = "DESC_CHECK"
             with m.State("DESC_CHECK"):
-                pitch = ((rec.dim + 7) >> 3) << 3               # table_pitch(dim) bytes
+                # table_pitch(dim) bytes; a dim above max_dim fails anyway, so the
+                # product needs only max_dim's bits (a 32 x 11-bit multiply, not 32 x 17)
+                pitch = ((rec.dim[:p.max_dim.bit_length()] + 7) >> 3) << 3
                 m.d.sync += [tab_ext.eq(rec.base + rec.rows * pitch),
                              out_ext.eq(out_ext0 + tacc + Mux(es4, rec.dim << 2, rec.dim))]
                 m.next = "DESC_DECIDE"

@@ -363,7 +363,7 @@ def test_error_paths():
         st = model.run(0)
         assert (st.error, st.detail) == want, f"{name}: the model says {st}"
         cases.append((insn, w))
-        cases.append(random_case(rng))
+        cases.append(random_case(rng, T=2, B=2))      # the unit recovers
     run_commands(cases, seed=5)
 
 
@@ -391,7 +391,7 @@ def test_mem_errors():
                 P_OUT: range(0, MEM_BYTES // 8)}[port]
         errs[len(cases)] = (port, word)
         cases.append((insn, w))
-        cases.append(random_case(rng))
+        cases.append(random_case(rng, T=2, B=2))
     run_commands(cases, seed=9, port_errs=errs)
 
 
