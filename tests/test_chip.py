@@ -64,11 +64,11 @@ class Twin:
         return got, want
 
     def same(self, name):
-        lo, hi = self.mem.regions[name]
-        got = bytes(self.dev.read(lo, hi - lo))
-        want = self.model.read(lo, hi - lo)
+        lo, n = self.mem.regions[name]
+        got = bytes(self.dev.read(lo, n))
+        want = self.model.read(lo, n)
         assert got == want, f"{name}: chip and golden model differ at byte " \
-            f"{next(i for i in range(hi - lo) if got[i] != want[i])}"
+            f"{next(i for i in range(n) if got[i] != want[i])}"
 
 
 def _params(rng, n, requant=True):
