@@ -39,21 +39,24 @@ def model_run(mem, insn, limits=None):
 
 
 def run_unit(dut, mem, cmds, rng, *, set_cmd, err_words=range(0), ready_p=0.7, max_latency=4,
-             max_cycles=200000):
+             max_cycles=20000):
     """Offer ``cmds`` one at a time on ``dut.ctl.cmd`` (``set_cmd(ctx, payload, cmd)``), each
-    after 0..3 idle cycles, with one MemModel per port on the shared byte array ``mem``; check
+    after 0..3 idle cycles, with one MemModel per port on the shared byte array ``mem``
+    (``ready_p``: one for all ports, or a list, one per port); check
     that every response is back when ``done`` comes. Returns [(done payload fields, cycles)]."""
     out = []
 
     async def tb(ctx):
-        models = [MemModel(p, mem, 8, rng, ready_p=ready_p, max_latency=max_latency,
-                           err_words=err_words) for p in dut.mem]
+        ready = ready_p if isinstance(ready_p, (list, tuple)) else [ready_p] * len(dut.mem)
+        models = [MemModel(p, mem, 8, rng, ready_p=r, max_latency=max_latency,
+                           err_words=err_words) for p, r in zip(dut.mem, ready)]
         ctx.set(dut.ctl.done.ready, 1)
         cycle = 0
         for c in cmds:
             for _ in range(int(rng.integers(0, 4))):
                 for mm in models:
                     mm.step(ctx)
+                assert not ctx.get(dut.ctl.done.valid), "a done without a command"
                 await ctx.tick()
                 cycle += 1
             ctx.set(dut.ctl.cmd.valid, 1)
@@ -63,6 +66,8 @@ def run_unit(dut, mem, cmds, rng, *, set_cmd, err_words=range(0), ready_p=0.7, m
                 assert cycle < max_cycles, "the unit hangs"
                 for mm in models:
                     mm.step(ctx)
+                if not taken:
+                    assert not ctx.get(dut.ctl.done.valid), "a done without a command"
                 if not taken and ctx.get(dut.ctl.cmd.ready):
                     taken = True
                 elif taken:

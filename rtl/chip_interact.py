@@ -1,0 +1,304 @@
+"""The chip's INTERACT unit: the DLRM dot interaction of ``n_vec`` int8
+vectors per sample (every pair of the strict lower triangle), requantized to
+int8. It sits in the matrix unit's slot: the chip top routes INTERACT
+commands here and GEMM commands to the systolic array.
+
+::
+
+    mem[0] -> RowReader --beats--> vector buffer (2 banks, 2 copies: 2 reads/cycle)
+                                       | word of v_i, word of v_j
+                                       v
+                        8 int8 MACs -> accumulate -> Requantizer -> byte FIFO
+                                                                      |
+    mem[1] <- RowWriter <--8-byte beats-- packer <--------------------+
+
+A sample's vectors are loaded into one bank while the previous sample's
+pairs are computed from the other. The compute side issues one word pair
+per cycle while it holds a credit; a credit is a byte's place in the output
+FIFO, reserved at a pair's last word and given back when the packer takes
+the byte, so the Requantizer (no backpressure) never overruns the FIFO.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..checks import ceil_div, check_int, check_type
+from ..isa import ALIGN, ChipError, Limits, Unit
+from .control import GEMM_UNIT_CMD, UnitPortSignature
+from .control_fetch import check_mem_bytes
+from .dma import RowReader, RowWriter
+from .mac import Mul
+from .memport import MemPortSignature
+from .requant import Requantizer
+
+__all__ = ["DATA_WIDTH", "InteractUnit"]
+
+#: The chip memory's word: 64 bits = :data:`seedchip.isa.ALIGN` bytes.
+DATA_WIDTH = 64
+LANES = DATA_WIDTH // 8
+
+
+class InteractUnit(wiring.Component):
+    """Executes INTERACT (:class:`seedchip.isa.Interact`, the semantics of
+    ``ChipModel._exec_interact``): for each sample ``b`` the vectors ``v_j``
+    (``dim`` int8 at ``src + b * in_stride + j * vec_stride``, ``j < n_vec``),
+    for the pairs (1,0), (2,0), (2,1), (3,0), ... the int32 dot product
+    ``v_i . v_j`` requantized with ``multiplier``/``shift`` (no bias, no
+    ReLU, saturated to int8), byte ``p`` of the sample's row at
+    ``dst + b * out_stride + p``.
+
+    Parameters: ``addr_width`` and ``mem_bytes`` of the chip memory,
+    ``limits`` (:class:`seedchip.isa.Limits`: ``max_vec`` and ``max_k``
+    size the vector buffer).
+
+    Ports
+    -----
+    ctl : In(UnitPortSignature(GEMM_UNIT_CMD))
+        ``cmd`` taken while idle (its ``opcode`` is not looked at: the chip
+        top only routes INTERACT here; ``operands.interact``). One ``done``
+        per command once its last write is acknowledged: NONE, or MEM_ERROR
+        (detail ``Unit.GEMM``, the slot's unit; index 0) when a read or a
+        write came back with ``err`` (the command still runs to its end).
+        ``mem_stall``: a memory request waits for ``ready``, the compute
+        side waits for a sample still loading, or for output credits.
+        ``abort`` is ignored.
+    mem : Out(MemPortSignature(addr_width, 64)).array(N_PORTS)
+        ``mem[0]``: the vector reader (reads only); ``mem[1]``: the output
+        writer (writes only).
+
+    Throughput: 8 int8 MACs per cycle; a pair takes ``W = ceil(dim / 8)``
+    cycles, a sample ``pairs(n_vec) * W + 1`` cycles when loading keeps up
+    (loading a sample, ``n_vec * W`` words, overlaps computing the one
+    before). The DLRM Kaggle case (n_vec 27, dim 16: 351 pairs) is 703
+    cycles per sample. Latency of a command: loading the first sample, then
+    the pairs, then about 25 cycles of pipeline, Requantizer and writer.
+
+    Buffer (:attr:`buf_depth` words of 64 bits, twice): two copies, one read
+    port each (two words read per cycle), of two banks (load one sample while
+    computing the other) of ``2**ceil_log2(max_vec)`` vectors of
+    ``2**ceil_log2(ceil(max_k / 8))`` words, in block RAM. For max_vec 64,
+    max_k 256: 2 copies x 4096 x 64 bits = 512 Kbit = 32 ECP5 DP16KD
+    (16 Kbit of data each; half without the second bank).
+    """
+
+    N_PORTS = 2
+    #: reads the vector reader may have outstanding
+    READ_DEPTH = 16
+    #: output bytes in flight (Requantizer + FIFO): more than the pipeline's
+    #: latency, so that dim <= 8 (one pair per cycle) runs at full rate
+    OUT_DEPTH = 32
+
+    def __init__(self, *, addr_width, mem_bytes, limits):
+        check_int("addr_width", addr_width, 1, 40)
+        self.addr_width = addr_width
+        self.mem_bytes = check_mem_bytes(mem_bytes, addr_width, DATA_WIDTH)
+        self.limits = check_type("limits", limits, Limits)
+        self.vec_bits = ceil_log2(limits.max_vec)
+        self.word_bits = max(1, ceil_log2(ceil_div(limits.max_k, ALIGN)))
+        #: words of the vector buffer (each of its two copies)
+        self.buf_depth = 2 << (self.vec_bits + self.word_bits)
+        super().__init__({
+            "ctl": In(UnitPortSignature(GEMM_UNIT_CMD)),
+            "mem": Out(MemPortSignature(addr_width=addr_width,
+                                        data_width=DATA_WIDTH)).array(self.N_PORTS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        VB, WB, D = self.vec_bits, self.word_bits, self.OUT_DEPTH
+        m.submodules.reader = rd = RowReader(addr_width=self.addr_width, data_width=DATA_WIDTH,
+                                             beat_bytes=8, depth=self.READ_DEPTH)
+        m.submodules.writer = wr = RowWriter(addr_width=self.addr_width, data_width=DATA_WIDTH,
+                                             beat_bytes=8)
+        wiring.connect(m, rd.mem, wiring.flipped(self.mem[0]))
+        wiring.connect(m, wr.mem, wiring.flipped(self.mem[1]))
+        m.submodules.requant = rq = Requantizer(out_width=8)
+        m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=9, depth=D)
+        # two copies of the buffer: one read port each, both written alike
+        bufs = [Memory(shape=DATA_WIDTH, depth=self.buf_depth, init=[]) for _ in range(2)]
+        m.submodules.buf_i, m.submodules.buf_j = bufs
+        wports = [b.write_port() for b in bufs]
+        rp_i, rp_j = (b.read_port() for b in bufs)
+        cmd, done = self.ctl.cmd, self.ctl.done
+
+        # -- command ---------------------------------------------------------------------
+        ops = cmd.payload.operands.interact
+        busy = Signal()
+        n_m1 = Signal(8)
+        words_m1 = Signal(WB)
+        multiplier = Signal.like(ops.multiplier)
+        shift = Signal.like(ops.shift)
+        in_stride = Signal(16)
+        err = Signal()
+        ld_left = Signal(16)            # samples still to load
+        cp_left = Signal(16)            # samples still to compute
+        ld_base = Signal(32)
+        rd_pend = Signal()
+        wr_pend = Signal()
+        m.d.comb += [
+            cmd.ready.eq(~busy),
+            rd.cmd.valid.eq(rd_pend),
+            wr.cmd.valid.eq(wr_pend),
+            rd.cmd.payload.base.eq(ld_base),
+        ]
+        with m.If(cmd.valid & cmd.ready):
+            n = ops.n_vec
+            m.d.sync += [
+                busy.eq(1), err.eq(0), wr_pend.eq(1),
+                n_m1.eq(n - 1), words_m1.eq((ops.dim - 1) >> 3),
+                multiplier.eq(ops.multiplier), shift.eq(ops.shift), in_stride.eq(ops.in_stride),
+                ld_left.eq(ops.batch), cp_left.eq(ops.batch), ld_base.eq(ops.src),
+                rd.cmd.payload.stride.eq(ops.vec_stride), rd.cmd.payload.rows.eq(n),
+                rd.cmd.payload.row_bytes.eq(ops.dim),
+                # one writer command for the whole batch: a row of pairs(n) bytes per sample
+                wr.cmd.payload.base.eq(ops.dst), wr.cmd.payload.stride.eq(ops.out_stride),
+                wr.cmd.payload.rows.eq(ops.batch),
+                wr.cmd.payload.row_bytes.eq((n * (n - 1)) >> 1),
+            ]
+        with m.If(rd.cmd.valid & rd.cmd.ready):
+            m.d.sync += rd_pend.eq(0)
+        with m.If(wr.cmd.valid & wr.cmd.ready):
+            m.d.sync += wr_pend.eq(0)
+
+        # -- loading: a sample's vectors into a free bank -------------------------------
+        full = Signal(2)                # bank holds a loaded sample not yet computed
+        full_set = Signal(2)
+        full_clr = Signal(2)
+        m.d.sync += full.eq((full | full_set) & ~full_clr)
+        ld_bank = Signal()
+        ld_active = Signal()
+        ld_vec = Signal(VB + 1)
+        ld_word = Signal(WB)
+        with m.If(busy & ~ld_active & (ld_left != 0) & ~full.bit_select(ld_bank, 1)):
+            m.d.sync += [ld_active.eq(1), rd_pend.eq(1), ld_vec.eq(0), ld_word.eq(0)]
+        beat = rd.beats
+        m.d.comb += beat.ready.eq(1)
+        for wp in wports:
+            m.d.comb += [wp.en.eq(beat.valid), wp.data.eq(beat.payload.data),
+                         wp.addr.eq(Cat(ld_word, ld_vec[:VB], ld_bank))]
+        with m.If(beat.valid):
+            with m.If(beat.payload.err):
+                m.d.sync += err.eq(1)
+            with m.If(beat.payload.row_last):
+                m.d.sync += [ld_word.eq(0), ld_vec.eq(ld_vec + 1)]
+            with m.Else():
+                m.d.sync += ld_word.eq(ld_word + 1)
+            with m.If(beat.payload.last):
+                m.d.comb += full_set.eq(Mux(ld_bank, 0b10, 0b01))
+                m.d.sync += [ld_active.eq(0), ld_bank.eq(~ld_bank), ld_left.eq(ld_left - 1),
+                             ld_base.eq(ld_base + in_stride)]
+
+        # -- compute: word pairs of (v_i, v_j) ------------------------------------------
+        cp_bank = Signal()
+        cp_active = Signal()
+        ci = Signal(VB)
+        cj = Signal(VB)
+        cw = Signal(WB)
+        inflight = Signal(range(D + 1))     # output bytes reserved, not yet packed
+        pop = Signal()
+        issue = Signal()
+        last_word = cw == words_m1
+        last_j = cj == ci - 1
+        last_pair = last_j & (ci == n_m1)
+        m.d.comb += [
+            issue.eq(cp_active & (inflight != D)),
+            rp_i.addr.eq(Cat(cw, ci, cp_bank)),
+            rp_j.addr.eq(Cat(cw, cj, cp_bank)),
+        ]
+        m.d.sync += inflight.eq(inflight + (issue & last_word) - pop)
+        with m.If(busy & ~cp_active & (cp_left != 0) & full.bit_select(cp_bank, 1)):
+            m.d.sync += [cp_active.eq(1), ci.eq(1), cj.eq(0), cw.eq(0)]
+        with m.If(issue):
+            with m.If(last_word):
+                m.d.sync += cw.eq(0)
+                with m.If(last_j):
+                    m.d.sync += [cj.eq(0), ci.eq(ci + 1)]
+                    with m.If(last_pair):
+                        m.d.comb += full_clr.eq(Mux(cp_bank, 0b10, 0b01))
+                        m.d.sync += [cp_active.eq(0), cp_bank.eq(~cp_bank),
+                                     cp_left.eq(cp_left - 1)]
+                with m.Else():
+                    m.d.sync += cj.eq(cj + 1)
+            with m.Else():
+                m.d.sync += cw.eq(cw + 1)
+
+        # -- 8 MACs, accumulate, requantize ---------------------------------------------
+        # flags of the word issued: valid, first and last word of its pair, last pair
+        # of the sample; delayed to match read (1), multiply (Mul.LATENCY), sum (1)
+        flags = Cat(issue, cw == 0, last_word, last_pair)
+        for stage in range(2 + Mul.LATENCY):
+            delayed = Signal(4, name=f"flags{stage + 1}")
+            m.d.sync += delayed.eq(flags)
+            flags = delayed
+        valid_s, first_s, last_s, row_last_s = flags
+        prods = []
+        for k in range(LANES):
+            mul = Mul(a_width=8, b_width=8)
+            m.submodules[f"mul{k}"] = mul
+            m.d.comb += [mul.a.eq(rp_i.data[8 * k:8 * k + 8].as_signed()),
+                         mul.b.eq(rp_j.data[8 * k:8 * k + 8].as_signed())]
+            prods.append(mul.p)
+        dot = Signal(signed(20))
+        m.d.sync += dot.eq(sum(prods))
+        acc = Signal(32)
+        acc_next = Signal(32)
+        m.d.comb += acc_next.eq(Mux(first_s, 0, acc) + dot)
+        with m.If(valid_s):
+            m.d.sync += acc.eq(acc_next)
+        m.d.comb += [
+            rq.i_valid.eq(valid_s & last_s),
+            rq.i.acc.eq(acc_next),
+            rq.i.bias.eq(0),
+            rq.i.multiplier.eq(multiplier),
+            rq.i.shift.eq(shift),
+            rq.i.requant.eq(1),
+            rq.i.relu.eq(0),
+            rq.i.last.eq(row_last_s),
+            # credits: the FIFO always has room
+            fifo.w_en.eq(rq.o_valid),
+            fifo.w_data.eq(Cat(rq.o.data[:8], rq.o.last)),
+        ]
+
+        # -- packer: bytes -> 8-byte beats of a sample's row ----------------------------
+        byte, row_last = fifo.r_data[:8], fifo.r_data[8]
+        pk = Signal(DATA_WIDTH)
+        pk_n = Signal(3)
+        ends = row_last | (pk_n == LANES - 1)
+        full_beat = Signal(DATA_WIDTH)
+        m.d.comb += [
+            full_beat.eq(pk | (byte << (pk_n * 8))),
+            pop.eq(fifo.r_rdy & (~ends | ~wr.beats.valid | wr.beats.ready)),
+            fifo.r_en.eq(pop),
+        ]
+        with m.If(wr.beats.valid & wr.beats.ready):
+            m.d.sync += wr.beats.valid.eq(0)
+        with m.If(pop):
+            with m.If(ends):
+                m.d.sync += [wr.beats.valid.eq(1), wr.beats.payload.data.eq(full_beat),
+                             pk.eq(0), pk_n.eq(0)]
+            with m.Else():
+                m.d.sync += [pk.eq(full_beat), pk_n.eq(pk_n + 1)]
+
+        # -- done --------------------------------------------------------------------------
+        # the writer is busy from the cycle after it took its command until its
+        # last write's response: when it is idle again, every byte is in memory
+        with m.If(busy & ~wr_pend & ~wr.busy & (cp_left == 0) & ~done.valid):
+            m.d.sync += [
+                done.valid.eq(1),
+                done.payload.error.eq(Mux(err | wr.err, ChipError.MEM_ERROR, ChipError.NONE)),
+                done.payload.detail.eq(Mux(err | wr.err, Unit.GEMM.value, 0)),
+                done.payload.bag.eq(0), done.payload.index.eq(0),
+            ]
+        with m.If(done.valid & done.ready):
+            m.d.sync += [done.valid.eq(0), busy.eq(0)]
+
+        req_wait = ((rd.mem.req.valid & ~rd.mem.req.ready) | (wr.mem.req.valid & ~wr.mem.req.ready))
+        m.d.comb += self.ctl.mem_stall.eq(
+            req_wait
+            | (busy & ~cp_active & (cp_left != 0))                  # a sample still loading
+            | (cp_active & (inflight == D)))                        # output backed up
+        return m
