@@ -7,7 +7,7 @@
                   mem[0]                 mem[1]
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,9 +34,10 @@ class CopyUnit(wiring.Component):
     -----
     ctl : In(UnitPortSignature(COPY_UNIT_CMD))
         ``cmd`` taken while idle; one ``done`` per command once its last write
-        is acknowledged: error NONE, or MEM_ERROR (detail ``Unit.COPY``, index
-        0) when a read or a write came back with ``err`` (the copy still runs
-        to its end, so it never hangs). ``mem_stall``: busy and no write
+        is acknowledged: error NONE, or MEM_ERROR (detail ``Unit.COPY``) when a
+        read or a write came back with ``err``; index: the byte address of the
+        first read word with ``err``, 0 for a write error (:class:`RowWriter`
+        does not say which). The copy still runs to its end, so it never hangs. ``mem_stall``: busy and no write
         accepted this cycle (the unit computes nothing; every such cycle
         waits on memory). ``abort`` is ignored.
     mem : Out(MemPortSignature(addr_width, 64)).array(N_PORTS)
@@ -100,8 +101,20 @@ class CopyUnit(wiring.Component):
             m.d.sync += rd_pend.eq(0)
         with m.If(wr.cmd.valid & wr.cmd.ready):
             m.d.sync += wr_pend.eq(0)
-        with m.If(rd.beats.valid & rd.beats.ready & rd.beats.payload.err):
-            m.d.sync += rd_err.eq(1)
+        # the byte address of the word the reader gives, for MEM_ERROR's index
+        rd_addr = Signal(32)
+        rd_row = Signal(32)
+        err_index = Signal(32)
+        with m.If(cmd.valid & cmd.ready):
+            m.d.sync += [rd_addr.eq(ops.src), rd_row.eq(ops.src)]
+        with m.If(rd.beats.valid & rd.beats.ready):
+            with m.If(rd.beats.payload.row_last):
+                m.d.sync += [rd_addr.eq(rd_row + rd.cmd.payload.stride),
+                             rd_row.eq(rd_row + rd.cmd.payload.stride)]
+            with m.Else():
+                m.d.sync += rd_addr.eq(rd_addr + 8)
+            with m.If(rd.beats.payload.err & ~rd_err):
+                m.d.sync += [rd_err.eq(1), err_index.eq(rd_addr)]
 
         # both DMAs raise busy the cycle after they take their command
         with m.If(busy & ~rd_pend & ~wr_pend & ~rd.busy & ~wr.busy & ~done.valid):
@@ -112,7 +125,8 @@ class CopyUnit(wiring.Component):
             ]
             with m.If(rd_err | wr.err):
                 m.d.sync += [done.payload.error.eq(ChipError.MEM_ERROR),
-                             done.payload.detail.eq(Unit.COPY.value)]
+                             done.payload.detail.eq(Unit.COPY.value),
+                             done.payload.index.eq(Mux(rd_err, err_index, 0))]
         with m.If(done.valid & done.ready):
             m.d.sync += [done.valid.eq(0), busy.eq(0)]
         return m

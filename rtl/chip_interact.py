@@ -61,8 +61,10 @@ class InteractUnit(wiring.Component):
         ``cmd`` taken while idle (its ``opcode`` is not looked at: the chip
         top only routes INTERACT here; ``operands.interact``). One ``done``
         per command once its last write is acknowledged: NONE, or MEM_ERROR
-        (detail ``Unit.GEMM``, the slot's unit; index 0) when a read or a
-        write came back with ``err`` (the command still runs to its end).
+        (detail ``Unit.GEMM``, the slot's unit) when a read or a write came
+        back with ``err``; index: the byte address of the first read word
+        with ``err``, 0 for a write error (:class:`RowWriter` does not say
+        which). The command still runs to its end, so it never hangs.
         ``mem_stall``: a memory request waits for ``ready``, the compute
         side waits for a sample still loading, or for output credits.
         ``abort`` is ignored.
@@ -71,10 +73,10 @@ class InteractUnit(wiring.Component):
         writer (writes only).
 
     Throughput: 8 int8 MACs per cycle; a pair takes ``W = ceil(dim / 8)``
-    cycles, a sample ``pairs(n_vec) * W + 1`` cycles when loading keeps up
+    cycles, a sample ``pairs(n_vec) * W`` cycles when loading keeps up
     (loading a sample, ``n_vec * W`` words, overlaps computing the one
-    before). The DLRM Kaggle case (n_vec 27, dim 16: 351 pairs) is 703
-    cycles per sample. Latency of a command: loading the first sample, then
+    before; otherwise the load is exposed). The DLRM Kaggle case (n_vec 27,
+    dim 16: 351 pairs) is 702 cycles per sample. Latency of a command: loading the first sample, then
     the pairs, then about 25 cycles of pipeline, Requantizer and writer.
 
     Buffer (:attr:`buf_depth` words of 64 bits, twice): two copies, one read
@@ -133,7 +135,8 @@ class InteractUnit(wiring.Component):
         multiplier = Signal.like(ops.multiplier)
         shift = Signal.like(ops.shift)
         in_stride = Signal(16)
-        err = Signal()
+        err = Signal()                  # a read came back with err (first one: err_index)
+        err_index = Signal(32)
         ld_left = Signal(16)            # samples still to load
         cp_left = Signal(16)            # samples still to compute
         ld_base = Signal(32)
@@ -180,11 +183,16 @@ class InteractUnit(wiring.Component):
         for wp in wports:
             m.d.comb += [wp.en.eq(beat.valid), wp.data.eq(beat.payload.data),
                          wp.addr.eq(Cat(ld_word, ld_vec[:VB], ld_bank))]
+        # the byte address of the vector being loaded, for MEM_ERROR's index
+        ld_row = Signal(32)
+        with m.If(rd.cmd.valid & rd.cmd.ready):
+            m.d.sync += ld_row.eq(ld_base)
         with m.If(beat.valid):
-            with m.If(beat.payload.err):
-                m.d.sync += err.eq(1)
+            with m.If(beat.payload.err & ~err):
+                m.d.sync += [err.eq(1), err_index.eq(ld_row + (ld_word << 3))]
             with m.If(beat.payload.row_last):
-                m.d.sync += [ld_word.eq(0), ld_vec.eq(ld_vec + 1)]
+                m.d.sync += [ld_word.eq(0), ld_vec.eq(ld_vec + 1),
+                             ld_row.eq(ld_row + rd.cmd.payload.stride)]
             with m.Else():
                 m.d.sync += ld_word.eq(ld_word + 1)
             with m.If(beat.payload.last):
@@ -218,9 +226,10 @@ class InteractUnit(wiring.Component):
                 with m.If(last_j):
                     m.d.sync += [cj.eq(0), ci.eq(ci + 1)]
                     with m.If(last_pair):
+                        # straight on to the next sample if its bank is loaded
                         m.d.comb += full_clr.eq(Mux(cp_bank, 0b10, 0b01))
-                        m.d.sync += [cp_active.eq(0), cp_bank.eq(~cp_bank),
-                                     cp_left.eq(cp_left - 1)]
+                        m.d.sync += [cp_active.eq(full.bit_select(~cp_bank, 1)), ci.eq(1),
+                                     cp_bank.eq(~cp_bank), cp_left.eq(cp_left - 1)]
                 with m.Else():
                     m.d.sync += cj.eq(cj + 1)
             with m.Else():
@@ -291,7 +300,7 @@ class InteractUnit(wiring.Component):
                 done.valid.eq(1),
                 done.payload.error.eq(Mux(err | wr.err, ChipError.MEM_ERROR, ChipError.NONE)),
                 done.payload.detail.eq(Mux(err | wr.err, Unit.GEMM.value, 0)),
-                done.payload.bag.eq(0), done.payload.index.eq(0),
+                done.payload.bag.eq(0), done.payload.index.eq(Mux(err, err_index, 0)),
             ]
         with m.If(done.valid & done.ready):
             m.d.sync += [done.valid.eq(0), busy.eq(0)]

@@ -171,8 +171,10 @@ def test_copy_mem_error():
     good2 = isa.Copy(src=256, dst=1800, src_stride=0, dst_stride=16, rows=3, row_bytes=13)
     got = run_unit(dut, mem, [rd_err, good, wr_err, good2], rng, set_cmd=set_copy,
                    err_words=bad)
-    err = (ChipError.MEM_ERROR, Unit.COPY.value, 0, 0)
-    assert [g[0] for g in got] == [err, (ChipError.NONE, 0, 0, 0), err,
+    # index: the first read word with err (row 1 of rd_err); 0 for a write error
+    assert [g[0] for g in got] == [(ChipError.MEM_ERROR, Unit.COPY.value, 0, 800),
+                                   (ChipError.NONE, 0, 0, 0),
+                                   (ChipError.MEM_ERROR, Unit.COPY.value, 0, 0),
                                    (ChipError.NONE, 0, 0, 0)]
     # nothing wrote the good copies' regions after them: running them again changes nothing
     for insn in (good, good2):
