@@ -19,8 +19,8 @@ FIFO, reserved at a pair's last word and given back when the packer takes
 the byte, so the Requantizer (no backpressure) never overruns the FIFO.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -30,16 +30,117 @@ from ..checks import ceil_div, check_int, check_type
 from ..isa import ALIGN, ChipError, Limits, Unit
 from .control import GEMM_UNIT_CMD, UnitPortSignature
 from .control_fetch import check_mem_bytes
-from .dma import RowReader, RowWriter
+from .dma import RowReader, RowWriter, write_beat_layout
 from .mac import Mul
 from .memport import MemPortSignature
 from .requant import Requantizer
 
-__all__ = ["DATA_WIDTH", "InteractUnit"]
+__all__ = ["DATA_WIDTH", "InteractUnit", "DotAccumulator", "ByteLayout", "BytePacker"]
 
 #: The chip memory's word: 64 bits = :data:`seedchip.isa.ALIGN` bytes.
 DATA_WIDTH = 64
 LANES = DATA_WIDTH // 8
+
+
+class DotAccumulator(wiring.Component):
+    """The dot product of two int8 vectors, one 8-byte word of each per cycle.
+
+    Ports
+    -----
+    valid, first, last, row_last : In(1)
+        A word pair in ``a``/``b``; ``first``/``last``: the first/last word of
+        its vector pair; ``row_last`` rides along to ``o_row_last``.
+    a, b : In(64)
+        Eight int8 lanes each (byte ``k`` in bits ``8k..8k+7``).
+    o_valid, o_acc, o_row_last : Out
+        ``o_acc`` (int32, wrapping) is the sum of ``a_k * b_k`` over the
+        words ``first`` .. ``last``, :attr:`LATENCY` cycles after ``last``.
+        No backpressure; gaps (``valid`` low) inside a pair are allowed.
+
+    Eight :class:`~seedchip.rtl.mac.Mul` (one DSP each on ECP5), a registered
+    adder tree, then the accumulator.
+    """
+
+    LATENCY = Mul.LATENCY + 1
+
+    def __init__(self):
+        super().__init__({
+            "valid": In(1), "first": In(1), "last": In(1), "row_last": In(1),
+            "a": In(DATA_WIDTH), "b": In(DATA_WIDTH),
+            "o_valid": Out(1), "o_acc": Out(signed(32)), "o_row_last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        # the flags beside the products (Mul.LATENCY) and their sum (1)
+        flags = Cat(self.valid, self.first, self.last, self.row_last)
+        for stage in range(self.LATENCY):
+            delayed = Signal(4, name=f"flags{stage + 1}")
+            m.d.sync += delayed.eq(flags)
+            flags = delayed
+        valid, first, last, row_last = flags
+        prods = []
+        for k in range(LANES):
+            mul = Mul(a_width=8, b_width=8)
+            m.submodules[f"mul{k}"] = mul
+            m.d.comb += [mul.a.eq(self.a[8 * k:8 * k + 8].as_signed()),
+                         mul.b.eq(self.b[8 * k:8 * k + 8].as_signed())]
+            prods.append(mul.p)
+        dot = Signal(signed(20))
+        m.d.sync += dot.eq(sum(prods))
+        acc = Signal(32)
+        acc_next = Signal(32)
+        m.d.comb += acc_next.eq(Mux(first, 0, acc) + dot)
+        with m.If(valid):
+            m.d.sync += acc.eq(acc_next)
+        m.d.comb += [self.o_valid.eq(valid & last), self.o_acc.eq(acc_next),
+                     self.o_row_last.eq(row_last)]
+        return m
+
+
+#: A result byte for :class:`BytePacker`: ``last`` ends a row.
+ByteLayout = data.StructLayout({"data": unsigned(8), "last": unsigned(1)})
+
+
+class BytePacker(wiring.Component):
+    """Packs bytes into beats of 8 bytes for a :class:`~seedchip.rtl.dma.RowWriter`:
+    byte ``k`` of a row into byte ``k % 8`` of its beat; a beat ends after 8
+    bytes or the row's last byte (the rest is 0; the writer masks it).
+
+    Ports
+    -----
+    i : In(stream(ByteLayout))
+    o : Out(stream(write_beat_layout(8)))
+
+    One byte per cycle; a full beat leaves the cycle after its last byte.
+    """
+
+    def __init__(self):
+        super().__init__({
+            "i": In(stream.Signature(ByteLayout)),
+            "o": Out(stream.Signature(write_beat_layout(LANES))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i, self.o
+        pk = Signal(DATA_WIDTH)
+        n = Signal(range(LANES))
+        ends = i.payload.last | (n == LANES - 1)
+        beat = Signal(DATA_WIDTH)
+        m.d.comb += [
+            beat.eq(pk | (i.payload.data << (n * 8))),
+            # a byte that ends a beat needs the output register free
+            i.ready.eq(~ends | ~o.valid | o.ready),
+        ]
+        with m.If(o.valid & o.ready):
+            m.d.sync += o.valid.eq(0)
+        with m.If(i.valid & i.ready):
+            with m.If(ends):
+                m.d.sync += [o.valid.eq(1), o.payload.data.eq(beat), pk.eq(0), n.eq(0)]
+            with m.Else():
+                m.d.sync += [pk.eq(beat), n.eq(n + 1)]
+        return m
 
 
 class InteractUnit(wiring.Component):
@@ -76,8 +177,11 @@ class InteractUnit(wiring.Component):
     cycles, a sample ``pairs(n_vec) * W`` cycles when loading keeps up
     (loading a sample, ``n_vec * W`` words, overlaps computing the one
     before; otherwise the load is exposed). The DLRM Kaggle case (n_vec 27,
-    dim 16: 351 pairs) is 702 cycles per sample. Latency of a command: loading the first sample, then
-    the pairs, then about 25 cycles of pipeline, Requantizer and writer.
+    dim 16: 351 pairs) is 702 cycles per sample. Fixed overhead per command:
+    loading the first sample (``n_vec * W`` words plus the memory's latency)
+    and about 30 cycles of pipeline (buffer read, MACs, Requantizer, packer,
+    writer); with a one-cycle memory, one Kaggle sample takes 789 cycles from
+    ``cmd`` to ``done``, three take 2193.
 
     Buffer (:attr:`buf_depth` words of 64 bits, twice): two copies, one read
     port each (two words read per cycle), of two banks (load one sample while
@@ -236,61 +340,34 @@ class InteractUnit(wiring.Component):
                 m.d.sync += cw.eq(cw + 1)
 
         # -- 8 MACs, accumulate, requantize ---------------------------------------------
-        # flags of the word issued: valid, first and last word of its pair, last pair
-        # of the sample; delayed to match read (1), multiply (Mul.LATENCY), sum (1)
-        flags = Cat(issue, cw == 0, last_word, last_pair)
-        for stage in range(2 + Mul.LATENCY):
-            delayed = Signal(4, name=f"flags{stage + 1}")
-            m.d.sync += delayed.eq(flags)
-            flags = delayed
-        valid_s, first_s, last_s, row_last_s = flags
-        prods = []
-        for k in range(LANES):
-            mul = Mul(a_width=8, b_width=8)
-            m.submodules[f"mul{k}"] = mul
-            m.d.comb += [mul.a.eq(rp_i.data[8 * k:8 * k + 8].as_signed()),
-                         mul.b.eq(rp_j.data[8 * k:8 * k + 8].as_signed())]
-            prods.append(mul.p)
-        dot = Signal(signed(20))
-        m.d.sync += dot.eq(sum(prods))
-        acc = Signal(32)
-        acc_next = Signal(32)
-        m.d.comb += acc_next.eq(Mux(first_s, 0, acc) + dot)
-        with m.If(valid_s):
-            m.d.sync += acc.eq(acc_next)
+        # the flags of the word issued, one cycle later beside its read data
+        m.submodules.dot = dot = DotAccumulator()
+        m.d.sync += [dot.valid.eq(issue), dot.first.eq(cw == 0), dot.last.eq(last_word),
+                     dot.row_last.eq(last_pair)]
         m.d.comb += [
-            rq.i_valid.eq(valid_s & last_s),
-            rq.i.acc.eq(acc_next),
+            dot.a.eq(rp_i.data), dot.b.eq(rp_j.data),
+            rq.i_valid.eq(dot.o_valid),
+            rq.i.acc.eq(dot.o_acc),
             rq.i.bias.eq(0),
             rq.i.multiplier.eq(multiplier),
             rq.i.shift.eq(shift),
             rq.i.requant.eq(1),
             rq.i.relu.eq(0),
-            rq.i.last.eq(row_last_s),
+            rq.i.last.eq(dot.o_row_last),
             # credits: the FIFO always has room
             fifo.w_en.eq(rq.o_valid),
             fifo.w_data.eq(Cat(rq.o.data[:8], rq.o.last)),
         ]
 
         # -- packer: bytes -> 8-byte beats of a sample's row ----------------------------
-        byte, row_last = fifo.r_data[:8], fifo.r_data[8]
-        pk = Signal(DATA_WIDTH)
-        pk_n = Signal(3)
-        ends = row_last | (pk_n == LANES - 1)
-        full_beat = Signal(DATA_WIDTH)
+        m.submodules.packer = packer = BytePacker()
         m.d.comb += [
-            full_beat.eq(pk | (byte << (pk_n * 8))),
-            pop.eq(fifo.r_rdy & (~ends | ~wr.beats.valid | wr.beats.ready)),
-            fifo.r_en.eq(pop),
+            packer.i.valid.eq(fifo.r_rdy),
+            packer.i.payload.eq(fifo.r_data),
+            fifo.r_en.eq(packer.i.ready),
+            pop.eq(packer.i.valid & packer.i.ready),
         ]
-        with m.If(wr.beats.valid & wr.beats.ready):
-            m.d.sync += wr.beats.valid.eq(0)
-        with m.If(pop):
-            with m.If(ends):
-                m.d.sync += [wr.beats.valid.eq(1), wr.beats.payload.data.eq(full_beat),
-                             pk.eq(0), pk_n.eq(0)]
-            with m.Else():
-                m.d.sync += [pk.eq(full_beat), pk_n.eq(pk_n + 1)]
+        wiring.connect(m, packer.o, wr.beats)
 
         # -- done --------------------------------------------------------------------------
         # the writer is busy from the cycle after it took its command until its

@@ -14,9 +14,9 @@ import pytest
 
 from seedchip import isa
 from seedchip.isa import ChipError, Limits, Opcode, Unit
-from seedchip.rtl.chip_interact import InteractUnit
+from seedchip.rtl.chip_interact import BytePacker, DotAccumulator, InteractUnit
 from seedchip.sim.chip_golden import ChipModel
-from seedchip.sim.clocked import run_clocked
+from seedchip.sim.clocked import run_clocked, stream_sink, stream_source
 from seedchip.sim.memmodel import MemModel
 
 MEM_BYTES = 4096
@@ -134,7 +134,8 @@ def interact(src, dst, *, n_vec, dim, batch=1, multiplier=1 << 30, shift=0, in_s
 
 def random_interact(rng, lim, mem_bytes):
     n_vec = int(rng.choice([2, lim.max_vec, int(rng.integers(2, lim.max_vec + 1))]))
-    dim = int(rng.choice([1, 7, 8, 9, 16, lim.max_k, int(rng.integers(1, lim.max_k + 1))]))
+    dim = min(lim.max_k, int(rng.choice([1, 7, 8, 9, 16, lim.max_k,
+                                          int(rng.integers(1, lim.max_k + 1))])))
     batch = int(rng.integers(1, 4))
     pitch = isa.round_up(dim)
     if rng.random() < 0.4:          # samples interleaved: vector j of sample b at (j*batch + b)
@@ -167,14 +168,16 @@ def fresh_mem(rng, nbytes=MEM_BYTES):
     return mem
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_interact_random(seed):
+@pytest.mark.parametrize("seed,limits", [
+    (1, LIMITS), (2, LIMITS), (3, LIMITS), (4, Limits(max_vec=5, max_k=8)),
+    (5, Limits(max_vec=3, max_k=33))])
+def test_interact_random(seed, limits):
     rng = np.random.default_rng(seed)
     mem = fresh_mem(rng)
-    dut = InteractUnit(addr_width=9, mem_bytes=MEM_BYTES, limits=LIMITS)
-    insns = [random_interact(rng, LIMITS, MEM_BYTES) for _ in range(6)]
+    dut = InteractUnit(addr_width=9, mem_bytes=MEM_BYTES, limits=limits)
+    insns = [random_interact(rng, limits, MEM_BYTES) for _ in range(8)]
     print("seed", seed, *insns, sep="\n")
-    check_against_model(dut, mem, insns, rng, limits=LIMITS, set_cmd=set_interact,
+    check_against_model(dut, mem, insns, rng, limits=limits, set_cmd=set_interact,
                         ready_p=float(rng.choice([0.3, 0.7, 1.0])))
 
 
@@ -266,3 +269,68 @@ def test_interact_args():
     with pytest.raises(ValueError, match="mem_bytes must be at most 4096"):
         InteractUnit(addr_width=9, mem_bytes=8192, limits=LIMITS)
     assert InteractUnit(addr_width=20, mem_bytes=1 << 20, limits=Limits()).buf_depth == 4096
+
+
+def test_byte_packer():
+    rng = np.random.default_rng(60)
+    rows = [rng.integers(0, 256, int(rng.choice([1, 7, 8, 9, 17, 28]))) for _ in range(20)]
+    items = [{"data": int(v), "last": int(k == len(r) - 1)} for r in rows for k, v in enumerate(r)]
+    want = []
+    for r in rows:
+        for k in range(0, len(r), 8):
+            want.append(int.from_bytes(bytes(int(v) for v in r[k:k + 8]), "little"))
+    dut = BytePacker()
+    got = []
+
+    async def watchdog(ctx):
+        for _ in range(5000):
+            if len(got) == len(want):
+                return
+            await ctx.tick()
+        raise AssertionError(f"the packer hangs: {len(got)} of {len(want)} beats")
+
+    run_clocked(dut, stream_source(dut.i, items, rng, p_idle=0.3), watchdog,
+                processes=[stream_sink(dut.o, got, rng, p_ready=0.5, conv=lambda p: p.data)])
+    assert got == want
+
+
+def test_dot_accumulator():
+    rng = np.random.default_rng(70)
+    dut = DotAccumulator()
+    pairs = []
+    for _ in range(30):
+        words = int(rng.integers(1, 4))
+        a = rng.integers(-128, 128, (words, 8))
+        b = rng.integers(-128, 128, (words, 8))
+        if rng.random() < 0.2:
+            a[:], b[:] = -128, -128
+        pairs.append((a, b, int(rng.random() < 0.3)))
+    got = []
+
+    def word(v):
+        return int.from_bytes(v.astype(np.int8).tobytes(), "little")
+
+    async def tb(ctx):
+        for a, b, row_last in pairs:
+            for w in range(len(a)):
+                while rng.random() < 0.3:           # gaps inside and between pairs
+                    ctx.set(dut.valid, 0)
+                    await ctx.tick()
+                ctx.set(dut.valid, 1)
+                ctx.set(dut.first, w == 0)
+                ctx.set(dut.last, w == len(a) - 1)
+                ctx.set(dut.row_last, row_last)
+                ctx.set(dut.a, word(a[w]))
+                ctx.set(dut.b, word(b[w]))
+                await ctx.tick()
+        ctx.set(dut.valid, 0)
+        await ctx.tick().repeat(DotAccumulator.LATENCY + 2)
+
+    async def mon(ctx):
+        async for _, _, o_valid, acc, row_last in ctx.tick().sample(
+                dut.o_valid, dut.o_acc, dut.o_row_last):
+            if o_valid:
+                got.append((acc, row_last))
+
+    run_clocked(dut, tb, processes=[mon])
+    assert got == [(int((a * b).sum()), r) for a, b, r in pairs]
