@@ -37,9 +37,10 @@ class CopyUnit(wiring.Component):
         is acknowledged: error NONE, or MEM_ERROR (detail ``Unit.COPY``) when a
         read or a write came back with ``err``; index: the byte address of the
         first read word with ``err``, 0 for a write error (:class:`RowWriter`
-        does not say which). The copy still runs to its end, so it never hangs. ``mem_stall``: busy and no write
-        accepted this cycle (the unit computes nothing; every such cycle
-        waits on memory). ``abort`` is ignored.
+        does not say which). The copy still runs to its end, so it never
+        hangs. ``mem_stall``: busy and no write accepted this cycle (the unit
+        computes nothing; every such cycle waits on memory). ``abort`` is
+        ignored.
     mem : Out(MemPortSignature(addr_width, 64)).array(N_PORTS)
         ``mem[0]`` the reader (reads only), ``mem[1]`` the writer (writes only).
 

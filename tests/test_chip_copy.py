@@ -109,8 +109,10 @@ def random_copy(rng, mem_bytes):
     lo, hi = (PROG, PROG + half), (PROG + half, mem_bytes)
     if rng.random() < 0.5:
         lo, hi = hi, lo
-    src = lo[0] + 8 * int(rng.integers(0, (lo[1] - lo[0] - (rows - 1) * src_stride - row_bytes) // 8))
-    dst = hi[0] + 8 * int(rng.integers(0, (hi[1] - hi[0] - (rows - 1) * dst_stride - row_bytes) // 8))
+    src_room = lo[1] - lo[0] - (rows - 1) * src_stride - row_bytes
+    dst_room = hi[1] - hi[0] - (rows - 1) * dst_stride - row_bytes
+    src = lo[0] + 8 * int(rng.integers(0, src_room // 8))
+    dst = hi[0] + 8 * int(rng.integers(0, dst_room // 8))
     return isa.Copy(src=src, dst=dst, src_stride=src_stride, dst_stride=dst_stride, rows=rows,
                     row_bytes=row_bytes)
 
