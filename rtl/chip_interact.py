@@ -40,6 +40,8 @@ __all__ = ["DATA_WIDTH", "InteractUnit", "DotAccumulator", "ByteLayout", "BytePa
 #: The chip memory's word: 64 bits = :data:`seedchip.isa.ALIGN` bytes.
 DATA_WIDTH = 64
 LANES = DATA_WIDTH // 8
+#: data bits of one block RAM (ECP5 DP16KD, parity bits aside)
+BRAM_BITS = 16384
 
 
 class DotAccumulator(wiring.Component):
@@ -186,9 +188,10 @@ class InteractUnit(wiring.Component):
     Buffer (:attr:`buf_depth` words of 64 bits, twice): two copies, one read
     port each (two words read per cycle), of two banks (load one sample while
     computing the other) of ``2**ceil_log2(max_vec)`` vectors of
-    ``2**ceil_log2(ceil(max_k / 8))`` words, in block RAM. For max_vec 64,
-    max_k 256: 2 copies x 4096 x 64 bits = 512 Kbit = 32 ECP5 DP16KD
-    (16 Kbit of data each; half without the second bank).
+    ``2**ceil_log2(ceil(max_k / 8))`` words, in block RAM, each copy sliced
+    into :attr:`slice_bits`-wide memories that each fit one block RAM. For
+    max_vec 64, max_k 256: 2 copies x 4096 x 64 bits = 512 Kbit = 32 ECP5
+    DP16KD (4096 x 4 each; half without the second bank).
     """
 
     N_PORTS = 2
@@ -207,6 +210,10 @@ class InteractUnit(wiring.Component):
         self.word_bits = max(1, ceil_log2(ceil_div(limits.max_k, ALIGN)))
         #: words of the vector buffer (each of its two copies)
         self.buf_depth = 2 << (self.vec_bits + self.word_bits)
+        #: bits of a word in one memory: as many as fit one 16 Kbit block RAM at
+        #: the buffer's depth (ECP5 DP16KD: 16384 x 1 .. 512 x 32 data bits)
+        per_bram = max(1, BRAM_BITS // self.buf_depth)
+        self.slice_bits = min(DATA_WIDTH, 1 << (per_bram.bit_length() - 1))
         super().__init__({
             "ctl": In(UnitPortSignature(GEMM_UNIT_CMD)),
             "mem": Out(MemPortSignature(addr_width=addr_width,
@@ -224,11 +231,24 @@ class InteractUnit(wiring.Component):
         wiring.connect(m, wr.mem, wiring.flipped(self.mem[1]))
         m.submodules.requant = rq = Requantizer(out_width=8)
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=9, depth=D)
-        # two copies of the buffer: one read port each, both written alike
-        bufs = [Memory(shape=DATA_WIDTH, depth=self.buf_depth, init=[]) for _ in range(2)]
-        m.submodules.buf_i, m.submodules.buf_j = bufs
-        wports = [b.write_port() for b in bufs]
-        rp_i, rp_j = (b.read_port() for b in bufs)
+        # two copies of the buffer: one read port each, both written alike; each copy
+        # is sliced into memories as deep as the buffer, narrow enough for one block
+        # RAM each (the 4096-deep buffer as one 64-bit memory was mapped as two
+        # cascaded 2048-deep halves, and the registered half-select bit, fanning out
+        # to 128 multiplexers, was the critical path at 82 MHz)
+        SW = self.slice_bits
+        wports = []
+        rdata = []
+        for copy in ("i", "j"):
+            datas = []
+            for k in range(DATA_WIDTH // SW):
+                mem = Memory(shape=SW, depth=self.buf_depth, init=[])
+                m.submodules[f"buf_{copy}{k}"] = mem
+                wports.append((mem.write_port(), k))
+                rp = mem.read_port()
+                datas.append(rp)
+            rdata.append(datas)
+        rp_i, rp_j = rdata
         cmd, done = self.ctl.cmd, self.ctl.done
 
         # -- command ---------------------------------------------------------------------
@@ -284,8 +304,9 @@ class InteractUnit(wiring.Component):
             m.d.sync += [ld_active.eq(1), rd_pend.eq(1), ld_vec.eq(0), ld_word.eq(0)]
         beat = rd.beats
         m.d.comb += beat.ready.eq(1)
-        for wp in wports:
-            m.d.comb += [wp.en.eq(beat.valid), wp.data.eq(beat.payload.data),
+        for wp, k in wports:
+            m.d.comb += [wp.en.eq(beat.valid),
+                         wp.data.eq(beat.payload.data[k * SW:(k + 1) * SW]),
                          wp.addr.eq(Cat(ld_word, ld_vec[:VB], ld_bank))]
         # the byte address of the vector being loaded, for MEM_ERROR's index
         ld_row = Signal(32)
@@ -318,9 +339,11 @@ class InteractUnit(wiring.Component):
         last_pair = last_j & (ci == n_m1)
         m.d.comb += [
             issue.eq(cp_active & (inflight != D)),
-            rp_i.addr.eq(Cat(cw, ci, cp_bank)),
-            rp_j.addr.eq(Cat(cw, cj, cp_bank)),
         ]
+        for rp in rp_i:
+            m.d.comb += rp.addr.eq(Cat(cw, ci, cp_bank))
+        for rp in rp_j:
+            m.d.comb += rp.addr.eq(Cat(cw, cj, cp_bank))
         m.d.sync += inflight.eq(inflight + (issue & last_word) - pop)
         with m.If(busy & ~cp_active & (cp_left != 0) & full.bit_select(cp_bank, 1)):
             m.d.sync += [cp_active.eq(1), ci.eq(1), cj.eq(0), cw.eq(0)]
@@ -345,7 +368,7 @@ class InteractUnit(wiring.Component):
         m.d.sync += [dot.valid.eq(issue), dot.first.eq(cw == 0), dot.last.eq(last_word),
                      dot.row_last.eq(last_pair)]
         m.d.comb += [
-            dot.a.eq(rp_i.data), dot.b.eq(rp_j.data),
+            dot.a.eq(Cat(rp.data for rp in rp_i)), dot.b.eq(Cat(rp.data for rp in rp_j)),
             rq.i_valid.eq(dot.o_valid),
             rq.i.acc.eq(dot.o_acc),
             rq.i.bias.eq(0),

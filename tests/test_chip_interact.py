@@ -168,14 +168,18 @@ def fresh_mem(rng, nbytes=MEM_BYTES):
     return mem
 
 
-@pytest.mark.parametrize("seed,limits", [
-    (1, LIMITS), (2, LIMITS), (3, LIMITS), (4, Limits(max_vec=5, max_k=8)),
-    (5, Limits(max_vec=3, max_k=33))])
-def test_interact_random(seed, limits):
+@pytest.mark.parametrize("seed,limits,mem_bytes", [
+    (1, LIMITS, MEM_BYTES), (2, LIMITS, MEM_BYTES), (3, LIMITS, MEM_BYTES),
+    (4, Limits(max_vec=5, max_k=8), MEM_BYTES), (5, Limits(max_vec=3, max_k=33), MEM_BYTES),
+    # a 1024-word buffer: sliced into 16-bit memories
+    (6, Limits(max_vec=9, max_k=200), 16384)])
+def test_interact_random(seed, limits, mem_bytes):
     rng = np.random.default_rng(seed)
-    mem = fresh_mem(rng)
-    dut = InteractUnit(addr_width=9, mem_bytes=MEM_BYTES, limits=limits)
-    insns = [random_interact(rng, limits, MEM_BYTES) for _ in range(8)]
+    mem = fresh_mem(rng, mem_bytes)
+    dut = InteractUnit(addr_width=11, mem_bytes=mem_bytes, limits=limits)
+    if seed == 6:
+        assert dut.slice_bits == 16
+    insns = [random_interact(rng, limits, mem_bytes) for _ in range(8)]
     print("seed", seed, *insns, sep="\n")
     check_against_model(dut, mem, insns, rng, limits=limits, set_cmd=set_interact,
                         ready_p=float(rng.choice([0.3, 0.7, 1.0])))
