@@ -182,8 +182,8 @@ class InteractUnit(wiring.Component):
     dim 16: 351 pairs) is 702 cycles per sample. Fixed overhead per command:
     loading the first sample (``n_vec * W`` words plus the memory's latency)
     and about 30 cycles of pipeline (buffer read, MACs, Requantizer, packer,
-    writer); with a one-cycle memory, one Kaggle sample takes 789 cycles from
-    ``cmd`` to ``done``, three take 2193.
+    writer); with a one-cycle memory, one Kaggle sample takes 790 cycles from
+    ``cmd`` to ``done``, three take 2194.
 
     Buffer (:attr:`buf_depth` words of 64 bits, twice): two copies, one read
     port each (two words read per cycle), of two banks (load one sample while
@@ -334,9 +334,12 @@ class InteractUnit(wiring.Component):
         inflight = Signal(range(D + 1))     # output bytes reserved, not yet packed
         pop = Signal()
         issue = Signal()
-        last_word = cw == words_m1
-        last_j = cj == ci - 1
-        last_pair = last_j & (ci == n_m1)
+        # cw == words_m1, cj == ci - 1, ci == n_m1, each decided a cycle early into a
+        # register (as compares behind the counters they were the critical path)
+        last_word, last_j, last_i = Signal(), Signal(), Signal()
+        last_pair = last_j & last_i
+        restart = [ci.eq(1), cj.eq(0), cw.eq(0), last_word.eq(words_m1 == 0), last_j.eq(1),
+                   last_i.eq(n_m1 == 1)]
         m.d.comb += [
             issue.eq(cp_active & (inflight != D)),
         ]
@@ -346,29 +349,38 @@ class InteractUnit(wiring.Component):
             m.d.comb += rp.addr.eq(Cat(cw, cj, cp_bank))
         m.d.sync += inflight.eq(inflight + (issue & last_word) - pop)
         with m.If(busy & ~cp_active & (cp_left != 0) & full.bit_select(cp_bank, 1)):
-            m.d.sync += [cp_active.eq(1), ci.eq(1), cj.eq(0), cw.eq(0)]
+            m.d.sync += [cp_active.eq(1), *restart]
         with m.If(issue):
             with m.If(last_word):
-                m.d.sync += cw.eq(0)
+                m.d.sync += [cw.eq(0), last_word.eq(words_m1 == 0)]
                 with m.If(last_j):
-                    m.d.sync += [cj.eq(0), ci.eq(ci + 1)]
+                    # the next i (>= 2) starts at j = 0, never its last j
+                    m.d.sync += [cj.eq(0), ci.eq(ci + 1), last_j.eq(0),
+                                 last_i.eq(ci + 1 == n_m1)]
                     with m.If(last_pair):
                         # straight on to the next sample if its bank is loaded
                         m.d.comb += full_clr.eq(Mux(cp_bank, 0b10, 0b01))
-                        m.d.sync += [cp_active.eq(full.bit_select(~cp_bank, 1)), ci.eq(1),
+                        m.d.sync += [cp_active.eq(full.bit_select(~cp_bank, 1)), *restart,
                                      cp_bank.eq(~cp_bank), cp_left.eq(cp_left - 1)]
                 with m.Else():
-                    m.d.sync += cj.eq(cj + 1)
+                    m.d.sync += [cj.eq(cj + 1), last_j.eq(cj + 2 == ci)]
             with m.Else():
-                m.d.sync += cw.eq(cw + 1)
+                m.d.sync += [cw.eq(cw + 1), last_word.eq(cw + 1 == words_m1)]
 
         # -- 8 MACs, accumulate, requantize ---------------------------------------------
-        # the flags of the word issued, one cycle later beside its read data
+        # the read data gets a fabric register of its own, placed by the block RAMs:
+        # the block RAM's clock-to-output (5.8 ns, no output register) plus the
+        # route to the multipliers' input registers limited the build to 102 MHz
         m.submodules.dot = dot = DotAccumulator()
-        m.d.sync += [dot.valid.eq(issue), dot.first.eq(cw == 0), dot.last.eq(last_word),
-                     dot.row_last.eq(last_pair)]
+        word_i, word_j = Signal(DATA_WIDTH), Signal(DATA_WIDTH)
+        m.d.sync += [word_i.eq(Cat(rp.data for rp in rp_i)),
+                     word_j.eq(Cat(rp.data for rp in rp_j))]
+        # the flags of the word issued, two cycles later beside its read data
+        flags = Signal(4)
+        m.d.sync += [flags.eq(Cat(issue, cw == 0, last_word, last_pair)),
+                     Cat(dot.valid, dot.first, dot.last, dot.row_last).eq(flags)]
         m.d.comb += [
-            dot.a.eq(Cat(rp.data for rp in rp_i)), dot.b.eq(Cat(rp.data for rp in rp_j)),
+            dot.a.eq(word_i), dot.b.eq(word_j),
             rq.i_valid.eq(dot.o_valid),
             rq.i.acc.eq(dot.o_acc),
             rq.i.bias.eq(0),
