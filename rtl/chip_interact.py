@@ -340,14 +340,19 @@ class InteractUnit(wiring.Component):
         last_pair = last_j & last_i
         restart = [ci.eq(1), cj.eq(0), cw.eq(0), last_word.eq(words_m1 == 0), last_j.eq(1),
                    last_i.eq(n_m1 == 1)]
+        # inflight != D, a cycle early into a register (as a compare in front of
+        # ``issue``, which steers every counter, it was the critical path at 103 MHz)
+        credit = Signal(init=1)
+        inflight_next = Signal.like(inflight)
         m.d.comb += [
-            issue.eq(cp_active & (inflight != D)),
+            issue.eq(cp_active & credit),
+            inflight_next.eq(inflight + (issue & last_word) - pop),
         ]
+        m.d.sync += [inflight.eq(inflight_next), credit.eq(inflight_next != D)]
         for rp in rp_i:
             m.d.comb += rp.addr.eq(Cat(cw, ci, cp_bank))
         for rp in rp_j:
             m.d.comb += rp.addr.eq(Cat(cw, cj, cp_bank))
-        m.d.sync += inflight.eq(inflight + (issue & last_word) - pop)
         with m.If(busy & ~cp_active & (cp_left != 0) & full.bit_select(cp_bank, 1)):
             m.d.sync += [cp_active.eq(1), *restart]
         with m.If(issue):
@@ -421,5 +426,5 @@ class InteractUnit(wiring.Component):
         m.d.comb += self.ctl.mem_stall.eq(
             req_wait
             | (busy & ~cp_active & (cp_left != 0))                  # a sample still loading
-            | (cp_active & (inflight == D)))                        # output backed up
+            | (cp_active & ~credit))                                # output backed up
         return m
