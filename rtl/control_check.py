@@ -24,6 +24,8 @@ bottleneck: an instruction is a whole layer):
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -33,6 +35,7 @@ from ..checks import check_type
 from ..emb_protocol import BoundsMode, PoolMode
 from ..isa import ChipError, Limits, Opcode, Operand
 from .control_fetch import FetchedLayout, check_mem_bytes
+from .mac import Mul
 
 __all__ = ["InsnCheck"]
 
@@ -45,12 +48,12 @@ _RangeTerm = data.StructLayout({
 #: Values the later stages need, registered in the first (for Fmax: no
 #: subtraction or opcode decode in front of the extent pipeline's operand mux).
 _Pre = data.StructLayout({
-    "pairs": unsigned(16), "m1": unsigned(16), "k1": unsigned(16), "rows1": unsigned(16),
+    "m1": unsigned(16), "k1": unsigned(16), "rows1": unsigned(16),
     "batch1": unsigned(16), "nvec1": unsigned(8), "c_row": unsigned(18),
     "op_idx": unsigned(2), "op_unit": unsigned(1),
 })
 _N_RANGE = 4                 # most extents of one opcode (GEMM: A, B, C, P)
-_RANGE_LATENCY = 4           # issue -> compared
+_RANGE_LATENCY = 5 + Mul.LATENCY   # issue -> verdict registered (_range_pipeline)
 
 
 def _first(checks):
@@ -132,7 +135,7 @@ def _pre(m, i, pre):
     """Register ``pre`` (a :data:`_Pre`) from the instruction ``i``."""
     g, c, x = i.operands.gemm, i.operands.copy, i.operands.interact
     fl = isa.GemmFlags(i.header.flags)
-    m.d.sync += [pre.pairs.eq((x.n_vec * (x.n_vec - 1))[1:]), pre.m1.eq(g.m - 1),
+    m.d.sync += [pre.m1.eq(g.m - 1),
                  pre.k1.eq(g.k - 1), pre.rows1.eq(c.rows - 1), pre.batch1.eq(x.batch - 1),
                  pre.nvec1.eq(x.n_vec - 1), pre.c_row.eq(Mux(fl.requant, g.n, g.n << 2)),
                  pre.op_unit.eq(0), pre.op_idx.eq(0)]
@@ -232,27 +235,50 @@ class InsnCheck(wiring.Component):
         return term
 
     def _range_pipeline(self, m, term, issue, clear):
-        """``base + a * b + c * d + tail > mem_bytes`` of the terms issued,
-        three stages; returns the first failing one (fail, operand)."""
+        """``base + a * b + c * d + tail > mem_bytes`` of the terms issued
+        (:data:`_RANGE_LATENCY` stages); returns the first failing one (fail, operand).
+
+        For Fmax every stage is one carry chain or one DSP: the multiplies are
+        :class:`~.mac.Mul` (a MULT18X18D with its input and output registers on
+        ECP5: Yosys leaves a plain ``*`` unregistered, ~4 ns of DSP between two
+        routes), ``a * b`` as two 16 x 16 halves summed in the next stage."""
         r1 = Signal(_RangeTerm)
-        v1, v2, v3, e2, e3 = (Signal(name=f"rng_{n}") for n in ("v1", "v2", "v3", "e2", "e3"))
-        v4, e4 = Signal(name="rng_v4"), Signal(name="rng_e4")
-        o2, o3, o4 = Signal(Operand), Signal(Operand), Signal(Operand)
-        base2, tail2 = Signal(32), Signal(18)
-        p1, p2 = Signal(48), Signal(24)
-        s1, s2 = Signal(49), Signal(25)
-        end = Signal(50)
+        m.d.sync += r1.eq(term)
+        muls = {"lo": (r1.a, r1.b[:16]), "hi": (r1.a, r1.b[16:]), "cd": (r1.c, r1.d)}
+        prods = {}
+        for name, (x, y) in muls.items():
+            mul = m.submodules[f"rng_mul_{name}"] = Mul(a_width=len(x) + 1, b_width=len(y) + 1)
+            m.d.comb += [mul.a.eq(x), mul.b.eq(y)]            # zero-extended: unsigned
+            prods[name] = mul.p.as_unsigned()[:len(x) + len(y)]
+        lat = 1 + Mul.LATENCY                                 # issue -> products
+
+        def delay(name, value, n, abort=False):
+            """``value`` ``n`` cycles later (the valid bits dropped on ``abort``)."""
+            for j in range(n):
+                r = Signal.like(value, name=f"rng_{name}{j}")
+                m.d.sync += r.eq(value)
+                if abort:
+                    with m.If(self.abort):
+                        m.d.sync += r.eq(0)
+                value = r
+            return value
+
+        ab, cdt = Signal(48), Signal(25)
+        s1, end = Signal(49), Signal(50)
+        gt = Signal()
+        m.d.sync += [ab.eq(prods["lo"] + (prods["hi"] << 16)),
+                     cdt.eq(prods["cd"] + delay("tail", r1.tail, lat - 1)),
+                     s1.eq(delay("base", r1.base, lat) + ab),
+                     end.eq(s1 + delay("cdt", cdt, 1)),
+                     gt.eq(end > self.mem_bytes)]
+        # ab (lat + 1), s1, end, gt: the verdict of a term issued at t is in gt at t + lat + 4
+        v = delay("v", issue & term.en, lat + 4, abort=True)
+        o = delay("op", r1.operand, lat + 3)
         fail, op = Signal(name="rng_fail"), Signal(8, name="rng_op")
-        # one carry chain per stage: products, two sums, the sum of the sums
-        m.d.sync += [r1.eq(term), v1.eq(issue), v2.eq(v1), v3.eq(v2), v4.eq(v3),
-                     e2.eq(r1.en), o2.eq(r1.operand), base2.eq(r1.base), tail2.eq(r1.tail),
-                     p1.eq(r1.a * r1.b), p2.eq(r1.c * r1.d),
-                     e3.eq(e2), o3.eq(o2), s1.eq(base2 + p1), s2.eq(p2 + tail2),
-                     e4.eq(e3), o4.eq(o3), end.eq(s1 + s2)]
         with m.If(clear):
             m.d.sync += fail.eq(0)
-        with m.Elif(v4 & e4 & (end > self.mem_bytes) & ~fail):
-            m.d.sync += [fail.eq(1), op.eq(o4)]
+        with m.Elif(v & gt & ~fail):
+            m.d.sync += [fail.eq(1), op.eq(o)]
         return fail, op
 
     def elaborate(self, platform):
@@ -260,12 +286,19 @@ class InsnCheck(wiring.Component):
         inp, out = self.inp, self.out
         cur = Signal(FetchedLayout)
         i = cur.insn
-        pre = Signal(_Pre)
+        pre_r = Signal(_Pre)
+        # n_vec * (n_vec - 1) / 2 of ``cur``: a DSP with its registers (valid from state 3 on)
+        m.submodules.pairs_mul = pairs_mul = Mul(a_width=9, b_width=9)
+        m.d.comb += [pairs_mul.a.eq(i.operands.interact.n_vec),
+                     pairs_mul.b.eq(i.operands.interact.n_vec - 1)]
+        pre = SimpleNamespace(pairs=pairs_mul.p.as_unsigned()[1:16],
+                              **{name: pre_r[name] for name, _ in _Pre})
         ill, ill_op = Signal(), Signal(8)
         shape_r, align_r = (Signal(), Signal(8)), (Signal(), Signal(8))
         shape_bits, align_bits = Signal(8), Signal(8)
         k = Signal(range(_N_RANGE + _RANGE_LATENCY + 1))
-        state = Signal(range(4))            # 0 idle, 1 illegal, 2 classes, 3 extents
+        # 0 idle, 1 illegal, 2 wait for ``pairs``, 3 class bits, 4 classes and extents
+        state = Signal(range(5))
         issue = Signal()
         take = inp.valid & inp.ready
         term = self._range_term(m, i, pre, k)
@@ -280,13 +313,15 @@ class InsnCheck(wiring.Component):
                     m.d.sync += [cur.eq(inp.payload), k.eq(0), state.eq(1)]
             with m.Case(1):
                 m.d.sync += [x.eq(v) for x, v in zip((ill, ill_op), self._illegal(m, i))]
-                _pre(m, i, pre)
+                _pre(m, i, pre_r)
                 m.d.sync += state.eq(2)
             with m.Case(2):
+                m.d.sync += state.eq(3)
+            with m.Case(3):
                 self._class_bits(m, i, pre, shape_bits, align_bits)
                 m.d.comb += issue.eq(1)
-                m.d.sync += [k.eq(1), state.eq(3)]
-            with m.Case(3):
+                m.d.sync += [k.eq(1), state.eq(4)]
+            with m.Case(4):
                 self._classes(m, i, pre, shape_bits, align_bits, shape_r, align_r)
                 m.d.comb += issue.eq(k < _N_RANGE)
                 m.d.sync += k.eq(k + 1)
