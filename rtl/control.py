@@ -124,7 +124,8 @@ class Dispatch(wiring.Component):
     start : In(1); start_pc : In(32); reset : In(1)
         From the registers (``start`` only while not running).
     fetch_start : Out(1); fetch_pc : Out(32); fetch_abort : Out(1)
-        To fetch and check (``fetch_abort``: drop what is prefetched).
+        To fetch and check (``fetch_abort``: drop what is prefetched);
+        registered, a cycle after the start, reset, error or FINISH.
     insn : In(stream(FetchedLayout))
         Checked instructions in program order.
     gemm, gather, copy : Out(UnitPortSignature(...))
@@ -216,8 +217,15 @@ class Dispatch(wiring.Component):
         ok = it.error == ChipError.NONE
         take = running & ~stop & self.insn.valid & (~ok | free)
         go = Signal(N_UNITS)
+        # for Fmax the fetch's start and abort are registered: the register
+        # port's decode and the dispatch decision stop here, not in the fetch's
+        # pc (the fetch starts a cycle later; the cycle it runs on after an
+        # abort is harmless: nothing takes what it hands on, responses of what
+        # it requested are dropped)
+        start_fetch, abort_fetch = Signal(), Signal()
         m.d.comb += [self.insn.ready.eq(take), go.eq(Mux(take & ok, unit_bit, 0)),
-                     self.fetch_abort.eq(self.reset | (running & stop)),
+                     abort_fetch.eq(self.reset | (running & stop))]
+        m.d.sync += [self.fetch_start.eq(start_fetch), self.fetch_abort.eq(abort_fetch),
                      self.fetch_pc.eq(self.start_pc)]
         self._units(m, slots, go, it, seq)
         self._fold(m, slots, best)
@@ -230,7 +238,7 @@ class Dispatch(wiring.Component):
                                   index=Mux(it.error == ChipError.MEM_ERROR, it.pc, 0))
             with m.Elif(op == Opcode.FINISH):
                 m.d.sync += state.eq(ChipState.DONE)
-                m.d.comb += self.fetch_abort.eq(1)
+                m.d.comb += abort_fetch.eq(1)
         with m.If(running & ~pending & best.valid & (self.unit_busy == 0)):
             m.d.sync += [state.eq(ChipState.ERROR), seq.eq(best.seq), pc.eq(best.pc)]
         with m.If(self.reset):
@@ -239,7 +247,7 @@ class Dispatch(wiring.Component):
         with m.Elif(self.start & ~running):
             m.d.sync += [state.eq(ChipState.RUNNING), seq.eq(0), pc.eq(self.start_pc),
                          best.valid.eq(0)]
-            m.d.comb += self.fetch_start.eq(1)
+            m.d.comb += start_fetch.eq(1)
 
         error = state == ChipState.ERROR
         m.d.comb += [st.busy.eq(running), st.state.eq(state), st.pc.eq(pc), st.retired.eq(seq),
@@ -268,7 +276,7 @@ class ControlUnit(wiring.Component):
     gemm, gather, copy : Out(UnitPortSignature(GEMM_UNIT_CMD / ...))
 
     Per instruction: fetch (the memory's latency, one instruction prefetched
-    while the previous one waits), 11 cycles of checks, then dispatch as soon
+    while the previous one waits), 15 cycles of checks, then dispatch as soon
     as the units allow.
     """
 

@@ -8,17 +8,18 @@ BAD_ALIGN > ADDR_RANGE; inside a class the operands in ``isa.CHECKS``' order.
 Pipelined for Fmax, one instruction at a time (the checks are not the
 bottleneck: an instruction is a whole layer):
 
-* cycle 1: the reserved-bit and flag checks (ILLEGAL); ``pairs(n_vec)``, the
-  ``rows - 1`` of the extents and the opcode's index, registered;
-* cycle 2: the shape and alignment checks of the opcode, one bit each;
-  cycle 3: each class priority-encoded (the first failing operand);
-* cycles 3..10: the extents ``base + a * b + c * d + tail`` of up to four
-  operands, one issued per cycle into a four-stage pipeline (operands
-  registered; products registered; ``base + a * b`` and ``c * d + tail``
-  registered; their 50-bit sum registered, then compared with ``mem_bytes``):
-  ``a * b`` is 16 x 32 bits (a DSP multiply with registers on both sides: two
-  MULT18X18D on ECP5), ``c * d`` 8 x 16 (INTERACT's vector stride). The
-  multiplies are plain ``*``: the simulator and the board use the same code.
+* cycle 1: the reserved-bit and flag checks (ILLEGAL); the ``rows - 1`` of
+  the extents and the opcode's index, registered; ``pairs(n_vec)`` is a DSP
+  multiply with its own registers (:class:`~.mac.Mul`), ready in cycle 3;
+* cycle 3: the shape and alignment checks of the opcode, one bit each;
+  cycle 4: each class priority-encoded (the first failing operand);
+* cycles 3..14: the extents ``base + a * b + c * d + tail`` of up to four
+  operands, one issued per cycle into an eight-stage pipeline (operands
+  registered; the DSPs' input and output registers; ``a * b`` from its two
+  16 x 16 halves and ``c * d + tail``; ``base + a * b``; the sum of the sums;
+  its comparison with ``mem_bytes``; the first failure). For Fmax each stage
+  is one carry chain or one DSP: a plain ``*`` would be a MULT18X18D
+  without its registers (Yosys does not pack them), ~4 ns between two routes.
   Extents are exact (no wrap); a shape that failed never reaches them.
 """
 
@@ -157,7 +158,7 @@ class InsnCheck(wiring.Component):
     abort : In(1)
         Drop the item in hand.
 
-    Latency: 11 cycles from ``inp`` taken to ``out`` valid; one item at a time.
+    Latency: 15 cycles from ``inp`` taken to ``out`` valid; one item at a time.
     """
 
     def __init__(self, *, limits, mem_bytes):
