@@ -55,6 +55,12 @@ _Pre = data.StructLayout({
 })
 _N_RANGE = 4                 # most extents of one opcode (GEMM: A, B, C, P)
 _RANGE_LATENCY = 5 + Mul.LATENCY   # issue -> verdict registered (_range_pipeline)
+#: Every check is registered unconditionally from the item in hand (it holds
+#: while busy), one step per cycle: cycle 1 the first registers (``pre``,
+#: ``pairs``' DSP input), cycle 3 ``pairs``; the extents are issued from cycle
+#: _ISSUE on, and every verdict is read in cycle _FINAL.
+_ISSUE = 3
+_FINAL = _ISSUE + _N_RANGE + _RANGE_LATENCY
 
 
 def _first(checks):
@@ -171,62 +177,68 @@ class InsnCheck(wiring.Component):
         })
 
     def _illegal(self, m, i):
-        """``(ill, detail)`` of the opcode, header, flags and reserved-bit rules."""
+        """``(fail, operand)`` of the opcode, header, flags and reserved-bit
+        rules: each opcode's (wide ORs), the opcode's, then the first, each step
+        registered (for Fmax; stable in cycle 4)."""
         raw = i.as_value()
-        hdr, flg, opr, known = (Signal(name=n) for n in ("ill_hdr", "ill_flg", "ill_opr", "known"))
-        with m.Switch(i.header.opcode):
-            for op in Opcode:
-                masks = isa.RESERVED_REGION_MASK[op]
-                with m.Case(op):
-                    bad_flags = Const(0, 1)
-                    if op == Opcode.GEMM:
-                        fl = isa.GemmFlags(i.header.flags)
-                        bad_flags = fl.requant & ~fl.params
-                    elif op == Opcode.GATHER:
-                        fl = isa.GatherFlags(i.header.flags)
-                        mode, bounds = fl.mode.as_value(), fl.bounds.as_value()
-                        bad_flags = ((mode > max(x.value for x in PoolMode))
-                                     | (bounds > max(x.value for x in BoundsMode))
-                                     | (fl.weighted & (mode != PoolMode.SUM.value)))
-                    m.d.comb += [
-                        known.eq(1),
-                        hdr.eq(((raw & masks[Operand.HEADER]) != 0)
-                               | i.header.wait[len(isa.Unit):].any()),
-                        flg.eq(((raw & masks[Operand.FLAGS]) != 0) | bad_flags),
-                        opr.eq((raw & masks[Operand.OPERANDS]) != 0),
-                    ]
-        return _first([(Operand.OPCODE, ~known), (Operand.HEADER, hdr), (Operand.FLAGS, flg),
-                       (Operand.OPERANDS, opr)])
+        wait_bad = i.header.wait[len(isa.Unit):].any()
+        known_hdr_flg_opr = Signal(4)
+        m.d.sync += known_hdr_flg_opr.eq(0)
+        for op in Opcode:
+            masks = isa.RESERVED_REGION_MASK[op]
+            bad_flags = Const(0, 1)
+            if op == Opcode.GEMM:
+                fl = isa.GemmFlags(i.header.flags)
+                bad_flags = fl.requant & ~fl.params
+            elif op == Opcode.GATHER:
+                fl = isa.GatherFlags(i.header.flags)
+                mode, bounds = fl.mode.as_value(), fl.bounds.as_value()
+                bad_flags = ((mode > max(x.value for x in PoolMode))
+                             | (bounds > max(x.value for x in BoundsMode))
+                             | (fl.weighted & (mode != PoolMode.SUM.value)))
+            bits = Signal(3, name=f"ill_{op.name.lower()}")
+            m.d.sync += bits.eq(Cat(((raw & masks[Operand.HEADER]) != 0) | wait_bad,
+                                    ((raw & masks[Operand.FLAGS]) != 0) | bad_flags,
+                                    (raw & masks[Operand.OPERANDS]) != 0))
+            with m.If(i.header.opcode == op):
+                m.d.sync += known_hdr_flg_opr.eq(Cat(1, bits))
+        known, hdr, flg, opr = known_hdr_flg_opr
+        fail, operand = Signal(name="ill"), Signal(8, name="ill_op")
+        m.d.sync += [x.eq(v) for x, v in zip(
+            (fail, operand), _first([(Operand.OPCODE, ~known), (Operand.HEADER, hdr),
+                                     (Operand.FLAGS, flg), (Operand.OPERANDS, opr)]))]
+        return fail, operand
 
-    def _class_bits(self, m, i, pre, shape_bits, align_bits):
-        """Each shape and alignment check of the opcode, in order, into a bit
-        (registered before the priority encoding, for Fmax)."""
-        m.d.sync += [shape_bits.eq(0), align_bits.eq(0)]
-        with m.Switch(i.header.opcode):
-            for op, fn in _CHECKS.items():
-                with m.Case(op):
-                    shape, align, _ = fn(i, pre, self.limits)
-                    m.d.sync += [shape_bits[j].eq(f) for j, (_, f) in enumerate(shape)]
-                    m.d.sync += [align_bits[j].eq(Const(en, 1) & (v[:3] != 0)
-                                                  if isinstance(en, int) else en & (v[:3] != 0))
-                                 for j, (_, en, v) in enumerate(align)]
-
-    def _classes(self, m, i, pre, shape_bits, align_bits, shape_r, align_r):
-        """The first failing shape and alignment check (fail, operand)."""
+    def _classes(self, m, i, pre):
+        """The first failing shape and alignment check (fail, operand) of the
+        opcode: every opcode's checks into bits, every opcode's first failure,
+        then the opcode's, each step registered (for Fmax; stable in cycle 6)."""
+        firsts = {}
+        for op, fn in _CHECKS.items():
+            shape, align, _ = fn(i, pre, self.limits)
+            name = op.name.lower()
+            sb, ab = Signal(len(shape), name=f"shape_{name}"), Signal(len(align), name=f"align_{name}")
+            m.d.sync += [sb[j].eq(f) for j, (_, f) in enumerate(shape)]
+            m.d.sync += [ab[j].eq(Const(en, 1) & (v[:3] != 0) if isinstance(en, int)
+                                  else en & (v[:3] != 0))
+                         for j, (_, en, v) in enumerate(align)]
+            firsts[op] = []
+            for cls, checks in (("shape", [(o, sb[j]) for j, (o, _) in enumerate(shape)]),
+                                ("align", [(o, ab[j]) for j, (o, _, _) in enumerate(align)])):
+                r = Signal(name=f"{cls}_{name}_fail"), Signal(8, name=f"{cls}_{name}_op")
+                m.d.sync += [x.eq(v) for x, v in zip(r, _first(checks))]
+                firsts[op].append(r)
+        shape_r, align_r = (Signal(), Signal(8)), (Signal(), Signal(8))
         m.d.sync += [shape_r[0].eq(0), align_r[0].eq(0)]
-        with m.Switch(i.header.opcode):
-            for op, fn in _CHECKS.items():
-                with m.Case(op):
-                    shape, align, _ = fn(i, pre, self.limits)
-                    s = _first([(o, shape_bits[j]) for j, (o, _) in enumerate(shape)])
-                    a = _first([(o, align_bits[j]) for j, (o, _, _) in enumerate(align)])
-                    m.d.sync += [x.eq(v) for x, v in zip(shape_r, s)]
-                    m.d.sync += [x.eq(v) for x, v in zip(align_r, a)]
+        for op, (s, a) in firsts.items():
+            with m.If(i.header.opcode == op):
+                m.d.sync += [x.eq(v) for x, v in zip(shape_r + align_r, s + a)]
+        return shape_r, align_r
 
     def _range_term(self, m, i, pre, k):
         """Extent check ``k`` of the opcode (``en`` 0 past its last)."""
         term = Signal(_RangeTerm)
-        with m.Switch(Cat(k[:2], pre.op_idx)):
+        with m.Switch(Cat(k, pre.op_idx)):
             for op, fn in _CHECKS.items():
                 for n, (o, en, base, a, b, c, d, tail) in enumerate(fn(i, pre, self.limits)[2]):
                     with m.Case(n + _N_RANGE * _OP_IDX[op]):
@@ -288,55 +300,42 @@ class InsnCheck(wiring.Component):
         cur = Signal(FetchedLayout)
         i = cur.insn
         pre_r = Signal(_Pre)
-        # n_vec * (n_vec - 1) / 2 of ``cur``: a DSP with its registers (valid from state 3 on)
+        # n_vec * (n_vec - 1) / 2 of ``cur``: a DSP with its registers (valid from cycle 3 on)
         m.submodules.pairs_mul = pairs_mul = Mul(a_width=9, b_width=9)
         m.d.comb += [pairs_mul.a.eq(i.operands.interact.n_vec),
                      pairs_mul.b.eq(i.operands.interact.n_vec - 1)]
         pre = SimpleNamespace(pairs=pairs_mul.p.as_unsigned()[1:16],
                               **{name: pre_r[name] for name, _ in _Pre})
-        ill, ill_op = Signal(), Signal(8)
-        shape_r, align_r = (Signal(), Signal(8)), (Signal(), Signal(8))
-        shape_bits, align_bits = Signal(8), Signal(8)
-        k = Signal(range(_N_RANGE + _RANGE_LATENCY + 1))
-        # 0 idle, 1 illegal, 2 wait for ``pairs``, 3 class bits, 4 classes and extents
-        state = Signal(range(5))
-        issue = Signal()
+        busy = Signal()
+        k = Signal(range(_FINAL + 2))       # cycles since the item was taken
+        idx = Signal(range(_N_RANGE))       # extent terms issued
+        done = Signal()                     # k == _FINAL (registered: it enables ``out``)
         take = inp.valid & inp.ready
-        term = self._range_term(m, i, pre, k)
+        issue = busy & (k >= _ISSUE) & (k < _ISSUE + _N_RANGE)
+        _pre(m, i, pre_r)
+        ill = self._illegal(m, i)
+        shape_r, align_r = self._classes(m, i, pre)
+        term = self._range_term(m, i, pre, idx)
         rng_r = self._range_pipeline(m, term, issue, take)
 
-        m.d.comb += inp.ready.eq((state == 0) & ~out.valid)
+        m.d.comb += inp.ready.eq(~busy & ~out.valid)
+        m.d.sync += done.eq(busy & (k == _FINAL - 1))
         with m.If(out.valid & out.ready):
             m.d.sync += out.valid.eq(0)
-        with m.Switch(state):
-            with m.Case(0):
-                with m.If(take):
-                    m.d.sync += [cur.eq(inp.payload), k.eq(0), state.eq(1)]
-            with m.Case(1):
-                m.d.sync += [x.eq(v) for x, v in zip((ill, ill_op), self._illegal(m, i))]
-                _pre(m, i, pre_r)
-                m.d.sync += state.eq(2)
-            with m.Case(2):
-                m.d.sync += state.eq(3)
-            with m.Case(3):
-                self._class_bits(m, i, pre, shape_bits, align_bits)
-                m.d.comb += issue.eq(1)
-                m.d.sync += [k.eq(1), state.eq(4)]
-            with m.Case(4):
-                self._classes(m, i, pre, shape_bits, align_bits, shape_r, align_r)
-                m.d.comb += issue.eq(k < _N_RANGE)
-                m.d.sync += k.eq(k + 1)
-                with m.If(k == _N_RANGE + _RANGE_LATENCY):
-                    m.d.sync += [state.eq(0), out.valid.eq(1), out.payload.eq(cur)]
-                    with m.If(cur.error == ChipError.NONE):
-                        verdicts = [(ill, ill_op, ChipError.ILLEGAL),
-                                    (*shape_r, ChipError.BAD_SHAPE),
-                                    (*align_r, ChipError.BAD_ALIGN),
-                                    (*rng_r, ChipError.ADDR_RANGE)]
-                        for n, (fail, op, err) in enumerate(verdicts):
-                            with (m.If if n == 0 else m.Elif)(fail):
-                                m.d.sync += [out.payload.error.eq(err),
-                                             out.payload.detail.eq(op)]
+        with m.If(take):
+            m.d.sync += [cur.eq(inp.payload), k.eq(1), idx.eq(0), busy.eq(1)]
+        with m.If(busy):
+            m.d.sync += k.eq(k + 1)
+        with m.If(issue):
+            m.d.sync += idx.eq(idx + 1)
+        with m.If(busy & done):
+            m.d.sync += [busy.eq(0), out.valid.eq(1), out.payload.eq(cur)]
+            with m.If(cur.error == ChipError.NONE):
+                verdicts = [(*ill, ChipError.ILLEGAL), (*shape_r, ChipError.BAD_SHAPE),
+                            (*align_r, ChipError.BAD_ALIGN), (*rng_r, ChipError.ADDR_RANGE)]
+                for n, (fail, op, err) in enumerate(verdicts):
+                    with (m.If if n == 0 else m.Elif)(fail):
+                        m.d.sync += [out.payload.error.eq(err), out.payload.detail.eq(op)]
         with m.If(self.abort):
-            m.d.sync += [out.valid.eq(0), state.eq(0)]
+            m.d.sync += [out.valid.eq(0), busy.eq(0)]
         return m
