@@ -92,6 +92,14 @@ _ErrRecord = data.StructLayout({
 })
 
 
+def _unit_mask(op):
+    """The ``1 << unit`` of the opcode ``op`` (a Value), 0 for none."""
+    mask = 0
+    for o, u in _UNIT_OF.items():
+        mask = mask | Mux(op == o, 1 << u.value, 0)
+    return mask
+
+
 def _any(bits):
     """The OR of ``bits`` (0 for none)."""
     out = 0
@@ -205,17 +213,19 @@ class Dispatch(wiring.Component):
         stop = best.valid | pending
         running = state == ChipState.RUNNING
 
-        need = Signal(N_UNITS)
-        unit_bit = Signal(N_UNITS)
-        with m.Switch(op):
-            for o, u in _UNIT_OF.items():
-                with m.Case(o):
-                    m.d.comb += unit_bit.eq(1 << u.value)
-        m.d.comb += need.eq(Mux(op == Opcode.FINISH, isa.WAIT_ALL,
-                                it.insn.header.wait[:N_UNITS] | unit_bit))
+        # for Fmax the instruction's decode is registered: it is the decode of
+        # the item offered once that item has been offered for a cycle (an item
+        # holds until taken; an abort drops it for longer than a cycle)
+        need, unit_bit = Signal(N_UNITS), Signal(N_UNITS)
+        ok, finish, decoded = Signal(), Signal(), Signal()
+        mask = _unit_mask(op)
+        m.d.sync += [unit_bit.eq(mask),
+                     need.eq(Mux(op == Opcode.FINISH, isa.WAIT_ALL,
+                                 it.insn.header.wait[:N_UNITS] | mask)),
+                     ok.eq(it.error == ChipError.NONE), finish.eq(op == Opcode.FINISH),
+                     decoded.eq(self.insn.valid & ~self.insn.ready)]
         free = (self.unit_busy & need) == 0
-        ok = it.error == ChipError.NONE
-        take = running & ~stop & self.insn.valid & (~ok | free)
+        take = running & ~stop & self.insn.valid & decoded & (~ok | free)
         go = Signal(N_UNITS)
         # for Fmax the fetch's start and abort are registered: the register
         # port's decode and the dispatch decision stop here, not in the fetch's
@@ -236,7 +246,7 @@ class Dispatch(wiring.Component):
                 m.d.sync += _fill(slots[N_UNITS], seq=seq, pc=it.pc, error=it.error,
                                   detail=it.detail, bag=0,
                                   index=Mux(it.error == ChipError.MEM_ERROR, it.pc, 0))
-            with m.Elif(op == Opcode.FINISH):
+            with m.Elif(finish):
                 m.d.sync += state.eq(ChipState.DONE)
                 m.d.comb += abort_fetch.eq(1)
         with m.If(running & ~pending & best.valid & (self.unit_busy == 0)):
