@@ -178,10 +178,12 @@ class InsnCheck(wiring.Component):
 
     def _illegal(self, m, i):
         """``(fail, operand)`` of the opcode, header, flags and reserved-bit
-        rules: each opcode's (wide ORs), the opcode's, then the first, each step
-        registered (for Fmax; stable in cycle 4)."""
+        rules, each step registered (for Fmax; stable in cycle 5): the ORs of
+        each opcode's reserved bits by 16-bit chunk (a 200-bit OR is four LUT
+        levels), each opcode's region bits, the opcode's, then the first."""
         raw = i.as_value()
-        wait_bad = i.header.wait[len(isa.Unit):].any()
+        wait_bad = Signal()
+        m.d.sync += wait_bad.eq(i.header.wait[len(isa.Unit):].any())
         known_hdr_flg_opr = Signal(4)
         m.d.sync += known_hdr_flg_opr.eq(0)
         for op in Opcode:
@@ -189,17 +191,27 @@ class InsnCheck(wiring.Component):
             bad_flags = Const(0, 1)
             if op == Opcode.GEMM:
                 fl = isa.GemmFlags(i.header.flags)
-                bad_flags = fl.requant & ~fl.params
+                bad_flags = Signal(name="bad_flags_gemm")
+                m.d.sync += bad_flags.eq(fl.requant & ~fl.params)
             elif op == Opcode.GATHER:
                 fl = isa.GatherFlags(i.header.flags)
                 mode, bounds = fl.mode.as_value(), fl.bounds.as_value()
-                bad_flags = ((mode > max(x.value for x in PoolMode))
-                             | (bounds > max(x.value for x in BoundsMode))
-                             | (fl.weighted & (mode != PoolMode.SUM.value)))
+                bad_flags = Signal(name="bad_flags_gather")
+                m.d.sync += bad_flags.eq((mode > max(x.value for x in PoolMode))
+                                         | (bounds > max(x.value for x in BoundsMode))
+                                         | (fl.weighted & (mode != PoolMode.SUM.value)))
+            regions = []
+            for region in (Operand.HEADER, Operand.FLAGS, Operand.OPERANDS):
+                chunks = []
+                for lo in range(0, len(raw), 16):
+                    cm = masks[region] >> lo & 0xFFFF
+                    if cm:
+                        c = Signal(name=f"rsv_{op.name.lower()}_{region.name.lower()}_{lo}")
+                        m.d.sync += c.eq((raw[lo:lo + 16] & cm) != 0)
+                        chunks.append(c)
+                regions.append(Cat(*chunks).any() if chunks else Const(0, 1))
             bits = Signal(3, name=f"ill_{op.name.lower()}")
-            m.d.sync += bits.eq(Cat(((raw & masks[Operand.HEADER]) != 0) | wait_bad,
-                                    ((raw & masks[Operand.FLAGS]) != 0) | bad_flags,
-                                    (raw & masks[Operand.OPERANDS]) != 0))
+            m.d.sync += bits.eq(Cat(regions[0] | wait_bad, regions[1] | bad_flags, regions[2]))
             with m.If(i.header.opcode == op):
                 m.d.sync += known_hdr_flg_opr.eq(Cat(1, bits))
         known, hdr, flg, opr = known_hdr_flg_opr
