@@ -211,7 +211,8 @@ class Dispatch(wiring.Component):
         best = Signal(_ErrRecord)
         pending = _any([s.valid for s in slots])
         stop = best.valid | pending
-        running = state == ChipState.RUNNING
+        # for Fmax: state == RUNNING as a flip-flop of its own (set with ``state``)
+        running = Signal()
 
         # for Fmax the instruction's decode is registered: it is the decode of
         # the item offered once that item has been offered for a cycle (an item
@@ -247,16 +248,23 @@ class Dispatch(wiring.Component):
                                   detail=it.detail, bag=0,
                                   index=Mux(it.error == ChipError.MEM_ERROR, it.pc, 0))
             with m.Elif(finish):
-                m.d.sync += state.eq(ChipState.DONE)
+                m.d.sync += [state.eq(ChipState.DONE), running.eq(0)]
                 m.d.comb += abort_fetch.eq(1)
-        with m.If(running & ~pending & best.valid & (self.unit_busy == 0)):
-            m.d.sync += [state.eq(ChipState.ERROR), seq.eq(best.seq), pc.eq(best.pc)]
+        # the units have drained and the earliest error is folded: ERROR. For
+        # Fmax the condition is registered; nothing it depends on can change in
+        # that cycle (no unit busy: no done; an error kept: no take; no slot
+        # pending: no fold) except a reset, which ``running`` sees.
+        drained = Signal()
+        m.d.sync += drained.eq(running & ~pending & best.valid & (self.unit_busy == 0))
+        with m.If(running & drained):
+            m.d.sync += [state.eq(ChipState.ERROR), running.eq(0), seq.eq(best.seq),
+                         pc.eq(best.pc)]
         with m.If(self.reset):
-            m.d.sync += [state.eq(ChipState.IDLE), seq.eq(0), pc.eq(0), best.valid.eq(0),
-                         *[s.valid.eq(0) for s in slots]]
+            m.d.sync += [state.eq(ChipState.IDLE), running.eq(0), seq.eq(0), pc.eq(0),
+                         best.valid.eq(0), *[s.valid.eq(0) for s in slots]]
         with m.Elif(self.start & ~running):
-            m.d.sync += [state.eq(ChipState.RUNNING), seq.eq(0), pc.eq(self.start_pc),
-                         best.valid.eq(0)]
+            m.d.sync += [state.eq(ChipState.RUNNING), running.eq(1), seq.eq(0),
+                         pc.eq(self.start_pc), best.valid.eq(0)]
             m.d.comb += start_fetch.eq(1)
 
         error = state == ChipState.ERROR
