@@ -156,7 +156,8 @@ class Dispatch(wiring.Component):
 
     def _units(self, m, slots, go, it, seq):
         """Per unit: the command register, busy, the sequence number and pc of
-        its instruction, and its error candidate."""
+        its instruction, and its error candidate; returns when each is set."""
+        fills = []
         for u in Unit:
             port = getattr(self, u.name.lower())
             busy = self.unit_busy[u.value]
@@ -165,9 +166,10 @@ class Dispatch(wiring.Component):
             m.d.comb += [port.done.ready.eq(1), port.abort.eq(self.reset)]
             with m.If(port.cmd.valid & port.cmd.ready):
                 m.d.sync += port.cmd.valid.eq(0)
+            fills.append(port.done.valid & busy & (port.done.payload.error != ChipError.NONE))
             with m.If(port.done.valid & busy):
                 m.d.sync += busy.eq(0)
-                with m.If(port.done.payload.error != ChipError.NONE):
+                with m.If(fills[-1]):
                     d = port.done.payload
                     m.d.sync += _fill(slots[u.value], seq=useq, pc=upc, error=d.error,
                                       detail=d.detail, bag=d.bag, index=d.index)
@@ -180,22 +182,23 @@ class Dispatch(wiring.Component):
                 m.d.sync += [busy.eq(1), port.cmd.valid.eq(1)]
             with m.If(self.reset):
                 m.d.sync += [busy.eq(0), port.cmd.valid.eq(0)]
+        return fills
 
     def _fold(self, m, slots, best):
         """Pending candidates into ``best`` (the smallest seq), one every two
-        cycles: for Fmax the 32-bit comparisons with ``best`` are registered in
-        the cycle before ``best`` may change (a slot is set once per run, so it
-        holds still between its comparison and its fold)."""
+        cycles: for Fmax the 32-bit comparisons with ``best`` and the choice of
+        the slot (the first pending) are registered in the cycle before ``best``
+        may change (a slot is set once per run, so it holds still between its
+        comparison and its fold; only a reset clears it, which ``slot.valid``
+        sees)."""
         phase = Signal()
         m.d.sync += phase.eq(~phase)
-        ready = []
         for n, slot in enumerate(slots):
-            lt, seen = Signal(name=f"err_{n}_lt"), Signal(name=f"err_{n}_seen")
-            m.d.sync += [lt.eq(~best.valid | (slot.seq < best.seq)), seen.eq(slot.valid)]
-            ready.append((slot, lt, seen & slot.valid))
-        for n, (slot, lt, ok) in enumerate(ready):
-            first = ~_any([r[2] for r in ready[:n]]) if n else 1
-            with m.If(phase & ok & first):
+            lt, pick = Signal(name=f"err_{n}_lt"), Signal(name=f"err_{n}_pick")
+            first = ~_any([s.valid for s in slots[:n]]) if n else 1
+            m.d.sync += [lt.eq(~best.valid | (slot.seq < best.seq)),
+                         pick.eq(slot.valid & first)]
+            with m.If(phase & pick & slot.valid):
                 m.d.sync += slot.valid.eq(0)
                 with m.If(lt):
                     m.d.sync += best.eq(slot)
@@ -210,7 +213,10 @@ class Dispatch(wiring.Component):
         slots = [Signal(_ErrRecord, name=f"err_{n}") for n in range(N_UNITS + 1)]
         best = Signal(_ErrRecord)
         pending = _any([s.valid for s in slots])
-        stop = best.valid | pending
+        # best.valid | pending as a flip-flop of its own (for Fmax): it rises
+        # with a slot's fill and holds (a fold keeps best or the slot valid)
+        # until a reset or a start
+        stop = Signal()
         # for Fmax: state == RUNNING as a flip-flop of its own (set with ``state``)
         running = Signal()
 
@@ -238,8 +244,9 @@ class Dispatch(wiring.Component):
                      abort_fetch.eq(self.reset | (running & stop))]
         m.d.sync += [self.fetch_start.eq(start_fetch), self.fetch_abort.eq(abort_fetch),
                      self.fetch_pc.eq(self.start_pc)]
-        self._units(m, slots, go, it, seq)
+        fills = self._units(m, slots, go, it, seq)
         self._fold(m, slots, best)
+        m.d.sync += stop.eq(stop | _any(fills) | (take & ~ok))
 
         with m.If(take):
             m.d.sync += [pc.eq(it.pc), seq.eq(seq + 1)]
@@ -261,10 +268,10 @@ class Dispatch(wiring.Component):
                          pc.eq(best.pc)]
         with m.If(self.reset):
             m.d.sync += [state.eq(ChipState.IDLE), running.eq(0), seq.eq(0), pc.eq(0),
-                         best.valid.eq(0), *[s.valid.eq(0) for s in slots]]
+                         best.valid.eq(0), *[s.valid.eq(0) for s in slots], stop.eq(0)]
         with m.Elif(self.start & ~running):
             m.d.sync += [state.eq(ChipState.RUNNING), running.eq(1), seq.eq(0),
-                         pc.eq(self.start_pc), best.valid.eq(0)]
+                         pc.eq(self.start_pc), best.valid.eq(0), stop.eq(0)]
             m.d.comb += start_fetch.eq(1)
 
         error = state == ChipState.ERROR
