@@ -1,10 +1,14 @@
 """Out-of-context Fmax of one component on the ECP5-85F (a measurement, not a build).
 
-Synthesizes a component alone (``synth_ecp5 -abc9``, as the board build does)
-and places and routes it with ``nextpnr-ecp5 --out-of-context`` (no I/O
-buffers: the ports stay internal nets, so only register-to-register paths are
-timed) for each seed, then prints Fmax, LUT4/FF/DSP/EBR and the critical
-path's worst steps. The tools are the YoWASP wheels of the venv.
+Elaborates a component for the default board's platform (the ULX3S-85F, so
+that vendor primitives such as :class:`~seedchip.rtl.mac.Mul`'s DSP are what
+the board gets), synthesizes it alone (``synth_ecp5 -abc9``, as the board
+build does) and places and routes it with ``nextpnr-ecp5 --85k --package
+CABGA381 --speed 6 --out-of-context`` (no I/O buffers: the ports stay internal
+nets, so only register-to-register paths are timed) once per seed, then
+prints Fmax, LUT4/FF/DSP/EBR and the critical path's slowest steps. The tools
+are the YoWASP wheels of the venv; ``--workdir`` keeps the netlists, the
+logs (``nextpnr<seed>.log`` has the full critical path) and the reports.
 
 Default component: the control unit in the chip's configuration::
 
@@ -45,8 +49,8 @@ def _worst_steps(report, n=6):
     steps = []
     for path in report.get("critical_paths", [])[:1]:
         for s in path.get("path", []):
-            steps.append((s.get("delay", 0.0), s.get("type", "?"),
-                          f"{s.get('from', {}).get('cell', '?')} -> {s.get('to', {}).get('cell', '?')}"))
+            src, dst = s.get("from", {}).get("cell", "?"), s.get("to", {}).get("cell", "?")
+            steps.append((s.get("delay", 0.0), s.get("type", "?"), f"{src} -> {dst}"))
     logic = sum(d for d, t, _ in steps if t != "routing")
     route = sum(d for d, t, _ in steps if t == "routing")
     return logic, route, sorted(steps, reverse=True)[:n]

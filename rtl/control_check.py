@@ -229,7 +229,8 @@ class InsnCheck(wiring.Component):
         for op, fn in _CHECKS.items():
             shape, align, _ = fn(i, pre, self.limits)
             name = op.name.lower()
-            sb, ab = Signal(len(shape), name=f"shape_{name}"), Signal(len(align), name=f"align_{name}")
+            sb = Signal(len(shape), name=f"shape_{name}")
+            ab = Signal(len(align), name=f"align_{name}")
             m.d.sync += [sb[j].eq(f) for j, (_, f) in enumerate(shape)]
             m.d.sync += [ab[j].eq(Const(en, 1) & (v[:3] != 0) if isinstance(en, int)
                                   else en & (v[:3] != 0))
