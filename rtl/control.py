@@ -301,8 +301,9 @@ class ControlUnit(wiring.Component):
     gemm, gather, copy : Out(UnitPortSignature(GEMM_UNIT_CMD / ...))
 
     Per instruction: fetch (the memory's latency, one instruction prefetched
-    while the previous one waits), 15 cycles of checks, then dispatch as soon
-    as the units allow.
+    while the previous one waits), 15 cycles of checks, a cycle of decode,
+    then dispatch as soon as the units allow. Pipelined for 125 MHz on the
+    ECP5-85F out of context (``python -m seedchip.boards.ooc``).
     """
 
     def __init__(self, *, addr_width, data_width, mem_bytes, limits):
