@@ -64,6 +64,7 @@ def _platform():
 def measure(component, *, seeds=(1,), freq=125, workdir=None, platform=None):
     """Synthesize once, place and route per seed; returns ``{seed: report dict}``."""
     workdir = workdir or tempfile.mkdtemp(prefix="ooc-")
+    os.makedirs(workdir, exist_ok=True)
     # relative names in workdir: the YoWASP tools see the current directory only
     with open(os.path.join(workdir, "top.il"), "w") as f:
         # the board's platform: components that instantiate ECP5 primitives
