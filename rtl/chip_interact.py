@@ -114,7 +114,8 @@ class BytePacker(wiring.Component):
     i : In(stream(ByteLayout))
     o : Out(stream(write_beat_layout(8)))
 
-    One byte per cycle; a full beat leaves the cycle after its last byte.
+    One byte per cycle, at most one beat every other cycle; a beat leaves the
+    cycle after its last byte.
     """
 
     def __init__(self):
@@ -132,8 +133,10 @@ class BytePacker(wiring.Component):
         beat = Signal(DATA_WIDTH)
         m.d.comb += [
             beat.eq(pk | (i.payload.data << (n * 8))),
-            # a byte that ends a beat needs the output register free
-            i.ready.eq(~ends | ~o.valid | o.ready),
+            # a byte that ends a beat needs the output register empty (not merely
+            # being taken: o.ready is the writer's combinational function of the
+            # memory's ready, and through the credits it was the critical path)
+            i.ready.eq(~ends | ~o.valid),
         ]
         with m.If(o.valid & o.ready):
             m.d.sync += o.valid.eq(0)
