@@ -1,4 +1,4 @@
-"""Whole-chip figures through a Device (``open_device("sim")`` or
+"""Whole-chip figures through a Device (what `seedchip bench --only chip` runs) (``open_device("sim")`` or
 ``"sim-sdram"``), from the chip's own cycle counters.
 
 * GEMM, memory to memory: one GEMM instruction (+ FINISH) of M x K x N,
@@ -19,8 +19,8 @@ import numpy as np
 
 from .. import isa
 from ..config import ChipConfig
-from ..firmware.program import Allocator, Program, param_records
-from . import golden
+from .program import Allocator, Program, param_records
+from ..sim import golden
 
 __all__ = ["gemm_figures", "control_gap", "N_COPIES"]
 
