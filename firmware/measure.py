@@ -1,5 +1,6 @@
-"""Whole-chip figures through a Device (what `seedchip bench --only chip` runs) (``open_device("sim")`` or
-``"sim-sdram"``), from the chip's own cycle counters.
+"""Whole-chip figures through a Device (``open_device("sim")`` or
+``"sim-sdram"``), from the chip's own cycle counters: what ``seedchip bench
+--only chip`` runs.
 
 * GEMM, memory to memory: one GEMM instruction (+ FINISH) of M x K x N,
   int8 requantized output; MAC utilization = ideal cycles (M*K*N / MACs) /
