@@ -260,6 +260,9 @@ def _bag_on_device(args, kind, port, table, indices, offsets, weights, out):
                              per_sample_weights=None if weights is None
                              else np.asarray(weights).reshape(-1)[keep])
     exact = bool(np.array_equal(r.pooled, want))
+    if (~ok).any() and args.bounds != "fatal":
+        print(f"out-of-range indices: {int((~ok).sum())} "
+              f"{'clamped to row 0' if args.bounds == 'clamp' else 'skipped'}")
     c = r.counters
     if c:
         g = c["gather"]

@@ -215,9 +215,10 @@ def embedding_bag(dev, table, indices, offsets, *, mode="sum", bounds="fatal", w
     say(f"writing the table ({rows}x{dim}) and {len(idx)} indices to the chip")
     dev.write(tab.base, table_image(table))
     dev.write(desc_addr, desc_records([tab]))
-    # indices as u32 (an index past 2**32 - 1 or below 0 wraps to a huge one:
-    # out of range for every table, as on the engine's wire)
-    dev.write(idx_addr, (idx & 0xFFFF_FFFF).astype("<u4").tobytes())
+    # indices as u32; one below 0 or past 2**32 - 1 becomes all ones, out of
+    # range for every table (never wrapped to another row)
+    wire = np.where((idx >= 0) & (idx < 1 << 32), idx, 0xFFFF_FFFF)
+    dev.write(idx_addr, wire.astype("<u4").tobytes())
     dev.write(off_addr, u32_array(off))
     if w_addr is not None:
         dev.write(w_addr, np.asarray(weights, dtype=np.int8).reshape(-1).tobytes())
