@@ -313,4 +313,5 @@ def test_argparse_mistakes_are_one_line(capsys):
 def test_bench_refuses_a_config_that_cannot_fit_before_simulating(capsys, no_sim):
     assert main(["bench", "--rows", "64", "--cols", "64"]) == 2
     line = _one_error_line(capsys, "bench")
-    assert "need 4100 DSP blocks" in line and "--no-build" in line
+    assert "rows x cols = 4096 multipliers need" in line and "DSP blocks" in line \
+        and "--no-build" in line
