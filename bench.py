@@ -181,7 +181,8 @@ def _chip_lines(chip, config):
     lines = ["", f"| GEMM through the chip, memory to memory, int8 out ({config['rows']}x"
              f"{config['cols']} array) | memory | cycles start to done | ideal | MAC utilization "
              "| matrix unit waiting for memory |", "|---|---|---:|---:|---:|---:|"]
-    for where, label in (("sim", "on-chip RAM"), ("sim_sdram", "SDRAM model, 16-bit")):
+    for where, label in (("sim", "on-chip RAM"),
+                         ("sim_sdram", "SDRAM model (the ULX3S part, 16-bit) at 100 MHz")):
         for r in chip.get(where, []):
             lines.append(f"| {r['m']} x {r['k']} x {r['n']} | {label} | {r['cycles']} | "
                          f"{r['ideal_cycles']} | {r['mac_utilization']:.1%} | "
