@@ -232,9 +232,10 @@ def test_main_bad_config(tmp_path, capsys):
 def test_build_missing_tools(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("NEXTPNR_ECP5", str(tmp_path / "no-such-nextpnr"))
     with pytest.raises(build_mod.BuildError, match=r"missing FPGA tools: .*no-such-nextpnr"):
-        build_mod.build("ulx3s-85f", SMALL_CONFIG, build_dir=tmp_path / "b")
+        build_mod.build("ulx3s-85f", SMALL_CONFIG, top="exerciser", build_dir=tmp_path / "b")
     # a failure of the work (1), with the install command
-    assert main(["build", "--config", "small", "--build-dir", str(tmp_path / "b")]) == 1
+    assert main(["build", "--config", "small", "--top", "exerciser",
+                 "--build-dir", str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1
     assert err[0].startswith("seedchip build: error: missing FPGA tools: ")
@@ -275,7 +276,7 @@ def test_global_buffer_route_failure_retries_next_seed(tmp_path, monkeypatch):
     out = io.StringIO()
     with pytest.raises(build_mod.BuildError, match=r"nextpnr failed \(exit 125\): ERROR: Failed "
                                                    r"to route arc 0\.0 of net 'sdram_reset_buf_CLKI'"):
-        build_mod.build("ulx3s-85f", SMALL_CONFIG, seed=5, build_dir=tmp_path / "b", out=out)
+        build_mod.build("ulx3s-85f", SMALL_CONFIG, top="exerciser", seed=5, build_dir=tmp_path / "b", out=out)
     assert _seeds(calls) == [5, 6, 7][:1 + build_mod.GLOBAL_ROUTE_RETRIES]
     assert "retrying with seed 6" in out.getvalue()
 
@@ -286,5 +287,5 @@ def test_other_nextpnr_failure_not_retried(tmp_path, monkeypatch):
                         "ERROR: Failed to route arc 3.0 of net 'foo', from X1/Y1/Q0_SLICE to "
                         "X2/Y2/A0_SLICE.")
     with pytest.raises(build_mod.BuildError, match=r"nextpnr failed \(exit 125\)"):
-        build_mod.build("ulx3s-85f", SMALL_CONFIG, build_dir=tmp_path / "b", out=io.StringIO())
+        build_mod.build("ulx3s-85f", SMALL_CONFIG, top="exerciser", build_dir=tmp_path / "b", out=io.StringIO())
     assert _seeds(calls) == [build_mod.DEFAULT_SEED]       # one try, the default seed
