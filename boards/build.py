@@ -828,7 +828,9 @@ def format_report(report: dict) -> str:
     if sdram:
         lines.append(f"sdram       {sdram['chip']} CL{sdram['cas_latency']}, read_delay "
                      f"{sdram['read_delay']}, clock pin at {sdram['clock_phase_deg']:g} deg; "
-                     f"estimated I/O margin {sdram['io_margin_ns']} ns")
+                     f"estimated I/O margin {sdram['io_margin_ns']} ns"
+                     + (f"; controller in `{sdram['domain']}` at {sdram['target_mhz']:g} MHz"
+                        if sdram.get("domain", "sdram") != "sdram" else ""))
     gather = report.get("gather")
     if gather:
         eng = gather["engine"]
