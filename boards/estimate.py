@@ -85,8 +85,8 @@ CHIP_CONTROL_DSPS = 2 + 1 + 1
 #: MULT18X18D blocks of the GATHER unit's own arithmetic in front of the engine
 #: (rtl/chip_gather.py: ``n_tables * batch`` 8 x 16 bits, one;
 #: ``(batch - 1) * out_stride`` 17 x 17, one; a table's ``rows * pitch``,
-#: 32 x 20, four)
-CHIP_GATHER_DSPS = 1 + 1 + 4
+#: 32 x 20 bits of which the pitch's three low bits are 0: 32 x 17, two)
+CHIP_GATHER_DSPS = 1 + 1 + 2
 #: (depth, width) of one DP16KD: true dual port, and 512 x 36 in pseudo dual
 #: port mode (one write, one read port), which Yosys uses for inferred memories
 _EBR_MODES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
