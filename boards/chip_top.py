@@ -181,7 +181,8 @@ class ChipTop(Elaboratable):
     #: below); ``sdram_clkout`` only clocks the SDRAM clock pin: named, not
     #: required. ``sdram_phy.`` is left out of ``sync``'s: its clock pin's
     #: ODDR is ``sdram_clkout``'s.
-    clock_hints = {"sync": ("chip.",), "sdram_clkout": ("sdram_phy.clk.",)}
+    clock_hints = {"sync": ("chip.", "rx_led.", "tx_led.", "rx_seen.", "led_buf", "reset_sync."),
+                   "sdram_clkout": ("sdram_phy.clk.",)}
 
     def elaborate(self, platform):
         from ..rtl.chip_sdram import ChipOnSDRAM

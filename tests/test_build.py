@@ -134,6 +134,26 @@ def test_assign_domains_by_cells():
     assert {c["domain"] for c in clocks} == {"sync", "sdram", "$glbnet$sdram_clkout_clk"}
 
 
+def test_assign_domains_chip_top():
+    """The chip top: one domain; the SDRAM clock pin's clock at the same
+    target is told apart by its cells and not required."""
+    from seedchip.boards.chip_top import ChipTop
+    data = {
+        "fmax": {"$glbnet$pll.clkos": {"achieved": 500.0, "constraint": 100.0},
+                 "$glbnet$pll.clkop": {"achieved": 97.5, "constraint": 100.0}},
+        "critical_paths": [
+            _path("$glbnet$pll.clkos", ["sdram_phy.clk.o_ddr0"]),
+            _path("$glbnet$pll.clkop", ["chip.chip.control.a", "sdram_phy.a_buf"]),
+        ],
+    }
+    parsed = parse_nextpnr_report(data)
+    clocks = assign_domains(parsed["clocks"], {"sync": 100.0}, ChipTop.clock_hints, data)
+    by_domain = {c["domain"]: c for c in clocks}
+    assert set(by_domain) == {"sync", "sdram_clkout"}
+    assert by_domain["sync"]["fmax_mhz"] == 97.5 and by_domain["sync"]["required"]
+    assert not by_domain["sdram_clkout"]["required"]
+
+
 def test_assign_domains_by_target_and_missing():
     parsed = parse_nextpnr_report(NEXTPNR)      # one clock, no critical path of its own name
     clocks = assign_domains(parsed["clocks"], {"sync": 100.0, "sdram": 125.0}, HINTS, {})
