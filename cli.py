@@ -146,7 +146,8 @@ def cmd_build(args):
     # the preset's seed; without --config the top's own configuration is the
     # preset of its name ("chip"), or the built-in default
     preset = args.config or (args.top if args.top in board_build.PRESET_SEEDS else None)
-    seed = args.seed if args.seed is not None else board_build.PRESET_SEEDS.get(preset, board_build.DEFAULT_SEED)
+    seed = args.seed if args.seed is not None else \
+        board_build.PRESET_SEEDS.get(preset, board_build.DEFAULT_SEED)
     if seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, not {seed}")
     try:

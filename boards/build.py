@@ -5,7 +5,8 @@
 ``build()`` elaborates a board top for a board: the whole chip
 (:class:`~seedchip.boards.chip_top.ChipTop`, ``top="chip"``, the default) or
 the matrix-unit exerciser with the SDRAM self test
-(:class:`~seedchip.boards.top.Top`, ``top="exerciser"``), runs Amaranth's Trellis flow (Yosys, nextpnr-ecp5, ecppack; the YoWASP wheels) in
+(:class:`~seedchip.boards.top.Top`, ``top="exerciser"``), runs Amaranth's
+Trellis flow (Yosys, nextpnr-ecp5, ecppack; the YoWASP wheels) in
 ``build/<board>/`` and writes ``report.json`` and ``config.json`` there.
 nextpnr runs with ``--timing-allow-fail`` so that a design that misses its
 clock still yields its achieved Fmax and a bitstream; the driver then decides
@@ -15,8 +16,9 @@ ULX3S parts are speed grade 6), ``--freq``, ``--seed`` and ``--router router2``.
 Two things beyond Amaranth's stock flow: the array's multipliers are locked to
 DSP sites (:mod:`.floorplan`; on a 16x8 array this cut routing from ~7 min to
 ~1 min; the cells are found by name, ``*array.pe_I_J.dsp``, which is the
-matrix unit's array in either top), and when Yosys 0.70 crashes inside ABC9 (an internal assertion in
-``abc_ops_reintegrate`` that some netlists trigger) the synthesis is rerun
+matrix unit's array in either top), and when Yosys 0.70 crashes inside ABC9
+(an internal assertion in ``abc_ops_reintegrate`` that some netlists
+trigger) the synthesis is rerun
 with plain ABC LUT mapping, recorded as ``report["lut_mapper"] == "abc"``.
 
 A configuration that cannot fit the board (:func:`.estimate.check_fit`) is
@@ -48,8 +50,9 @@ from .floorplan import yosys_script as floorplan_script
 from .ulx3s import OPENFPGALOADER_LIBRARIES, missing_libraries, missing_tools, toolchain_env
 
 __all__ = ["BuildError", "BuildStopped", "ConfigError", "DoesNotFit", "FlashError", "NoBitstream",
-           "PRESET_SEEDS", "DEFAULT_SEED", "TOPS", "DEFAULT_TOP", "TOP_CONFIGS", "build", "flash", "format_report", "assign_domains",
-           "parse_nextpnr_report", "parse_yosys_stat", "default_build_dir"]
+           "PRESET_SEEDS", "DEFAULT_SEED", "TOPS", "DEFAULT_TOP", "TOP_CONFIGS", "build", "flash",
+           "format_report", "assign_domains", "make_top", "parse_nextpnr_report",
+           "parse_yosys_stat", "default_build_dir"]
 
 NAME = "top"
 NEXTPNR_REPORT = "report_nextpnr.json"
@@ -575,9 +578,9 @@ def _build(board, config, *, seed, build_dir, out, top, synth_opts, nextpnr_opts
     targets = ", ".join(f"{d} {f:g} MHz" for d, f in
                         (getattr(top, "clock_domains", None) or {"sync": target}).items())
     what = {"chip": "the chip", "exerciser": "the exerciser"}.get(kind, type(top).__name__)
-    print(f"seedchip: building {what}, {config.rows}x{config.cols} ({config.macs} MACs), for {board.name} "
-          f"({board.device}-{platform.speed}{board.package}), targets {targets}, seed {seed} "
-          f"-> {build_dir}/", file=out, flush=True)
+    print(f"seedchip: building {what}, {config.rows}x{config.cols} ({config.macs} MACs), "
+          f"for {board.name} ({board.device}-{platform.speed}{board.package}), "
+          f"targets {targets}, seed {seed} -> {build_dir}/", file=out, flush=True)
     t0 = time.monotonic()
     dsp_plan = None
     if floorplan:
