@@ -132,6 +132,79 @@ def run_gather_bench(config=None):
     return out
 
 
+def run_link_bench():
+    """Host-link goodput at the board's clock and baud (:mod:`seedchip.sim.link_bench`)."""
+    import tempfile
+
+    from .sim.link_bench import run_link_bench as run
+
+    print("bench: host link goodput, simulated at 100 MHz and 3 Mbaud (a few minutes)...",
+          flush=True)
+    with tempfile.TemporaryDirectory() as d:
+        return run(Path(d) / "link.json", progress=lambda line: print(f"  {line}", flush=True))
+
+
+#: GEMM sizes through the whole chip: (M, K, N, on the SDRAM model too)
+CHIP_GEMMS = ((64, 64, 64, False), (128, 128, 128, False), (256, 256, 256, True))
+
+
+def run_chip_bench(config, *, sdram=True):
+    """The whole chip through the Device (:mod:`seedchip.sim.chip_bench`): GEMM
+    memory to memory on the on-chip RAM (bit-exact checked) and, with
+    ``sdram``, on the pin-level SDRAM model at the board's clock (operands
+    as found: the timing does not depend on them); the control overhead."""
+    from .firmware import open_device
+    from .sim import chip_bench
+
+    out = {"sim": [], "sim_sdram": []}
+    print("bench: the whole chip, simulated (GEMM through the device; a few minutes)...",
+          flush=True)
+    with open_device("sim", chip=config) as dev:
+        for m, k, n, _ in CHIP_GEMMS:
+            out["sim"].append(chip_bench.gemm_figures(dev, config, m, k, n))
+            print(f"  sim {m}x{k}x{n}: {out['sim'][-1]}", flush=True)
+        out["control"] = chip_bench.control_gap(dev, config)
+        print(f"  control: {out['control']}", flush=True)
+    if sdram:
+        print("bench: the whole chip on the SDRAM model (slow: a Python model per clock)...",
+              flush=True)
+        with open_device("sim-sdram", chip=config, timeout=120.0) as dev:
+            for m, k, n, on_sdram in CHIP_GEMMS:
+                if on_sdram:
+                    out["sim_sdram"].append(chip_bench.gemm_figures(dev, config, m, k, n,
+                                                                    check=False))
+                    print(f"  sim-sdram {m}x{k}x{n}: {out['sim_sdram'][-1]}", flush=True)
+    return out
+
+
+def _chip_lines(chip, config):
+    lines = ["", f"| GEMM through the chip, memory to memory, int8 out ({config['rows']}x"
+             f"{config['cols']} array) | memory | cycles start to done | ideal | MAC utilization "
+             "| matrix unit waiting for memory |", "|---|---|---:|---:|---:|---:|"]
+    for where, label in (("sim", "on-chip RAM"), ("sim_sdram", "SDRAM model, 16-bit")):
+        for r in chip.get(where, []):
+            lines.append(f"| {r['m']} x {r['k']} x {r['n']} | {label} | {r['cycles']} | "
+                         f"{r['ideal_cycles']} | {r['mac_utilization']:.1%} | "
+                         f"{r['gemm_mem_stall']} cycles |")
+    ctl = chip.get("control")
+    if ctl:
+        lines.append(f"| control overhead: one instruction's end to the next one's start "
+                     f"(COPY after COPY) | | {ctl['gap_cycles']:.1f} | | | |")
+    return lines
+
+
+def _link_lines(link):
+    lines = ["", f"| host link, simulated: {link['baud'] / 1e6:.2f} Mbaud 8N1 ({link['divisor']} "
+             f"clocks per bit at {link['clk_mhz']:g} MHz), {link['frame_data']}-byte frames, "
+             f"{link['window']} in flight | goodput | of the line rate (baud / 10) |",
+             "|---|---:|---:|"]
+    for what in ("write", "read"):
+        r = link[what]
+        lines.append(f"| bulk {what.upper()} ({link['bytes']} bytes) | "
+                     f"{r['bytes_per_s'] / 1e3:.1f} kB/s | {r['of_line_rate']:.1%} |")
+    return lines
+
+
 def gather_at_fmax(bench):
     """The gather figures at the gather build's ``sdram`` Fmax as well (the
     same cycle counts, a faster clock: what the build would do if run at its
@@ -244,6 +317,10 @@ def render_table(bench):
                          + ", ".join(f"{res[k]['used']} {k}" for k in ("LUT4", "FF", "DSP", "EBR")
                                      if k in res) + " | | |")
 
+    if bench.get("chip"):
+        lines += _chip_lines(bench["chip"], cfg)
+    if bench.get("link"):
+        lines += _link_lines(bench["link"])
     lines.append("")
     lines.append(f"Measured by `make bench` on {bench['date']}; raw numbers in `build/bench.json`.")
     return "\n".join(lines)
@@ -277,7 +354,7 @@ def parse_sizes(text: str, config) -> list:
 
 
 #: What ``seedchip bench --only`` can run alone.
-PARTS = ("gemm", "sdram", "gather")
+PARTS = ("gemm", "sdram", "gather", "link", "chip")
 
 
 def main(config, *, board="ulx3s-85f", out="build/bench.json", readme=None, build=True,
@@ -328,6 +405,10 @@ def main(config, *, board="ulx3s-85f", out="build/bench.json", readme=None, buil
                   file=sys.stderr)
         bench["gather"] = run_gather_bench(GATHER_CONFIG)
         gather_at_fmax(bench)
+    if "link" in parts:
+        bench["link"] = run_link_bench()
+    if "chip" in parts:
+        bench["chip"] = run_chip_bench(config)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(bench, indent=2) + "\n")

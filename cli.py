@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bench import PARTS as BENCH_PARTS
 from .config import PRESETS, ChipConfig, config_from_args
 
 __all__ = ["main", "load_config", "UsageError", "CommandError", "Terminated"]
@@ -873,7 +874,7 @@ def main(argv=None):
     _add_config_args(p)
     p.add_argument("--out", help="the JSON results (default build/bench.json, with --only "
                    "build/bench-PART.json)")
-    p.add_argument("--only", choices=("gemm", "sdram", "gather"),
+    p.add_argument("--only", choices=BENCH_PARTS,
                    help="run one simulated benchmark alone (no board build: the build "
                    "reports already in build/ are used)")
     p.add_argument("--readme", help="rewrite the figures table in this README")

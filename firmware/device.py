@@ -115,9 +115,12 @@ class Device:
     def chip_status(self) -> isa.Status:
         """The control unit's status (STATUS, PC, RETIRED, ERR_BAG, ERR_INDEX)."""
         words = self.reg_read(Reg.STATUS, Reg.ERR_INDEX - Reg.STATUS + 1)
+        # StatusLayout's words: STATUS, PC, RETIRED, ERR_BAG, ERR_INDEX
+        words = [words[r - Reg.STATUS] for r in (Reg.STATUS, Reg.PC, Reg.RETIRED, Reg.ERR_BAG,
+                                                 Reg.ERR_INDEX)]
         raw = b"".join(w.to_bytes(4, "little") for w in words)
-        v = isa.StatusLayout.const(int.from_bytes(raw, "little"))
-        return isa.Status(state=isa.ChipState(int(v.state)), error=isa.ChipError(int(v.error)),
+        v = isa.StatusLayout.from_bits(int.from_bytes(raw, "little"))
+        return isa.Status(state=isa.ChipState(v.state), error=isa.ChipError(v.error),
                           detail=int(v.detail), bag=int(v.bag), index=int(v.index),
                           pc=int(v.pc), retired=int(v.retired))
 

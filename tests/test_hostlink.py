@@ -37,3 +37,15 @@ def test_params_checked():
         LinkParams(mem_addr_width=8, mem_words=257)
     with pytest.raises(TypeError, match="LinkParams"):
         HostLink({"baud": 1})
+
+
+def test_goodput(sim, tmp_path):
+    """Bulk WRITE and READ at the board's clock and baud (100 MHz, 3 Mbaud),
+    4 frames in flight: at least 85 % of the line rate each way, in
+    simulated time (deterministic; the figure is in `make bench`)."""
+    from seedchip.sim.link_bench import run_link_bench
+
+    r = run_link_bench(tmp_path / "link.json", sim=sim)
+    assert r["divisor"] == 33 and r["window"] == 4
+    for what in ("write", "read"):
+        assert r[what]["of_line_rate"] >= 0.85, r
