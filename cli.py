@@ -816,8 +816,9 @@ def main(argv=None):
                    "matrix unit and SDRAM self test (the built-in default unless --config)")
     p.add_argument("--board", default=DEFAULT_BOARD, choices=_board_names(),
                    help=f"the board to build for (default {DEFAULT_BOARD})")
-    p.add_argument("--seed", type=int, help=f"nextpnr placement seed (default {DEFAULT_SEED}, or the preset's: "
-                   + ", ".join(f"--config {k}: {v}" for k, v in PRESET_SEEDS.items()) + ")")
+    p.add_argument("--seed", type=int, help=f"nextpnr placement seed (default {DEFAULT_SEED}, or the "
+                   "preset's: " + ", ".join(f"--config {k}: {v}" for k, v in PRESET_SEEDS.items())
+                   + "; --top chip without --config is the chip preset)")
     p.add_argument("--build-dir", help="default: build/<board>")
     p.add_argument("--synth-opts", default="", metavar="OPTS",
                    help="extra synth_ecp5 options, e.g. --synth-opts=-nowidelut")

@@ -142,9 +142,13 @@ def test_build_passes_its_options_to_the_api(fake_build, tmp_path):
     assert main(["build", "--seed", "7", "--force", "--board", "ulx3s-45f"]) == 0
     (call,) = fake_build
     assert call["seed"] == 7 and call["force"] is True and call["floorplan"] is True
-    # the chip by default, in its own configuration
+    # the chip by default, in its own configuration, with the chip preset's seed
     assert call["board"] == "ulx3s-45f" and call["config"] == CHIP_CONFIG
     assert call["top"] == "chip"
+    fake_build.clear()
+    assert main(["build"]) == 0
+    (call,) = fake_build
+    assert call["seed"] == build_mod.PRESET_SEEDS["chip"] and call["config"] == CHIP_CONFIG
     fake_build.clear()
     assert main(["build", "--top", "exerciser", "--clk-mhz", "100"]) == 0
     (call,) = fake_build
