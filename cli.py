@@ -565,7 +565,8 @@ def cmd_bench(args):
     if not args.no_build and not args.only:
         from .boards.estimate import check_fit
         try:
-            check_fit(config, args.board)
+            # bench builds the exerciser (build/<board>-exerciser/)
+            check_fit(config, args.board, top="exerciser")
         except ValueError as e:
             raise UsageError(str(e).replace("--force to try anyway",
                                             "--no-build leaves the board builds out")) from None
