@@ -149,12 +149,12 @@ CHIP_GEMMS = ((64, 64, 64, False), (128, 128, 128, False), (256, 256, 256, True)
 
 
 def run_chip_bench(config, *, sdram=True):
-    """The whole chip through the Device (:mod:`seedchip.sim.chip_bench`): GEMM
+    """The whole chip through the Device (:mod:`seedchip.firmware.measure`): GEMM
     memory to memory on the on-chip RAM (bit-exact checked) and, with
     ``sdram``, on the pin-level SDRAM model at the board's clock (operands
     as found: the timing does not depend on them); the control overhead."""
     from .firmware import open_device
-    from .sim import chip_bench
+    from .firmware import measure as chip_bench
 
     out = {"sim": [], "sim_sdram": []}
     print("bench: the whole chip, simulated (GEMM through the device; a few minutes)...",

@@ -245,6 +245,8 @@ def _bag_on_device(args, kind, port, table, indices, offsets, weights, out):
     table, indices, bounds = _check_bag_inputs(args, table, indices, offsets, weights,
                                                limits.max_dim, limits.max_bag)
     rows, dim = table.shape
+    _check_fits(kind, args, ops.bag_layout, rows, dim, len(indices), len(bounds) - 1,
+                weighted=weights is not None)
     dev = _open_device(kind, port, args)
     try:
         print(f"running {len(bounds) - 1} bags ({len(indices)} lookups, {args.mode}) over a "
@@ -270,6 +272,9 @@ def _bag_on_device(args, kind, port, table, indices, offsets, weights, out):
                              per_sample_weights=None if weights is None
                              else np.asarray(weights).reshape(-1)[keep])
     exact = bool(np.array_equal(r.pooled, want))
+    if (~ok).any() and args.bounds != "fatal":
+        print(f"out-of-range indices: {int((~ok).sum())} "
+              f"{'clamped to row 0' if args.bounds == 'clamp' else 'skipped'}")
     c = r.counters
     if c:
         g = c["gather"]
@@ -512,6 +517,8 @@ def _gemm_on_device(config, args, kind, port, a, b, bias, mult, shift):
     from .sim import golden
     (m, k), n = a.shape, b.shape[1]
     limits = isa.Limits.from_config(config)
+    _check_fits(kind, args, ops.gemm_layout, m, k, n, limits=limits, requant=mult is not None,
+                params=bias is not None or mult is not None)
     say = _progress_printer()
     dev = _open_device(kind, port, args, chip=config)
     try:
@@ -537,6 +544,28 @@ def _gemm_on_device(config, args, kind, port, a, b, bias, mult, shift):
               f"MAC utilization: {ideal / cycles:.1%}\n"
               f"matrix unit busy {busy} cycles, of which waiting for memory {stall}")
     return r.c, bool(np.array_equal(r.c, expect))
+
+
+def _sim_mem_bytes(kind, args):
+    """The memory of the simulated device ``kind`` (None for a board: INFO says)."""
+    from .sim import chip_top
+    if kind == "sim":
+        return args.mem_bytes or chip_top.SERVE_MEM_BYTES
+    if kind == "sim-sdram":
+        return chip_top.sdram_serve_config().mem_bytes
+    return None
+
+
+def _check_fits(kind, args, layout, *a, **kw):
+    """``layout(*a, mem_bytes=..., **kw)`` on the simulated device's memory,
+    before it starts: a FitError is a usage error."""
+    from .firmware import FitError
+    mem_bytes = _sim_mem_bytes(kind, args)
+    if mem_bytes is not None:
+        try:
+            layout(*a, mem_bytes=mem_bytes, **kw)
+        except FitError as e:
+            raise UsageError(str(e)) from None
 
 
 def _where(kind, port):

@@ -30,7 +30,8 @@ from ..emb_protocol import BoundsMode, PoolMode
 from ..sim import golden
 from .program import Allocator, Program, Table, desc_records, param_records, table_image, u32_array
 
-__all__ = ["GoldenDevice", "GemmRun", "gemm", "BagRun", "embedding_bag", "FitError"]
+__all__ = ["GoldenDevice", "GemmRun", "gemm", "gemm_layout", "BagRun", "embedding_bag",
+           "bag_layout", "FitError"]
 
 
 class FitError(ValueError):
@@ -84,6 +85,39 @@ def _floor8(n: int) -> int:
     return n - n % isa.ALIGN if n >= isa.ALIGN else n
 
 
+def _gemm_tiles(m, k, n, limits):
+    """The (M, N) tiles ``(i0, m, j0, n)`` of one program and the K chunks ``(k0, k)``."""
+    tm, tn, tk = limits.max_m, _floor8(limits.max_n), _floor8(limits.max_k)
+    chunks = [(k0, min(tk, k - k0)) for k0 in range(0, k, tk)]
+    tiles = [(i0, min(tm, m - i0), j0, min(tn, n - j0))
+             for j0 in range(0, n, tn) for i0 in range(0, m, tm)]
+    return tiles, chunks
+
+
+def gemm_layout(m, k, n, *, mem_bytes, limits, requant=False, params=False) -> dict:
+    """Where :func:`gemm` puts everything in a memory of ``mem_bytes``:
+    ``{"mem": the Allocator, "program", "A", "B", "params" (or None), "C",
+    "c_stride"}``; :class:`FitError` if it does not fit (a host checks this
+    before it starts anything slow)."""
+    tiles, chunks = _gemm_tiles(m, k, n, limits)
+    single = len(chunks) == 1
+    # on chip: params only when the chip finishes the result (one K chunk)
+    chip_params = single and params
+    es = isa.out_bytes(requant) if single else 4
+    mem = Allocator(mem_bytes)
+    out = {"mem": mem, "c_stride": isa.round_up(n * es)}
+    try:
+        out["program"] = mem.alloc("program", isa.INSN_BYTES * (len(tiles) + 1))
+        out["A"] = mem.alloc("A", m * isa.round_up(k))
+        out["B"] = mem.alloc("B", k * isa.round_up(n))
+        out["params"] = mem.alloc("params", n * isa.PARAM_BYTES) if chip_params else None
+        out["C"] = mem.alloc("C" if single else "partial C", m * out["c_stride"])
+    except ValueError as e:
+        raise FitError(f"{m}x{k} @ {k}x{n} does not fit in the device's {mem_bytes} bytes of "
+                       f"memory: {e}") from None
+    return out
+
+
 @dataclasses.dataclass
 class GemmRun:
     """What :func:`gemm` did: the result, the programs run (instructions
@@ -115,26 +149,14 @@ def gemm(dev, a, b, bias=None, multiplier=None, shift=None, relu=False, *,
     requant = multiplier is not None
     say = progress or (lambda s: None)
     mem_bytes = dev.info()["mem_bytes"]
-    tm, tn, tk = limits.max_m, _floor8(limits.max_n), _floor8(limits.max_k)
-    chunks = [(k0, min(tk, k - k0)) for k0 in range(0, k, tk)]
+    tiles, chunks = _gemm_tiles(m, k, n, limits)
     single = len(chunks) == 1
-    # on chip: params only when the chip finishes the result (one K chunk)
-    chip_params = single and (bias is not None or requant)
     es = isa.out_bytes(requant) if single else 4
-    tiles = [(i0, min(tm, m - i0), j0, min(tn, n - j0))
-             for j0 in range(0, n, tn) for i0 in range(0, m, tm)]
-    mem = Allocator(mem_bytes)
-    prog_addr = mem.alloc("program", isa.INSN_BYTES * (len(tiles) + 1))
-    a_stride, b_stride = isa.round_up(k), isa.round_up(n)
-    c_stride = isa.round_up(n * es)
-    try:
-        a_addr = mem.alloc("A", m * a_stride)
-        b_addr = mem.alloc("B", k * b_stride)
-        p_addr = mem.alloc("params", n * isa.PARAM_BYTES) if chip_params else None
-        c_addr = mem.alloc("C" if single else "partial C", m * c_stride)
-    except ValueError as e:
-        raise FitError(f"{m}x{k} @ {k}x{n} does not fit in the device's {mem_bytes} bytes of "
-                       f"memory: {e}") from None
+    lay = gemm_layout(m, k, n, mem_bytes=mem_bytes, limits=limits, requant=requant,
+                      params=bias is not None or requant)
+    mem, prog_addr = lay["mem"], lay["program"]
+    a_addr, b_addr, p_addr, c_addr = lay["A"], lay["B"], lay["params"], lay["C"]
+    a_stride, b_stride, c_stride = isa.round_up(k), isa.round_up(n), lay["c_stride"]
     img = np.zeros((m, a_stride), np.int8)
     img[:, :k] = a
     say(f"writing A ({m}x{k}) and B ({k}x{n}) to the chip")
@@ -142,7 +164,7 @@ def gemm(dev, a, b, bias=None, multiplier=None, shift=None, relu=False, *,
     img = np.zeros((k, b_stride), np.int8)
     img[:, :n] = b
     dev.write(b_addr, img)
-    if chip_params:
+    if p_addr is not None:
         dev.write(p_addr, param_records(np.zeros(n, np.int64) if bias is None else bias,
                                         multiplier, shift))
     acc = None
@@ -168,6 +190,27 @@ def gemm(dev, a, b, bias=None, multiplier=None, shift=None, relu=False, *,
         acc = part if acc is None else golden.wrap(acc + part)
     c = acc if single else golden.postprocess(acc, bias, multiplier, shift, relu=relu)
     return GemmRun(c=c, programs=programs, layout=str(mem), counters=counters)
+
+
+def bag_layout(rows, dim, n_indices, batch, *, mem_bytes, requant=False, weighted=False
+               ) -> dict:
+    """Where :func:`embedding_bag` puts everything (``{"mem", "program",
+    "table", "descriptor", "indices", "offsets", "weights" (or None),
+    "pooled"}``); :class:`FitError` if it does not fit."""
+    mem = Allocator(mem_bytes)
+    out = {"mem": mem}
+    try:
+        out["program"] = mem.alloc("program", 2 * isa.INSN_BYTES)
+        out["table"] = mem.alloc("table", rows * isa.table_pitch(dim))
+        out["descriptor"] = mem.alloc("descriptor", isa.DESC_BYTES)
+        out["indices"] = mem.alloc("indices", max(4, 4 * n_indices))
+        out["offsets"] = mem.alloc("offsets", 4 * (batch + 1))
+        out["weights"] = mem.alloc("weights", max(1, n_indices)) if weighted else None
+        out["pooled"] = mem.alloc("pooled", batch * isa.round_up(dim * isa.out_bytes(requant)))
+    except ValueError as e:
+        raise FitError(f"the table ({rows}x{dim}) and {n_indices} indices do not fit in the "
+                       f"device's {mem_bytes} bytes of memory: {e}") from None
+    return out
 
 
 @dataclasses.dataclass
@@ -198,26 +241,21 @@ def embedding_bag(dev, table, indices, offsets, *, mode="sum", bounds="fatal", w
     es = isa.out_bytes(requant)
     out_stride = isa.round_up(dim * es)
     mem_bytes = dev.info()["mem_bytes"]
-    mem = Allocator(mem_bytes)
-    try:
-        prog_addr = mem.alloc("program", 2 * isa.INSN_BYTES)
-        tab = Table(base=mem.alloc("table", rows * isa.table_pitch(dim)), rows=rows, dim=dim,
-                    **({} if multiplier is None else {"multiplier": int(multiplier),
-                                                      "shift": int(shift)}))
-        desc_addr = mem.alloc("descriptor", isa.DESC_BYTES)
-        idx_addr = mem.alloc("indices", max(4, 4 * len(idx)))
-        off_addr = mem.alloc("offsets", 4 * len(off))
-        w_addr = mem.alloc("weights", max(1, len(idx))) if weights is not None else None
-        out_addr = mem.alloc("pooled", batch * out_stride)
-    except ValueError as e:
-        raise FitError(f"the table ({rows}x{dim}) and {len(idx)} indices do not fit in the "
-                       f"device's {mem_bytes} bytes of memory: {e}") from None
+    lay = bag_layout(rows, dim, len(idx), batch, mem_bytes=mem_bytes, requant=requant,
+                     weighted=weights is not None)
+    mem, prog_addr = lay["mem"], lay["program"]
+    desc_addr, idx_addr, off_addr = lay["descriptor"], lay["indices"], lay["offsets"]
+    w_addr, out_addr = lay["weights"], lay["pooled"]
+    tab = Table(base=lay["table"], rows=rows, dim=dim,
+                **({} if multiplier is None else {"multiplier": int(multiplier),
+                                                  "shift": int(shift)}))
     say(f"writing the table ({rows}x{dim}) and {len(idx)} indices to the chip")
     dev.write(tab.base, table_image(table))
     dev.write(desc_addr, desc_records([tab]))
-    # indices as u32 (an index past 2**32 - 1 or below 0 wraps to a huge one:
-    # out of range for every table, as on the engine's wire)
-    dev.write(idx_addr, (idx & 0xFFFF_FFFF).astype("<u4").tobytes())
+    # indices as u32; one below 0 or past 2**32 - 1 becomes all ones, out of
+    # range for every table (never wrapped to another row)
+    wire = np.where((idx >= 0) & (idx < 1 << 32), idx, 0xFFFF_FFFF)
+    dev.write(idx_addr, wire.astype("<u4").tobytes())
     dev.write(off_addr, u32_array(off))
     if w_addr is not None:
         dev.write(w_addr, np.asarray(weights, dtype=np.int8).reshape(-1).tobytes())

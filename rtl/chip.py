@@ -62,7 +62,13 @@ def chip_addr_width(mem_bytes: int) -> int:
     return max(1, ceil_log2(mem_bytes // WORD_BYTES)) + 1
 
 
-def merge_ports(m, name, ports, *, addr_width, max_outstanding=8):
+#: requests in flight through an arbiter: enough to cover the SDRAM's round
+#: trip (a 64-bit word is 4 SDRAM beats, and the path through two arbiters,
+#: the width adapter and the controller is about 30 cycles long)
+MAX_OUTSTANDING = 16
+
+
+def merge_ports(m, name, ports, *, addr_width, max_outstanding=MAX_OUTSTANDING):
     """One memory port for ``ports`` (a list of client ports): the port itself,
     or a round-robin :class:`MemArbiter` in front of them (a submodule ``name``)."""
     if len(ports) == 1:

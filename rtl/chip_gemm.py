@@ -344,7 +344,13 @@ class GemmFront(wiring.Component):
                 (ra, a_cv, op.a_addr, op.a_stride, op.m, op.k),
                 (rb, b_cv, op.b_addr, op.b_stride, op.k, op.n),
                 (rp, p_cv, op.p_addr, isa.PARAM_BYTES, op.n, isa.PARAM_BYTES)):
-            m.d.comb += [rd.cmd.valid.eq(cv), rd.cmd.payload.base.eq(base),
+            # A waits for all of B (which the matrix unit buffers whole): on the
+            # SDRAM, A and B read word by word in turn would keep closing each
+            # other's rows (both can sit in one bank); one after the other they
+            # stream page hits. Nothing is lost on a faster memory: the
+            # memory port serves one word a cycle either way.
+            valid = cv & ~b_cv & ~rb.busy if rd is ra else cv
+            m.d.comb += [rd.cmd.valid.eq(valid), rd.cmd.payload.base.eq(base),
                          rd.cmd.payload.stride.eq(stride), rd.cmd.payload.rows.eq(rows),
                          rd.cmd.payload.row_bytes.eq(row_bytes)]
             with m.If(rd.cmd.valid & rd.cmd.ready):

@@ -92,6 +92,14 @@ _ErrRecord = data.StructLayout({
 })
 
 
+def _unit_mask(op):
+    """The ``1 << unit`` of the opcode ``op`` (a Value), 0 for none."""
+    mask = 0
+    for o, u in _UNIT_OF.items():
+        mask = mask | Mux(op == o, 1 << u.value, 0)
+    return mask
+
+
 def _any(bits):
     """The OR of ``bits`` (0 for none)."""
     out = 0
@@ -124,7 +132,8 @@ class Dispatch(wiring.Component):
     start : In(1); start_pc : In(32); reset : In(1)
         From the registers (``start`` only while not running).
     fetch_start : Out(1); fetch_pc : Out(32); fetch_abort : Out(1)
-        To fetch and check (``fetch_abort``: drop what is prefetched).
+        To fetch and check (``fetch_abort``: drop what is prefetched);
+        registered, a cycle after the start, reset, error or FINISH.
     insn : In(stream(FetchedLayout))
         Checked instructions in program order.
     gemm, gather, copy : Out(UnitPortSignature(...))
@@ -147,7 +156,8 @@ class Dispatch(wiring.Component):
 
     def _units(self, m, slots, go, it, seq):
         """Per unit: the command register, busy, the sequence number and pc of
-        its instruction, and its error candidate."""
+        its instruction, and its error candidate; returns when each is set."""
+        fills = []
         for u in Unit:
             port = getattr(self, u.name.lower())
             busy = self.unit_busy[u.value]
@@ -156,9 +166,10 @@ class Dispatch(wiring.Component):
             m.d.comb += [port.done.ready.eq(1), port.abort.eq(self.reset)]
             with m.If(port.cmd.valid & port.cmd.ready):
                 m.d.sync += port.cmd.valid.eq(0)
+            fills.append(port.done.valid & busy & (port.done.payload.error != ChipError.NONE))
             with m.If(port.done.valid & busy):
                 m.d.sync += busy.eq(0)
-                with m.If(port.done.payload.error != ChipError.NONE):
+                with m.If(fills[-1]):
                     d = port.done.payload
                     m.d.sync += _fill(slots[u.value], seq=useq, pc=upc, error=d.error,
                                       detail=d.detail, bag=d.bag, index=d.index)
@@ -171,22 +182,23 @@ class Dispatch(wiring.Component):
                 m.d.sync += [busy.eq(1), port.cmd.valid.eq(1)]
             with m.If(self.reset):
                 m.d.sync += [busy.eq(0), port.cmd.valid.eq(0)]
+        return fills
 
     def _fold(self, m, slots, best):
         """Pending candidates into ``best`` (the smallest seq), one every two
-        cycles: for Fmax the 32-bit comparisons with ``best`` are registered in
-        the cycle before ``best`` may change (a slot is set once per run, so it
-        holds still between its comparison and its fold)."""
+        cycles: for Fmax the 32-bit comparisons with ``best`` and the choice of
+        the slot (the first pending) are registered in the cycle before ``best``
+        may change (a slot is set once per run, so it holds still between its
+        comparison and its fold; only a reset clears it, which ``slot.valid``
+        sees)."""
         phase = Signal()
         m.d.sync += phase.eq(~phase)
-        ready = []
         for n, slot in enumerate(slots):
-            lt, seen = Signal(name=f"err_{n}_lt"), Signal(name=f"err_{n}_seen")
-            m.d.sync += [lt.eq(~best.valid | (slot.seq < best.seq)), seen.eq(slot.valid)]
-            ready.append((slot, lt, seen & slot.valid))
-        for n, (slot, lt, ok) in enumerate(ready):
-            first = ~_any([r[2] for r in ready[:n]]) if n else 1
-            with m.If(phase & ok & first):
+            lt, pick = Signal(name=f"err_{n}_lt"), Signal(name=f"err_{n}_pick")
+            first = ~_any([s.valid for s in slots[:n]]) if n else 1
+            m.d.sync += [lt.eq(~best.valid | (slot.seq < best.seq)),
+                         pick.eq(slot.valid & first)]
+            with m.If(phase & pick & slot.valid):
                 m.d.sync += slot.valid.eq(0)
                 with m.If(lt):
                     m.d.sync += best.eq(slot)
@@ -201,26 +213,40 @@ class Dispatch(wiring.Component):
         slots = [Signal(_ErrRecord, name=f"err_{n}") for n in range(N_UNITS + 1)]
         best = Signal(_ErrRecord)
         pending = _any([s.valid for s in slots])
-        stop = best.valid | pending
-        running = state == ChipState.RUNNING
+        # best.valid | pending as a flip-flop of its own (for Fmax): it rises
+        # with a slot's fill and holds (a fold keeps best or the slot valid)
+        # until a reset or a start
+        stop = Signal()
+        # for Fmax: state == RUNNING as a flip-flop of its own (set with ``state``)
+        running = Signal()
 
-        need = Signal(N_UNITS)
-        unit_bit = Signal(N_UNITS)
-        with m.Switch(op):
-            for o, u in _UNIT_OF.items():
-                with m.Case(o):
-                    m.d.comb += unit_bit.eq(1 << u.value)
-        m.d.comb += need.eq(Mux(op == Opcode.FINISH, isa.WAIT_ALL,
-                                it.insn.header.wait[:N_UNITS] | unit_bit))
+        # for Fmax the instruction's decode is registered: it is the decode of
+        # the item offered once that item has been offered for a cycle (an item
+        # holds until taken; an abort drops it for longer than a cycle)
+        need, unit_bit = Signal(N_UNITS), Signal(N_UNITS)
+        ok, finish, decoded = Signal(), Signal(), Signal()
+        mask = _unit_mask(op)
+        m.d.sync += [unit_bit.eq(mask),
+                     need.eq(Mux(op == Opcode.FINISH, isa.WAIT_ALL,
+                                 it.insn.header.wait[:N_UNITS] | mask)),
+                     ok.eq(it.error == ChipError.NONE), finish.eq(op == Opcode.FINISH),
+                     decoded.eq(self.insn.valid & ~self.insn.ready)]
         free = (self.unit_busy & need) == 0
-        ok = it.error == ChipError.NONE
-        take = running & ~stop & self.insn.valid & (~ok | free)
+        take = running & ~stop & self.insn.valid & decoded & (~ok | free)
         go = Signal(N_UNITS)
+        # for Fmax the fetch's start and abort are registered: the register
+        # port's decode and the dispatch decision stop here, not in the fetch's
+        # pc (the fetch starts a cycle later; the cycle it runs on after an
+        # abort is harmless: nothing takes what it hands on, responses of what
+        # it requested are dropped)
+        start_fetch, abort_fetch = Signal(), Signal()
         m.d.comb += [self.insn.ready.eq(take), go.eq(Mux(take & ok, unit_bit, 0)),
-                     self.fetch_abort.eq(self.reset | (running & stop)),
+                     abort_fetch.eq(self.reset | (running & stop))]
+        m.d.sync += [self.fetch_start.eq(start_fetch), self.fetch_abort.eq(abort_fetch),
                      self.fetch_pc.eq(self.start_pc)]
-        self._units(m, slots, go, it, seq)
+        fills = self._units(m, slots, go, it, seq)
         self._fold(m, slots, best)
+        m.d.sync += stop.eq(stop | _any(fills) | (take & ~ok))
 
         with m.If(take):
             m.d.sync += [pc.eq(it.pc), seq.eq(seq + 1)]
@@ -228,18 +254,25 @@ class Dispatch(wiring.Component):
                 m.d.sync += _fill(slots[N_UNITS], seq=seq, pc=it.pc, error=it.error,
                                   detail=it.detail, bag=0,
                                   index=Mux(it.error == ChipError.MEM_ERROR, it.pc, 0))
-            with m.Elif(op == Opcode.FINISH):
-                m.d.sync += state.eq(ChipState.DONE)
-                m.d.comb += self.fetch_abort.eq(1)
-        with m.If(running & ~pending & best.valid & (self.unit_busy == 0)):
-            m.d.sync += [state.eq(ChipState.ERROR), seq.eq(best.seq), pc.eq(best.pc)]
+            with m.Elif(finish):
+                m.d.sync += [state.eq(ChipState.DONE), running.eq(0)]
+                m.d.comb += abort_fetch.eq(1)
+        # the units have drained and the earliest error is folded: ERROR. For
+        # Fmax the condition is registered; nothing it depends on can change in
+        # that cycle (no unit busy: no done; an error kept: no take; no slot
+        # pending: no fold) except a reset, which ``running`` sees.
+        drained = Signal()
+        m.d.sync += drained.eq(running & ~pending & best.valid & (self.unit_busy == 0))
+        with m.If(running & drained):
+            m.d.sync += [state.eq(ChipState.ERROR), running.eq(0), seq.eq(best.seq),
+                         pc.eq(best.pc)]
         with m.If(self.reset):
-            m.d.sync += [state.eq(ChipState.IDLE), seq.eq(0), pc.eq(0), best.valid.eq(0),
-                         *[s.valid.eq(0) for s in slots]]
+            m.d.sync += [state.eq(ChipState.IDLE), running.eq(0), seq.eq(0), pc.eq(0),
+                         best.valid.eq(0), *[s.valid.eq(0) for s in slots], stop.eq(0)]
         with m.Elif(self.start & ~running):
-            m.d.sync += [state.eq(ChipState.RUNNING), seq.eq(0), pc.eq(self.start_pc),
-                         best.valid.eq(0)]
-            m.d.comb += self.fetch_start.eq(1)
+            m.d.sync += [state.eq(ChipState.RUNNING), running.eq(1), seq.eq(0),
+                         pc.eq(self.start_pc), best.valid.eq(0), stop.eq(0)]
+            m.d.comb += start_fetch.eq(1)
 
         error = state == ChipState.ERROR
         m.d.comb += [st.busy.eq(running), st.state.eq(state), st.pc.eq(pc), st.retired.eq(seq),
@@ -268,8 +301,9 @@ class ControlUnit(wiring.Component):
     gemm, gather, copy : Out(UnitPortSignature(GEMM_UNIT_CMD / ...))
 
     Per instruction: fetch (the memory's latency, one instruction prefetched
-    while the previous one waits), 11 cycles of checks, then dispatch as soon
-    as the units allow.
+    while the previous one waits), 15 cycles of checks, a cycle of decode,
+    then dispatch as soon as the units allow. Pipelined for 125 MHz on the
+    ECP5-85F out of context (``python -m seedchip.boards.ooc``).
     """
 
     def __init__(self, *, addr_width, data_width, mem_bytes, limits):

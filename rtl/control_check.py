@@ -8,21 +8,24 @@ BAD_ALIGN > ADDR_RANGE; inside a class the operands in ``isa.CHECKS``' order.
 Pipelined for Fmax, one instruction at a time (the checks are not the
 bottleneck: an instruction is a whole layer):
 
-* cycle 1: the reserved-bit and flag checks (ILLEGAL); ``pairs(n_vec)``, the
-  ``rows - 1`` of the extents and the opcode's index, registered;
-* cycle 2: the shape and alignment checks of the opcode, one bit each;
-  cycle 3: each class priority-encoded (the first failing operand);
-* cycles 3..10: the extents ``base + a * b + c * d + tail`` of up to four
-  operands, one issued per cycle into a four-stage pipeline (operands
-  registered; products registered; ``base + a * b`` and ``c * d + tail``
-  registered; their 50-bit sum registered, then compared with ``mem_bytes``):
-  ``a * b`` is 16 x 32 bits (a DSP multiply with registers on both sides: two
-  MULT18X18D on ECP5), ``c * d`` 8 x 16 (INTERACT's vector stride). The
-  multiplies are plain ``*``: the simulator and the board use the same code.
+* cycle 1: the reserved-bit and flag checks (ILLEGAL); the ``rows - 1`` of
+  the extents and the opcode's index, registered; ``pairs(n_vec)`` is a DSP
+  multiply with its own registers (:class:`~.mac.Mul`), ready in cycle 3;
+* cycle 3: the shape and alignment checks of the opcode, one bit each;
+  cycle 4: each class priority-encoded (the first failing operand);
+* cycles 3..14: the extents ``base + a * b + c * d + tail`` of up to four
+  operands, one issued per cycle into an eight-stage pipeline (operands
+  registered; the DSPs' input and output registers; ``a * b`` from its two
+  16 x 16 halves and ``c * d + tail``; ``base + a * b``; the sum of the sums;
+  its comparison with ``mem_bytes``; the first failure). For Fmax each stage
+  is one carry chain or one DSP: a plain ``*`` would be a MULT18X18D
+  without its registers (Yosys does not pack them), ~4 ns between two routes.
   Extents are exact (no wrap); a shape that failed never reaches them.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
@@ -33,6 +36,7 @@ from ..checks import check_type
 from ..emb_protocol import BoundsMode, PoolMode
 from ..isa import ChipError, Limits, Opcode, Operand
 from .control_fetch import FetchedLayout, check_mem_bytes
+from .mac import Mul
 
 __all__ = ["InsnCheck"]
 
@@ -45,12 +49,18 @@ _RangeTerm = data.StructLayout({
 #: Values the later stages need, registered in the first (for Fmax: no
 #: subtraction or opcode decode in front of the extent pipeline's operand mux).
 _Pre = data.StructLayout({
-    "pairs": unsigned(16), "m1": unsigned(16), "k1": unsigned(16), "rows1": unsigned(16),
+    "m1": unsigned(16), "k1": unsigned(16), "rows1": unsigned(16),
     "batch1": unsigned(16), "nvec1": unsigned(8), "c_row": unsigned(18),
     "op_idx": unsigned(2), "op_unit": unsigned(1),
 })
 _N_RANGE = 4                 # most extents of one opcode (GEMM: A, B, C, P)
-_RANGE_LATENCY = 4           # issue -> compared
+_RANGE_LATENCY = 5 + Mul.LATENCY   # issue -> verdict registered (_range_pipeline)
+#: Every check is registered unconditionally from the item in hand (it holds
+#: while busy), one step per cycle: cycle 1 the first registers (``pre``,
+#: ``pairs``' DSP input), cycle 3 ``pairs``; the extents are issued from cycle
+#: _ISSUE on, and every verdict is read in cycle _FINAL.
+_ISSUE = 3
+_FINAL = _ISSUE + _N_RANGE + _RANGE_LATENCY
 
 
 def _first(checks):
@@ -132,7 +142,7 @@ def _pre(m, i, pre):
     """Register ``pre`` (a :data:`_Pre`) from the instruction ``i``."""
     g, c, x = i.operands.gemm, i.operands.copy, i.operands.interact
     fl = isa.GemmFlags(i.header.flags)
-    m.d.sync += [pre.pairs.eq((x.n_vec * (x.n_vec - 1))[1:]), pre.m1.eq(g.m - 1),
+    m.d.sync += [pre.m1.eq(g.m - 1),
                  pre.k1.eq(g.k - 1), pre.rows1.eq(c.rows - 1), pre.batch1.eq(x.batch - 1),
                  pre.nvec1.eq(x.n_vec - 1), pre.c_row.eq(Mux(fl.requant, g.n, g.n << 2)),
                  pre.op_unit.eq(0), pre.op_idx.eq(0)]
@@ -154,7 +164,7 @@ class InsnCheck(wiring.Component):
     abort : In(1)
         Drop the item in hand.
 
-    Latency: 11 cycles from ``inp`` taken to ``out`` valid; one item at a time.
+    Latency: 15 cycles from ``inp`` taken to ``out`` valid; one item at a time.
     """
 
     def __init__(self, *, limits, mem_bytes):
@@ -167,62 +177,81 @@ class InsnCheck(wiring.Component):
         })
 
     def _illegal(self, m, i):
-        """``(ill, detail)`` of the opcode, header, flags and reserved-bit rules."""
+        """``(fail, operand)`` of the opcode, header, flags and reserved-bit
+        rules, each step registered (for Fmax; stable in cycle 5): the ORs of
+        each opcode's reserved bits by 16-bit chunk (a 200-bit OR is four LUT
+        levels), each opcode's region bits, the opcode's, then the first."""
         raw = i.as_value()
-        hdr, flg, opr, known = (Signal(name=n) for n in ("ill_hdr", "ill_flg", "ill_opr", "known"))
-        with m.Switch(i.header.opcode):
-            for op in Opcode:
-                masks = isa.RESERVED_REGION_MASK[op]
-                with m.Case(op):
-                    bad_flags = Const(0, 1)
-                    if op == Opcode.GEMM:
-                        fl = isa.GemmFlags(i.header.flags)
-                        bad_flags = fl.requant & ~fl.params
-                    elif op == Opcode.GATHER:
-                        fl = isa.GatherFlags(i.header.flags)
-                        mode, bounds = fl.mode.as_value(), fl.bounds.as_value()
-                        bad_flags = ((mode > max(x.value for x in PoolMode))
-                                     | (bounds > max(x.value for x in BoundsMode))
-                                     | (fl.weighted & (mode != PoolMode.SUM.value)))
-                    m.d.comb += [
-                        known.eq(1),
-                        hdr.eq(((raw & masks[Operand.HEADER]) != 0)
-                               | i.header.wait[len(isa.Unit):].any()),
-                        flg.eq(((raw & masks[Operand.FLAGS]) != 0) | bad_flags),
-                        opr.eq((raw & masks[Operand.OPERANDS]) != 0),
-                    ]
-        return _first([(Operand.OPCODE, ~known), (Operand.HEADER, hdr), (Operand.FLAGS, flg),
-                       (Operand.OPERANDS, opr)])
+        wait_bad = Signal()
+        m.d.sync += wait_bad.eq(i.header.wait[len(isa.Unit):].any())
+        known_hdr_flg_opr = Signal(4)
+        m.d.sync += known_hdr_flg_opr.eq(0)
+        for op in Opcode:
+            masks = isa.RESERVED_REGION_MASK[op]
+            bad_flags = Const(0, 1)
+            if op == Opcode.GEMM:
+                fl = isa.GemmFlags(i.header.flags)
+                bad_flags = Signal(name="bad_flags_gemm")
+                m.d.sync += bad_flags.eq(fl.requant & ~fl.params)
+            elif op == Opcode.GATHER:
+                fl = isa.GatherFlags(i.header.flags)
+                mode, bounds = fl.mode.as_value(), fl.bounds.as_value()
+                bad_flags = Signal(name="bad_flags_gather")
+                m.d.sync += bad_flags.eq((mode > max(x.value for x in PoolMode))
+                                         | (bounds > max(x.value for x in BoundsMode))
+                                         | (fl.weighted & (mode != PoolMode.SUM.value)))
+            regions = []
+            for region in (Operand.HEADER, Operand.FLAGS, Operand.OPERANDS):
+                chunks = []
+                for lo in range(0, len(raw), 16):
+                    cm = masks[region] >> lo & 0xFFFF
+                    if cm:
+                        c = Signal(name=f"rsv_{op.name.lower()}_{region.name.lower()}_{lo}")
+                        m.d.sync += c.eq((raw[lo:lo + 16] & cm) != 0)
+                        chunks.append(c)
+                regions.append(Cat(*chunks).any() if chunks else Const(0, 1))
+            bits = Signal(3, name=f"ill_{op.name.lower()}")
+            m.d.sync += bits.eq(Cat(regions[0] | wait_bad, regions[1] | bad_flags, regions[2]))
+            with m.If(i.header.opcode == op):
+                m.d.sync += known_hdr_flg_opr.eq(Cat(1, bits))
+        known, hdr, flg, opr = known_hdr_flg_opr
+        fail, operand = Signal(name="ill"), Signal(8, name="ill_op")
+        m.d.sync += [x.eq(v) for x, v in zip(
+            (fail, operand), _first([(Operand.OPCODE, ~known), (Operand.HEADER, hdr),
+                                     (Operand.FLAGS, flg), (Operand.OPERANDS, opr)]))]
+        return fail, operand
 
-    def _class_bits(self, m, i, pre, shape_bits, align_bits):
-        """Each shape and alignment check of the opcode, in order, into a bit
-        (registered before the priority encoding, for Fmax)."""
-        m.d.sync += [shape_bits.eq(0), align_bits.eq(0)]
-        with m.Switch(i.header.opcode):
-            for op, fn in _CHECKS.items():
-                with m.Case(op):
-                    shape, align, _ = fn(i, pre, self.limits)
-                    m.d.sync += [shape_bits[j].eq(f) for j, (_, f) in enumerate(shape)]
-                    m.d.sync += [align_bits[j].eq(Const(en, 1) & (v[:3] != 0)
-                                                  if isinstance(en, int) else en & (v[:3] != 0))
-                                 for j, (_, en, v) in enumerate(align)]
-
-    def _classes(self, m, i, pre, shape_bits, align_bits, shape_r, align_r):
-        """The first failing shape and alignment check (fail, operand)."""
+    def _classes(self, m, i, pre):
+        """The first failing shape and alignment check (fail, operand) of the
+        opcode: every opcode's checks into bits, every opcode's first failure,
+        then the opcode's, each step registered (for Fmax; stable in cycle 6)."""
+        firsts = {}
+        for op, fn in _CHECKS.items():
+            shape, align, _ = fn(i, pre, self.limits)
+            name = op.name.lower()
+            sb = Signal(len(shape), name=f"shape_{name}")
+            ab = Signal(len(align), name=f"align_{name}")
+            m.d.sync += [sb[j].eq(f) for j, (_, f) in enumerate(shape)]
+            m.d.sync += [ab[j].eq(Const(en, 1) & (v[:3] != 0) if isinstance(en, int)
+                                  else en & (v[:3] != 0))
+                         for j, (_, en, v) in enumerate(align)]
+            firsts[op] = []
+            for cls, checks in (("shape", [(o, sb[j]) for j, (o, _) in enumerate(shape)]),
+                                ("align", [(o, ab[j]) for j, (o, _, _) in enumerate(align)])):
+                r = Signal(name=f"{cls}_{name}_fail"), Signal(8, name=f"{cls}_{name}_op")
+                m.d.sync += [x.eq(v) for x, v in zip(r, _first(checks))]
+                firsts[op].append(r)
+        shape_r, align_r = (Signal(), Signal(8)), (Signal(), Signal(8))
         m.d.sync += [shape_r[0].eq(0), align_r[0].eq(0)]
-        with m.Switch(i.header.opcode):
-            for op, fn in _CHECKS.items():
-                with m.Case(op):
-                    shape, align, _ = fn(i, pre, self.limits)
-                    s = _first([(o, shape_bits[j]) for j, (o, _) in enumerate(shape)])
-                    a = _first([(o, align_bits[j]) for j, (o, _, _) in enumerate(align)])
-                    m.d.sync += [x.eq(v) for x, v in zip(shape_r, s)]
-                    m.d.sync += [x.eq(v) for x, v in zip(align_r, a)]
+        for op, (s, a) in firsts.items():
+            with m.If(i.header.opcode == op):
+                m.d.sync += [x.eq(v) for x, v in zip(shape_r + align_r, s + a)]
+        return shape_r, align_r
 
     def _range_term(self, m, i, pre, k):
         """Extent check ``k`` of the opcode (``en`` 0 past its last)."""
         term = Signal(_RangeTerm)
-        with m.Switch(Cat(k[:2], pre.op_idx)):
+        with m.Switch(Cat(k, pre.op_idx)):
             for op, fn in _CHECKS.items():
                 for n, (o, en, base, a, b, c, d, tail) in enumerate(fn(i, pre, self.limits)[2]):
                     with m.Case(n + _N_RANGE * _OP_IDX[op]):
@@ -232,27 +261,50 @@ class InsnCheck(wiring.Component):
         return term
 
     def _range_pipeline(self, m, term, issue, clear):
-        """``base + a * b + c * d + tail > mem_bytes`` of the terms issued,
-        three stages; returns the first failing one (fail, operand)."""
+        """``base + a * b + c * d + tail > mem_bytes`` of the terms issued
+        (:data:`_RANGE_LATENCY` stages); returns the first failing one (fail, operand).
+
+        For Fmax every stage is one carry chain or one DSP: the multiplies are
+        :class:`~.mac.Mul` (a MULT18X18D with its input and output registers on
+        ECP5: Yosys leaves a plain ``*`` unregistered, ~4 ns of DSP between two
+        routes), ``a * b`` as two 16 x 16 halves summed in the next stage."""
         r1 = Signal(_RangeTerm)
-        v1, v2, v3, e2, e3 = (Signal(name=f"rng_{n}") for n in ("v1", "v2", "v3", "e2", "e3"))
-        v4, e4 = Signal(name="rng_v4"), Signal(name="rng_e4")
-        o2, o3, o4 = Signal(Operand), Signal(Operand), Signal(Operand)
-        base2, tail2 = Signal(32), Signal(18)
-        p1, p2 = Signal(48), Signal(24)
-        s1, s2 = Signal(49), Signal(25)
-        end = Signal(50)
+        m.d.sync += r1.eq(term)
+        muls = {"lo": (r1.a, r1.b[:16]), "hi": (r1.a, r1.b[16:]), "cd": (r1.c, r1.d)}
+        prods = {}
+        for name, (x, y) in muls.items():
+            mul = m.submodules[f"rng_mul_{name}"] = Mul(a_width=len(x) + 1, b_width=len(y) + 1)
+            m.d.comb += [mul.a.eq(x), mul.b.eq(y)]            # zero-extended: unsigned
+            prods[name] = mul.p.as_unsigned()[:len(x) + len(y)]
+        lat = 1 + Mul.LATENCY                                 # issue -> products
+
+        def delay(name, value, n, abort=False):
+            """``value`` ``n`` cycles later (the valid bits dropped on ``abort``)."""
+            for j in range(n):
+                r = Signal.like(value, name=f"rng_{name}{j}")
+                m.d.sync += r.eq(value)
+                if abort:
+                    with m.If(self.abort):
+                        m.d.sync += r.eq(0)
+                value = r
+            return value
+
+        ab, cdt = Signal(48), Signal(25)
+        s1, end = Signal(49), Signal(50)
+        gt = Signal()
+        m.d.sync += [ab.eq(prods["lo"] + (prods["hi"] << 16)),
+                     cdt.eq(prods["cd"] + delay("tail", r1.tail, lat - 1)),
+                     s1.eq(delay("base", r1.base, lat) + ab),
+                     end.eq(s1 + delay("cdt", cdt, 1)),
+                     gt.eq(end > self.mem_bytes)]
+        # ab (lat + 1), s1, end, gt: the verdict of a term issued at t is in gt at t + lat + 4
+        v = delay("v", issue & term.en, lat + 4, abort=True)
+        o = delay("op", r1.operand, lat + 3)
         fail, op = Signal(name="rng_fail"), Signal(8, name="rng_op")
-        # one carry chain per stage: products, two sums, the sum of the sums
-        m.d.sync += [r1.eq(term), v1.eq(issue), v2.eq(v1), v3.eq(v2), v4.eq(v3),
-                     e2.eq(r1.en), o2.eq(r1.operand), base2.eq(r1.base), tail2.eq(r1.tail),
-                     p1.eq(r1.a * r1.b), p2.eq(r1.c * r1.d),
-                     e3.eq(e2), o3.eq(o2), s1.eq(base2 + p1), s2.eq(p2 + tail2),
-                     e4.eq(e3), o4.eq(o3), end.eq(s1 + s2)]
         with m.If(clear):
             m.d.sync += fail.eq(0)
-        with m.Elif(v4 & e4 & (end > self.mem_bytes) & ~fail):
-            m.d.sync += [fail.eq(1), op.eq(o4)]
+        with m.Elif(v & gt & ~fail):
+            m.d.sync += [fail.eq(1), op.eq(o)]
         return fail, op
 
     def elaborate(self, platform):
@@ -260,47 +312,43 @@ class InsnCheck(wiring.Component):
         inp, out = self.inp, self.out
         cur = Signal(FetchedLayout)
         i = cur.insn
-        pre = Signal(_Pre)
-        ill, ill_op = Signal(), Signal(8)
-        shape_r, align_r = (Signal(), Signal(8)), (Signal(), Signal(8))
-        shape_bits, align_bits = Signal(8), Signal(8)
-        k = Signal(range(_N_RANGE + _RANGE_LATENCY + 1))
-        state = Signal(range(4))            # 0 idle, 1 illegal, 2 classes, 3 extents
-        issue = Signal()
+        pre_r = Signal(_Pre)
+        # n_vec * (n_vec - 1) / 2 of ``cur``: a DSP with its registers (valid from cycle 3 on)
+        m.submodules.pairs_mul = pairs_mul = Mul(a_width=9, b_width=9)
+        m.d.comb += [pairs_mul.a.eq(i.operands.interact.n_vec),
+                     pairs_mul.b.eq(i.operands.interact.n_vec - 1)]
+        pre = SimpleNamespace(pairs=pairs_mul.p.as_unsigned()[1:16],
+                              **{name: pre_r[name] for name, _ in _Pre})
+        busy = Signal()
+        k = Signal(range(_FINAL + 2))       # cycles since the item was taken
+        idx = Signal(range(_N_RANGE))       # extent terms issued
+        done = Signal()                     # k == _FINAL (registered: it enables ``out``)
         take = inp.valid & inp.ready
-        term = self._range_term(m, i, pre, k)
+        issue = busy & (k >= _ISSUE) & (k < _ISSUE + _N_RANGE)
+        _pre(m, i, pre_r)
+        ill = self._illegal(m, i)
+        shape_r, align_r = self._classes(m, i, pre)
+        term = self._range_term(m, i, pre, idx)
         rng_r = self._range_pipeline(m, term, issue, take)
 
-        m.d.comb += inp.ready.eq((state == 0) & ~out.valid)
+        m.d.comb += inp.ready.eq(~busy & ~out.valid)
+        m.d.sync += done.eq(busy & (k == _FINAL - 1))
         with m.If(out.valid & out.ready):
             m.d.sync += out.valid.eq(0)
-        with m.Switch(state):
-            with m.Case(0):
-                with m.If(take):
-                    m.d.sync += [cur.eq(inp.payload), k.eq(0), state.eq(1)]
-            with m.Case(1):
-                m.d.sync += [x.eq(v) for x, v in zip((ill, ill_op), self._illegal(m, i))]
-                _pre(m, i, pre)
-                m.d.sync += state.eq(2)
-            with m.Case(2):
-                self._class_bits(m, i, pre, shape_bits, align_bits)
-                m.d.comb += issue.eq(1)
-                m.d.sync += [k.eq(1), state.eq(3)]
-            with m.Case(3):
-                self._classes(m, i, pre, shape_bits, align_bits, shape_r, align_r)
-                m.d.comb += issue.eq(k < _N_RANGE)
-                m.d.sync += k.eq(k + 1)
-                with m.If(k == _N_RANGE + _RANGE_LATENCY):
-                    m.d.sync += [state.eq(0), out.valid.eq(1), out.payload.eq(cur)]
-                    with m.If(cur.error == ChipError.NONE):
-                        verdicts = [(ill, ill_op, ChipError.ILLEGAL),
-                                    (*shape_r, ChipError.BAD_SHAPE),
-                                    (*align_r, ChipError.BAD_ALIGN),
-                                    (*rng_r, ChipError.ADDR_RANGE)]
-                        for n, (fail, op, err) in enumerate(verdicts):
-                            with (m.If if n == 0 else m.Elif)(fail):
-                                m.d.sync += [out.payload.error.eq(err),
-                                             out.payload.detail.eq(op)]
+        with m.If(take):
+            m.d.sync += [cur.eq(inp.payload), k.eq(1), idx.eq(0), busy.eq(1)]
+        with m.If(busy):
+            m.d.sync += k.eq(k + 1)
+        with m.If(issue):
+            m.d.sync += idx.eq(idx + 1)
+        with m.If(busy & done):
+            m.d.sync += [busy.eq(0), out.valid.eq(1), out.payload.eq(cur)]
+            with m.If(cur.error == ChipError.NONE):
+                verdicts = [(*ill, ChipError.ILLEGAL), (*shape_r, ChipError.BAD_SHAPE),
+                            (*align_r, ChipError.BAD_ALIGN), (*rng_r, ChipError.ADDR_RANGE)]
+                for n, (fail, op, err) in enumerate(verdicts):
+                    with (m.If if n == 0 else m.Elif)(fail):
+                        m.d.sync += [out.payload.error.eq(err), out.payload.detail.eq(op)]
         with m.If(self.abort):
-            m.d.sync += [out.valid.eq(0), state.eq(0)]
+            m.d.sync += [out.valid.eq(0), busy.eq(0)]
         return m

@@ -63,7 +63,7 @@ class InsnFetch(wiring.Component):
     out : Out(stream(FetchedLayout))
     busy : Out(1)
 
-    Latency: the memory's, plus one cycle; one word per cycle while ``out`` is free.
+    Latency: the memory's, plus two cycles; one word per cycle while ``out`` is free.
     """
 
     def __init__(self, *, addr_width, data_width, mem_bytes):
@@ -124,10 +124,15 @@ class InsnFetch(wiring.Component):
                 m.d.sync += running.eq(0)
 
         out_free = ~out.valid | out.ready
-        with m.If(running & ~checked & out_free):
-            with m.If(pc[:exact_log2(isa.PC_ALIGN)] != 0):
+        # for Fmax the pc's checks are registered (their verdict enables the
+        # whole of ``out``); they are of the current pc once it has held a cycle
+        misaligned, beyond, pc_known = Signal(), Signal(), Signal()
+        m.d.sync += [misaligned.eq(pc[:exact_log2(isa.PC_ALIGN)] != 0),
+                     beyond.eq(pc > self.mem_bytes - isa.INSN_BYTES), pc_known.eq(1)]
+        with m.If(running & ~checked & pc_known & out_free):
+            with m.If(misaligned):
                 emit(ChipError.BAD_ALIGN, Operand.PC, True)
-            with m.Elif(pc > self.mem_bytes - isa.INSN_BYTES):
+            with m.Elif(beyond):
                 emit(ChipError.ADDR_RANGE, Operand.PC, True)
             with m.Else():
                 m.d.sync += checked.eq(1)
@@ -137,13 +142,13 @@ class InsnFetch(wiring.Component):
                 emit(ChipError.MEM_ERROR, FETCH_UNIT, True)
             with m.Else():
                 emit(ChipError.NONE, 0, False)
-            m.d.sync += [pc.eq(pc + isa.INSN_BYTES), checked.eq(0), issued.eq(0), got.eq(0),
-                         buf_err.eq(0)]
+            m.d.sync += [pc.eq(pc + isa.INSN_BYTES), pc_known.eq(0), checked.eq(0),
+                         issued.eq(0), got.eq(0), buf_err.eq(0)]
 
         with m.If(self.abort):
             m.d.sync += [running.eq(0), out.valid.eq(0),
                          drop.eq(pending + req_go - resp.valid)]
         with m.Elif(self.start & ~running):
-            m.d.sync += [running.eq(1), pc.eq(self.start_pc), checked.eq(0), issued.eq(0),
-                         got.eq(0), buf_err.eq(0)]
+            m.d.sync += [running.eq(1), pc.eq(self.start_pc), pc_known.eq(0), checked.eq(0),
+                         issued.eq(0), got.eq(0), buf_err.eq(0)]
         return m

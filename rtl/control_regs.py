@@ -25,11 +25,14 @@ class ControlRegs(wiring.Component):
     -----
     port : In(MemPortSignature(REG_ADDR_BITS, 32))
         One response per request, the cycle after it is taken; always ready
-        while the response is taken. ``err``: CTRL read, a read-only register
-        written, an unknown register, CTRL_START while a program runs.
+        while the response is taken, except in the cycle after a CTRL write.
+        ``err``: CTRL read, a read-only register written, an unknown register,
+        CTRL_START while a program runs.
     start, reset : Out(1)
-        CTRL_START (not while ``status.busy``) / CTRL_RESET written this cycle
-        (RESET wins).
+        CTRL_START (not while ``status.busy``) / CTRL_RESET written, the cycle
+        after the write (RESET wins). Registered for Fmax: the port's decode
+        does not reach the dispatch and the counters; the next request waits
+        for that cycle, so it sees their effect as if immediate.
     prog_addr : Out(32)
     status : In(isa.StatusLayout)
     unit_busy, mem_stall : In(N_UNITS)
@@ -80,17 +83,19 @@ class ControlRegs(wiring.Component):
         readonly = {Reg.STATUS: word0[:32], Reg.PC: st.pc, Reg.RETIRED: st.retired,
                     Reg.ERR_BAG: st.bag, Reg.ERR_INDEX: st.index, **self._counters(m)}
 
-        m.d.comb += req.ready.eq(~resp.valid | resp.ready)
+        ctrl_written = Signal()
+        m.d.comb += req.ready.eq((~resp.valid | resp.ready) & ~ctrl_written)
         with m.If(resp.ready):
             m.d.sync += resp.valid.eq(0)
         go = req.valid & req.ready
         rdata, err = Signal(32), Signal()
+        m.d.sync += [ctrl_written.eq(0), self.reset.eq(0), self.start.eq(0)]
         with m.Switch(p.addr):
             with m.Case(Reg.CTRL):
                 start = p.we & (p.wdata & CTRL_START).any()
                 reset = p.we & (p.wdata & CTRL_RESET).any()
-                m.d.comb += [err.eq(~p.we | (start & ~reset & st.busy)),
-                             self.reset.eq(go & reset),
+                m.d.comb += err.eq(~p.we | (start & ~reset & st.busy))
+                m.d.sync += [ctrl_written.eq(go & p.we), self.reset.eq(go & reset),
                              self.start.eq(go & start & ~reset & ~st.busy)]
             with m.Case(Reg.PROG_ADDR):
                 m.d.comb += rdata.eq(prog_addr)

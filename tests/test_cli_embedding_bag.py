@@ -1,4 +1,5 @@
-"""``seedchip embedding-bag``: bags on the simulated engine + SDRAM, as a user runs them.
+"""``seedchip embedding-bag --device unit``: bags on the simulated engine + SDRAM, as a
+user runs them (on the whole chip, the default ``--device sim``: tests/test_chip.py).
 
 The first run builds the simulation (about 1.5 min); later runs reuse it.
 """
@@ -36,7 +37,7 @@ def files(tmp_path_factory):
 def test_pooled_matches_pytorch_semantics(files, capsys, mode, weighted):
     paths, table, indices, offsets, weights = files
     out = str(paths["dir"] / f"P_{mode}.npy")
-    argv = ["embedding-bag", "--table", paths["T"], "--indices", paths["I"],
+    argv = ["embedding-bag", "--device", "unit", "--table", paths["T"], "--indices", paths["I"],
             "--offsets", paths["O"], "--mode", mode, "--out", out]
     if weighted:
         argv += ["--weights", paths["W"]]
@@ -80,7 +81,8 @@ def test_index_past_32_bits_is_clamped_not_wrapped(files, capsys):
     np.save(d / "Iwide.npy", np.array([5, 2**32 + 3, 9], dtype=np.int64))
     np.save(d / "Ow.npy", np.array([0]))
     out = str(d / "P_wide.npy")
-    assert main(["embedding-bag", "--table", paths["T"], "--indices", str(d / "Iwide.npy"),
+    assert main(["embedding-bag", "--device", "unit", "--table", paths["T"],
+                 "--indices", str(d / "Iwide.npy"),
                  "--offsets", str(d / "Ow.npy"), "--bounds", "clamp", "--out", out]) == 0
     want = embedding_bag_ref(table, np.array([5, 0, 9]), [0, 3], "sum")
     np.testing.assert_array_equal(np.load(out), want)
@@ -93,8 +95,8 @@ def test_index_past_32_bits_is_clamped_not_wrapped(files, capsys):
 def test_out_of_range_skip(files, capsys):
     paths, table = files[0], files[1]
     out = str(paths["dir"] / "P_skip.npy")
-    assert main(["embedding-bag", "--table", paths["T"], "--indices", paths["Ibad"],
-                 "--offsets", paths["Obad"], "--bounds", "skip", "--out", out]) == 0
+    assert main(["embedding-bag", "--device", "unit", "--table", paths["T"], "--indices",
+                 paths["Ibad"], "--offsets", paths["Obad"], "--bounds", "skip", "--out", out]) == 0
     np.testing.assert_array_equal(np.load(out), [table[4].astype(np.int64), table[7]])
     assert "0 clamped to row 0, 1 skipped" in capsys.readouterr().out
 

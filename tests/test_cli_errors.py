@@ -137,11 +137,25 @@ def test_table_larger_than_memory(files, capsys, no_sim):
     big = np.lib.format.open_memmap(files["dir"] / "Tbig.npy", mode="w+", dtype=np.int8,
                                     shape=(rows, 64))
     del big
-    assert _emb(files, table=str(files["dir"] / "Tbig.npy")) == 2
+    assert _emb(files, table=str(files["dir"] / "Tbig.npy"), device="unit") == 2
     line = _one_error_line(capsys, "embedding-bag")
     assert f"table of {rows:,} rows x 64 bytes" in line and cfg.chip in line
     # one row fewer fits (checked by the function the command uses)
     gather_run.check_fits((rows - 1, 64), cfg)
+
+
+def test_too_large_for_the_simulated_chip(files, capsys, no_sim):
+    """On the chip (--device sim), what does not fit its memory is refused
+    before the simulator starts, for embedding-bag and gemm alike."""
+    big = np.zeros((40000, 32), np.int8)              # 1.28 MB > the 1 MiB default
+    np.save(files["dir"] / "Tsim.npy", big)
+    assert _emb(files, table=str(files["dir"] / "Tsim.npy")) == 2
+    assert "do not fit in the device's 1048576 bytes" in _one_error_line(capsys, "embedding-bag")
+    np.save(files["dir"] / "Abig.npy", np.zeros((4000, 300), np.int8))
+    np.save(files["dir"] / "Bbig.npy", np.zeros((300, 8), np.int8))
+    assert main(["gemm", "--a", str(files["dir"] / "Abig.npy"), "--b",
+                 str(files["dir"] / "Bbig.npy"), "--mem-bytes", "65536"]) == 2
+    assert "does not fit in the device's 65536 bytes" in _one_error_line(capsys, "gemm")
 
 
 def test_weights_need_mode_sum(files, capsys, no_sim):
@@ -210,7 +224,8 @@ def test_out_into_a_missing_directory_is_created(files, monkeypatch):
         return a.astype(np.int64) @ b.astype(np.int64), 1
     monkeypatch.setattr("seedchip.sim.gemm_run.run_gemm_rtl", fake_run)
     out = files["dir"] / "new" / "dir" / "C.npy"
-    assert main(["gemm", "--a", files["A"], "--b", files["B"], "--out", str(out)]) == 0
+    assert main(["gemm", "--device", "unit", "--a", files["A"], "--b", files["B"],
+                 "--out", str(out)]) == 0
     np.testing.assert_array_equal(np.load(out), np.full((4, 4), 8))
     assert calls and callable(calls[0]["progress"])
 
@@ -298,4 +313,5 @@ def test_argparse_mistakes_are_one_line(capsys):
 def test_bench_refuses_a_config_that_cannot_fit_before_simulating(capsys, no_sim):
     assert main(["bench", "--rows", "64", "--cols", "64"]) == 2
     line = _one_error_line(capsys, "bench")
-    assert "need 4100 DSP blocks" in line and "--no-build" in line
+    assert "rows x cols = 4096 multipliers need" in line and "DSP blocks" in line \
+        and "--no-build" in line

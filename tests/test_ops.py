@@ -55,3 +55,12 @@ def test_embedding_bag_error_is_the_chips():
     table = np.zeros((10, 8), np.int64)
     with pytest.raises(ProgramError, match="GATHER_ERROR OUT_OF_RANGE bag=1 index=10"):
         embedding_bag(GoldenDevice(1 << 15, SMALL), table, [1, 2, 10], [0, 2, 3], limits=SMALL)
+
+
+def test_index_past_32_bits_is_not_wrapped():
+    """2**32 + 3 and -1 reach the chip as all ones (out of range), never as row 3."""
+    table = np.arange(10 * 8).reshape(10, 8) % 100 - 50
+    r = embedding_bag(GoldenDevice(1 << 15, SMALL), table, [5, 2**32 + 3, -1, 9], [0, 2, 4],
+                      bounds="clamp", limits=SMALL)
+    want = embedding_bag_ref(table, [5, 0, 0, 9], [0, 2, 4])
+    assert np.array_equal(r.pooled, want)

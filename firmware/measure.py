@@ -1,5 +1,6 @@
 """Whole-chip figures through a Device (``open_device("sim")`` or
-``"sim-sdram"``), from the chip's own cycle counters.
+``"sim-sdram"``), from the chip's own cycle counters: what ``seedchip bench
+--only chip`` runs.
 
 * GEMM, memory to memory: one GEMM instruction (+ FINISH) of M x K x N,
   int8 requantized output; MAC utilization = ideal cycles (M*K*N / MACs) /
@@ -19,8 +20,8 @@ import numpy as np
 
 from .. import isa
 from ..config import ChipConfig
-from ..firmware.program import Allocator, Program, param_records
-from . import golden
+from .program import Allocator, Program, param_records
+from ..sim import golden
 
 __all__ = ["gemm_figures", "control_gap", "N_COPIES"]
 
