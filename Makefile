@@ -12,12 +12,13 @@ export SIM
 
 CONFIG_ARG = $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: help bitstream build bitstream-gather flash flash-gather test bench generate clean distclean venv
+.PHONY: help bitstream build bitstream-exerciser bitstream-gather flash flash-exerciser flash-gather \
+	test bench generate clean distclean venv
 
 .DEFAULT_GOAL := help
 
 help: ## this list
-	@echo "seedchip: make TARGET [BOARD=$(BOARD)] [CONFIG=default|small|gather|FILE.json] [SIM=verilator|icarus]"
+	@echo "seedchip: make TARGET [BOARD=$(BOARD)] [CONFIG=chip|default|small|gather|FILE.json] [SIM=verilator|icarus]"
 	@echo
 	@grep -E '^[a-z-]+( [a-z-]+)*:.*## ' $(MAKEFILE_LIST) | \
 	  sed -E 's/^([a-z -]+):.*## (.*)/  \1|\2/' | awk -F'|' '{ printf "%-22s %s\n", $$1, $$2 }'
@@ -32,14 +33,20 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install seedchip with every tool from PyPI (each target does it on first use)
 
-bitstream build: $(STAMP) ## synthesize, place and route -> build/<board>/top.bit + report.json (about 10 min)
+bitstream build: $(STAMP) ## the whole chip (host link on USB-serial, SDRAM) -> build/<board>/top.bit + report.json
 	$(VENV)/bin/seedchip build --board $(BOARD) $(CONFIG_ARG)
 
-bitstream-gather: $(STAMP) ## the recommender build (matrix unit + gather engine) -> build/<board>-gather/
-	$(VENV)/bin/seedchip build --board $(BOARD) --config gather --build-dir build/$(BOARD)-gather
+bitstream-exerciser: $(STAMP) ## the matrix unit on pattern generators + SDRAM self test -> build/<board>-exerciser/
+	$(VENV)/bin/seedchip build --top exerciser --board $(BOARD) $(CONFIG_ARG) --build-dir build/$(BOARD)-exerciser
 
-flash: $(STAMP) ## program a connected board with build/<board>/top.bit (needs libusb-1.0, libftdi1)
+bitstream-gather: $(STAMP) ## the exerciser with the gather engine (recommender build) -> build/<board>-gather/
+	$(VENV)/bin/seedchip build --top exerciser --board $(BOARD) --config gather --build-dir build/$(BOARD)-gather
+
+flash: $(STAMP) ## program a connected board with build/<board>/top.bit, what `make bitstream` made (needs libusb-1.0, libftdi1)
 	$(VENV)/bin/seedchip flash --board $(BOARD)
+
+flash-exerciser: $(STAMP) ## ... with the exerciser build
+	$(VENV)/bin/seedchip flash --board $(BOARD) --bitstream build/$(BOARD)-exerciser/top.bit
 
 flash-gather: $(STAMP) ## ... with the recommender build
 	$(VENV)/bin/seedchip flash --board $(BOARD) --bitstream build/$(BOARD)-gather/top.bit

@@ -105,7 +105,7 @@ def run_sdram_bench(config, board, words=SDRAM_WORDS, report=None):
     clk = next((c for c in (report or {}).get("clocks", []) if c.get("domain") == "sdram"), None)
     if clk is not None:
         out.update(fmax_mhz=clk["fmax_mhz"], target_mhz=clk["target_mhz"], met=clk["met"],
-                   fmax_source=f"build/{board.name}/report.json (seed {report.get('seed')})")
+                   fmax_source=f"build/{board.name}-exerciser/report.json (seed {report.get('seed')})")
     for name, label in SDRAM_PATTERNS.items():
         if name in out["patterns"]:
             r = out["patterns"][name]
@@ -374,11 +374,14 @@ def main(config, *, board="ulx3s-85f", out="build/bench.json", readme=None, buil
              "config": config.to_dict()}
     if "gemm" in parts:
         bench["gemm"] = run_gemm_bench(config, sizes)
-    report_path = Path("build") / board / "report.json"
+    # the exerciser's build (`make bitstream-exerciser`): the matrix unit's and
+    # the SDRAM controller's figures, each in a domain of its own
+    exerciser_dir = Path("build") / f"{board}-exerciser"
+    report_path = exerciser_dir / "report.json"
     if build:
         from .boards import build as board_build
         print(f"bench: building {board} for the board figures...", flush=True)
-        board_build.build(board, config)
+        board_build.build(board, config, top="exerciser", build_dir=exerciser_dir)
     if "sdram" in parts or only is None:
         if report_path.exists():
             bench["board"] = json.loads(report_path.read_text())
@@ -393,7 +396,7 @@ def main(config, *, board="ulx3s-85f", out="build/bench.json", readme=None, buil
         from .boards import build as board_build
         print(f"bench: building {board} with the gather engine (--config gather; "
               "about ten minutes)...", flush=True)
-        board_build.build(board, GATHER_CONFIG, build_dir=gather_dir,
+        board_build.build(board, GATHER_CONFIG, build_dir=gather_dir, top="exerciser",
                           seed=board_build.PRESET_SEEDS["gather"])
     if "gather" in parts:
         if (gather_dir / "report.json").exists():

@@ -55,27 +55,30 @@ def _catch_sigterm():
         return None
 
 
-def load_config(args) -> ChipConfig:
-    """The configuration from ``--config FILE`` and the per-field overrides."""
+def load_config(args, default=None) -> ChipConfig:
+    """The configuration from ``--config FILE`` and the per-field overrides,
+    over ``default`` (None: the built-in default) when there is no ``--config``."""
     try:
-        return config_from_args(args)
+        return config_from_args(args, default)
     except OSError as e:
         raise UsageError(f"cannot read configuration {args.config}: {e}")
     except (TypeError, ValueError) as e:
         raise UsageError(f"invalid configuration: {e}")
 
 
-def _add_config_args(p):
+def _add_config_args(p, default="the built-in default"):
     p.add_argument("--config", metavar="FILE|PRESET",
                    help="configuration JSON, or a preset: " + ", ".join(PRESETS)
-                   + " (default: the built-in default)")
+                   + f" (default: {default})")
     p.add_argument("--rows", type=int, help="array rows (the K dimension)")
     p.add_argument("--cols", type=int, help="array columns (the N dimension)")
     p.add_argument("--max-m", dest="max_m", type=int, help="largest M the buffers hold")
     p.add_argument("--max-k", dest="max_k", type=int, help="largest K the buffers hold")
     p.add_argument("--max-n", dest="max_n", type=int, help="largest N the buffers hold")
     p.add_argument("--clk-mhz", dest="clk_mhz", type=float, help="core clock on the board")
-    p.add_argument("--sdram-mhz", dest="sdram_mhz", type=float, help="SDRAM controller clock on the board")
+    p.add_argument("--sdram-mhz", dest="sdram_mhz", type=float,
+                   help="SDRAM controller clock on the board (the exerciser's own domain; "
+                   "the chip top runs the controller at --clk-mhz)")
     p.add_argument("--gather", dest="gather", action="store_true",
                    help="put the gather engine in the board build (config.gather)")
     p.add_argument("--no-gather", dest="no_gather", action="store_true",
@@ -137,8 +140,15 @@ def cmd_generate(args):
 def cmd_build(args):
     import shlex
     from .boards import build as board_build
-    config = load_config(args)
-    seed = args.seed if args.seed is not None else board_build.PRESET_SEEDS.get(args.config, board_build.DEFAULT_SEED)
+    if args.top == "chip" and args.no_gather:
+        raise UsageError("--no-gather: the chip always has its gather engine "
+                         "(--top exerciser builds without one)")
+    config = load_config(args, board_build.TOP_CONFIGS[args.top])
+    # the preset's seed; without --config the top's own configuration is the
+    # preset of its name ("chip"), or the built-in default
+    preset = args.config or (args.top if args.top in board_build.PRESET_SEEDS else None)
+    seed = args.seed if args.seed is not None else \
+        board_build.PRESET_SEEDS.get(preset, board_build.DEFAULT_SEED)
     if seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, not {seed}")
     try:
@@ -149,7 +159,7 @@ def cmd_build(args):
         _check_build_dir(Path(args.build_dir))
     try:
         report = board_build.build(args.board, config, seed=seed, build_dir=args.build_dir,
-                                   synth_opts=synth_opts, nextpnr_opts=nextpnr_opts,
+                                   top=args.top, synth_opts=synth_opts, nextpnr_opts=nextpnr_opts,
                                    floorplan=args.floorplan, force=args.force)
     except board_build.ConfigError as e:         # found before elaboration
         raise UsageError(str(e)) from None
@@ -584,7 +594,8 @@ def cmd_bench(args):
     if not args.no_build and not args.only:
         from .boards.estimate import check_fit
         try:
-            check_fit(config, args.board)
+            # bench builds the exerciser (build/<board>-exerciser/)
+            check_fit(config, args.board, top="exerciser")
         except ValueError as e:
             raise UsageError(str(e).replace("--force to try anyway",
                                             "--no-build leaves the board builds out")) from None
@@ -816,13 +827,28 @@ def main(argv=None):
     p.set_defaults(func=cmd_generate)
 
     from .boards import DEFAULT_BOARD
-    from .boards.build import DEFAULT_SEED, PRESET_SEEDS
-    p = sub.add_parser("build", help="synthesize, place and route a board top to a bitstream")
-    _add_config_args(p)
+    from .boards.build import DEFAULT_SEED, DEFAULT_TOP, PRESET_SEEDS, TOPS
+    p = sub.add_parser(
+        "build", help="synthesize, place and route a board top to a bitstream (default: the "
+        "whole chip)",
+        description="Synthesize, place and route a board top to a bitstream, "
+        "build/<board>/top.bit with report.json. --top chip (the default): the whole chip, "
+        "its host link on the board's USB-serial port at 3 Mbaud, its memory the SDRAM, "
+        "in one clock domain at clk_mhz (the `chip` preset: 100 MHz; sdram_mhz is not used). "
+        "--top exerciser: the matrix unit fed by pattern generators beside the SDRAM self "
+        "test, in two clock domains (clk_mhz, sdram_mhz; the built-in default configuration, "
+        "--config gather adds the gather engine).")
+    _add_config_args(p, default="--top chip: the chip preset, --top exerciser: the built-in "
+                     "default")
+    p.add_argument("--top", choices=TOPS, default=DEFAULT_TOP,
+                   help=f"the board top (default {DEFAULT_TOP}): chip = the whole chip "
+                   "(configuration: the `chip` preset unless --config), exerciser = the "
+                   "matrix unit and SDRAM self test (the built-in default unless --config)")
     p.add_argument("--board", default=DEFAULT_BOARD, choices=_board_names(),
                    help=f"the board to build for (default {DEFAULT_BOARD})")
-    p.add_argument("--seed", type=int, help=f"nextpnr placement seed (default {DEFAULT_SEED}, or the preset's: "
-                   + ", ".join(f"--config {k}: {v}" for k, v in PRESET_SEEDS.items()) + ")")
+    p.add_argument("--seed", type=int, help=f"nextpnr placement seed (default {DEFAULT_SEED}, or the "
+                   "preset's: " + ", ".join(f"--config {k}: {v}" for k, v in PRESET_SEEDS.items())
+                   + "; --top chip without --config is the chip preset)")
     p.add_argument("--build-dir", help="default: build/<board>")
     p.add_argument("--synth-opts", default="", metavar="OPTS",
                    help="extra synth_ecp5 options, e.g. --synth-opts=-nowidelut")

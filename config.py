@@ -15,6 +15,7 @@ from .checks import check_int
 from .gather_params import GatherParams
 
 __all__ = ["ChipConfig", "GatherParams", "DEFAULT_CONFIG", "SMALL_CONFIG", "GATHER_CONFIG",
+           "CHIP_CONFIG",
            "PRESETS", "OVERRIDE_FIELDS", "GATHER_OVERRIDES", "LEGACY_GATHER_KEYS",
            "upgrade_dict", "config_dict_from_arg", "config_from_args"]
 
@@ -154,8 +155,22 @@ SMALL_CONFIG = ChipConfig(rows=4, cols=4, max_m=32, max_k=32, max_n=32, clk_mhz=
 #: reach the 100 MHz the controller alone does.
 GATHER_CONFIG = ChipConfig(gather=GatherParams(), clk_mhz=100.0, sdram_mhz=80.0)
 
+#: The whole chip on the board (``seedchip build``'s default, ``make
+#: bitstream``: :class:`~seedchip.boards.chip_top.ChipTop`): the default
+#: array at the clock the chip is specified for, 100 MHz, in one domain with
+#: its SDRAM controller (the chip top runs the controller on ``clk_mhz``;
+#: ``sdram_mhz`` says the same so the file tells no other story). ``gather``
+#: is None: the chip then has the default engine. ``max_m`` is 128, not 256:
+#: with 256 the chip needs 211 block RAMs of the ULX3S-85F's 208 (Yosys: the
+#: matrix unit's buffers 98, the gather cache 64 and its keys, output and
+#: gearbox FIFOs 14, the INTERACT vector buffer 32, the link's buffers 3);
+#: M = 128 halves the A buffer (32 -> 16) and costs only more, smaller M
+#: tiles (the firmware tiles any M).
+CHIP_CONFIG = DEFAULT_CONFIG.replace(clk_mhz=100.0, sdram_mhz=100.0, max_m=128)
+
 #: ``--config NAME``: the named configurations.
-PRESETS = {"default": DEFAULT_CONFIG, "small": SMALL_CONFIG, "gather": GATHER_CONFIG}
+PRESETS = {"default": DEFAULT_CONFIG, "small": SMALL_CONFIG, "gather": GATHER_CONFIG,
+           "chip": CHIP_CONFIG}
 
 
 #: The flat keys a configuration file held before the gather engine's
@@ -216,15 +231,16 @@ OVERRIDE_FIELDS = ("rows", "cols", "max_m", "max_k", "max_n", "clk_mhz", "sdram_
 GATHER_OVERRIDES = {"gather_lanes": "lanes", "gather_cache_rows": "cache_rows"}
 
 
-def config_from_args(args) -> ChipConfig:
-    """The configuration a command line asks for: the default, or ``--config``
+def config_from_args(args, default: ChipConfig | None = None) -> ChipConfig:
+    """The configuration a command line asks for: ``default`` (None:
+    :data:`DEFAULT_CONFIG`), or ``--config``
     (a preset or a file, see :func:`config_dict_from_arg`), then ``--gather``
     (the configuration's engine, or the default :class:`GatherParams` if it
     has none) / ``--no-gather``, and the :data:`OVERRIDE_FIELDS` and
     :data:`GATHER_OVERRIDES` that are set (``None``: not given). Raises
     ``OSError``/``ValueError``/``TypeError``; ``ValueError`` for a gather
     override on a configuration without the engine."""
-    d = DEFAULT_CONFIG.to_dict()
+    d = (DEFAULT_CONFIG if default is None else default).to_dict()
     if getattr(args, "config", None):
         d.update(config_dict_from_arg(args.config))
     if getattr(args, "gather", False) and d.get("gather") is None:

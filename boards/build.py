@@ -2,8 +2,11 @@
 # (a board top refused before elaboration, e.g. for a clock its PLL cannot make, is no mistake)
 """Bitstream build, build report and board programming.
 
-``build()`` elaborates :class:`~seedchip.boards.top.Top` for a board, runs
-Amaranth's Trellis flow (Yosys, nextpnr-ecp5, ecppack; the YoWASP wheels) in
+``build()`` elaborates a board top for a board: the whole chip
+(:class:`~seedchip.boards.chip_top.ChipTop`, ``top="chip"``, the default) or
+the matrix-unit exerciser with the SDRAM self test
+(:class:`~seedchip.boards.top.Top`, ``top="exerciser"``), runs Amaranth's
+Trellis flow (Yosys, nextpnr-ecp5, ecppack; the YoWASP wheels) in
 ``build/<board>/`` and writes ``report.json`` and ``config.json`` there.
 nextpnr runs with ``--timing-allow-fail`` so that a design that misses its
 clock still yields its achieved Fmax and a bitstream; the driver then decides
@@ -12,8 +15,10 @@ ULX3S parts are speed grade 6), ``--freq``, ``--seed`` and ``--router router2``.
 
 Two things beyond Amaranth's stock flow: the array's multipliers are locked to
 DSP sites (:mod:`.floorplan`; on a 16x8 array this cut routing from ~7 min to
-~1 min), and when Yosys 0.70 crashes inside ABC9 (an internal assertion in
-``abc_ops_reintegrate`` that some netlists trigger) the synthesis is rerun
+~1 min; the cells are found by name, ``*array.pe_I_J.dsp``, which is the
+matrix unit's array in either top), and when Yosys 0.70 crashes inside ABC9
+(an internal assertion in ``abc_ops_reintegrate`` that some netlists
+trigger) the synthesis is rerun
 with plain ABC LUT mapping, recorded as ``report["lut_mapper"] == "abc"``.
 
 A configuration that cannot fit the board (:func:`.estimate.check_fit`) is
@@ -37,7 +42,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..config import DEFAULT_CONFIG, ChipConfig
+from ..config import CHIP_CONFIG, DEFAULT_CONFIG, ChipConfig
 from . import DEFAULT_BOARD, ConfigError, get_board
 from .estimate import DoesNotFit, check_fit
 from .floorplan import array_floorplan, dsp_sites
@@ -45,13 +50,24 @@ from .floorplan import yosys_script as floorplan_script
 from .ulx3s import OPENFPGALOADER_LIBRARIES, missing_libraries, missing_tools, toolchain_env
 
 __all__ = ["BuildError", "BuildStopped", "ConfigError", "DoesNotFit", "FlashError", "NoBitstream",
-           "PRESET_SEEDS", "DEFAULT_SEED", "build", "flash", "format_report", "assign_domains",
-           "parse_nextpnr_report", "parse_yosys_stat", "default_build_dir"]
+           "PRESET_SEEDS", "DEFAULT_SEED", "TOPS", "DEFAULT_TOP", "TOP_CONFIGS", "build", "flash",
+           "format_report", "assign_domains", "make_top", "parse_nextpnr_report",
+           "parse_yosys_stat", "default_build_dir"]
 
 NAME = "top"
 NEXTPNR_REPORT = "report_nextpnr.json"
 YOSYS_STAT = "yosys_stat.txt"
 BUILD_LOG = "build.log"
+
+#: ``build(top=...)``/``seedchip build --top``: the board tops by name.
+#: ``chip``: the whole chip (:class:`~.chip_top.ChipTop`: host link on the
+#: USB-serial port, control unit, units, SDRAM), one clock domain;
+#: ``exerciser``: the matrix unit fed by pattern generators beside the SDRAM
+#: self test (:class:`~.top.Top`; with ``config.gather`` the gather engine too).
+TOPS = ("chip", "exerciser")
+DEFAULT_TOP = "chip"
+#: The configuration each top builds when none is given.
+TOP_CONFIGS = {"chip": CHIP_CONFIG, "exerciser": DEFAULT_CONFIG}
 
 #: report name -> nextpnr/Yosys cell type
 RESOURCES = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D", "EBR": "DP16KD"}
@@ -478,17 +494,21 @@ DEFAULT_SEED = 2
 #: 1 / 2 / 3 (3 retries as 4: the sdram reset's DCC), for 80 / 100 MHz
 #: targets (the one-piece engine: 86.4 / 86.3 / 80.6 and 103.3 / 102.8 /
 #: 111.8), so the preset is seed 1, the largest sdram margin.
-PRESET_SEEDS = {"gather": 1}
+#: The chip (``--top chip`` without ``--config``: the ``chip`` preset) was
+#: built with seed 1 (its first build; no other seed measured yet).
+PRESET_SEEDS = {"gather": 1, "chip": 1}
 
 
-def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=DEFAULT_SEED,
-          build_dir=None, out=None, top=None, synth_opts=(), nextpnr_opts=(),
+def build(board=DEFAULT_BOARD, config: ChipConfig | None = None, *, seed=DEFAULT_SEED,
+          build_dir=None, out=None, top=DEFAULT_TOP, synth_opts=(), nextpnr_opts=(),
           floorplan=True, force=False) -> dict:
     """Build a bitstream of the board top for ``config``; return the report dict.
 
-    ``synth_opts`` go to Yosys' ``synth_ecp5`` (e.g. ``["-nowidelut"]``),
-    ``nextpnr_opts`` are appended to nextpnr's command line; ``top`` replaces
-    the board top (anything with ``pll_params``, for experiments).
+    ``top`` names the board top (:data:`TOPS`: ``"chip"``, the default, or
+    ``"exerciser"``), or is one (anything with ``pll_params``, for
+    experiments: no estimate of it). ``config`` None: the top's
+    (:data:`TOP_CONFIGS`). ``synth_opts`` go to Yosys' ``synth_ecp5`` (e.g.
+    ``["-nowidelut"]``), ``nextpnr_opts`` are appended to nextpnr's command line.
     ``floorplan`` locks the array's multipliers to DSP sites column by column
     (:mod:`.floorplan`) where the board's device has a site table.
 
@@ -501,6 +521,10 @@ def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=DEFA
     SIGTERM stops the build as Ctrl-C does (:class:`BuildStopped`).
     """
     board = get_board(board)
+    if isinstance(top, str) and top not in TOPS:
+        raise ValueError(f"top must be one of {', '.join(TOPS)} or a board top, not {top!r}")
+    if config is None:
+        config = TOP_CONFIGS[top] if isinstance(top, str) else DEFAULT_CONFIG
     if not isinstance(config, ChipConfig):
         raise TypeError(f"config must be a ChipConfig, not {config!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
@@ -514,13 +538,12 @@ def build(board=DEFAULT_BOARD, config: ChipConfig = DEFAULT_CONFIG, *, seed=DEFA
 
 def _build(board, config, *, seed, build_dir, out, top, synth_opts, nextpnr_opts, floorplan,
            force):
-    from .top import Top
-
     build_dir = Path(default_build_dir(board) if build_dir is None else build_dir)
     warnings = []
-    if top is None:         # an experiment's own top: no estimate of it
+    kind = top if isinstance(top, str) else None
+    if kind is not None:    # an experiment's own top: no estimate of it
         try:
-            warnings = check_fit(config, board)
+            warnings = check_fit(config, board, top=kind)
         except DoesNotFit as e:
             if not force:
                 raise
@@ -534,12 +557,13 @@ def _build(board, config, *, seed, build_dir, out, top, synth_opts, nextpnr_opts
         raise BuildError("missing FPGA tools: " + ", ".join(f"{exe} (${var})" for var, exe in missing)
                          + "; install them with `pip install -e '.[fpga]'`")
 
-    if top is None:
+    if kind is not None:
         try:
-            top = Top(config=config, clk_in=board.clk_in, clk_in_mhz=board.clk_in_mhz,
-                      sdram_chip=board.sdram_chip)
+            top = make_top(kind, config, board)
         except ValueError as e:         # e.g. a clock the PLL cannot make
             raise ConfigError(str(e)) from None
+    for note in getattr(top, "notes", ()):
+        print(f"seedchip: note: {note}", file=out, flush=True)
     pll = top.pll_params
     target = round(pll.f_out, 3)
 
@@ -555,9 +579,10 @@ def _build(board, config, *, seed, build_dir, out, top, synth_opts, nextpnr_opts
     ]
     targets = ", ".join(f"{d} {f:g} MHz" for d, f in
                         (getattr(top, "clock_domains", None) or {"sync": target}).items())
-    print(f"seedchip: building {config.rows}x{config.cols} ({config.macs} MACs) for {board.name} "
-          f"({board.device}-{platform.speed}{board.package}), targets {targets}, seed {seed} "
-          f"-> {build_dir}/", file=out, flush=True)
+    what = {"chip": "the chip", "exerciser": "the exerciser"}.get(kind, type(top).__name__)
+    print(f"seedchip: building {what}, {config.rows}x{config.cols} ({config.macs} MACs), "
+          f"for {board.name} ({board.device}-{platform.speed}{board.package}), "
+          f"targets {targets}, seed {seed} -> {build_dir}/", file=out, flush=True)
     t0 = time.monotonic()
     dsp_plan = None
     if floorplan:
@@ -668,6 +693,7 @@ def _build(board, config, *, seed, build_dir, out, top, synth_opts, nextpnr_opts
         "package": board.package,
         "speed": str(platform.speed),
         "seed": seed,
+        "top": kind or type(top).__name__,
         "config": config.to_dict(),
         "macs": config.macs,
         "pll": pll.to_dict(),
@@ -677,6 +703,7 @@ def _build(board, config, *, seed, build_dir, out, top, synth_opts, nextpnr_opts
         "met": met,
         "sdram": sdram,
         "gather": gather,
+        "notes": list(getattr(top, "notes", ())),
         # two ops (multiply, add) per MAC per cycle
         "peak_gops": round(config.peak_gops(fmax), 2) if fmax else None,
         "peak_gops_at_target": round(config.peak_gops(pll.f_out), 2),
@@ -704,14 +731,29 @@ def _build(board, config, *, seed, build_dir, out, top, synth_opts, nextpnr_opts
     return report
 
 
+def make_top(kind, config, board):
+    """The board top ``kind`` (one of :data:`TOPS`) of ``config`` for ``board``
+    (``ValueError`` for a clock it cannot make)."""
+    if kind == "chip":
+        from .chip_top import ChipTop
+        return ChipTop(config=config, clk_in=board.clk_in, clk_in_mhz=board.clk_in_mhz,
+                       sdram_chip=board.sdram_chip)
+    from .top import Top
+    return Top(config=config, clk_in=board.clk_in, clk_in_mhz=board.clk_in_mhz,
+               sdram_chip=board.sdram_chip)
+
+
 def _sdram_section(top, clocks):
     """The report's ``sdram`` section: the controller's clock and I/O budget (None without one)."""
     if not getattr(top, "sdram_budget", None):
         return None
-    clk = next((c for c in clocks if c["domain"] == "sdram"), {})
+    # the controller's domain: its own (the exerciser's `sdram`) or the chip's `sync`
+    domain = getattr(top, "sdram_domain", "sdram")
+    clk = next((c for c in clocks if c["domain"] == domain), {})
     b = top.sdram_budget
     sdram = {
         "chip": top.sdram_chip.name,
+        "domain": domain,
         "target_mhz": round(top.sdram_mhz, 3),
         "fmax_mhz": clk.get("fmax_mhz"),
         "met": clk.get("met", False),
@@ -732,15 +774,19 @@ def _gather_section(top, clocks):
     params = getattr(top, "gather", None)
     if params is None:
         return None
-    # The engine runs in the sdram domain, on the controller: its ceilings at
-    # that clock for typical row sizes (a miss reads ceil(dim / word bytes)
-    # words, one per cycle at best; a cache hit streams ceil(dim / lanes)
-    # beats); `make bench` measures the real rates on the simulated RTL.
-    word_bytes, lanes = params.word_lanes, params.lanes
-    clk = next((c for c in clocks if c["domain"] == "sdram"), {})
+    # The engine runs in the SDRAM controller's domain (the exerciser's
+    # `sdram`, the chip's `sync`): its ceilings at that clock for typical row
+    # sizes (a miss reads ceil(dim / word bytes) words of the SDRAM, one per
+    # cycle at best, also when the engine's words are wider; a cache hit
+    # streams ceil(dim / lanes) beats); `make bench` measures the real rates
+    # on the simulated RTL.
+    lanes = params.lanes
+    word_bytes = min(params.word_lanes, top.sdram_chip.data_width // 8)
+    domain = getattr(top, "gather_domain", "sdram")
+    clk = next((c for c in clocks if c["domain"] == domain), {})
     hz = top.sdram_mhz * 1e6
     gather = {
-        "domain": "sdram",
+        "domain": domain,
         "clk_mhz": round(top.sdram_mhz, 3),
         "fmax_mhz": clk.get("fmax_mhz"),
         "met": clk.get("met", False),
@@ -759,7 +805,8 @@ def format_report(report: dict) -> str:
     cfg = report["config"]
     lines = [
         f"board       {report['board']}  ({report['device']}-{report['speed']}"
-        f"{report['package']}), seed {report['seed']}",
+        f"{report['package']}), seed {report['seed']}"
+        + (f", top {report['top']}" if report.get("top") else ""),
         f"array       {cfg['rows']}x{cfg['cols']} = {report['macs']} int8 MACs, "
         f"buffers M/K/N {cfg['max_m']}/{cfg['max_k']}/{cfg['max_n']}",
         "",
@@ -781,10 +828,14 @@ def format_report(report: dict) -> str:
     if report["fmax_mhz"]:
         lines.append(f"peak int8   {report['peak_gops']} GOPS at Fmax {report['fmax_mhz']} MHz")
     sdram = report.get("sdram")
+    for note in report.get("notes") or ():
+        lines.append(f"note        {note}")
     if sdram:
         lines.append(f"sdram       {sdram['chip']} CL{sdram['cas_latency']}, read_delay "
                      f"{sdram['read_delay']}, clock pin at {sdram['clock_phase_deg']:g} deg; "
-                     f"estimated I/O margin {sdram['io_margin_ns']} ns")
+                     f"estimated I/O margin {sdram['io_margin_ns']} ns"
+                     + (f"; controller in `{sdram['domain']}` at {sdram['target_mhz']:g} MHz"
+                        if sdram.get("domain", "sdram") != "sdram" else ""))
     gather = report.get("gather")
     if gather:
         eng = gather["engine"]

@@ -172,35 +172,47 @@ def choose_phase(*, chips, clk_mhz, cas_latency, step=7.5, delays=ULX3S_DELAYS) 
     return best
 
 
-def plan_clocks(*, chip, clk_mhz, sdram_mhz, clk_in_mhz=25.0, tolerance=0.01,
+def plan_clocks(*, chip, clk_mhz, sdram_mhz=None, clk_in_mhz=25.0, tolerance=0.01,
                 delays=ULX3S_DELAYS) -> dict:
     """The PLL configuration and SDRAM interface settings of a board top with
     a core clock (CLKOP), the SDRAM controller clock (CLKOS) and the SDRAM
     clock pin's clock (CLKOS2, phase-shifted).
 
+    ``sdram_mhz=None``: the controller runs on the core clock (one domain, as
+    the chip top has it); the PLL then has CLKOP and the SDRAM clock pin's
+    clock (CLKOS) only, and every SDRAM figure is taken at ``clk_mhz``.
+
     Returns the :func:`choose_phase` result of the CAS latency (among those
-    ``chip`` allows at the achieved ``sdram_mhz``) with the largest estimated
+    ``chip`` allows at the achieved SDRAM clock) with the largest estimated
     margin, plus ``"cas_latency"``, ``"sdram_mhz"`` (achieved) and
     ``"pll"`` (:class:`~.pll.PLLParams`). Raises ValueError for a frequency
     the PLL or the chip cannot do.
     """
+    shared = sdram_mhz is None
+
+    def outputs(clkout):
+        return (clkout,) if shared else (sdram_mhz, clkout)
+
     pll = pll_params(clk_mhz, f_in_mhz=clk_in_mhz, tolerance=tolerance,
-                     secondary=(sdram_mhz, sdram_mhz))
-    f_sdram = pll.secondary_f_out[0]
+                     secondary=outputs(clk_mhz if shared else sdram_mhz))
+    f_sdram = pll.f_out if shared else pll.secondary_f_out[0]
     allowed = [cl for cl, fmax in chip.cas_latencies if f_sdram * 1e6 <= fmax]
     if not allowed:
-        raise ValueError(f"sdram_mhz {sdram_mhz:g} is above what {chip.name} allows "
+        what = (f"clk_mhz {clk_mhz:g} (the SDRAM controller runs on the core clock)" if shared
+                else f"sdram_mhz {sdram_mhz:g}")
+        raise ValueError(f"{what} is above what {chip.name} allows "
                          f"({max(f for _, f in chip.cas_latencies) / 1e6:g} MHz)")
     best = None
     for cl in allowed:
         b = choose_phase(chips=(chip,), clk_mhz=f_sdram, cas_latency=cl,
-                         step=pll.phase_step(1), delays=delays)
+                         step=pll.phase_step(len(pll.secondary) - 1), delays=delays)
         # ties go to the lower CAS latency
         if best is None or b["worst_ns"] > best["worst_ns"] + 1e-9:
             best = {**b, "cas_latency": cl}
     best["sdram_mhz"] = f_sdram
+    f_clkout = clk_mhz if shared else sdram_mhz
     best["pll"] = pll_params(clk_mhz, f_in_mhz=clk_in_mhz, tolerance=tolerance,
-                             secondary=(sdram_mhz, (sdram_mhz, best["phase_deg"])))
+                             secondary=outputs((f_clkout, best["phase_deg"])))
     return best
 
 

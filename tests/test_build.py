@@ -134,6 +134,26 @@ def test_assign_domains_by_cells():
     assert {c["domain"] for c in clocks} == {"sync", "sdram", "$glbnet$sdram_clkout_clk"}
 
 
+def test_assign_domains_chip_top():
+    """The chip top: one domain; the SDRAM clock pin's clock at the same
+    target is told apart by its cells and not required."""
+    from seedchip.boards.chip_top import ChipTop
+    data = {
+        "fmax": {"$glbnet$pll.clkos": {"achieved": 500.0, "constraint": 100.0},
+                 "$glbnet$pll.clkop": {"achieved": 97.5, "constraint": 100.0}},
+        "critical_paths": [
+            _path("$glbnet$pll.clkos", ["sdram_phy.clk.o_ddr0"]),
+            _path("$glbnet$pll.clkop", ["chip.chip.control.a", "sdram_phy.a_buf"]),
+        ],
+    }
+    parsed = parse_nextpnr_report(data)
+    clocks = assign_domains(parsed["clocks"], {"sync": 100.0}, ChipTop.clock_hints, data)
+    by_domain = {c["domain"]: c for c in clocks}
+    assert set(by_domain) == {"sync", "sdram_clkout"}
+    assert by_domain["sync"]["fmax_mhz"] == 97.5 and by_domain["sync"]["required"]
+    assert not by_domain["sdram_clkout"]["required"]
+
+
 def test_assign_domains_by_target_and_missing():
     parsed = parse_nextpnr_report(NEXTPNR)      # one clock, no critical path of its own name
     clocks = assign_domains(parsed["clocks"], {"sync": 100.0, "sdram": 125.0}, HINTS, {})
@@ -165,6 +185,20 @@ def test_format_report_two_domains():
     met = {**report, "met": True, "clocks": [{**c, "met": True} for c in clocks]}
     assert "TIMING MET: 100 MHz (sdram_clkout), 100 MHz (sync), 100 MHz (sdram)" \
         in format_report(met)
+
+
+def test_format_report_chip_top():
+    """The chip's report: which top, its notes, its SDRAM controller in `sync`."""
+    report = {**_report(True), "top": "chip",
+              "notes": ["sdram_mhz 80 not used: the chip top runs the SDRAM controller on "
+                        "the core clock, 100 MHz"],
+              "sdram": {"chip": "ULX3S-SDRAM", "domain": "sync", "target_mhz": 100.0,
+                        "cas_latency": 3, "read_delay": 2, "clock_phase_deg": 225.0,
+                        "io_margin_ns": 1.05}}
+    text = format_report(report)
+    assert text.splitlines()[0].endswith("seed 1, top chip")
+    assert "note        sdram_mhz 80 not used: the chip top runs the SDRAM controller" in text
+    assert "estimated I/O margin 1.05 ns; controller in `sync` at 100 MHz" in text
 
 
 def test_flash_without_bitstream(tmp_path, monkeypatch, capsys):
@@ -232,9 +266,10 @@ def test_main_bad_config(tmp_path, capsys):
 def test_build_missing_tools(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("NEXTPNR_ECP5", str(tmp_path / "no-such-nextpnr"))
     with pytest.raises(build_mod.BuildError, match=r"missing FPGA tools: .*no-such-nextpnr"):
-        build_mod.build("ulx3s-85f", SMALL_CONFIG, build_dir=tmp_path / "b")
+        build_mod.build("ulx3s-85f", SMALL_CONFIG, top="exerciser", build_dir=tmp_path / "b")
     # a failure of the work (1), with the install command
-    assert main(["build", "--config", "small", "--build-dir", str(tmp_path / "b")]) == 1
+    assert main(["build", "--config", "small", "--top", "exerciser",
+                 "--build-dir", str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1
     assert err[0].startswith("seedchip build: error: missing FPGA tools: ")
@@ -275,7 +310,7 @@ def test_global_buffer_route_failure_retries_next_seed(tmp_path, monkeypatch):
     out = io.StringIO()
     with pytest.raises(build_mod.BuildError, match=r"nextpnr failed \(exit 125\): ERROR: Failed "
                                                    r"to route arc 0\.0 of net 'sdram_reset_buf_CLKI'"):
-        build_mod.build("ulx3s-85f", SMALL_CONFIG, seed=5, build_dir=tmp_path / "b", out=out)
+        build_mod.build("ulx3s-85f", SMALL_CONFIG, top="exerciser", seed=5, build_dir=tmp_path / "b", out=out)
     assert _seeds(calls) == [5, 6, 7][:1 + build_mod.GLOBAL_ROUTE_RETRIES]
     assert "retrying with seed 6" in out.getvalue()
 
@@ -286,5 +321,5 @@ def test_other_nextpnr_failure_not_retried(tmp_path, monkeypatch):
                         "ERROR: Failed to route arc 3.0 of net 'foo', from X1/Y1/Q0_SLICE to "
                         "X2/Y2/A0_SLICE.")
     with pytest.raises(build_mod.BuildError, match=r"nextpnr failed \(exit 125\)"):
-        build_mod.build("ulx3s-85f", SMALL_CONFIG, build_dir=tmp_path / "b", out=io.StringIO())
+        build_mod.build("ulx3s-85f", SMALL_CONFIG, top="exerciser", build_dir=tmp_path / "b", out=io.StringIO())
     assert _seeds(calls) == [build_mod.DEFAULT_SEED]       # one try, the default seed

@@ -20,7 +20,7 @@ import seedchip
 from seedchip.boards import BOARDS, build as build_mod, ulx3s
 from seedchip.boards.estimate import DoesNotFit, check_fit, estimate_resources
 from seedchip.cli import main
-from seedchip.config import DEFAULT_CONFIG, GATHER_CONFIG, SMALL_CONFIG, ChipConfig
+from seedchip.config import CHIP_CONFIG, DEFAULT_CONFIG, GATHER_CONFIG, SMALL_CONFIG, ChipConfig
 from seedchip.gather_params import GatherParams
 
 ROOT = Path(seedchip.__file__).resolve().parent
@@ -42,12 +42,13 @@ def _one_error_line(capsys, command):
 
 @pytest.fixture
 def no_build(monkeypatch):
-    """Fail the test if anything elaborates the board top or runs a tool."""
-    from seedchip.boards import top
+    """Fail the test if anything elaborates a board top or runs a tool."""
+    from seedchip.boards import chip_top, top
 
     def trap(*args, **kwargs):
         raise AssertionError("the build started for a command it should have refused")
     monkeypatch.setattr(top, "Top", trap)
+    monkeypatch.setattr(chip_top, "ChipTop", trap)
     monkeypatch.setattr(build_mod, "_run_script", trap)
 
 
@@ -98,6 +99,7 @@ def test_build_and_flash_options_are_seedchip_options(capsys):
                    "--allow-timing-fail", "--build-dir"):
         assert option in text
     assert "--board {ulx3s-12f,ulx3s-25f,ulx3s-45f,ulx3s-85f}" in text
+    assert "--top {chip,exerciser}" in text and "(default chip)" in text
     assert "--config gather: 1" in text                     # the preset's seed
     with pytest.raises(SystemExit):
         main(["flash", "--help"])
@@ -128,7 +130,7 @@ def test_build_passes_its_options_to_the_api(fake_build, tmp_path):
                  "--synth-opts", "-nowidelut -abc9", "--nextpnr-opts", "--placer 'heap'",
                  "--no-floorplan", "--build-dir", str(tmp_path / "b")]) == 0
     (call,) = fake_build
-    assert call["board"] == "ulx3s-85f"
+    assert call["board"] == "ulx3s-85f" and call["top"] == "chip"
     assert call["config"] == GATHER_CONFIG.replace(rows=4, cols=6)
     assert isinstance(call["config"], ChipConfig)
     assert call["seed"] == build_mod.PRESET_SEEDS["gather"]  # the gather preset's
@@ -140,7 +142,39 @@ def test_build_passes_its_options_to_the_api(fake_build, tmp_path):
     assert main(["build", "--seed", "7", "--force", "--board", "ulx3s-45f"]) == 0
     (call,) = fake_build
     assert call["seed"] == 7 and call["force"] is True and call["floorplan"] is True
-    assert call["board"] == "ulx3s-45f" and call["config"] == DEFAULT_CONFIG
+    # the chip by default, in its own configuration, with the chip preset's seed
+    assert call["board"] == "ulx3s-45f" and call["config"] == CHIP_CONFIG
+    assert call["top"] == "chip"
+    fake_build.clear()
+    assert main(["build"]) == 0
+    (call,) = fake_build
+    assert call["seed"] == build_mod.PRESET_SEEDS["chip"] and call["config"] == CHIP_CONFIG
+    fake_build.clear()
+    assert main(["build", "--top", "exerciser", "--clk-mhz", "100"]) == 0
+    (call,) = fake_build
+    assert call["top"] == "exerciser" and call["config"] == DEFAULT_CONFIG.replace(clk_mhz=100.0)
+    assert call["seed"] == build_mod.DEFAULT_SEED
+    fake_build.clear()
+    assert main(["build", "--config", "small", "--top", "exerciser"]) == 0
+    (call,) = fake_build
+    assert call["top"] == "exerciser" and call["config"] == SMALL_CONFIG
+
+
+def test_top_option_mistakes_are_one_line_exit_2(capsys, no_build):
+    with pytest.raises(SystemExit) as exc:
+        main(["build", "--top", "exercisor"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "usage:" not in err
+    assert ("seedchip build: error: argument --top: invalid choice: 'exercisor' "
+            "(choose from 'chip', 'exerciser')") in err
+    assert main(["build", "--no-gather"]) == 2
+    assert _one_error_line(capsys, "build") == (
+        "--no-gather: the chip always has its gather engine (--top exerciser builds without one)")
+    # the chip's engine is as wide as its 64-bit memory words
+    assert main(["build", "--gather", "--gather-lanes", "2"]) == 2
+    assert "lanes must be a multiple of the memory word's 8 byte(s), not 2" in \
+        _one_error_line(capsys, "build")
 
 
 # -- exit statuses of build ------------------------------------------------------------
@@ -165,8 +199,9 @@ def test_tool_failure_is_one_line_exit_1(monkeypatch, capsys):
 
 @pytest.mark.parametrize("config,message", [
     ("missing.json", "'missing.json' is neither a configuration file nor a preset "
-                     "(default, small, gather)"),
-    ("gathr", "'gathr' is neither a configuration file nor a preset (default, small, gather)"),
+                     "(default, small, gather, chip)"),
+    ("gathr", "'gathr' is neither a configuration file nor a preset (default, small, gather, "
+              "chip)"),
     ("bad.json", "Expecting"),
 ])
 def test_bad_config_is_one_line_exit_2(tmp_path, monkeypatch, capsys, no_build, config, message):
@@ -192,14 +227,20 @@ def test_bad_seed_and_options_exit_2(capsys, no_build):
 
 def test_impossible_clock_is_a_usage_error(capsys, monkeypatch):
     """The board top refuses the clock in its constructor: before elaboration."""
-    from seedchip.boards import top
+    from seedchip.boards import chip_top, top
 
     def trap(*args, **kwargs):
         raise AssertionError("elaborated or ran a tool")
     monkeypatch.setattr(build_mod, "_run_script", trap)
     monkeypatch.setattr(top.Top, "elaborate", trap)
-    assert main(["build", "--sdram-mhz", "190"]) == 2
+    monkeypatch.setattr(chip_top.ChipTop, "elaborate", trap)
+    assert main(["build", "--top", "exerciser", "--sdram-mhz", "190"]) == 2
     assert "190" in _one_error_line(capsys, "build")
+    # the chip runs its SDRAM controller on the core clock
+    assert main(["build", "--clk-mhz", "150"]) == 2
+    assert _one_error_line(capsys, "build") == (
+        "clk_mhz 150 (the SDRAM controller runs on the core clock) is above what ULX3S-SDRAM "
+        "allows (133 MHz)")
 
 
 # -- configurations that cannot fit -----------------------------------------------------
@@ -231,10 +272,10 @@ def test_estimate_of_the_presets_is_what_the_builds_used():
     assert default == (8 * 8 + 4, 32 + 32 + 4 + 2 * 15)
     assert gather == (default[0] + 2 + 1, default[1] + 64 + 4 + 8)
     for config, (dsp, ebr) in ((DEFAULT_CONFIG, default), (GATHER_CONFIG, gather)):
-        est = estimate_resources(config, "ulx3s-85f")
+        est = estimate_resources(config, "ulx3s-85f", top="exerciser")
         assert (est.dsp, est.ebr) == (dsp, ebr)
-        assert check_fit(config, "ulx3s-85f") == []
-    assert estimate_resources(GATHER_CONFIG, "ulx3s-85f").ebr_inferred == 4 + 8
+        assert check_fit(config, "ulx3s-85f", top="exerciser") == []
+    assert estimate_resources(GATHER_CONFIG, "ulx3s-85f", top="exerciser").ebr_inferred == 4 + 8
 
 
 def _instances(elaboratable, platform):
@@ -263,7 +304,7 @@ def test_estimate_counts_the_instantiated_blocks(config):
     from seedchip.rtl.gather import GatherEngine
     from seedchip.rtl.gemm import GemmUnit
     board = BOARDS["ulx3s-85f"]
-    est = estimate_resources(config, board)
+    est = estimate_resources(config, board, top="exerciser")
     gemm = _instances(GemmUnit(config=config), board.platform())
     assert gemm["MULT18X18D"] == est.parts["array"][0] + est.parts["requantizer"][0]
     assert gemm["DP16KD"] == est.parts["buffers"][1]
@@ -292,35 +333,107 @@ def test_report_gather_section_is_the_tops_engine():
     assert _gather_section(Top(config=DEFAULT_CONFIG), clocks) is None
 
 
+#: The chip's real build (``seedchip build --seed 1``, the chip preset on the
+#: ULX3S-85F): MULT18X18D and DP16KD nextpnr placed.
+CHIP_BUILD = (126, 195)
+
+
+def test_chip_estimate_is_what_the_build_used():
+    """DSP: the matrix unit 64 + 4; INTERACT 8 MACs + 4 (requantizer) + 1
+    (n_vec * (n_vec - 1)); GATHER 8 lanes x 4 (requantizers) + 2 + 2
+    (row * pitch in the walker and the descriptor: 32 x 4 bits) + 1 (line
+    hash) + 4 (the unit's own products); the control unit's extent check 4.
+
+    EBR: the matrix unit's buffers for M up to 128: A 16, B 32, parameters
+    4, accumulators 30; the gather cache 64, its keys 4, output FIFO 8 and
+    gearbox FIFO (33 x 65 bits) 2; INTERACT's vector buffer 2 x 16; the
+    link's frame (4 x 1024 bytes) and response buffers 2 + 1."""
+    est = estimate_resources(CHIP_CONFIG, "ulx3s-85f")
+    assert (est.dsp, est.ebr) == CHIP_BUILD == (64 + 4 + 13 + 41 + 4, 82 + 78 + 32 + 3)
+    assert est.ebr_inferred == 4 + 8 + 2 + 32 + 3
+    assert check_fit(CHIP_CONFIG, "ulx3s-85f") == []
+
+
+def test_chip_estimate_counts_the_instantiated_blocks():
+    """The chip's INTERACT and gather engine, elaborated: their MULT18X18D
+    and DP16KD instances are the estimate's (the matrix unit's: see above)."""
+    from seedchip.isa import Limits
+    from seedchip.rtl.chip_interact import InteractUnit
+    from seedchip.rtl.gather import GatherEngine
+    board = BOARDS["ulx3s-85f"]
+    est = estimate_resources(CHIP_CONFIG, board)
+    unit = InteractUnit(addr_width=23, mem_bytes=board.sdram_chip.size_bytes,
+                        limits=Limits.from_config(CHIP_CONFIG))
+    # the 9 x 9 product is Yosys' (inferred), the rest instances
+    assert _instances(unit, board.platform())["MULT18X18D"] == est.parts["interact"][0] - 1
+    eng = GatherParams().with_memory(data_width=64, addr_width=23)
+    counts = _instances(GatherEngine(eng), board.platform())
+    assert counts["MULT18X18D"] == eng.lanes * 4
+    assert counts["DP16KD"] == 64
+
+
+def test_report_sections_of_the_chip_top():
+    """The chip's SDRAM controller and gather engine run in `sync`; its
+    engine's 64-bit words still come from the x16 SDRAM one 16-bit word a cycle."""
+    from seedchip.boards.build import _gather_section, _sdram_section
+    from seedchip.boards.chip_top import ChipTop
+    top = ChipTop(config=CHIP_CONFIG)
+    clocks = [{"domain": "sync", "fmax_mhz": 101.0, "met": True}]
+    s = _sdram_section(top, clocks)
+    assert (s["domain"], s["target_mhz"], s["fmax_mhz"], s["met"]) == ("sync", 100.0, 101.0, True)
+    assert (s["cas_latency"], s["read_delay"], s["clock_phase_deg"]) == (3, 2, 225.0)
+    g = _gather_section(top, clocks)
+    assert (g["domain"], g["fmax_mhz"], g["engine"]["data_width"]) == ("sync", 101.0, 64)
+    # 32-byte rows: 16 SDRAM words; 4 beats of 8 lanes from the cache
+    assert g["peak_lookups_per_s"]["32"] == {"sdram": 6_250_000, "cache_hit": 25_000_000}
+
+
 def test_build_refuses_a_config_that_cannot_fit_at_once(capsys, no_build):
     t0 = time.monotonic()
-    assert main(["build", "--rows", "64", "--cols", "64"]) == 2
+    assert main(["build", "--top", "exerciser", "--rows", "64", "--cols", "64"]) == 2
     assert time.monotonic() - t0 < 2.0
     assert _one_error_line(capsys, "build") == (
         "rows x cols = 4096 multipliers need 4100 DSP blocks (4 more for the rest of the "
         "design); ulx3s-85f has 156: use at most 152 MACs (e.g. --rows 12 --cols 12); "
         "--force to try anyway")
     # 12 x 12 does fit; a smaller part takes less
-    check_fit(DEFAULT_CONFIG.replace(rows=12, cols=12), "ulx3s-85f")
+    check_fit(DEFAULT_CONFIG.replace(rows=12, cols=12), "ulx3s-85f", top="exerciser")
     with pytest.raises(DoesNotFit, match=r"ulx3s-12f has 28: use at most 24 MACs "
                                          r"\(e\.g\. --rows 4 --cols 4\)"):
-        check_fit(DEFAULT_CONFIG, "ulx3s-12f")
+        check_fit(DEFAULT_CONFIG, "ulx3s-12f", top="exerciser")
+    # the chip: the rest of it takes 62 more (INTERACT 13, GATHER 41, control 4)
+    t0 = time.monotonic()
+    assert main(["build", "--rows", "12", "--cols", "12"]) == 2
+    assert time.monotonic() - t0 < 5.0
+    assert _one_error_line(capsys, "build") == (
+        "rows x cols = 144 multipliers need 206 DSP blocks (62 more for the rest of the "
+        "design); ulx3s-85f has 156: use at most 94 MACs (e.g. --rows 9 --cols 9); "
+        "--force to try anyway")
 
 
 def test_buffers_that_cannot_fit_are_refused(capsys, no_build):
-    assert main(["build", "--max-m", "2048", "--max-k", "512"]) == 2
+    assert main(["build", "--top", "exerciser", "--max-m", "2048", "--max-k", "512"]) == 2
     line = _one_error_line(capsys, "build")
     assert line.startswith("the buffers need 696 block RAMs (matrix unit, M/K/N up to "
                            "2048/512/256 on 8x8: 696); ulx3s-85f has 208: make "
                            "--max-m/--max-k/--max-n smaller")
-    assert main(["build", "--config", "gather", "--gather-cache-rows", "4096"]) == 2
+    assert main(["build", "--top", "exerciser", "--config", "gather",
+                 "--gather-cache-rows", "4096"]) == 2
     assert "gather cache of 4096 lines: 128" in _one_error_line(capsys, "build")
+    # the chip: its inferred memories count too; the default configuration
+    # (M up to 256) needs 3 more than the board has
+    assert main(["build", "--config", "default"]) == 2
+    assert _one_error_line(capsys, "build") == (
+        "the buffers need 211 block RAMs (matrix unit, M/K/N up to 256/256/256 on 8x8: 98, "
+        "gather engine with a cache of 2048 lines: 78, INTERACT vector buffer: 32, host "
+        "link: 3); ulx3s-85f has 208: make --max-m/--max-k/--max-n or --gather-cache-rows "
+        "smaller; --force to try anyway")
 
 
 def test_force_builds_anyway(monkeypatch, tmp_path, capsys):
     """--force goes past the estimate (here up to the missing tools)."""
     monkeypatch.setenv("NEXTPNR_ECP5", str(tmp_path / "no-such-nextpnr"))
-    assert main(["build", "--rows", "64", "--cols", "64", "--force",
+    assert main(["build", "--top", "exerciser", "--rows", "64", "--cols", "64", "--force",
                  "--build-dir", str(tmp_path / "b")]) == 1
     captured = capsys.readouterr()
     assert "seedchip: warning: rows x cols = 4096 multipliers need 4100 DSP blocks" \
@@ -506,7 +619,8 @@ def test_seedchip_build_sigterm(tmp_path):
            "NEXTPNR_ECP5": _script(tmp_path / "nextpnr-ecp5", "exit 1\n"),
            "ECPPACK": _script(tmp_path / "ecppack", "exit 1\n")}
     proc = subprocess.Popen([sys.executable, "-m", "seedchip.cli", "build", "--config", "small",
-                             "--no-gather", "--build-dir", str(tmp_path / "b")],
+                             "--top", "exerciser", "--no-gather",
+                             "--build-dir", str(tmp_path / "b")],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     rc, out, err = _stop_and_check(proc, pids, signal.SIGTERM, n=2)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from seedchip.config import (ChipConfig, DEFAULT_CONFIG, GATHER_CONFIG, SMALL_CONFIG,
+from seedchip.config import (CHIP_CONFIG, ChipConfig, DEFAULT_CONFIG, GATHER_CONFIG, SMALL_CONFIG,
                              config_dict_from_arg, config_from_args)
 from seedchip.gather_params import GatherParams
 from seedchip.rtl.gemm import GemmUnit
@@ -149,11 +149,14 @@ def test_presets(tmp_path):
     assert config_dict_from_arg("gather") == GATHER_CONFIG.to_dict()
     assert GATHER_CONFIG.gather and not DEFAULT_CONFIG.gather
     assert config_dict_from_arg("small") == SMALL_CONFIG.to_dict()
+    # the chip's board build: one clock, 100 MHz; M up to 128 (block RAM)
+    assert config_dict_from_arg("chip") == CHIP_CONFIG.to_dict()
+    assert CHIP_CONFIG == DEFAULT_CONFIG.replace(clk_mhz=100.0, sdram_mhz=100.0, max_m=128)
     f = tmp_path / "c.json"
     f.write_text('{"rows": 4}')
     assert config_dict_from_arg(str(f)) == {"rows": 4}
     with pytest.raises(ValueError, match=r"neither a configuration file nor a preset "
-                                         r"\(default, small, gather\)"):
+                                         r"\(default, small, gather, chip\)"):
         config_dict_from_arg("gathr")
     f.write_text("[1]")
     with pytest.raises(ValueError, match="holds a JSON object"):

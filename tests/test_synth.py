@@ -22,7 +22,7 @@ def small_build(tmp_path_factory):
                     + " (pip install -e '.[fpga]')")
     build_dir = tmp_path_factory.mktemp("synth") / BOARD
     log = io.StringIO()
-    report = build(BOARD, SMALL_CONFIG, seed=1, build_dir=build_dir, out=log)
+    report = build(BOARD, SMALL_CONFIG, seed=1, build_dir=build_dir, out=log, top="exerciser")
     return build_dir, report, log.getvalue()
 
 
