@@ -105,7 +105,7 @@ def run_sdram_bench(config, board, words=SDRAM_WORDS, report=None):
     clk = next((c for c in (report or {}).get("clocks", []) if c.get("domain") == "sdram"), None)
     if clk is not None:
         out.update(fmax_mhz=clk["fmax_mhz"], target_mhz=clk["target_mhz"], met=clk["met"],
-                   fmax_source=f"build/{board.name}-exerciser/report.json (seed {report.get('seed')})")
+                   fmax_source=f"build/{board.name}/report.json (seed {report.get('seed')})")
     for name, label in SDRAM_PATTERNS.items():
         if name in out["patterns"]:
             r = out["patterns"][name]
@@ -374,9 +374,9 @@ def main(config, *, board="ulx3s-85f", out="build/bench.json", readme=None, buil
              "config": config.to_dict()}
     if "gemm" in parts:
         bench["gemm"] = run_gemm_bench(config, sizes)
-    # the exerciser's build (`make bitstream-exerciser`): the matrix unit's and
-    # the SDRAM controller's figures, each in a domain of its own
-    exerciser_dir = Path("build") / f"{board}-exerciser"
+    # the exerciser's build (`make bitstream`): the matrix unit's and the SDRAM
+    # controller's figures, each in a domain of its own
+    exerciser_dir = Path("build") / board
     report_path = exerciser_dir / "report.json"
     if build:
         from .boards import build as board_build

@@ -594,7 +594,7 @@ def cmd_bench(args):
     if not args.no_build and not args.only:
         from .boards.estimate import check_fit
         try:
-            # bench builds the exerciser (build/<board>-exerciser/)
+            # bench builds the exerciser (build/<board>/)
             check_fit(config, args.board, top="exerciser")
         except ValueError as e:
             raise UsageError(str(e).replace("--force to try anyway",

@@ -3,7 +3,7 @@
 """Bitstream build, build report and board programming.
 
 ``build()`` elaborates a board top for a board: the whole chip
-(:class:`~seedchip.boards.chip_top.ChipTop`, ``top="chip"``, the default) or
+(:class:`~seedchip.boards.chip_top.ChipTop`, ``top="chip"``) or
 the matrix-unit exerciser with the SDRAM self test
 (:class:`~seedchip.boards.top.Top`, ``top="exerciser"``), runs Amaranth's
 Trellis flow (Yosys, nextpnr-ecp5, ecppack; the YoWASP wheels) in
@@ -65,7 +65,9 @@ BUILD_LOG = "build.log"
 #: ``exerciser``: the matrix unit fed by pattern generators beside the SDRAM
 #: self test (:class:`~.top.Top`; with ``config.gather`` the gather engine too).
 TOPS = ("chip", "exerciser")
-DEFAULT_TOP = "chip"
+#: the exerciser until the chip's build meets timing (its placement estimates
+#: about 30 MHz against 100 and its routing does not converge yet)
+DEFAULT_TOP = "exerciser"
 #: The configuration each top builds when none is given.
 TOP_CONFIGS = {"chip": CHIP_CONFIG, "exerciser": DEFAULT_CONFIG}
 
@@ -504,7 +506,7 @@ def build(board=DEFAULT_BOARD, config: ChipConfig | None = None, *, seed=DEFAULT
           floorplan=True, force=False) -> dict:
     """Build a bitstream of the board top for ``config``; return the report dict.
 
-    ``top`` names the board top (:data:`TOPS`: ``"chip"``, the default, or
+    ``top`` names the board top (:data:`TOPS`: ``"chip"``, or
     ``"exerciser"``), or is one (anything with ``pll_params``, for
     experiments: no estimate of it). ``config`` None: the top's
     (:data:`TOP_CONFIGS`). ``synth_opts`` go to Yosys' ``synth_ecp5`` (e.g.

@@ -99,7 +99,7 @@ def test_build_and_flash_options_are_seedchip_options(capsys):
                    "--allow-timing-fail", "--build-dir"):
         assert option in text
     assert "--board {ulx3s-12f,ulx3s-25f,ulx3s-45f,ulx3s-85f}" in text
-    assert "--top {chip,exerciser}" in text and "(default chip)" in text
+    assert "--top {chip,exerciser}" in text and "(default exerciser)" in text
     assert "--config gather: 1" in text                     # the preset's seed
     with pytest.raises(SystemExit):
         main(["flash", "--help"])
@@ -130,7 +130,7 @@ def test_build_passes_its_options_to_the_api(fake_build, tmp_path):
                  "--synth-opts", "-nowidelut -abc9", "--nextpnr-opts", "--placer 'heap'",
                  "--no-floorplan", "--build-dir", str(tmp_path / "b")]) == 0
     (call,) = fake_build
-    assert call["board"] == "ulx3s-85f" and call["top"] == "chip"
+    assert call["board"] == "ulx3s-85f" and call["top"] == "exerciser"
     assert call["config"] == GATHER_CONFIG.replace(rows=4, cols=6)
     assert isinstance(call["config"], ChipConfig)
     assert call["seed"] == build_mod.PRESET_SEEDS["gather"]  # the gather preset's
@@ -139,16 +139,20 @@ def test_build_passes_its_options_to_the_api(fake_build, tmp_path):
     assert call["floorplan"] is False and call["force"] is False
     assert call["build_dir"] == str(tmp_path / "b")
     fake_build.clear()
-    assert main(["build", "--seed", "7", "--force", "--board", "ulx3s-45f"]) == 0
+    assert main(["build", "--top", "chip", "--seed", "7", "--force", "--board", "ulx3s-45f"]) == 0
     (call,) = fake_build
     assert call["seed"] == 7 and call["force"] is True and call["floorplan"] is True
-    # the chip by default, in its own configuration, with the chip preset's seed
+    # the chip in its own configuration, with the chip preset's seed
     assert call["board"] == "ulx3s-45f" and call["config"] == CHIP_CONFIG
     assert call["top"] == "chip"
     fake_build.clear()
-    assert main(["build"]) == 0
+    assert main(["build", "--top", "chip"]) == 0
     (call,) = fake_build
     assert call["seed"] == build_mod.PRESET_SEEDS["chip"] and call["config"] == CHIP_CONFIG
+    fake_build.clear()
+    assert main(["build"]) == 0                         # the exerciser by default
+    (call,) = fake_build
+    assert call["top"] == "exerciser" and call["config"] == DEFAULT_CONFIG
     fake_build.clear()
     assert main(["build", "--top", "exerciser", "--clk-mhz", "100"]) == 0
     (call,) = fake_build
@@ -168,11 +172,11 @@ def test_top_option_mistakes_are_one_line_exit_2(capsys, no_build):
     assert err.count("\n") == 1 and "usage:" not in err
     assert ("seedchip build: error: argument --top: invalid choice: 'exercisor' "
             "(choose from 'chip', 'exerciser')") in err
-    assert main(["build", "--no-gather"]) == 2
+    assert main(["build", "--top", "chip", "--no-gather"]) == 2
     assert _one_error_line(capsys, "build") == (
         "--no-gather: the chip always has its gather engine (--top exerciser builds without one)")
     # the chip's engine is as wide as its 64-bit memory words
-    assert main(["build", "--gather", "--gather-lanes", "2"]) == 2
+    assert main(["build", "--top", "chip", "--gather", "--gather-lanes", "2"]) == 2
     assert "lanes must be a multiple of the memory word's 8 byte(s), not 2" in \
         _one_error_line(capsys, "build")
 
@@ -237,7 +241,7 @@ def test_impossible_clock_is_a_usage_error(capsys, monkeypatch):
     assert main(["build", "--top", "exerciser", "--sdram-mhz", "190"]) == 2
     assert "190" in _one_error_line(capsys, "build")
     # the chip runs its SDRAM controller on the core clock
-    assert main(["build", "--clk-mhz", "150"]) == 2
+    assert main(["build", "--top", "chip", "--clk-mhz", "150"]) == 2
     assert _one_error_line(capsys, "build") == (
         "clk_mhz 150 (the SDRAM controller runs on the core clock) is above what ULX3S-SDRAM "
         "allows (133 MHz)")
@@ -403,7 +407,7 @@ def test_build_refuses_a_config_that_cannot_fit_at_once(capsys, no_build):
         check_fit(DEFAULT_CONFIG, "ulx3s-12f", top="exerciser")
     # the chip: the rest of it takes 62 more (INTERACT 13, GATHER 41, control 4)
     t0 = time.monotonic()
-    assert main(["build", "--rows", "12", "--cols", "12"]) == 2
+    assert main(["build", "--top", "chip", "--rows", "12", "--cols", "12"]) == 2
     assert time.monotonic() - t0 < 5.0
     assert _one_error_line(capsys, "build") == (
         "rows x cols = 144 multipliers need 206 DSP blocks (62 more for the rest of the "
@@ -422,7 +426,7 @@ def test_buffers_that_cannot_fit_are_refused(capsys, no_build):
     assert "gather cache of 4096 lines: 128" in _one_error_line(capsys, "build")
     # the chip: its inferred memories count too; the default configuration
     # (M up to 256) needs 3 more than the board has
-    assert main(["build", "--config", "default"]) == 2
+    assert main(["build", "--top", "chip", "--config", "default"]) == 2
     assert _one_error_line(capsys, "build") == (
         "the buffers need 211 block RAMs (matrix unit, M/K/N up to 256/256/256 on 8x8: 98, "
         "gather engine with a cache of 2048 lines: 78, INTERACT vector buffer: 32, host "
