@@ -32,8 +32,20 @@ SERVE_MEM_BYTES = 1 << 20
 MAX_SIM_MEM_BYTES = 1 << 26
 
 
+class _Clocked:
+    """The clock and the UART rate of a simulation build (``clk_period_ns``, ``divisor``)."""
+
+    @property
+    def clk_freq(self) -> float:
+        return 1e9 / self.clk_period_ns
+
+    @property
+    def baud(self) -> float:
+        return self.clk_freq / self.divisor
+
+
 @dataclasses.dataclass(frozen=True)
-class ChipSimConfig:
+class ChipSimConfig(_Clocked):
     """One simulation build of the chip: its :class:`ChipConfig`, ``mem_bytes``
     of on-chip RAM, ``divisor`` clocks per UART bit at a ``clk_period_ns``
     clock, the link's ``rx_slots`` and ``timeout_bytes``."""
@@ -53,13 +65,6 @@ class ChipSimConfig:
                              f"not {self.mem_bytes!r}")
         check_int("divisor", self.divisor, 4, 1 << 16)
 
-    @property
-    def clk_freq(self) -> float:
-        return 1e9 / self.clk_period_ns
-
-    @property
-    def baud(self) -> float:
-        return self.clk_freq / self.divisor
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)
@@ -123,7 +128,7 @@ def sdram_chip(name: str):
 
 
 @dataclasses.dataclass(frozen=True)
-class ChipSDRAMSimConfig:
+class ChipSDRAMSimConfig(_Clocked):
     """One simulation build of the chip on SDRAM (:class:`~seedchip.rtl.chip_sdram.ChipOnSDRAM`):
     its :class:`ChipConfig`, the SDRAM part ``sdram`` (a name, see
     :func:`sdram_chip`; the whole part is the chip memory), the clock
@@ -142,13 +147,6 @@ class ChipSDRAMSimConfig:
         sdram_chip(self.sdram)
         check_int("divisor", self.divisor, 4, 1 << 16)
 
-    @property
-    def clk_freq(self) -> float:
-        return 1e9 / self.clk_period_ns
-
-    @property
-    def baud(self) -> float:
-        return self.clk_freq / self.divisor
 
     @property
     def mem_bytes(self) -> int:
