@@ -238,8 +238,7 @@ def _bag_on_device(args, kind, port, table, indices, offsets, weights, out):
     """One GATHER on the whole chip through the Device."""
     from . import isa
     from .config import ChipConfig
-    from .firmware import FitError, ProgramError, ops
-    from .firmware.link import LinkError
+    from .firmware import ops
     from .sim.emb_golden import embedding_bag_ref
     limits = isa.Limits.from_config(ChipConfig())
     table, indices, bounds = _check_bag_inputs(args, table, indices, offsets, weights,
@@ -247,18 +246,13 @@ def _bag_on_device(args, kind, port, table, indices, offsets, weights, out):
     rows, dim = table.shape
     _check_fits(kind, args, ops.bag_layout, rows, dim, len(indices), len(bounds) - 1,
                 weighted=weights is not None)
-    dev = _open_device(kind, port, args)
-    try:
-        print(f"running {len(bounds) - 1} bags ({len(indices)} lookups, {args.mode}) over a "
-              f"{rows} x {dim} table on {_where(kind, port)}", flush=True)
-        r = ops.embedding_bag(dev, table, indices, bounds, mode=args.mode, bounds=args.bounds,
-                              weights=weights, limits=limits, progress=_progress_printer())
-    except FitError as e:
-        raise UsageError(str(e)) from None
-    except (ProgramError, LinkError) as e:
-        raise CommandError(str(e)) from None
-    finally:
-        dev.close()
+    r = _run_on_device(
+        kind, port, args,
+        f"running {len(bounds) - 1} bags ({len(indices)} lookups, {args.mode}) over a "
+        f"{rows} x {dim} table on {_where(kind, port)}",
+        lambda dev: ops.embedding_bag(dev, table, indices, bounds, mode=args.mode,
+                                      bounds=args.bounds, weights=weights, limits=limits,
+                                      progress=_progress_printer()))
     idx = np.asarray(indices, dtype=np.int64)
     ok = (idx >= 0) & (idx < rows)
     keep = np.ones(len(idx), bool)
@@ -512,26 +506,19 @@ def _gemm_on_device(config, args, kind, port, a, b, bias, mult, shift):
     """Through the Device on the whole chip: operands written to chip memory,
     a program of GEMM instructions (tiled), the result read back."""
     from . import isa
-    from .firmware import FitError, ProgramError, ops
-    from .firmware.link import LinkError
+    from .firmware import ops
     from .sim import golden
     (m, k), n = a.shape, b.shape[1]
     limits = isa.Limits.from_config(config)
     _check_fits(kind, args, ops.gemm_layout, m, k, n, limits=limits, requant=mult is not None,
                 params=bias is not None or mult is not None)
     say = _progress_printer()
-    dev = _open_device(kind, port, args, chip=config)
-    try:
-        print(f"running {m}x{k} @ {k}x{n} on {_where(kind, port)} ({config.rows}x{config.cols} "
-              f"array, {'int8 requantized' if mult is not None else 'raw int32'} output)",
-              flush=True)
-        r = ops.gemm(dev, a, b, bias, mult, shift, args.relu, limits=limits, progress=say)
-    except FitError as e:
-        raise UsageError(str(e)) from None
-    except (ProgramError, LinkError) as e:
-        raise CommandError(str(e)) from None
-    finally:
-        dev.close()
+    r = _run_on_device(
+        kind, port, args,
+        f"running {m}x{k} @ {k}x{n} on {_where(kind, port)} ({config.rows}x{config.cols} "
+        f"array, {'int8 requantized' if mult is not None else 'raw int32'} output)",
+        lambda dev: ops.gemm(dev, a, b, bias, mult, shift, args.relu, limits=limits,
+                             progress=say), chip=config)
     expect = golden.gemm(a, b, bias, mult, shift, relu=args.relu, out_bits=config.in_width)
     print(f"{sum(r.programs)} instructions in {len(r.programs)} program(s)"
           + ("" if len(r.programs) == 1 else " (K split: the host adds the int32 partials)"))
@@ -544,6 +531,23 @@ def _gemm_on_device(config, args, kind, port, a, b, bias, mult, shift):
               f"MAC utilization: {ideal / cycles:.1%}\n"
               f"matrix unit busy {busy} cycles, of which waiting for memory {stall}")
     return r.c, bool(np.array_equal(r.c, expect))
+
+
+def _run_on_device(kind, port, args, banner, work, chip=None):
+    """Open the device, say ``banner``, return ``work(dev)``; a FitError is a
+    usage error, a program's or the link's error a failure of the work."""
+    from .firmware import FitError, ProgramError
+    from .firmware.link import LinkError
+    dev = _open_device(kind, port, args, chip=chip)
+    try:
+        print(banner, flush=True)
+        return work(dev)
+    except FitError as e:
+        raise UsageError(str(e)) from None
+    except (ProgramError, LinkError) as e:
+        raise CommandError(str(e)) from None
+    finally:
+        dev.close()
 
 
 def _sim_mem_bytes(kind, args):
