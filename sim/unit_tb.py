@@ -4,13 +4,15 @@ cycles, one :class:`~seedchip.sim.memmodel.MemModel` per memory port on one
 shared byte array, the golden executor's result to compare with. Shared by
 the unit tests (tests/test_chip_copy.py, test_chip_interact.py)."""
 
+import numpy as np
+
 from .. import isa
 from ..isa import ChipError
 from .chip_golden import ChipModel
 from .clocked import run_clocked
 from .memmodel import MemModel
 
-__all__ = ["PROG", "operands_raw", "model_run", "run_unit"]
+__all__ = ["PROG", "operands_raw", "model_run", "run_unit", "check_against_model"]
 
 #: the one-instruction programs of the model live in the first 64 bytes
 PROG = 64
@@ -87,3 +89,16 @@ def run_unit(dut, mem, cmds, rng, *, set_cmd, err_words=range(0), ready_p=0.7, m
 
     run_clocked(dut, tb)
     return out
+
+
+def check_against_model(dut, mem, insns, rng, limits=None, **kw):
+    """Run ``insns`` back to back on ``dut`` and one after another on the model;
+    compare every done with the model's status and the whole memory at the end."""
+    ref = mem.copy()
+    for insn in insns:
+        ref, status = model_run(ref, insn, limits)
+        assert status.state == isa.ChipState.DONE, status
+    got = run_unit(dut, mem, insns, rng, **kw)
+    assert [g[0] for g in got] == [(ChipError.NONE, 0, 0, 0)] * len(insns)
+    assert np.array_equal(mem, ref), np.flatnonzero(mem != ref)[:20]
+    return got

@@ -12,7 +12,7 @@ import pytest
 from seedchip import isa
 from seedchip.isa import ChipError, Unit
 from seedchip.rtl.chip_copy import CopyUnit
-from seedchip.sim.unit_tb import PROG, model_run, operands_raw, run_unit
+from seedchip.sim.unit_tb import PROG, check_against_model, model_run, operands_raw, run_unit
 
 MEM_BYTES = 2048
 def set_copy(ctx, payload, insn):
@@ -36,19 +36,6 @@ def random_copy(rng, mem_bytes):
     dst = hi[0] + 8 * int(rng.integers(0, dst_room // 8))
     return isa.Copy(src=src, dst=dst, src_stride=src_stride, dst_stride=dst_stride, rows=rows,
                     row_bytes=row_bytes)
-
-
-def check_against_model(dut, mem, insns, rng, limits=None, **kw):
-    """Run ``insns`` back to back on ``dut`` and one after another on the model;
-    compare every done with the model's status and the whole memory at the end."""
-    ref = mem.copy()
-    for insn in insns:
-        ref, status = model_run(ref, insn, limits)
-        assert status.state == isa.ChipState.DONE, status
-    got = run_unit(dut, mem, insns, rng, **kw)
-    assert [g[0] for g in got] == [(ChipError.NONE, 0, 0, 0)] * len(insns)
-    assert np.array_equal(mem, ref), np.flatnonzero(mem != ref)[:20]
-    return got
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -16,21 +16,9 @@ from seedchip import isa
 from seedchip.isa import ChipError, Limits, Opcode, Unit
 from seedchip.rtl.chip_interact import BytePacker, DotAccumulator, InteractUnit
 from seedchip.sim.clocked import run_clocked, stream_sink, stream_source
-from seedchip.sim.unit_tb import PROG, model_run, operands_raw, run_unit
+from seedchip.sim.unit_tb import PROG, check_against_model, model_run, operands_raw, run_unit
 
 MEM_BYTES = 4096
-def check_against_model(dut, mem, insns, rng, limits=None, **kw):
-    """Run ``insns`` back to back on ``dut`` and one after another on the model;
-    compare every done with the model's status and the whole memory at the end."""
-    ref = mem.copy()
-    for insn in insns:
-        ref, status = model_run(ref, insn, limits)
-        assert status.state == isa.ChipState.DONE, status
-    got = run_unit(dut, mem, insns, rng, **kw)
-    assert [g[0] for g in got] == [(ChipError.NONE, 0, 0, 0)] * len(insns)
-    assert np.array_equal(mem, ref), np.flatnonzero(mem != ref)[:20]
-    return got
-
 
 
 #: small limits for speed: up to 8 vectors of up to 20 bytes (3 words)
