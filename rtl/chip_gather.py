@@ -29,6 +29,8 @@ while it runs"). The unit
 Memory ports (``mem[i]``, :data:`N_PORTS`): see :data:`PORT_NAMES`.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -104,6 +106,50 @@ class GatherFront(wiring.Component):
             "mem": Out(MemPortSignature(addr_width=params.addr_width,
                                         data_width=DATA_WIDTH)).array(N_PORTS),
         })
+
+    def _bag_step(self, m, s):
+        """State RUN: the next offset becomes bag item k - 1 (with the chip's own
+        checks of bag k - 1 in the golden model's order), or ends the batch there."""
+        p, MB = self.params, self.mem_bytes
+        owd, free, k, prev, emit, fault, op = s.owd, s.free, s.k, s.prev, s.emit, s.fault, s.op
+        weighted, btab, bsmp, idx_limit, n_bags = (s.weighted, s.btab, s.bsmp, s.idx_limit,
+                                                  s.n_bags)
+        hi, lo = s.cur, prev
+        with m.If(owd.valid & free):
+            with m.If(k == 0):
+                with m.If(hi != 0):
+                    m.d.sync += [*emit(0, 0, 1),
+                                 *fault(ChipError.GATHER_ERROR, GatherError.BAD_OFFSET,
+                                        0, hi)]
+                    m.next = "ENGWAIT"
+                with m.Else():
+                    m.d.sync += [prev.eq(0), k.eq(1)]
+            with m.Else():
+                length = (hi - lo)[:32]
+                with m.If(hi < lo):
+                    m.d.sync += fault(ChipError.GATHER_ERROR, GatherError.BAD_OFFSET,
+                                      k - 1, hi)
+                with m.Elif(length > p.max_bag):
+                    m.d.sync += fault(ChipError.GATHER_ERROR, GatherError.BAG_TOO_LONG,
+                                      k - 1, length)
+                with m.Elif(op.idx_addr + (hi << 2) > MB):
+                    m.d.sync += fault(ChipError.ADDR_RANGE, Operand.IDX_ADDR, k - 1, hi)
+                with m.Elif(weighted & (op.w_addr + hi > MB)):
+                    m.d.sync += fault(ChipError.ADDR_RANGE, Operand.W_ADDR, k - 1, hi)
+                bad = ((hi < lo) | (length > p.max_bag) | (op.idx_addr + (hi << 2) > MB)
+                       | (weighted & (op.w_addr + hi > MB)))
+                with m.If(bad):
+                    m.d.sync += emit(btab, lo, 1)
+                    m.next = "ENGWAIT"
+                with m.Else():
+                    m.d.sync += [*emit(btab, lo, 0), prev.eq(hi), idx_limit.eq(hi),
+                                 k.eq(k + 1)]
+                    with m.If(bsmp == op.batch - 1):
+                        m.d.sync += [bsmp.eq(0), btab.eq(btab + 1)]
+                    with m.Else():
+                        m.d.sync += bsmp.eq(bsmp + 1)
+                    with m.If(k == n_bags):
+                        m.next = "FINAL"
 
     def elaborate(self, platform):
         m = Module()
@@ -252,42 +298,10 @@ class GatherFront(wiring.Component):
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [owd.ready.eq(owd.valid & free & k[0]), want_data.eq(~owd.valid)]
-                hi, lo = cur, prev
-                with m.If(owd.valid & free):
-                    with m.If(k == 0):
-                        with m.If(hi != 0):
-                            m.d.sync += [*emit(0, 0, 1),
-                                         *fault(ChipError.GATHER_ERROR, GatherError.BAD_OFFSET,
-                                                0, hi)]
-                            m.next = "ENGWAIT"
-                        with m.Else():
-                            m.d.sync += [prev.eq(0), k.eq(1)]
-                    with m.Else():
-                        length = (hi - lo)[:32]
-                        with m.If(hi < lo):
-                            m.d.sync += fault(ChipError.GATHER_ERROR, GatherError.BAD_OFFSET,
-                                              k - 1, hi)
-                        with m.Elif(length > p.max_bag):
-                            m.d.sync += fault(ChipError.GATHER_ERROR, GatherError.BAG_TOO_LONG,
-                                              k - 1, length)
-                        with m.Elif(op.idx_addr + (hi << 2) > MB):
-                            m.d.sync += fault(ChipError.ADDR_RANGE, Operand.IDX_ADDR, k - 1, hi)
-                        with m.Elif(weighted & (op.w_addr + hi > MB)):
-                            m.d.sync += fault(ChipError.ADDR_RANGE, Operand.W_ADDR, k - 1, hi)
-                        bad = ((hi < lo) | (length > p.max_bag) | (op.idx_addr + (hi << 2) > MB)
-                               | (weighted & (op.w_addr + hi > MB)))
-                        with m.If(bad):
-                            m.d.sync += emit(btab, lo, 1)
-                            m.next = "ENGWAIT"
-                        with m.Else():
-                            m.d.sync += [*emit(btab, lo, 0), prev.eq(hi), idx_limit.eq(hi),
-                                         k.eq(k + 1)]
-                            with m.If(bsmp == op.batch - 1):
-                                m.d.sync += [bsmp.eq(0), btab.eq(btab + 1)]
-                            with m.Else():
-                                m.d.sync += bsmp.eq(bsmp + 1)
-                            with m.If(k == n_bags):
-                                m.next = "FINAL"
+                self._bag_step(m, SimpleNamespace(
+                    owd=owd, free=free, k=k, cur=cur, prev=prev, emit=emit, fault=fault, op=op,
+                    weighted=weighted, btab=btab, bsmp=bsmp, idx_limit=idx_limit,
+                    n_bags=n_bags))
             with m.State("FINAL"):
                 with m.If(free):
                     m.d.sync += emit(0, prev, 1)

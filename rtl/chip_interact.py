@@ -228,6 +228,23 @@ class InteractUnit(wiring.Component):
                                         data_width=DATA_WIDTH)).array(self.N_PORTS),
         })
 
+    def _buffer(self, m):
+        """The vector buffer: two copies, each sliced into ``slice_bits``-wide
+        memories; ``(write ports with their slice, (read ports of copy i, of copy j))``."""
+        SW = self.slice_bits
+        wports = []
+        rdata = []
+        for copy in ("i", "j"):
+            datas = []
+            for k in range(DATA_WIDTH // SW):
+                mem = Memory(shape=SW, depth=self.buf_depth, init=[])
+                m.submodules[f"buf_{copy}{k}"] = mem
+                wports.append((mem.write_port(), k))
+                rp = mem.read_port()
+                datas.append(rp)
+            rdata.append(datas)
+        return wports, tuple(rdata)
+
     def elaborate(self, platform):
         m = Module()
         VB, WB, D = self.vec_bits, self.word_bits, self.OUT_DEPTH
@@ -245,18 +262,7 @@ class InteractUnit(wiring.Component):
         # cascaded 2048-deep halves, and the registered half-select bit, fanning out
         # to 128 multiplexers, was the critical path at 82 MHz)
         SW = self.slice_bits
-        wports = []
-        rdata = []
-        for copy in ("i", "j"):
-            datas = []
-            for k in range(DATA_WIDTH // SW):
-                mem = Memory(shape=SW, depth=self.buf_depth, init=[])
-                m.submodules[f"buf_{copy}{k}"] = mem
-                wports.append((mem.write_port(), k))
-                rp = mem.read_port()
-                datas.append(rp)
-            rdata.append(datas)
-        rp_i, rp_j = rdata
+        wports, (rp_i, rp_j) = self._buffer(m)
         cmd, done = self.ctl.cmd, self.ctl.done
 
         # -- command ---------------------------------------------------------------------
