@@ -13,7 +13,7 @@ export SIM
 CONFIG_ARG = $(if $(CONFIG),--config $(CONFIG),)
 
 .PHONY: help bitstream build bitstream-chip bitstream-gather flash flash-chip flash-gather \
-	test bench generate clean distclean venv
+	test bench demo generate clean distclean venv
 
 .DEFAULT_GOAL := help
 
@@ -59,6 +59,9 @@ test: $(STAMP) ## the whole test suite, cocotb testbenches included (about 20 mi
 
 bench: $(STAMP) ## benchmarks and both board builds -> build/bench.json + the README table
 	$(VENV)/bin/seedchip bench --out build/bench.json --readme README.md
+
+demo: $(STAMP) ## train a small recommender on synthetic clicks, quantize, compile, run it on the simulated chip (a few minutes)
+	$(VENV)/bin/seedchip demo
 
 clean: ## remove build/
 	rm -rf build sim_build .pytest_cache

@@ -3,7 +3,8 @@ gather engine, SDR SDRAM controller) for open FPGA boards.
 
 Subcommands run the chip's RTL in simulation (gemm, embedding-bag), write its
 Verilog (generate), build and program a board (build, flash), measure it
-(bench) and talk to it over its host link (device). `seedchip COMMAND --help`
+(bench), talk to it over its host link (device) and run a recommender on it
+(compile, run, demo). `seedchip COMMAND --help`
 tells more.
 
 Exit status: 0 done; 1 the work itself failed (a tool, the simulated engine,
@@ -941,6 +942,9 @@ def main(argv=None):
     a.add_argument("file", metavar="FILE.npy", help="the array (numpy.save)")
     a.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_device)
+
+    from .cli_dlrm import register
+    register(sub)
 
     args = parser.parse_args(argv)
     prefix = f"seedchip {args.command}"
