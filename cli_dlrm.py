@@ -57,8 +57,14 @@ def cmd_compile(args):
         raise UsageError(f"--mem-bytes must be at least 4096, not {args.mem_bytes}")
     try:
         model = DLRMFloat.load(args.model)
+    except ModelError as e:
+        raise UsageError(f"--model {args.model}: {e}") from None
+    try:
         calib = Inputs.load(args.calib)
         calib.check(model.arch)
+    except ModelError as e:
+        raise UsageError(f"--calib: {e}") from None
+    try:
         q = quantize(model, calib, method=args.calib_method, percentile=args.percentile)
         c = compile_model(q, batch=args.batch, limits=isa.Limits.from_config(config),
                           mem_bytes=args.mem_bytes, config=config, max_bag=args.max_bag)
@@ -183,6 +189,8 @@ def cmd_demo(args):
         raise UsageError(f"--epochs must be at least 1, not {args.epochs}")
     if args.json:
         _writable_dir(Path(args.json).parent, "--json")
+    if args.save and Path(args.save).exists() and not Path(args.save).is_dir():
+        raise UsageError(f"--save: {args.save} is not a directory")
     config = load_config(args, CHIP_CONFIG)
     say = _progress_printer()
 
@@ -192,7 +200,7 @@ def cmd_demo(args):
 
     try:
         r = run_demo(open_dev, config=config, samples=args.samples, test=args.test,
-                     epochs=args.epochs, seed=args.seed, progress=say)
+                     epochs=args.epochs, seed=args.seed, save_dir=args.save, progress=say)
     except _model_error() as e:
         raise UsageError(str(e)) from None
     print(r.report)
@@ -250,4 +258,6 @@ def register(sub):
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    p.add_argument("--save", metavar="DIR", help="keep the trained model (dlrm.npz), calib.npz, "
+                   "test.npz and model.seedchip there, for seedchip compile / run")
     p.set_defaults(func=cmd_demo)

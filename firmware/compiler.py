@@ -91,8 +91,11 @@ class _Builder:
         try:
             addr = self.mem.alloc(name, nbytes, align=align)
         except ValueError as e:
+            static = sum(len(d) for _, d in self.image)
             raise ModelError(f"the model does not fit in the chip's {self.mem_bytes} bytes of "
-                             f"memory: {e}\n{self.mem}") from None
+                             f"memory: {e} (weights, tables and descriptors take {static} "
+                             f"bytes; a smaller --batch or --max-bag shrinks the batch's "
+                             f"buffers)") from None
         if data is not None:
             self.image.append((addr, bytes(data)))
         return addr

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -37,10 +38,13 @@ class DemoResult:
 
 
 def run_demo(dev_factory, *, config, samples: int = 20000, test: int = 512, epochs: int = 3,
-             batch: int = 64, seed: int = 1, progress=None) -> DemoResult:
+             batch: int = 64, seed: int = 1, save_dir=None, progress=None) -> DemoResult:
     """Train, quantize, compile and run the small DLRM; ``dev_factory(compiled)``
     opens the device (it gets the compiled model, to size a simulated chip's
-    memory and configuration)."""
+    memory and configuration). ``save_dir``: write there what ``seedchip
+    compile`` and ``seedchip run`` take: ``dlrm.npz`` (the trained float
+    model's state_dict), ``calib.npz``, ``test.npz`` (with ``label``) and
+    ``model.seedchip``."""
     say = progress or (lambda s: None)
     arch = SMALL_ARCH
     say(f"teacher and data: {arch.describe()}; {samples} training + {test} held-out samples")
@@ -58,6 +62,14 @@ def run_demo(dev_factory, *, config, samples: int = 20000, test: int = 512, epoc
                              mem_bytes=DEMO_MEM_BYTES, config=config)
     say(f"compiled: {len(compiled.program)} instructions, {compiled.meta['static_bytes']} "
         f"bytes of weights and tables")
+    if save_dir is not None:
+        save_dir = Path(save_dir)
+        save_dir.mkdir(parents=True, exist_ok=True)
+        model.save(save_dir / "dlrm.npz")
+        calib.save(save_dir / "calib.npz")
+        te.save(save_dir / "test.npz", label=yte)
+        compiled.save(save_dir / "model.seedchip")
+        say(f"wrote dlrm.npz, calib.npz, test.npz and model.seedchip to {save_dir}")
     p_float = model.predict(te)
     golden = q.forward_int(te)["top"][-1][:, 0]
     p_quant = q.predict(te)
