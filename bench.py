@@ -322,6 +322,9 @@ def render_table(bench):
         lines += _chip_lines(bench["chip"], cfg)
     if bench.get("link"):
         lines += _link_lines(bench["link"])
+    if bench.get("dlrm"):
+        from .firmware.dlrm_bench import dlrm_lines
+        lines += dlrm_lines(bench["dlrm"])
     lines.append("")
     lines.append(f"Measured by `make bench` on {bench['date']}; raw numbers in `build/bench.json`.")
     return "\n".join(lines)
@@ -355,7 +358,7 @@ def parse_sizes(text: str, config) -> list:
 
 
 #: What ``seedchip bench --only`` can run alone.
-PARTS = ("gemm", "sdram", "gather", "link", "chip")
+PARTS = ("gemm", "sdram", "gather", "link", "chip", "dlrm")
 
 
 def main(config, *, board="ulx3s-85f", out="build/bench.json", readme=None, build=True,
@@ -410,6 +413,13 @@ def main(config, *, board="ulx3s-85f", out="build/bench.json", readme=None, buil
         bench["link"] = run_link_bench()
     if "chip" in parts:
         bench["chip"] = run_chip_bench(config)
+    if "dlrm" in parts:
+        from .firmware.dlrm_bench import run_dlrm_bench
+        print("bench: a DLRM trained, quantized, compiled and run on the simulated chip, two "
+              "sizes (half an hour)...", flush=True)
+        from .config import CHIP_CONFIG      # the board's chip: its clock and buffers
+        bench["dlrm"] = run_dlrm_bench(CHIP_CONFIG,
+                                       progress=lambda s: print(f"  {s}", flush=True))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(bench, indent=2) + "\n")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import (CommandError, UsageError, _add_config_args, _add_device_args, _device_spec,
+from .cli_common import (CommandError, UsageError, _add_config_args, _add_device_args, _device_spec,
                   _open_device, _out_file, _progress_printer, _where, _writable_dir, load_config)
 
 __all__ = ["register"]

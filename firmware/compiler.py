@@ -40,7 +40,6 @@ applying bias, requantization and ReLU in place.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 

@@ -100,7 +100,7 @@ def run_demo(dev_factory, *, config, samples: int = 20000, test: int = 512, epoc
         f"log loss {fig['logloss_float']:.4f}",
         f"chip (int8):                     AUC {fig['auc_chip']:.4f}, "
         f"log loss {fig['logloss_chip']:.4f}, mean |dCTR| vs float {fig['mean_abs_dctr']:.4f}",
-        f"chip vs the quantized golden model: "
+        "chip vs the quantized golden model: "
         + ("bit-exact on every sample" if exact else f"{fig['mismatches']} samples DIFFER"),
     ]
     if cyc:

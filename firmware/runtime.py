@@ -112,10 +112,12 @@ class RunResult:
 class ModelRunner:
     """A compiled model on a device (see the module's docstring)."""
 
-    def __init__(self, dev, compiled: Compiled, *, progress=None):
+    def __init__(self, dev, compiled: Compiled, *, progress=None, preloaded: bool = False):
+        """``preloaded``: the image is already in the device's memory (a
+        simulated chip opened with ``preload=compiled.image``)."""
         self.dev, self.c = dev, compiled
         self.say = progress or (lambda s: None)
-        self.loaded = False
+        self.loaded = preloaded
 
     def load(self) -> tuple[int, float]:
         """Write the memory image (weights, tables, descriptors, program)."""
@@ -151,6 +153,32 @@ class ModelRunner:
                "bytes_in": inputs.batch * lg["stride"],
                "cycles": counters["cycles"] if counters else None, "counters": counters}
         return acc, fig
+
+    def profile(self) -> list[dict]:
+        """On a :class:`~seedchip.firmware.device.Device`: the cycles of each
+        instruction of the program alone (``[{"insn", "op",
+        "cycles", "counters"}]``), run one at a time on what the last batch
+        left in memory: where the time of a batch goes. Timing only: an
+        accumulating GEMM run again reads its own result, so the outputs are
+        garbage until the next batch rewrites them."""
+        out = []
+        base = self.c.program.base
+        for insn in self.c.program:
+            if isinstance(insn, isa.Finish):
+                continue
+            one = dataclasses.replace(insn, wait=0)
+            raw = isa.encode(one) + isa.encode(isa.Finish(wait=isa.WAIT_ALL))
+            self.dev.write(base, raw)
+            self.dev.start(base)
+            st = self.dev.wait(600.0)
+            if st.state != isa.ChipState.DONE:
+                from .device import ProgramError  # noqa: PLC0415
+                raise ProgramError(st)
+            c = self.dev.unit_counters()
+            out.append({"insn": str(insn), "op": insn.opcode.name, "cycles": c["cycles"],
+                        "counters": c})
+        self.dev.write(base, self.c.program.to_bytes())
+        return out
 
     def run(self, inputs: Inputs) -> RunResult:
         """Every sample of ``inputs``, in batches of the compiled size."""

@@ -1,7 +1,7 @@
 """The package's layers import downwards only, and no module imports itself
 back through others (README, "Repository layout").
 
-ground (config, checks, protocols, isa) -> rtl -> boards, sim -> boardsim -> firmware -> bench -> cli
+ground (config, checks, protocols, isa) -> rtl -> boards, sim -> boardsim -> firmware -> bench -> cli (cli_common <- cli_dlrm <- cli)
 """
 
 import ast
@@ -20,7 +20,7 @@ LAYERS = {
     "boardsim": 3,
     "firmware": 4,
     "bench": 5,
-    "cli": 6,
+    "cli_common": 6, "cli_dlrm": 6, "cli": 6,
 }
 #: the one known exception: the testbench of the board's self test (SDRAMSelfTest
 #: carries the board's gather exerciser)
