@@ -7,7 +7,8 @@ done item with the model's status; random memory latency and ``req.ready``
 on every port (one :class:`MemModel` each, one shared byte array), random
 cycles before each command is offered. Plus a memory error on A's words
 (done MEM_ERROR, and the next command still right) and the cycle figures
-with an ideal memory."""
+with an ideal memory. ACC GEMMs (C_in in place, rtl/chip_gemm_acc.py) the
+same way, and its CinReader and AccJoin alone."""
 
 import dataclasses
 
@@ -18,10 +19,12 @@ from seedchip import isa
 from seedchip.config import ChipConfig
 from seedchip.isa import ChipError, Limits, Operand, Unit
 from seedchip.protocol import GemmError
+from seedchip.rtl.chip_gemm_acc import AccJoin, CinReader
 from seedchip.rtl.chip_gemm import (N_PORTS, PORT_A, PORT_B, PORT_C, PORT_CIN, PORT_PARAMS,
                                     GemmFront, LaneSplitter, ResultWriter)
 from seedchip.sim.chip_golden import ChipModel
 from seedchip.sim.clocked import run_clocked, stream_sink, stream_source
+from seedchip.sim import golden as golden_ref
 from seedchip.sim.golden import tile_order
 from seedchip.sim.memmodel import MemModel
 
@@ -459,6 +462,118 @@ def test_result_writer(cols, int8):
 
     run_clocked(dut, tb)
     assert np.array_equal(data, want)
+
+
+@pytest.mark.parametrize("cols", [1, 2, 4, 8])
+def test_cin_reader(cols):
+    """CinReader alone: C_in in tile order with each element's channel, two
+    commands back to back (N a multiple of cols and not), random memory
+    backpressure and ``parts`` backpressure."""
+    rng = np.random.default_rng(40 + cols)
+    mem_bytes = 1 << 13
+    dut = CinReader(addr_width=addr_width(mem_bytes), cols=cols)
+    image = rng.integers(0, 256, mem_bytes, dtype=np.uint8)
+    cmds, want = [], []
+    for c_addr, n in ((64, 2 * cols + 1), (4096, cols)):
+        m = int(rng.integers(1, 6))
+        stride = isa.round_up(4 * n) + 8 * int(rng.integers(0, 2))
+        c = np.stack([image[c_addr + i * stride:c_addr + i * stride + 4 * n].view("<i4")
+                      for i in range(m)]).astype(np.int64)
+        ch = np.broadcast_to(np.arange(n), (m, n))
+        want += list(zip(tile_order(c, cols).tolist(), tile_order(ch, cols).tolist()))
+        cmds.append((c_addr, stride, m, n))
+    mm = MemModel(dut.mem, image, WB, rng, ready_p=0.6, max_latency=5)
+    got = []
+
+    async def tb(ctx):
+        for c_addr, stride, m, n in cmds:
+            for name, v in (("c_addr", c_addr), ("c_stride", stride), ("m", m), ("n", n),
+                            ("start", 1)):
+                ctx.set(getattr(dut, name), v)
+            mm.step(ctx)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            while ctx.get(dut.busy):
+                ready = rng.random() < 0.6
+                ctx.set(dut.parts.ready, ready)
+                mm.step(ctx)
+                if ready and ctx.get(dut.parts.valid):
+                    p = dut.parts.payload
+                    got.append((ctx.get(p.data), ctx.get(p.ch)))
+                assert not ctx.get(dut.err)
+                await ctx.tick()
+        assert mm.idle
+
+    run_clocked(dut, tb)
+    assert got == want
+
+
+def test_acc_join():
+    """AccJoin alone: results and addends with independent random idle cycles,
+    output backpressure, every post-processing mode over one command each;
+    against golden.postprocess of the wrapped sums."""
+    rng = np.random.default_rng(50)
+    n = 7
+    dut = AccJoin(max_n=16)
+    cases = []
+    for requant, relu in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        m = int(rng.integers(1, 5))
+        res = rng.integers(-1 << 31, 1 << 31, (m, n))
+        cin = rng.integers(-1 << 31, 1 << 31, (m, n))
+        res[0, 0] = cin[0, 0] = (1 << 31) - 1                   # a sum that wraps
+        mult = rng.integers(1 << 30, 1 << 31, n)
+        shift = rng.integers(0, 32, n)
+        x = golden_ref.wrap(res + cin)
+        want = golden_ref.postprocess(x, None, mult if requant else None,
+                                  shift if requant else None, relu=bool(relu))
+        cases.append((requant, relu, mult, shift, tile_order(res, 4), tile_order(cin, 4),
+                      tile_order(np.broadcast_to(np.arange(n), (m, n)), 4),
+                      tile_order(want, 4)))
+    got_all = []
+
+    async def tb(ctx):
+        for requant, relu, mult, shift, res, cin, ch, want in cases:
+            ctx.set(dut.requant, requant)
+            ctx.set(dut.relu, relu)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            for j in range(n):
+                ctx.set(dut.p_we, 1)
+                ctx.set(dut.p_scale.multiplier, int(mult[j]))
+                ctx.set(dut.p_scale.shift, int(shift[j]))
+                await ctx.tick()
+            ctx.set(dut.p_we, 0)
+            ir = ic = 0
+            got = []
+            while len(got) < len(want):
+                # offers change only after a handshake (or while idle)
+                if ir < len(res):
+                    ctx.set(dut.res.valid, rng.random() < 0.7 or ctx.get(dut.res.valid))
+                    ctx.set(dut.res.payload.data, int(res[ir]))
+                if ic < len(cin):
+                    ctx.set(dut.cin.valid, rng.random() < 0.7 or ctx.get(dut.cin.valid))
+                    ctx.set(dut.cin.payload.data, int(cin[ic]))
+                    ctx.set(dut.cin.payload.ch, int(ch[ic]))
+                ctx.set(dut.out.ready, rng.random() < 0.6)
+                _, _, rv, rr, cv, cr, ov, orr, od = await ctx.tick().sample(
+                    dut.res.valid, dut.res.ready, dut.cin.valid, dut.cin.ready,
+                    dut.out.valid, dut.out.ready, dut.out.payload.data)
+                if rv and rr:
+                    ir += 1
+                    ctx.set(dut.res.valid, 0)
+                if cv and cr:
+                    ic += 1
+                    ctx.set(dut.cin.valid, 0)
+                if ov and orr:
+                    got.append(od)
+            while ctx.get(dut.busy):
+                await ctx.tick()
+            got_all.append(got)
+
+    run_clocked(dut, tb)
+    for (requant, relu, *_, want), got in zip(cases, got_all):
+        assert got == want.tolist(), (requant, relu)
 
 
 @pytest.mark.parametrize("part_bytes", [1, 2, 4])
