@@ -48,9 +48,10 @@ Encoding
     the first chunk plain int32, the next ones ACC, the last ACC with
     PARAMS/REQUANT/RELU.
   * Flag combinations that cannot run are ILLEGAL (FLAGS) at decode: GEMM
-    REQUANT without PARAMS (ACC combines with every legal combination); GATHER with the reserved mode or bounds value 3,
-    or WEIGHTED with a mode other than SUM (the engine's BAD_CMD is therefore
-    never raised by a program).
+    REQUANT without PARAMS (ACC combines with every legal combination);
+    GATHER with the reserved mode or bounds value 3, or WEIGHTED with a mode
+    other than SUM (the engine's BAD_CMD is therefore never raised by a
+    program).
 
 Checks at decode (:func:`validate`); the first failing check wins, classes in
 this order: ILLEGAL (opcode, header, flags, operand reserved bits) >
