@@ -271,8 +271,9 @@ class GemmFront(wiring.Component):
     the last result: 6 cycles with a one-cycle memory (command accepted to
     done, 8x8 array: 64x64x64 5324 cycles, 76.9 % MAC utilization; 128^3
     36170, 90.6 %; 256^3 273482, 95.9 %). ACC reads C_in (half a word per
-    result) beside the writes and adds AccJoin's latency (about 20 cycles)
-    once at the end, and the memory's latency once per N tile.
+    result) ahead of the results, beside the writes, and adds AccJoin's
+    latency once, at the end: 20 cycles with a one-cycle memory (64^3 int8:
+    5861 cycles against 5841 without ACC).
     """
 
     def __init__(self, *, config, addr_width, mem_bytes):

@@ -397,14 +397,19 @@ def test_cycles(capsys):
     shapes = [(64, 64, 64, True), (32, 20, 40, True), (16, 16, 16, False)]
     lay = Layout(rng, 1 << 16)
     insns = [lay.gemm(m, k, n, params=q, requant=q, pad=0) for m, k, n, q in shapes]
+    # the second again with ACC: AccJoin's latency once (C_in is read ahead)
+    insns.append(lay.gemm(32, 20, 40, params=True, requant=True, acc=True, pad=0))
     cycles = check(cfg, insns, lay, seed=6, ready_p=1.0, max_latency=1, max_idle=0)
+    acc_cycles = cycles.pop()
     with capsys.disabled():
         print()
         for (m, k, n, q), cyc in zip(shapes, cycles):
             ideal = cfg.ideal_cycles(m, k, n)
             print(f"GemmFront {m}x{k}x{n} {'int8' if q else 'int32'}: {cyc} cycles, "
                   f"ideal {ideal}, MAC utilization {100 * ideal / cyc:.1f} %")
+        print(f"GemmFront 32x20x40 int8 ACC: {acc_cycles} cycles")
     assert cycles[0] < 1.5 * cfg.ideal_cycles(64, 64, 64)
+    assert acc_cycles <= cycles[1] + 25
 
 
 # -- stages and arguments -----------------------------------------------------------
