@@ -37,10 +37,21 @@ Encoding
     multiplier i32. Records are data, so their ignored bits are not checked.
     Multipliers are not checked by the chip (the host refuses one outside 0
     or [2**30, 2**31), as for the matrix unit).
+  * GEMM ACC accumulates into C: C_in, an m x n int32 little-endian matrix
+    at ``c_addr`` with ``c_stride``, is read and the result is
+    ``post(wrap32(A @ B + C_in))`` (post = bias, REQUANT, RELU as without
+    ACC), written in place at ``c_addr``/``c_stride`` (int8 with REQUANT,
+    else int32). Row i of the output only overlaps row i of C_in, which the
+    unit reads before it writes that row: the in-place update is defined.
+    With ACC, C's row bytes are ``4 * n`` for the C_STRIDE and C_ADDR checks
+    whether or not REQUANT. A K too large for one GEMM runs as a chain:
+    the first chunk plain int32, the next ones ACC, the last ACC with
+    PARAMS/REQUANT/RELU.
   * Flag combinations that cannot run are ILLEGAL (FLAGS) at decode: GEMM
-    REQUANT without PARAMS; GATHER with the reserved mode or bounds value 3,
-    or WEIGHTED with a mode other than SUM (the engine's BAD_CMD is therefore
-    never raised by a program).
+    REQUANT without PARAMS (ACC combines with every legal combination);
+    GATHER with the reserved mode or bounds value 3, or WEIGHTED with a mode
+    other than SUM (the engine's BAD_CMD is therefore never raised by a
+    program).
 
 Checks at decode (:func:`validate`); the first failing check wins, classes in
 this order: ILLEGAL (opcode, header, flags, operand reserved bits) >
@@ -80,7 +91,8 @@ Execution and errors
     GATHER error). A program never writes outside memory: every access is
     checked before it is made.
   * COPY, GEMM and INTERACT whose read and write bytes overlap are
-    undefined (the golden model reads everything first);
+    undefined (the golden model reads everything first), except the in-place
+    C of one GEMM ACC;
     :func:`seedchip.sim.chip_golden.check_hazards` reports them.
   * The start pc must be a multiple of 32 (else BAD_ALIGN PC) and every fetch
     must lie inside memory (else ADDR_RANGE PC): a program without FINISH runs
@@ -111,7 +123,7 @@ __all__ = [
     "StatusLayout", "RESERVED_MASK", "RESERVED_REGION_MASK",
     "Limits", "Nop", "Gemm", "Gather", "Copy", "Interact", "Finish", "Illegal",
     "Insn", "encode", "decode", "validate", "Verdict", "CHECKS", "Status",
-    "unit_of", "wait_mask", "table_pitch", "round_up", "pairs", "out_bytes",
+    "unit_of", "wait_mask", "table_pitch", "round_up", "pairs", "out_bytes", "c_row_bytes",
     "pack_record", "unpack_record", "regions", "merge_intervals", "intervals_overlap",
     "format_insn", "GemmError", "GatherError",
 ]
@@ -243,7 +255,10 @@ GemmFlags = data.StructLayout({
     #: int8 output through multiplier/shift (needs params); else int32
     "requant": unsigned(1),
     "relu": unsigned(1),
-    "reserved": unsigned(5),
+    #: read C (m x n int32 at c_addr/c_stride) and add it before post-processing;
+    #: the result overwrites it in place
+    "acc": unsigned(1),
+    "reserved": unsigned(4),
 })
 
 #: ``emb_protocol.CmdLayout``'s meaning, plus reserved bits.
@@ -427,7 +442,11 @@ class Finish(_Insn):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Gemm(_Insn):
     """``C = post(A @ B)``: A is m x k int8 (row i at a_addr + i*a_stride), B
-    k x n int8, C m x n int8 (requant) or int32 little-endian."""
+    k x n int8, C m x n int8 (requant) or int32 little-endian.
+
+    With ``acc``: ``C = post(wrap32(A @ B + C_in))`` where C_in is the m x n
+    int32 matrix read at c_addr/c_stride before it is overwritten in place
+    (C's rows are checked as ``4 * n`` bytes then, whatever ``requant``)."""
     opcode: typing.ClassVar = Opcode.GEMM
     a_addr: int
     b_addr: int
@@ -442,6 +461,7 @@ class Gemm(_Insn):
     params: bool = False
     requant: bool = False
     relu: bool = False
+    acc: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -621,6 +641,12 @@ def out_bytes(requant) -> int:
     return 1 if requant else 4
 
 
+def c_row_bytes(g: "Gemm") -> int:
+    """The bytes of one row of a GEMM's C that the checks cover: ``4 * n`` with
+    ACC (the int32 C_in is read), else ``n * out_bytes(requant)``."""
+    return 4 * g.n if g.acc else g.n * out_bytes(g.requant)
+
+
 def unit_of(insn_or_opcode) -> Unit | None:
     """The unit an instruction runs on (None: NOP, FINISH, illegal)."""
     op = getattr(insn_or_opcode, "opcode", insn_or_opcode)
@@ -660,6 +686,8 @@ def regions(insn):
                  + _rows(insn.b_addr, insn.k, insn.b_stride, insn.n))
         if insn.params:
             reads.append((insn.p_addr, insn.p_addr + insn.n * PARAM_BYTES))
+        if insn.acc:
+            reads += _rows(insn.c_addr, insn.m, insn.c_stride, 4 * insn.n)
         return reads, _rows(insn.c_addr, insn.m, insn.c_stride, insn.n * es)
     if isinstance(insn, Copy):
         return (_rows(insn.src, insn.rows, insn.src_stride, insn.row_bytes),
@@ -716,17 +744,17 @@ OK = Verdict(ChipError.NONE, None)
 
 
 def _gemm_checks(i: Gemm, lim: Limits):
-    es = out_bytes(i.requant)
+    cb = c_row_bytes(i)
     shape = [(Operand.M, 1 <= i.m <= lim.max_m), (Operand.K, 1 <= i.k <= lim.max_k),
              (Operand.N, 1 <= i.n <= lim.max_n), (Operand.A_STRIDE, i.a_stride >= i.k),
-             (Operand.B_STRIDE, i.b_stride >= i.n), (Operand.C_STRIDE, i.c_stride >= i.n * es)]
+             (Operand.B_STRIDE, i.b_stride >= i.n), (Operand.C_STRIDE, i.c_stride >= cb)]
     align = [(Operand.A_ADDR, i.a_addr), (Operand.B_ADDR, i.b_addr), (Operand.C_ADDR, i.c_addr)]
     align += [(Operand.P_ADDR, i.p_addr)] if i.params else []
     align += [(Operand.A_STRIDE, i.a_stride), (Operand.B_STRIDE, i.b_stride),
               (Operand.C_STRIDE, i.c_stride)]
     rng = [(Operand.A_ADDR, _extent(i.a_addr, i.m, i.a_stride, i.k)),
            (Operand.B_ADDR, _extent(i.b_addr, i.k, i.b_stride, i.n)),
-           (Operand.C_ADDR, _extent(i.c_addr, i.m, i.c_stride, i.n * es))]
+           (Operand.C_ADDR, _extent(i.c_addr, i.m, i.c_stride, cb))]
     rng += [(Operand.P_ADDR, i.p_addr + i.n * PARAM_BYTES)] if i.params else []
     return shape, align, rng
 

@@ -33,6 +33,10 @@ these functions give exactly those):
 
 The chip (:func:`_chip`) has the matrix unit as above, and:
 
+* GEMM ACC (:mod:`seedchip.rtl.chip_gemm_acc`): a second requantizer (4)
+  after the add of C_in, and its per-channel multiplier/shift table, a
+  :class:`~seedchip.rtl.bufmem.BufferRAM` of ``max_n`` x 37 bits (3 for
+  ``max_n`` 256); its output FIFO (32 entries) stays LUT RAM.
 * INTERACT: one multiplier per byte of a memory word (8 int8 MACs), a
   requantizer (4), ``n_vec * (n_vec - 1)`` (9 x 9 bits: 1); its vector
   buffer, two copies of ``InteractUnit.buf_depth`` 64-bit words, is block RAM
@@ -188,6 +192,9 @@ def _chip(config, board, parts) -> int:
     unit = InteractUnit(addr_width=aw, mem_bytes=mem_bytes, limits=limits)
     interact_ebr = 2 * _inferred_ebrs(DATA_WIDTH, unit.buf_depth)
     parts["interact"] = (LANES + REQUANT_DSPS + 1, interact_ebr)
+    # GEMM ACC: the requantizer after the add, the multiplier/shift table
+    from ..rtl.chip_gemm_acc import ScaleLayout
+    parts["gemm_acc"] = (REQUANT_DSPS, _buffer_ram_ebrs(ScaleLayout, config.max_n))
     # GATHER: the engine on the chip's memory words, and the unit in front
     try:
         eng = (config.gather or GatherParams()).with_memory(data_width=DATA_WIDTH,
@@ -290,7 +297,8 @@ def _describe_ebr(config, est):
         from ..gather_params import GatherParams
         text += (f", gather engine with a cache of {(config.gather or GatherParams()).cache_rows} "
                  f"lines: {est.parts['gather'][1]}, INTERACT vector buffer: "
-                 f"{est.parts['interact'][1]}, host link: {est.parts['link'][1]}")
+                 f"{est.parts['interact'][1]}, GEMM ACC table: {est.parts['gemm_acc'][1]}, "
+                 f"host link: {est.parts['link'][1]}")
     elif "gather" in est.parts:
         text += (f", gather cache of {config.gather.cache_rows} lines: "
                  f"{est.parts['gather'][1] - est.ebr_inferred}")

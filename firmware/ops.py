@@ -12,11 +12,13 @@ GEMM tiling. One GEMM instruction covers up to ``max_m x max_k x max_n``
 (the matrix unit's buffers, :class:`~seedchip.isa.Limits`); larger M and N
 are tiled into several instructions of one program, each reading its
 block of A and B in place through the strides and writing its block of C.
-A K larger than ``max_k`` is split into chunks of int32 partial products,
-one program each (the ISA has no accumulate-into-C): the host adds the
-partials (int32, wrapping, as the accumulator does) and applies bias,
-requantization and ReLU with the golden model's arithmetic, so the result
-is still bit-exact; only that last step runs on the host.
+A K larger than ``max_k`` is split into chunks, still in the one program:
+for each (M, N) tile the first chunk writes its int32 partial C, the next
+ones accumulate onto it in place (GEMM ACC) and the last one also applies
+bias, requantization and ReLU, so the whole result is computed on the chip
+and the data never leaves it. C is then laid out as int32 rows (``4 * n``
+bytes); with requantization each tile's int8 result sits at the start of
+the tile's int32 span (ACC writes in place), which the host reads back.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import numpy as np
 
 from .. import isa
 from ..emb_protocol import BoundsMode, PoolMode
-from ..sim import golden
 from .program import Allocator, Program, Table, desc_records, param_records, table_image, u32_array
 
 __all__ = ["GoldenDevice", "GemmRun", "gemm", "gemm_layout", "BagRun", "embedding_bag",
@@ -101,17 +102,16 @@ def gemm_layout(m, k, n, *, mem_bytes, limits, requant=False, params=False) -> d
     before it starts anything slow)."""
     tiles, chunks = _gemm_tiles(m, k, n, limits)
     single = len(chunks) == 1
-    # on chip: params only when the chip finishes the result (one K chunk)
-    chip_params = single and params
+    # K chunks accumulate into int32 rows of C
     es = isa.out_bytes(requant) if single else 4
     mem = Allocator(mem_bytes)
     out = {"mem": mem, "c_stride": isa.round_up(n * es)}
     try:
-        out["program"] = mem.alloc("program", isa.INSN_BYTES * (len(tiles) + 1))
+        out["program"] = mem.alloc("program", isa.INSN_BYTES * (len(tiles) * len(chunks) + 1))
         out["A"] = mem.alloc("A", m * isa.round_up(k))
         out["B"] = mem.alloc("B", k * isa.round_up(n))
-        out["params"] = mem.alloc("params", n * isa.PARAM_BYTES) if chip_params else None
-        out["C"] = mem.alloc("C" if single else "partial C", m * out["c_stride"])
+        out["params"] = mem.alloc("params", n * isa.PARAM_BYTES) if params else None
+        out["C"] = mem.alloc("C", m * out["c_stride"])
     except ValueError as e:
         raise FitError(f"{m}x{k} @ {k}x{n} does not fit in the device's {mem_bytes} bytes of "
                        f"memory: {e}") from None
@@ -121,7 +121,8 @@ def gemm_layout(m, k, n, *, mem_bytes, limits, requant=False, params=False) -> d
 @dataclasses.dataclass
 class GemmRun:
     """What :func:`gemm` did: the result, the programs run (instructions
-    each), the layout and the device's cycle counters of each program."""
+    each: one program), the layout and the device's cycle counters of each
+    program."""
     c: np.ndarray
     programs: list
     layout: str
@@ -167,29 +168,31 @@ def gemm(dev, a, b, bias=None, multiplier=None, shift=None, relu=False, *,
     if p_addr is not None:
         dev.write(p_addr, param_records(np.zeros(n, np.int64) if bias is None else bias,
                                         multiplier, shift))
-    acc = None
-    programs, counters = [], []
-    for k0, kc in chunks:
-        prog = Program(base=prog_addr, limits=limits, mem_bytes=mem_bytes)
-        for i0, mc, j0, nc in tiles:
+    prog = Program(base=prog_addr, limits=limits, mem_bytes=mem_bytes)
+    for i0, mc, j0, nc in tiles:
+        for n_chunk, (k0, kc) in enumerate(chunks):
+            last = n_chunk == len(chunks) - 1
             prog.gemm(a_addr=a_addr + i0 * a_stride + k0, b_addr=b_addr + k0 * b_stride + j0,
                       c_addr=c_addr + i0 * c_stride + j0 * es, m=mc, k=kc, n=nc,
                       a_stride=a_stride, b_stride=b_stride, c_stride=c_stride,
-                      p_addr=None if p_addr is None else p_addr + j0 * isa.PARAM_BYTES,
-                      requant=requant and single, relu=relu and single)
-        prog.finish()
-        say(f"running {len(tiles)} GEMM instruction(s)"
-            + ("" if single else f" for K {k0}..{k0 + kc - 1}"))
-        dev.run(prog, timeout=timeout)
-        programs.append(len(prog))
-        counters.append(dev.unit_counters())
-        dt = np.dtype("<i1" if (requant and single) else "<i4")
-        say(f"reading C ({m}x{n} {dt.name})")
-        raw = dev.read(c_addr, m * c_stride).reshape(m, c_stride)
-        part = raw[:, :n * es].copy().view(dt).astype(np.int64)
-        acc = part if acc is None else golden.wrap(acc + part)
-    c = acc if single else golden.postprocess(acc, bias, multiplier, shift, relu=relu)
-    return GemmRun(c=c, programs=programs, layout=str(mem), counters=counters)
+                      p_addr=(p_addr + j0 * isa.PARAM_BYTES
+                              if p_addr is not None and last else None),
+                      requant=requant and last, relu=relu and last, acc=n_chunk > 0)
+    prog.finish()
+    say(f"running {len(prog) - 1} GEMM instruction(s)"
+        + ("" if single else f" ({len(chunks)} K chunks each accumulated on the chip)"))
+    dev.run(prog, timeout=timeout)
+    out8 = requant
+    say(f"reading C ({m}x{n} {'int8' if out8 else 'int32'})")
+    raw = dev.read(c_addr, m * c_stride).reshape(m, c_stride)
+    if single or not out8:
+        c = raw[:, :n * (1 if out8 else 4)].copy().view("<i1" if out8 else "<i4")
+    else:
+        # each N tile's int8 result at the start of its int32 span
+        c = np.concatenate([raw[:, 4 * j0:4 * j0 + nc] for j0, nc in
+                            sorted({(j0, nc) for _, _, j0, nc in tiles})], axis=1).view("<i1")
+    return GemmRun(c=c.astype(np.int64), programs=[len(prog)], layout=str(mem),
+                   counters=[dev.unit_counters()])
 
 
 def bag_layout(rows, dim, n_indices, batch, *, mem_bytes, requant=False, weighted=False

@@ -222,17 +222,19 @@ class Program:
 
     # -- instructions --------------------------------------------------------------
     def gemm(self, *, a_addr, b_addr, c_addr, m, k, n, a_stride=None, b_stride=None,
-             c_stride=None, p_addr=None, requant=False, relu=False, wait=None):
+             c_stride=None, p_addr=None, requant=False, relu=False, acc=False, wait=None):
         """``C = post(A @ B)``. With ``p_addr`` N param records are read (bias, and
-        with ``requant`` multiplier/shift: int8 output; else int32). Strides
-        default to the row's bytes rounded up to ALIGN."""
-        es = isa.out_bytes(requant)
+        with ``requant`` multiplier/shift: int8 output; else int32). With ``acc``
+        C = post(A @ B + C_in), C_in the int32 matrix at c_addr, updated in place
+        (its reads count for the wait masks). Strides default to the row's bytes
+        (C: 4 * n with ``acc``) rounded up to ALIGN."""
+        es = 4 if acc else isa.out_bytes(requant)
         g = isa.Gemm(a_addr=a_addr, b_addr=b_addr, c_addr=c_addr,
                      p_addr=0 if p_addr is None else p_addr, m=m, k=k, n=n,
                      a_stride=isa.round_up(k) if a_stride is None else a_stride,
                      b_stride=isa.round_up(n) if b_stride is None else b_stride,
                      c_stride=isa.round_up(n * es) if c_stride is None else c_stride,
-                     params=p_addr is not None, requant=requant, relu=relu)
+                     params=p_addr is not None, requant=requant, relu=relu, acc=acc)
         return self._add(g, *isa.regions(g), wait)
 
     def gather(self, *, desc_addr, idx_addr, off_addr, out_addr, batch, tables, n_indices,

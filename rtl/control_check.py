@@ -144,7 +144,9 @@ def _pre(m, i, pre):
     fl = isa.GemmFlags(i.header.flags)
     m.d.sync += [pre.m1.eq(g.m - 1),
                  pre.k1.eq(g.k - 1), pre.rows1.eq(c.rows - 1), pre.batch1.eq(x.batch - 1),
-                 pre.nvec1.eq(x.n_vec - 1), pre.c_row.eq(Mux(fl.requant, g.n, g.n << 2)),
+                 pre.nvec1.eq(x.n_vec - 1),
+                 # C's row bytes: int8 with REQUANT, but ACC reads an int32 C_in
+                 pre.c_row.eq(Mux(fl.requant & ~fl.acc, g.n, g.n << 2)),
                  pre.op_unit.eq(0), pre.op_idx.eq(0)]
     with m.Switch(i.header.opcode):
         for op, n in _OP_IDX.items():

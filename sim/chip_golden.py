@@ -157,6 +157,9 @@ class ChipModel:
         entry.reads, entry.writes = isa.regions(g)
         a = self._rows(g.a_addr, g.m, g.a_stride, g.k).view(np.int8)
         b = self._rows(g.b_addr, g.k, g.b_stride, g.n).view(np.int8)
+        # ACC: C_in is read whole before anything is written (in place)
+        c_in = (self._rows(g.c_addr, g.m, g.c_stride, 4 * g.n).view("<i4").astype(np.int64)
+                if g.acc else None)
         bias = mult = shift = None
         if g.params:
             raw = self.read(g.p_addr, g.n * isa.PARAM_BYTES)
@@ -166,7 +169,10 @@ class ChipModel:
             if g.requant:
                 mult = [r["multiplier"] for r in recs]
                 shift = [r["shift"] for r in recs]
-        c = golden.gemm(a, b, bias, mult, shift, relu=g.relu)
+        raw = golden.gemm_raw(a, b)
+        if c_in is not None:
+            raw = golden.wrap(raw + c_in)
+        c = golden.postprocess(raw, bias, mult, shift, relu=g.relu)
         dt = "<i1" if g.requant else "<i4"
         self._put_rows(g.c_addr, g.c_stride, c.astype(dt).view(np.uint8).reshape(g.m, -1))
 
@@ -281,7 +287,8 @@ class Hazard:
     """Instructions at ``first`` and ``second`` (pcs; ``first`` earlier in program
     order) may run at the same time and ``kind`` is what collides: "RAW" (the
     later reads what the earlier writes), "WAR", "WAW"; ``first == second``:
-    "SELF" (an instruction reads bytes it writes) or "CODE" (``first`` writes
+    "SELF" (an instruction reads bytes it writes, but for a GEMM ACC's in-place
+    C) or "CODE" (``first`` writes
     the instruction at ``second``)."""
     first: int
     second: int
@@ -289,6 +296,14 @@ class Hazard:
 
     def __str__(self):
         return f"{self.kind} hazard between 0x{self.first:x} and 0x{self.second:x}"
+
+
+def _self_reads(e: TraceEntry, r):
+    """The reads of ``e`` that may not overlap its own writes: all of them but a
+    GEMM ACC's C_in, which it updates in place (defined behaviour)."""
+    if isinstance(e.insn, isa.Gemm) and e.insn.acc:
+        return merge(isa.regions(dataclasses.replace(e.insn, acc=False))[0])
+    return r
 
 
 def check_hazards(trace) -> list[Hazard]:
@@ -303,7 +318,7 @@ def check_hazards(trace) -> list[Hazard]:
         for u in Unit:
             if e.wait >> u.value & 1 or u == e.unit:
                 pending[u] = []
-        if overlaps(r, w) and e.unit is not None:
+        if overlaps(_self_reads(e, r), w) and e.unit is not None:
             found.append(Hazard(e.pc, e.pc, "SELF"))
         for u in Unit:
             for (p, pr, pw) in pending[u]:

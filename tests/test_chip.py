@@ -249,6 +249,23 @@ def test_gemm_any_size(dev, m, k, n, post):
     assert np.array_equal(r.c, golden.gemm(a, b, bias, mult, shift, relu=post == "relu"))
 
 
+@pytest.mark.parametrize("post", ["relu", "raw"])
+def test_gemm_acc_chain(dev, post):
+    """K = 2 * max_k + 37 through firmware.ops.gemm: one program, per N tile
+    a GEMM and two ACC GEMMs onto its int32 C in chip memory (the last with
+    bias, requantization and ReLU, or raw int32), bit-exact."""
+    rng = np.random.default_rng(21)
+    m, k, n = 6, 2 * LIMITS.max_k + 37, 19
+    a = rng.integers(-128, 128, (m, k))
+    b = rng.integers(-128, 128, (k, n))
+    bias = rng.integers(-9000, 9000, n) if post != "raw" else None
+    mult = rng.integers(1 << 30, 1 << 31, n) if post != "raw" else None
+    shift = rng.integers(5, 12, n) if post != "raw" else None
+    r = gemm(dev, a, b, bias, mult, shift, post == "relu", limits=LIMITS)
+    assert r.programs == [3 + 1]
+    assert np.array_equal(r.c, golden.gemm(a, b, bias, mult, shift, relu=post == "relu"))
+
+
 def test_embedding_bag_on_the_chip(dev):
     rng = np.random.default_rng(3)
     table = rng.integers(-128, 128, (100, 20))

@@ -7,7 +7,10 @@ done item with the model's status; random memory latency and ``req.ready``
 on every port (one :class:`MemModel` each, one shared byte array), random
 cycles before each command is offered. Plus a memory error on A's words
 (done MEM_ERROR, and the next command still right) and the cycle figures
-with an ideal memory."""
+with an ideal memory. ACC GEMMs (C_in in place, rtl/chip_gemm_acc.py) the
+same way, and its CinReader and AccJoin alone."""
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -16,10 +19,12 @@ from seedchip import isa
 from seedchip.config import ChipConfig
 from seedchip.isa import ChipError, Limits, Operand, Unit
 from seedchip.protocol import GemmError
-from seedchip.rtl.chip_gemm import (N_PORTS, PORT_A, PORT_B, PORT_C, PORT_PARAMS, GemmFront,
-                                    LaneSplitter, ResultWriter)
+from seedchip.rtl.chip_gemm_acc import AccJoin, CinReader
+from seedchip.rtl.chip_gemm import (N_PORTS, PORT_A, PORT_B, PORT_C, PORT_CIN, PORT_PARAMS,
+                                    GemmFront, LaneSplitter, ResultWriter)
 from seedchip.sim.chip_golden import ChipModel
 from seedchip.sim.clocked import run_clocked, stream_sink, stream_source
+from seedchip.sim import golden as golden_ref
 from seedchip.sim.golden import tile_order
 from seedchip.sim.memmodel import MemModel
 
@@ -59,11 +64,12 @@ class Layout:
         assert self.top <= len(self.mem), "test memory too small"
         return a
 
-    def gemm(self, m, k, n, *, params=False, requant=False, relu=False, pad=None):
+    def gemm(self, m, k, n, *, params=False, requant=False, relu=False, acc=False, pad=None):
         """A GEMM instruction on fresh regions (strides padded by 0..2 words,
-        or ``pad`` words); param records written into the image."""
+        or ``pad`` words); param records written into the image. With ``acc``
+        C's rows are 4 * n bytes (C_in: the random image's bytes)."""
         rng = self.rng
-        es = isa.out_bytes(requant)
+        es = 4 if acc else isa.out_bytes(requant)
         pads = [int(rng.integers(0, 3)) if pad is None else pad for _ in range(3)]
         a_s, b_s, c_s = (isa.round_up(x) + 8 * p for x, p in zip((k, n, n * es), pads))
         a_addr = self.alloc(m * a_s)
@@ -76,7 +82,7 @@ class Layout:
         c_addr = self.alloc(m * c_s)
         return isa.Gemm(a_addr=a_addr, b_addr=b_addr, c_addr=c_addr, p_addr=p_addr, m=m, k=k,
                         n=n, a_stride=a_s, b_stride=b_s, c_stride=c_s, params=params,
-                        requant=requant, relu=relu)
+                        requant=requant, relu=relu, acc=acc)
 
 
 def golden(image, cfg, insns):
@@ -94,7 +100,7 @@ def golden(image, cfg, insns):
 
 
 def simulate(cfg, image, insns, *, seed, ready_p=0.7, max_latency=4, err_words=range(0),
-             max_idle=4):
+             max_idle=4, err_port=PORT_A):
     """Run ``insns`` back to back on one GemmFront; returns (memory, done
     items, cycles from each accepted command to its done)."""
     mem_bytes = len(image)
@@ -102,7 +108,7 @@ def simulate(cfg, image, insns, *, seed, ready_p=0.7, max_latency=4, err_words=r
     data = image.copy()
     rng = np.random.default_rng(seed)
     mems = [MemModel(dut.mem[i], data, WB, rng, ready_p=ready_p, max_latency=max_latency,
-                     err_words=err_words if i == PORT_A else range(0)) for i in range(N_PORTS)]
+                     err_words=err_words if i == err_port else range(0)) for i in range(N_PORTS)]
     dones, cycles = [], []
 
     def limit(i):
@@ -112,7 +118,8 @@ def simulate(cfg, image, insns, *, seed, ready_p=0.7, max_latency=4, err_words=r
         if not isinstance(i, isa.Gemm):
             return 100
         kt, nt = -(-i.k // cfg.rows), -(-i.n // cfg.cols)
-        return 300 + 10 * (i.m * kt + i.k * nt + 2 * i.n + i.m * i.n + nt * kt * max(i.m, 8))
+        return (300 + 10 * (i.m * kt + i.k * nt + 2 * i.n + i.m * i.n + nt * kt * max(i.m, 8))
+                + (10 * (i.m * i.n + 10 * nt) if i.acc else 0))
 
     async def tb(ctx):
         ctl = dut.ctl
@@ -131,7 +138,7 @@ def simulate(cfg, image, insns, *, seed, ready_p=0.7, max_latency=4, err_words=r
                     if isinstance(insn, isa.Gemm):
                         for f in FIELDS:
                             ctx.set(getattr(p.operands.gemm, f), getattr(insn, f))
-                        for f in ("params", "requant", "relu"):
+                        for f in ("params", "requant", "relu", "acc"):
                             ctx.set(getattr(p.flags, f), int(getattr(insn, f)))
                     ctx.set(ctl.cmd.valid, 1)
                     if ctx.get(ctl.cmd.ready):
@@ -281,6 +288,103 @@ def test_not_gemm():
     assert np.array_equal(got, lay.mem)
 
 
+# -- ACC ----------------------------------------------------------------------------
+
+ACC_DIRECTED = [
+    # (m, k, n, params, requant, relu): every flag combination, edge sizes,
+    # N not a multiple of cols (4), N below cols, one element
+    (1, 1, 1, False, False, False),
+    (1, 1, 1, True, True, True),
+    (3, 5, 2, False, False, True),
+    (5, 6, 1, True, False, False),
+    (9, 7, 5, True, False, True),
+    (6, 8, 8, True, True, False),
+    (4, 13, 11, True, True, True),
+    (7, 3, 9, False, False, False),
+    (32, 40, 40, True, True, False),        # the buffers' limits
+]
+
+
+def test_acc_directed():
+    """ACC GEMMs (in place on C_in, the random image's int32s) of every flag
+    combination, mixed with plain ones on the same instance."""
+    rng = np.random.default_rng(11)
+    lay = Layout(rng, 1 << 16)
+    insns = []
+    for i, (m, k, n, p, r, u) in enumerate(ACC_DIRECTED):
+        insns.append(lay.gemm(m, k, n, params=p, requant=r, relu=u, acc=True, pad=i % 3))
+        if i % 3 == 1:
+            insns.append(lay.gemm(m, k, n, params=p, requant=r, relu=u, pad=i % 3))
+    check(SMALL, insns, lay, seed=11, ready_p=0.6)
+
+
+@pytest.mark.parametrize("seed", [12, 13])
+def test_acc_random(seed):
+    """Random ACC GEMMs, under random memory backpressure and latency; a
+    chain of two ACCs onto the same C (the K-split use) among them."""
+    rng = np.random.default_rng(seed)
+    lay = Layout(rng, 1 << 16)
+    insns = []
+    for _ in range(5):
+        params = bool(rng.integers(2))
+        insns.append(lay.gemm(int(rng.integers(1, SMALL.max_m + 1)),
+                              int(rng.integers(1, SMALL.max_k + 1)),
+                              int(rng.integers(1, SMALL.max_n + 1)), params=params,
+                              requant=params and bool(rng.integers(2)),
+                              relu=bool(rng.integers(2)), acc=bool(rng.integers(4))))
+    # K split in two: plain int32 C, then ACC with requant onto it
+    first = lay.gemm(6, 9, 10, params=True, acc=False, pad=0)
+    second = lay.gemm(6, 7, 10, params=True, requant=True, relu=True, acc=True, pad=0)
+    insns += [first, dataclasses.replace(second, c_addr=first.c_addr,
+                                         c_stride=first.c_stride)]
+    check(SMALL, insns, lay, seed=seed, ready_p=float(rng.uniform(0.3, 1.0)),
+          max_latency=int(rng.integers(1, 8)))
+
+
+@pytest.mark.parametrize("rows, cols", [(8, 8), (2, 1), (2, 16)])
+def test_acc_array_shapes(rows, cols):
+    """ACC with N tiles of one channel (an odd tile's addends start in a
+    word's upper half), of eight and of sixteen channels."""
+    cfg = ChipConfig(rows=rows, cols=cols, max_m=16, max_k=24, max_n=24)
+    rng = np.random.default_rng(rows * 100 + cols + 7)
+    lay = Layout(rng, 1 << 15)
+    insns = [lay.gemm(5, 17, 19, params=True, requant=True, relu=True, acc=True),
+             lay.gemm(3, 24, 24, params=True, acc=True),
+             lay.gemm(1, 1, 1, acc=True),
+             lay.gemm(9, 16, 7, relu=True, acc=True)]
+    check(cfg, insns, lay, seed=rows + cols, ready_p=0.7)
+
+
+def test_acc_mem_error():
+    """An ``err`` on a C_in word: done MEM_ERROR (no hang); the next ACC, on
+    the same instance, is computed right."""
+    rng = np.random.default_rng(14)
+    lay = Layout(rng, 1 << 14)
+    bad = lay.gemm(6, 10, 7, params=True, requant=True, acc=True)
+    good = lay.gemm(5, 9, 6, params=True, relu=True, acc=True)
+    w = (bad.c_addr + bad.c_stride) // WB
+    want, _ = golden(lay.mem, SMALL, [bad, good])
+    got, dones, _ = simulate(SMALL, lay.mem, [bad, good], seed=14, err_words=range(w, w + 1),
+                             err_port=PORT_CIN)
+    assert dones[0][:2] == (ChipError.MEM_ERROR, Unit.GEMM.value)
+    assert dones[1] == (ChipError.NONE, 0, 0, 0)
+    c = good.c_addr, good.c_addr + good.m * good.c_stride
+    assert np.array_equal(got[c[0]:c[1]], want[c[0]:c[1]])
+
+
+def test_acc_refused():
+    """An ACC the matrix unit refuses: its C_in is read and dropped too, GEMM_ERROR."""
+    rng = np.random.default_rng(15)
+    lay = Layout(rng, 1 << 15)
+    big = lay.gemm(SMALL.max_m + 1, 5, 9, params=True, acc=True)
+    good = lay.gemm(4, 6, 7, params=True, requant=True, acc=True)
+    want, _ = golden(lay.mem, SMALL, [good])
+    got, dones, _ = simulate(SMALL, lay.mem, [big, good], seed=15)
+    assert dones == [(ChipError.GEMM_ERROR, GemmError.BAD_SHAPE.value, 0, 0),
+                     (ChipError.NONE, 0, 0, 0)]
+    assert np.array_equal(got, want)
+
+
 # -- cycles -------------------------------------------------------------------------
 
 def test_cycles(capsys):
@@ -293,14 +397,19 @@ def test_cycles(capsys):
     shapes = [(64, 64, 64, True), (32, 20, 40, True), (16, 16, 16, False)]
     lay = Layout(rng, 1 << 16)
     insns = [lay.gemm(m, k, n, params=q, requant=q, pad=0) for m, k, n, q in shapes]
+    # the second again with ACC: AccJoin's latency once (C_in is read ahead)
+    insns.append(lay.gemm(32, 20, 40, params=True, requant=True, acc=True, pad=0))
     cycles = check(cfg, insns, lay, seed=6, ready_p=1.0, max_latency=1, max_idle=0)
+    acc_cycles = cycles.pop()
     with capsys.disabled():
         print()
         for (m, k, n, q), cyc in zip(shapes, cycles):
             ideal = cfg.ideal_cycles(m, k, n)
             print(f"GemmFront {m}x{k}x{n} {'int8' if q else 'int32'}: {cyc} cycles, "
                   f"ideal {ideal}, MAC utilization {100 * ideal / cyc:.1f} %")
+        print(f"GemmFront 32x20x40 int8 ACC: {acc_cycles} cycles")
     assert cycles[0] < 1.5 * cfg.ideal_cycles(64, 64, 64)
+    assert acc_cycles <= cycles[1] + 25
 
 
 # -- stages and arguments -----------------------------------------------------------
@@ -360,6 +469,118 @@ def test_result_writer(cols, int8):
     assert np.array_equal(data, want)
 
 
+@pytest.mark.parametrize("cols", [1, 2, 4, 8])
+def test_cin_reader(cols):
+    """CinReader alone: C_in in tile order with each element's channel, two
+    commands back to back (N a multiple of cols and not), random memory
+    backpressure and ``parts`` backpressure."""
+    rng = np.random.default_rng(40 + cols)
+    mem_bytes = 1 << 13
+    dut = CinReader(addr_width=addr_width(mem_bytes), cols=cols)
+    image = rng.integers(0, 256, mem_bytes, dtype=np.uint8)
+    cmds, want = [], []
+    for c_addr, n in ((64, 2 * cols + 1), (4096, cols)):
+        m = int(rng.integers(1, 6))
+        stride = isa.round_up(4 * n) + 8 * int(rng.integers(0, 2))
+        c = np.stack([image[c_addr + i * stride:c_addr + i * stride + 4 * n].view("<i4")
+                      for i in range(m)]).astype(np.int64)
+        ch = np.broadcast_to(np.arange(n), (m, n))
+        want += list(zip(tile_order(c, cols).tolist(), tile_order(ch, cols).tolist()))
+        cmds.append((c_addr, stride, m, n))
+    mm = MemModel(dut.mem, image, WB, rng, ready_p=0.6, max_latency=5)
+    got = []
+
+    async def tb(ctx):
+        for c_addr, stride, m, n in cmds:
+            for name, v in (("c_addr", c_addr), ("c_stride", stride), ("m", m), ("n", n),
+                            ("start", 1)):
+                ctx.set(getattr(dut, name), v)
+            mm.step(ctx)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            while ctx.get(dut.busy):
+                ready = rng.random() < 0.6
+                ctx.set(dut.parts.ready, ready)
+                mm.step(ctx)
+                if ready and ctx.get(dut.parts.valid):
+                    p = dut.parts.payload
+                    got.append((ctx.get(p.data), ctx.get(p.ch)))
+                assert not ctx.get(dut.err)
+                await ctx.tick()
+        assert mm.idle
+
+    run_clocked(dut, tb)
+    assert got == want
+
+
+def test_acc_join():
+    """AccJoin alone: results and addends with independent random idle cycles,
+    output backpressure, every post-processing mode over one command each;
+    against golden.postprocess of the wrapped sums."""
+    rng = np.random.default_rng(50)
+    n = 7
+    dut = AccJoin(max_n=16)
+    cases = []
+    for requant, relu in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        m = int(rng.integers(1, 5))
+        res = rng.integers(-1 << 31, 1 << 31, (m, n))
+        cin = rng.integers(-1 << 31, 1 << 31, (m, n))
+        res[0, 0] = cin[0, 0] = (1 << 31) - 1                   # a sum that wraps
+        mult = rng.integers(1 << 30, 1 << 31, n)
+        shift = rng.integers(0, 32, n)
+        x = golden_ref.wrap(res + cin)
+        want = golden_ref.postprocess(x, None, mult if requant else None,
+                                  shift if requant else None, relu=bool(relu))
+        cases.append((requant, relu, mult, shift, tile_order(res, 4), tile_order(cin, 4),
+                      tile_order(np.broadcast_to(np.arange(n), (m, n)), 4),
+                      tile_order(want, 4)))
+    got_all = []
+
+    async def tb(ctx):
+        for requant, relu, mult, shift, res, cin, ch, want in cases:
+            ctx.set(dut.requant, requant)
+            ctx.set(dut.relu, relu)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            for j in range(n):
+                ctx.set(dut.p_we, 1)
+                ctx.set(dut.p_scale.multiplier, int(mult[j]))
+                ctx.set(dut.p_scale.shift, int(shift[j]))
+                await ctx.tick()
+            ctx.set(dut.p_we, 0)
+            ir = ic = 0
+            got = []
+            while len(got) < len(want):
+                # offers change only after a handshake (or while idle)
+                if ir < len(res):
+                    ctx.set(dut.res.valid, rng.random() < 0.7 or ctx.get(dut.res.valid))
+                    ctx.set(dut.res.payload.data, int(res[ir]))
+                if ic < len(cin):
+                    ctx.set(dut.cin.valid, rng.random() < 0.7 or ctx.get(dut.cin.valid))
+                    ctx.set(dut.cin.payload.data, int(cin[ic]))
+                    ctx.set(dut.cin.payload.ch, int(ch[ic]))
+                ctx.set(dut.out.ready, rng.random() < 0.6)
+                _, _, rv, rr, cv, cr, ov, orr, od = await ctx.tick().sample(
+                    dut.res.valid, dut.res.ready, dut.cin.valid, dut.cin.ready,
+                    dut.out.valid, dut.out.ready, dut.out.payload.data)
+                if rv and rr:
+                    ir += 1
+                    ctx.set(dut.res.valid, 0)
+                if cv and cr:
+                    ic += 1
+                    ctx.set(dut.cin.valid, 0)
+                if ov and orr:
+                    got.append(od)
+            while ctx.get(dut.busy):
+                await ctx.tick()
+            got_all.append(got)
+
+    run_clocked(dut, tb)
+    for (requant, relu, *_, want), got in zip(cases, got_all):
+        assert got == want.tolist(), (requant, relu)
+
+
 @pytest.mark.parametrize("part_bytes", [1, 2, 4])
 def test_lane_splitter(part_bytes):
     """LaneSplitter alone: rows of several lengths, random idle and backpressure."""
@@ -410,5 +631,5 @@ def test_arguments():
     with pytest.raises(ValueError, match="cols must be in range 1..64"):
         ResultWriter(addr_width=9, cols=0)
     dut = GemmFront(config=SMALL, addr_width=9, mem_bytes=mb)
-    assert len(dut.mem) == N_PORTS == 4
-    assert (PORT_A, PORT_B, PORT_PARAMS, PORT_C) == (0, 1, 2, 3)
+    assert len(dut.mem) == N_PORTS == 5
+    assert (PORT_A, PORT_B, PORT_PARAMS, PORT_C, PORT_CIN) == (0, 1, 2, 3, 4)

@@ -479,3 +479,138 @@ def test_interval_helpers():
     assert merge([(5, 9), (0, 3), (3, 4), (8, 12), (20, 20)]) == [(0, 4), (5, 12)]
     assert overlaps([(0, 4), (10, 12)], [(4, 10)]) is False
     assert overlaps([(0, 4), (10, 12)], [(4, 11)]) is True
+
+
+# -- GEMM ACC -----------------------------------------------------------------------------
+
+def _wrap32(x):
+    return (int(x) + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def _post_ref(x, bias, mult, shift, relu, requant):
+    """gemmlowp's post-processing of one int32, written out with Python ints."""
+    x = _wrap32(x + bias)
+    if not requant:
+        return max(x, 0) if relu else x
+    if x == mult == -(1 << 31):
+        y = (1 << 31) - 1
+    else:
+        ab = x * mult
+        t = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+        y = abs(t) >> 31
+        y = -y if t < 0 else y                             # division toward zero
+    mask = (1 << shift) - 1
+    z = (y >> shift) + ((y & mask) > (mask >> 1) + (y < 0))
+    if relu:
+        z = max(z, 0)
+    return min(max(z, -128), 127)
+
+
+def acc_ref(a, b, c_in, bias, mult, shift, relu, requant):
+    """post(wrap32(A @ B + C_in)) from int64 products, element by element."""
+    raw = np.asarray(a, np.int64) @ np.asarray(b, np.int64) + np.asarray(c_in, np.int64)
+    m, n = raw.shape
+    return np.array([[_post_ref(_wrap32(raw[i, j]), bias[j], mult[j], shift[j], relu, requant)
+                      for j in range(n)] for i in range(m)], dtype=np.int64)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_gemm_acc_in_place(seed):
+    """ACC: C_in read at c_addr and the result written over it; C_in holds
+    values near the int32 limits so the sum wraps; only the output's bytes
+    change (int8 output: the first n bytes of each row)."""
+    rng = np.random.default_rng(100 + seed)
+    m, k, n = (int(rng.integers(1, h + 1)) for h in (LIM.max_m, LIM.max_k, LIM.max_n))
+    params = seed % 4 != 0
+    requant = params and seed % 2 == 1
+    relu = seed % 3 == 0
+    es = 1 if requant else 4
+    a_s, b_s, c_s = (isa.round_up(x) + 8 * int(rng.integers(0, 3)) for x in (k, n, 4 * n))
+    al = Allocator(MEM, base=DATA)
+    a_addr, b_addr = al.alloc("a", m * a_s), al.alloc("b", k * b_s)
+    p_addr, c_addr = al.alloc("p", n * 16), al.alloc("c", m * c_s)
+    a, b = i8(rng, (m, k)), i8(rng, (k, n))
+    c_in = rng.integers(-1 << 31, 1 << 31, size=(m, n))
+    c_in[rng.random((m, n)) < 0.3] = (1 << 31) - 1 - int(rng.integers(0, 1000))
+    bias = rng.integers(-1 << 31, 1 << 31, size=n)
+    mult = rng.integers(1 << 30, 1 << 31, size=n)
+    shift = rng.integers(0, 32, size=n)
+    model = ChipModel(MEM, LIM)
+    model.mem[:] = rng.integers(0, 256, size=MEM)
+    model.mem[:DATA] = 0
+    put_matrix(model, a_addr, a, a_s)
+    put_matrix(model, b_addr, b, b_s)
+    put_matrix(model, c_addr, c_in, c_s, np.int32)
+    model.write(p_addr, param_records(bias, mult, shift))
+    before = model.mem.copy()
+    g = isa.Gemm(a_addr=a_addr, b_addr=b_addr, c_addr=c_addr, p_addr=p_addr, m=m, k=k, n=n,
+                 a_stride=a_s, b_stride=b_s, c_stride=c_s, params=params, requant=requant,
+                 relu=relu, acc=True)
+    st = run(model, g)
+    assert st.state == ChipState.DONE, f"seed {seed}: {st}"
+    zeros = np.zeros(n, np.int64)
+    want = acc_ref(a, b, c_in, bias if params else zeros, mult, shift, relu, requant)
+    got = model.read_matrix(c_addr, m, n, c_s, np.int8 if requant else np.int32)
+    np.testing.assert_array_equal(got, want, err_msg=f"seed {seed}")
+    changed = np.flatnonzero(model.mem[DATA:] != before[DATA:]) + DATA
+    rows = merge([(c_addr + r * c_s, c_addr + r * c_s + n * es) for r in range(m)])
+    assert all(any(lo <= x < hi for lo, hi in rows) for x in changed)
+    # the in-place update is defined: no SELF hazard; C_in is among the reads
+    assert check_hazards(model.trace) == []
+    assert overlaps(merge(model.trace[0].reads), [(c_addr, c_addr + 4 * n)])
+
+
+def test_gemm_acc_chain_is_one_long_k():
+    """K = 3 * max_k + 5 as four GEMMs: int32, ACC, ACC, ACC with params,
+    requant and ReLU, is the one-GEMM result of the whole K."""
+    rng = np.random.default_rng(7)
+    m, n, kk = 5, 11, 3 * LIM.max_k + 5
+    a, b = i8(rng, (m, kk)), i8(rng, (kk, n))
+    bias = rng.integers(-1 << 20, 1 << 20, size=n)
+    mult = rng.integers(1 << 30, 1 << 31, size=n)
+    shift = rng.integers(0, 12, size=n)
+    model = ChipModel(MEM, LIM)
+    a_s, b_s, c_s = isa.round_up(kk), isa.round_up(n), isa.round_up(4 * n)
+    al = Allocator(MEM, base=DATA)
+    a_addr, b_addr = al.alloc("a", m * a_s), al.alloc("b", kk * b_s)
+    p_addr, c_addr = al.alloc("p", n * 16), al.alloc("c", m * c_s)
+    put_matrix(model, a_addr, a, a_s)
+    put_matrix(model, b_addr, b, b_s)
+    model.write(p_addr, param_records(bias, mult, shift))
+    p = Program(base=PROG, limits=LIM, mem_bytes=MEM)
+    chunks = list(range(0, kk, LIM.max_k))
+    for i, k0 in enumerate(chunks):
+        k = min(LIM.max_k, kk - k0)
+        last = i == len(chunks) - 1
+        p.gemm(a_addr=a_addr + k0, b_addr=b_addr + k0 * b_s, c_addr=c_addr, m=m, k=k, n=n,
+               a_stride=a_s, b_stride=b_s, c_stride=c_s, p_addr=p_addr if last else None,
+               requant=last, relu=last, acc=i > 0)
+    p.finish()
+    model.write(PROG, p.to_bytes())
+    assert model.run(PROG).state == ChipState.DONE
+    assert [g.acc for g in p.insns[:-1]] == [False, True, True, True]
+    want = acc_ref(a, b, np.zeros((m, n)), bias, mult, shift, True, True)
+    np.testing.assert_array_equal(model.read_matrix(c_addr, m, n, c_s, np.int8), want)
+    np.testing.assert_array_equal(want, golden.gemm(a, b, bias, mult, shift, relu=True))
+    assert check_hazards(model.trace) == []
+
+
+def test_hazard_checker_acc_other_overlaps():
+    """An ACC GEMM whose A overlaps its C is still a SELF hazard; a COPY
+    writing bytes of C_in that a running ACC GEMM (int8 output) only reads
+    is a WAR hazard: C_in's reads count."""
+    model = ChipModel(MEM, LIM)
+    g = isa.Gemm(a_addr=DATA, b_addr=DATA + 256, c_addr=DATA, m=2, k=8, n=2, a_stride=8,
+                 b_stride=8, c_stride=8, acc=True)
+    st = run(model, g)
+    assert st.state == ChipState.DONE
+    assert [(h.first, h.second, h.kind) for h in check_hazards(model.trace)] == \
+        [(0, 0, "SELF")]
+    g = isa.Gemm(a_addr=DATA + 1024, b_addr=DATA + 256, c_addr=DATA, p_addr=DATA + 2048, m=2,
+                 k=8, n=4, a_stride=8, b_stride=8, c_stride=16, params=True, requant=True,
+                 acc=True)
+    # C's row 0: bytes 0..3 written (int8), 0..15 read (int32 C_in)
+    st = run(model, g, isa.Copy(src=DATA + 512, dst=DATA + 8, src_stride=8, dst_stride=8,
+                                rows=1, row_bytes=8))
+    assert st.state == ChipState.DONE
+    assert [(h.first, h.second, h.kind) for h in check_hazards(model.trace)] == [(0, 32, "WAR")]

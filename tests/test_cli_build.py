@@ -338,28 +338,34 @@ def test_report_gather_section_is_the_tops_engine():
 
 
 #: The chip's real build (``seedchip build --seed 1``, the chip preset on the
-#: ULX3S-85F): MULT18X18D and DP16KD nextpnr placed.
-CHIP_BUILD = (126, 195)
+#: ULX3S-85F): MULT18X18D and DP16KD nextpnr placed, (126, 195) before GEMM
+#: ACC, plus its counted blocks (a requantizer's 4 MULT18X18D, the
+#: multiplier/shift table's 3 DP16KD instances): not yet rebuilt since.
+CHIP_BUILD = (130, 198)
 
 
 def test_chip_estimate_is_what_the_build_used():
     """DSP: the matrix unit 64 + 4; INTERACT 8 MACs + 4 (requantizer) + 1
     (n_vec * (n_vec - 1)); GATHER 8 lanes x 4 (requantizers) + 2 + 2
     (row * pitch in the walker and the descriptor: 32 x 4 bits) + 1 (line
-    hash) + 4 (the unit's own products); the control unit's extent check 4.
+    hash) + 4 (the unit's own products); the control unit's extent check 4;
+    GEMM ACC's requantizer 4.
 
     EBR: the matrix unit's buffers for M up to 128: A 16, B 32, parameters
     4, accumulators 30; the gather cache 64, its keys 4, output FIFO 8 and
     gearbox FIFO (33 x 65 bits) 2; INTERACT's vector buffer 2 x 16; the
-    link's frame (4 x 1024 bytes) and response buffers 2 + 1."""
+    link's frame (4 x 1024 bytes) and response buffers 2 + 1; GEMM ACC's
+    multiplier/shift table (256 x 37 bits) 3."""
     est = estimate_resources(CHIP_CONFIG, "ulx3s-85f")
-    assert (est.dsp, est.ebr) == CHIP_BUILD == (64 + 4 + 13 + 41 + 4, 82 + 78 + 32 + 3)
+    assert (est.dsp, est.ebr) == CHIP_BUILD == (64 + 4 + 13 + 41 + 4 + 4,
+                                                82 + 78 + 32 + 3 + 3)
+    assert est.parts["gemm_acc"] == (4, 3)
     assert est.ebr_inferred == 4 + 8 + 2 + 32 + 3
     assert check_fit(CHIP_CONFIG, "ulx3s-85f") == []
 
 
 def test_chip_estimate_counts_the_instantiated_blocks():
-    """The chip's INTERACT and gather engine, elaborated: their MULT18X18D
+    """The chip's INTERACT, GEMM ACC join and gather engine, elaborated: their MULT18X18D
     and DP16KD instances are the estimate's (the matrix unit's: see above)."""
     from seedchip.isa import Limits
     from seedchip.rtl.chip_interact import InteractUnit
@@ -370,6 +376,10 @@ def test_chip_estimate_counts_the_instantiated_blocks():
                         limits=Limits.from_config(CHIP_CONFIG))
     # the 9 x 9 product is Yosys' (inferred), the rest instances
     assert _instances(unit, board.platform())["MULT18X18D"] == est.parts["interact"][0] - 1
+    # GEMM ACC: the requantizer's four products and the table's block RAMs
+    from seedchip.rtl.chip_gemm_acc import AccJoin
+    counts = _instances(AccJoin(max_n=CHIP_CONFIG.max_n), board.platform())
+    assert (counts["MULT18X18D"], counts["DP16KD"]) == est.parts["gemm_acc"]
     eng = GatherParams().with_memory(data_width=64, addr_width=23)
     counts = _instances(GatherEngine(eng), board.platform())
     assert counts["MULT18X18D"] == eng.lanes * 4
@@ -405,13 +415,13 @@ def test_build_refuses_a_config_that_cannot_fit_at_once(capsys, no_build):
     with pytest.raises(DoesNotFit, match=r"ulx3s-12f has 28: use at most 24 MACs "
                                          r"\(e\.g\. --rows 4 --cols 4\)"):
         check_fit(DEFAULT_CONFIG, "ulx3s-12f", top="exerciser")
-    # the chip: the rest of it takes 62 more (INTERACT 13, GATHER 41, control 4)
+    # the chip: the rest of it takes 66 more (INTERACT 13, GATHER 41, control 4, GEMM ACC 4)
     t0 = time.monotonic()
     assert main(["build", "--top", "chip", "--rows", "12", "--cols", "12"]) == 2
     assert time.monotonic() - t0 < 5.0
     assert _one_error_line(capsys, "build") == (
-        "rows x cols = 144 multipliers need 206 DSP blocks (62 more for the rest of the "
-        "design); ulx3s-85f has 156: use at most 94 MACs (e.g. --rows 9 --cols 9); "
+        "rows x cols = 144 multipliers need 210 DSP blocks (66 more for the rest of the "
+        "design); ulx3s-85f has 156: use at most 90 MACs (e.g. --rows 9 --cols 9); "
         "--force to try anyway")
 
 
@@ -425,13 +435,13 @@ def test_buffers_that_cannot_fit_are_refused(capsys, no_build):
                  "--gather-cache-rows", "4096"]) == 2
     assert "gather cache of 4096 lines: 128" in _one_error_line(capsys, "build")
     # the chip: its inferred memories count too; the default configuration
-    # (M up to 256) needs 3 more than the board has
+    # (M up to 256) needs 6 more than the board has
     assert main(["build", "--top", "chip", "--config", "default"]) == 2
     assert _one_error_line(capsys, "build") == (
-        "the buffers need 211 block RAMs (matrix unit, M/K/N up to 256/256/256 on 8x8: 98, "
-        "gather engine with a cache of 2048 lines: 78, INTERACT vector buffer: 32, host "
-        "link: 3); ulx3s-85f has 208: make --max-m/--max-k/--max-n or --gather-cache-rows "
-        "smaller; --force to try anyway")
+        "the buffers need 214 block RAMs (matrix unit, M/K/N up to 256/256/256 on 8x8: 98, "
+        "gather engine with a cache of 2048 lines: 78, INTERACT vector buffer: 32, GEMM ACC "
+        "table: 3, host link: 3); ulx3s-85f has 208: make --max-m/--max-k/--max-n or "
+        "--gather-cache-rows smaller; --force to try anyway")
 
 
 def test_force_builds_anyway(monkeypatch, tmp_path, capsys):

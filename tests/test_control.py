@@ -48,14 +48,15 @@ def rand_gemm(rng, mem=MEM, **kw):
     m, k, n = (int(rng.integers(1, x + 1)) for x in (LIM.max_m, LIM.max_k, LIM.max_n))
     params = bool(rng.integers(2))
     requant = params and bool(rng.integers(2))
-    es = isa.out_bytes(requant)
+    acc = bool(rng.integers(2))
+    es = 4 if acc else isa.out_bytes(requant)
     a_s, b_s, c_s = (isa.round_up(x) + 8 * int(rng.integers(0, 3)) for x in (k, n, n * es))
     span = max(m * a_s, k * b_s, m * c_s, n * 16)
     addr = lambda: DATA + 8 * int(rng.integers(0, (mem - DATA - span) // 8))   # noqa: E731
     return isa.Gemm(a_addr=addr(), b_addr=addr(), c_addr=addr(), p_addr=addr() if params else
                     8 * int(rng.integers(0, 1 << 29)), m=m, k=k, n=n, a_stride=a_s, b_stride=b_s,
                     c_stride=c_s, params=params, requant=requant, relu=bool(rng.integers(2)),
-                    **kw)
+                    acc=acc, **kw)
 
 
 def rand_gather(rng, mem=MEM, **kw):
@@ -191,6 +192,15 @@ def directed_insns():
             gemm(requant=False, c_stride=32, c_addr=MEM - 128),
             gemm(requant=False, c_stride=32, c_addr=MEM - 120),
             gemm(p_addr=MEM - 128), gemm(p_addr=MEM - 120),
+            # ACC: C's rows are 4 * n bytes (C_in is int32) with or without REQUANT
+            gemm(acc=True), gemm(acc=True, c_stride=24), gemm(acc=True, c_stride=32),
+            gemm(acc=True, requant=False, c_stride=24), gemm(acc=True, params=False,
+                                                              requant=False, c_stride=32),
+            gemm(acc=True, params=False, requant=True, c_stride=32),
+            gemm(acc=True, c_stride=32, c_addr=MEM - 128),
+            gemm(acc=True, c_stride=32, c_addr=MEM - 120),
+            gemm(acc=True, c_stride=40, c_addr=MEM - 136),
+            gemm(acc=True, c_stride=40, c_addr=MEM - 128),
             gemm(m=32, a_stride=0xFFF8, a_addr=0xFFFFFFF8)]                 # 50-bit extent
     out += [isa.Gather(**g), isa.Gather(**{**g, "batch": 0}), isa.Gather(**{**g, "n_tables": 0}),
             isa.Gather(**{**g, "n_tables": LIM.n_tables + 1}), isa.Gather(**{**g, "w_addr": 3}),
@@ -635,7 +645,7 @@ def add_random(p, rng, insn, wait):
         return p.gemm(a_addr=insn.a_addr, b_addr=insn.b_addr, c_addr=insn.c_addr, m=insn.m,
                       k=insn.k, n=insn.n, a_stride=insn.a_stride, b_stride=insn.b_stride,
                       c_stride=insn.c_stride, p_addr=insn.p_addr if insn.params else None,
-                      requant=insn.requant, relu=insn.relu, wait=wait)
+                      requant=insn.requant, relu=insn.relu, acc=insn.acc, wait=wait)
     if isinstance(insn, isa.Copy):
         return p.copy(src=insn.src, dst=insn.dst, rows=insn.rows, row_bytes=insn.row_bytes,
                       src_stride=insn.src_stride, dst_stride=insn.dst_stride, wait=wait)

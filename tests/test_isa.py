@@ -339,3 +339,57 @@ def test_status_and_disassembly_strings():
     assert str(gemm(wait=0b110)) == ("GEMM a_addr=0x1000 b_addr=0x2000 c_addr=0x3000 "
                                      "p_addr=0x4000 m=4 k=16 n=8 a_stride=16 b_stride=8 "
                                      "c_stride=8 +params +requant wait=GATHER|COPY")
+
+
+# -- GEMM ACC ---------------------------------------------------------------------------
+
+def test_gemm_acc_bytes():
+    """ACC is flag bit 3 (after params, requant, relu); flag bits 4..7 stay reserved."""
+    g = isa.Gemm(a_addr=0x1000, b_addr=0x2008, c_addr=0x30, p_addr=0x40, m=3, k=70, n=9,
+                 a_stride=72, b_stride=16, c_stride=40, params=True, requant=True, relu=False,
+                 acc=True)
+    want = struct.pack("<BBHIIIIHHHHHH", 1, 0b1011, 0, 0x1000, 0x2008, 0x30, 0x40,
+                       3, 70, 9, 72, 16, 40)
+    assert isa.encode(g) == want
+    assert isa.decode(want) == g
+    assert isa.decode(want[:1] + bytes([0b1000]) + want[2:]) == dataclasses.replace(
+        g, params=False, requant=False)
+    assert isa.GemmFlags["acc"].offset == 3
+    flag_bits = (isa.RESERVED_MASK[isa.Opcode.GEMM] >> 8) & 0xFF
+    assert flag_bits == 0xF0
+    assert str(g).endswith("+params +requant +acc")
+
+
+def test_gemm_acc_rules():
+    """With ACC C's rows are 4 * n bytes (C_in is int32) whether or not
+    REQUANT: the C_STRIDE shape check and the C_ADDR extent; no flag
+    combination with ACC is illegal that is not illegal without it."""
+    acc = dict(acc=True, c_stride=32)
+    assert v(gemm(acc=True)) == Verdict(ChipError.BAD_SHAPE, Operand.C_STRIDE)     # int8 rows
+    assert v(gemm(acc=True, c_stride=24)) == Verdict(ChipError.BAD_SHAPE, Operand.C_STRIDE)
+    assert v(gemm(acc=True, requant=False, c_stride=24)).detail == Operand.C_STRIDE
+    for params, requant, relu in ((0, 0, 0), (0, 0, 1), (1, 0, 0), (1, 0, 1), (1, 1, 0),
+                                  (1, 1, 1)):
+        assert v(gemm(**acc, params=bool(params), requant=bool(requant), relu=bool(relu))).ok
+    assert v(gemm(**acc, params=False, requant=True)) == Verdict(ChipError.ILLEGAL,
+                                                                 Operand.FLAGS)
+    # extent: rows 0..3 at stride 32 (or 40) of 32 bytes
+    assert v(gemm(**acc, c_addr=MEM - 128)).ok
+    assert v(gemm(**acc, c_addr=MEM - 120)) == Verdict(ChipError.ADDR_RANGE, Operand.C_ADDR)
+    assert v(gemm(acc=True, c_stride=40, c_addr=MEM - 152)).ok
+    # without ACC the int8 rows would end 24 bytes earlier and fit
+    assert v(gemm(c_stride=40, c_addr=MEM - 144)).ok
+    assert v(gemm(acc=True, c_stride=40, c_addr=MEM - 144)) == Verdict(ChipError.ADDR_RANGE,
+                                                                       Operand.C_ADDR)
+
+
+def test_gemm_acc_regions():
+    """ACC reads C (its int32 rows) and writes it: both in regions()."""
+    g = gemm(acc=True, c_stride=40)
+    reads, writes = isa.regions(g)
+    c_rows = [(0x3000 + 40 * i, 0x3000 + 40 * i + 32) for i in range(4)]
+    assert all(r in reads for r in c_rows)
+    assert writes == [(0x3000 + 40 * i, 0x3000 + 40 * i + 8) for i in range(4)]
+    plain = isa.regions(gemm(c_stride=40))[0]
+    assert not any(r in plain for r in c_rows)
+    assert isa.c_row_bytes(g) == 32 and isa.c_row_bytes(gemm()) == 8

@@ -1,5 +1,5 @@
 """firmware/ops.py on the golden executor: GEMM tiling over M, N and K
-(K chunks summed on the host) and the EmbeddingBag layout, bit-exact
+(K chunks accumulated on the chip with GEMM ACC) and the EmbeddingBag layout, bit-exact
 against the golden models; the same calls run on the RTL in
 tests/test_chip.py."""
 
@@ -9,6 +9,7 @@ import pytest
 from seedchip import isa
 from seedchip.firmware import FitError, GoldenDevice, ProgramError, embedding_bag, gemm
 from seedchip.sim import golden
+from seedchip.sim.chip_golden import check_hazards
 from seedchip.sim.emb_golden import embedding_bag_ref
 
 SMALL = isa.Limits(max_m=16, max_k=16, max_n=16, n_tables=4, max_dim=32, max_bag=8)
@@ -16,21 +17,27 @@ SMALL = isa.Limits(max_m=16, max_k=16, max_n=16, n_tables=4, max_dim=32, max_bag
 
 @pytest.mark.parametrize("m,k,n,post", [
     (1, 1, 1, "raw"), (16, 16, 16, "requant"), (37, 20, 45, "requant"), (40, 16, 9, "bias"),
-    (5, 33, 17, "requant"), (19, 50, 3, "raw"), (33, 40, 33, "relu")])
+    (5, 33, 17, "requant"), (19, 50, 3, "raw"), (33, 40, 33, "relu"), (7, 37, 20, "bias"),
+    (3, 45, 5, "relu_only"), (18, 16 * 3 + 1, 17, "requant")])
 def test_gemm_tiles(m, k, n, post):
     rng = np.random.default_rng(m * 1000 + k * 10 + n)
     a = rng.integers(-128, 128, (m, k))
     b = rng.integers(-128, 128, (k, n))
-    bias = rng.integers(-5000, 5000, n) if post != "raw" else None
+    bias = rng.integers(-5000, 5000, n) if post not in ("raw", "relu_only") else None
     mult = rng.integers(1 << 30, 1 << 31, n) if post in ("requant", "relu") else None
     shift = rng.integers(0, 12, n) if mult is not None else None
-    relu = post == "relu"
+    relu = post in ("relu", "relu_only")
     dev = GoldenDevice(1 << 16, SMALL)
     r = gemm(dev, a, b, bias, mult, shift, relu, limits=SMALL)
     want = golden.gemm(a, b, bias, mult, shift, relu=relu)
     assert np.array_equal(r.c, want)
-    assert len(r.programs) == -(-k // 16)
-    assert r.programs[0] == -(-m // 16) * -(-n // 16) + 1
+    # one program: per (M, N) tile one GEMM per K chunk, the later ones ACC
+    chunks = -(-k // 16)
+    assert r.programs == [-(-m // 16) * -(-n // 16) * chunks + 1]
+    insns = dev.model.trace[:-1]
+    assert [e.insn.acc for e in insns] == [c > 0 for _ in range(len(insns) // chunks)
+                                           for c in range(chunks)]
+    assert check_hazards(dev.model.trace) == []
 
 
 def test_gemm_does_not_fit():

@@ -142,3 +142,25 @@ def test_allocator():
     text = str(al)
     assert "0x00000008..0x00000015         13 B  a" in text
     assert text.endswith("256 of 256 bytes used")
+
+
+def test_gemm_acc():
+    """``acc``: C's stride defaults to 4 * n (C_in is int32) and C_in's reads
+    count for the waits: a COPY still writing bytes of C that an int8 ACC only
+    reads makes it wait; a COPY after it writing those bytes waits too (WAR)."""
+    p = Program(limits=Limits(), mem_bytes=1 << 16)
+    p.copy(src=0x6000, dst=0x3000 + 8, rows=1, row_bytes=8)
+    g = p.gemm(a_addr=0x1000, b_addr=0x2000, c_addr=0x3000, p_addr=0x4000, m=2, k=8, n=4,
+               requant=True, acc=True)
+    assert (g.acc, g.c_stride, g.wait) == (True, 16, COPY)
+    c = p.copy(src=0x6000, dst=0x3000 + 24, rows=1, row_bytes=8)
+    assert c.wait == GEMM
+    # without ACC the int8 rows are 4 bytes: neither copy touches them
+    q = Program()
+    q.copy(src=0x6000, dst=0x3000 + 8, rows=1, row_bytes=8)
+    h = q.gemm(a_addr=0x1000, b_addr=0x2000, c_addr=0x3000, p_addr=0x4000, m=2, k=8, n=4,
+               requant=True, c_stride=16)
+    assert (h.acc, h.wait) == (False, 0)
+    assert q.copy(src=0x6000, dst=0x3000 + 24, rows=1, row_bytes=8).wait == 0
+    assert "+acc" in str(p).splitlines()[1]
+    assert Program.from_bytes(p.to_bytes()).to_bytes() == p.to_bytes()
