@@ -444,7 +444,7 @@ def _gemm_on_device(config, args, kind, port, a, b, bias, mult, shift):
                              progress=say), chip=config)
     expect = golden.gemm(a, b, bias, mult, shift, relu=args.relu, out_bits=config.in_width)
     print(f"{sum(r.programs)} instructions in {len(r.programs)} program(s)"
-          + ("" if len(r.programs) == 1 else " (K split: the host adds the int32 partials)"))
+          + ("" if k <= limits.max_k else " (K split: GEMM ACC chunks accumulate in chip memory)"))
     cycles = sum(c["cycles"] for c in r.counters if c)
     if cycles:
         ideal = config.ideal_cycles(m, k, n)

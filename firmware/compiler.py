@@ -226,9 +226,13 @@ class _Builder:
         for n, layer in enumerate(q.bot):
             last = n == len(q.bot) - 1
             act = self.linear(layer, act, t_dest if last else None)
-        if act.addr != self.T:                     # K split: x to T
-            self.prog.copy(src=act.addr, dst=self.T, rows=B, row_bytes=a.dim,
-                           src_stride=act.stride, dst_stride=a.n_vec * self.vs)
+        if act.addr != self.T:                     # K split: x (its N tiles) to T
+            for c0, nc, off in act.segs:
+                self.prog.copy(src=act.addr + off, dst=self.T + c0, rows=B, row_bytes=nc,
+                               src_stride=act.stride, dst_stride=a.n_vec * self.vs)
+            self.row(layer="x -> T", op="COPY", shape=f"{B} x {a.dim} B", out="int8",
+                     scale=f"{q.s_T:.4g}", where=f"T 0x{self.T:x}", insns=len(act.segs),
+                     cycles=B * (2 * -(-a.dim // SDRAM_BYTES_PER_CYCLE) + 4))
         self.prog.interact(src=self.T, dst=self.R + self.d8, batch=B, n_vec=a.n_vec, dim=a.dim,
                            multiplier=q.z_multiplier, shift=q.z_shift, vec_stride=self.vs,
                            in_stride=a.n_vec * self.vs, out_stride=self.r_stride)

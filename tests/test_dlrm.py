@@ -236,8 +236,8 @@ def test_program_bit_exact_with_partial_batch(trained):
 
 
 @pytest.mark.parametrize("limits", [
-    # M tiled (batch 24 over 8 rows), N tiled by 8, K split at 8 (ACC), tables in groups of 3
-    dict(max_m=8, max_k=8, max_n=8, n_tables=3),
+    # M tiled (batch 24 over 8 rows), N tiled by 8, K split at 16 (ACC), tables in groups of 3
+    dict(max_m=8, max_k=16, max_n=8, n_tables=3),
     # K split only where the input lies in two places: d = 12 is not a multiple of 8
     dict(max_m=64, max_k=256, max_n=256, n_tables=8),
 ])
