@@ -143,7 +143,9 @@ def cmd_run(args):
     try:
         print(f"running {inputs.batch} samples on {_where(kind, port)} in batches of "
               f"{compiled.batch}", flush=True)
-        res = ModelRunner(dev, compiled, progress=say).run(inputs)
+        runner = ModelRunner(dev, compiled, progress=say)
+        res = runner.run(inputs)
+        prof = runner.profile() if args.profile else None
     except (ProgramError, LinkError) as e:
         raise CommandError(str(e)) from None
     except _model_error() as e:
@@ -151,6 +153,12 @@ def cmd_run(args):
     finally:
         dev.close()
     print(res.summary(compiled.meta["clk_mhz"]))
+    if prof:
+        total = sum(p["cycles"] for p in prof)
+        print(f"each instruction alone (the last batch's data; {total} cycles in all, "
+              f"{res.batches[-1]['cycles']} together):")
+        for p in prof:
+            print(f"  {p['cycles']:9d}  {p['insn']}")
     ok = True
     if args.check:
         ref = compiled.quant.forward_int(inputs)["top"][-1][:, 0]
@@ -170,6 +178,7 @@ def cmd_run(args):
             {"samples": int(res.scores.size), "batch": compiled.batch,
              "cycles_per_batch": [b["cycles"] for b in res.batches],
              "breakdown": res.cycle_breakdown(), "bit_exact": ok if args.check else None,
+             "profile": prof,
              "clk_mhz": compiled.meta["clk_mhz"]}, indent=2))
     if not ok:
         raise CommandError("the chip's results differ from the golden model")
@@ -245,6 +254,8 @@ def register(sub):
     p.add_argument("--out", metavar="scores.npy", help="write the click probabilities here")
     p.add_argument("--check", action="store_true",
                    help="compare with the quantized golden model bit for bit (exit 1 if not)")
+    p.add_argument("--profile", action="store_true",
+                   help="then run each instruction alone and print its cycles")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     p.set_defaults(func=cmd_run)
 

@@ -159,6 +159,13 @@ def run_dlrm_bench(config, *, sdram: bool = True, progress=print) -> dict:
         c64 = compile_model(q, batch=64, limits=limits, mem_bytes=mem, config=config)
         c1 = compile_model(q, batch=1, limits=limits, mem_bytes=mem, config=config)
         r["image_bytes"] = c64.meta["static_bytes"]
+        # the floors of one batch: the MACs on the array, the weights through the
+        # board's 16-bit SDRAM (read once per batch: every layer's B operand)
+        wbytes = sum(L.k * isa.round_up(L.n) for L in q.bot + q.top)
+        r["bounds"] = {"weight_bytes": wbytes,
+                       "sdram_cycles_for_weights": wbytes // 2,
+                       **{f"mac_cycles_batch{b}": -(-b * r["macs_per_sample"] // config.macs)
+                          for b in (1, 64)}}
         r["insns_batch64"] = len(c64.program)
         r["host"] = {"batch64": _host_speed(model, q, te.slice(0, 64)),
                      "batch1": _host_speed(model, q, te.slice(0, 1), reps=20)}

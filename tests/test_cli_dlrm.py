@@ -138,7 +138,8 @@ def test_run_on_the_simulated_chip(files, compiled, tmp_path, capsys):
     """compile + run through the whole chip under Verilator, bit-exact."""
     scores, js = tmp_path / "scores.npy", tmp_path / "run.json"
     assert main(["run", "--model", str(compiled), "--inputs", str(files / "test.npz"),
-                 "--device", "sim", "--check", "--out", str(scores), "--json", str(js)]) == 0
+                 "--device", "sim", "--check", "--out", str(scores), "--json", str(js),
+                 "--profile"]) == 0
     out = capsys.readouterr().out
     assert "bit-exact on every sample" in out
     assert "inferences/s" in out and "labels: AUC" in out
@@ -148,5 +149,10 @@ def test_run_on_the_simulated_chip(files, compiled, tmp_path, capsys):
     fig = json.loads(js.read_text())
     assert fig["samples"] == 100 and len(fig["cycles_per_batch"]) == 4     # 32+32+32+4
     assert all(c > 0 for c in fig["cycles_per_batch"])
+    # each instruction alone: GATHER, 2 GEMMs, INTERACT, COPY, 2 GEMMs; together they
+    # take less than the sum (GATHER beside the bottom MLP)
+    assert [p["op"] for p in fig["profile"]] == ["GATHER", "GEMM", "GEMM", "INTERACT", "COPY",
+                                                 "GEMM", "GEMM"]
+    assert fig["cycles_per_batch"][-1] < sum(p["cycles"] for p in fig["profile"])
     model = DLRMFloat.load(files / "dlrm.npz")
     assert np.abs(np.load(scores) - model.predict(test)).mean() < 0.01
