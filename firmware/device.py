@@ -184,7 +184,9 @@ def open_device(spec: str, *, baud: int = 3_000_000, timeout: float | None = Non
     simulated) or ``"sim-sdram"`` (the chip on the pin-level SDRAM model, at
     the board's clock; much slower). Keywords go to
     :class:`seedchip.firmware.sim.SimChip`: ``mem_bytes`` (sim), ``chip`` (a
-    :class:`~seedchip.config.ChipConfig`), or ``top`` and ``config``."""
+    :class:`~seedchip.config.ChipConfig`), or ``top`` and ``config``;
+    ``preload=[(byte_addr, bytes), ...]``, a memory image placed in the
+    simulated memory before the link starts (a board would load it once)."""
     if spec.startswith("serial:"):
         if sim_kw:
             raise TypeError(f"{', '.join(sorted(sim_kw))}: for open_device('sim') only")

@@ -18,9 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .link import LinkError
 
-__all__ = ["SimChip", "DEFAULT_TOP", "SDRAM_TOP", "LINK_TOP"]
+__all__ = ["SimChip", "check_preload", "DEFAULT_TOP", "SDRAM_TOP", "LINK_TOP"]
 
 _PKG_PARENT = Path(__file__).resolve().parent.parent.parent
 #: the chip on an on-chip RAM
@@ -38,6 +40,44 @@ def _die_with_parent():
         pass
 
 
+def check_preload(preload, config) -> list:
+    """``preload`` as ``[(byte_addr, bytes), ...]``, checked against the chip
+    memory of ``config`` (a chip build: ``sim`` or ``sim-sdram``)."""
+    from ..sim.chip_top import ChipSDRAMSimConfig, ChipSimConfig  # noqa: PLC0415
+
+    if not isinstance(config, (ChipSimConfig, ChipSDRAMSimConfig)):
+        raise ValueError(f"preload is for the chip ('sim', 'sim-sdram'), not a "
+                         f"{type(config).__name__} build")
+    mem_bytes = config.mem_bytes
+    try:
+        items = list(preload)
+    except TypeError:
+        raise TypeError(f"preload must be a list of (byte_addr, bytes), not "
+                        f"{type(preload).__name__}") from None
+    out = []
+    for i, seg in enumerate(items):
+        try:
+            addr, data = seg
+        except (TypeError, ValueError):
+            raise TypeError(f"preload segment {i} must be (byte_addr, bytes), not "
+                            f"{type(seg).__name__}") from None
+        if isinstance(addr, bool) or not isinstance(addr, (int, np.integer)):
+            raise TypeError(f"preload segment {i}: byte_addr must be an integer, not {addr!r}")
+        if isinstance(data, np.ndarray):
+            raw = np.ascontiguousarray(data).tobytes()
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            raw = bytes(data)
+        else:
+            raise TypeError(f"preload segment {i}: data must be bytes or a NumPy array, "
+                            f"not {type(data).__name__}")
+        addr = int(addr)
+        if addr < 0 or addr + len(raw) > mem_bytes:
+            raise ValueError(f"preload segment {i} (byte address {addr:#x}, {len(raw)} bytes) "
+                             f"is outside the chip memory (0x0..{mem_bytes:#x})")
+        out.append((addr, raw))
+    return out
+
+
 class SimChip:
     """Starts a simulated top level and waits for its pty.
 
@@ -48,10 +88,17 @@ class SimChip:
     factory's ``serve_config`` attribute, else its module's, called with ``**serve_kw`` (the chip's: ``mem_bytes``,
     ``chip``, a :class:`~seedchip.config.ChipConfig`); ``name``: the Verilog top-level name.
     ``start_timeout``: seconds for the (cached) build.
+
+    ``preload``: ``[(byte_addr, data), ...]`` (``data`` bytes or a NumPy
+    array's bytes) placed in the chip's memory before the host's first
+    request, as a board's image loaded once, without the link (the SDRAM
+    model's storage, or the on-chip RAM's array: that needs a build of the
+    ``sim`` chip of its own, cached like the default one). A segment
+    outside the memory is a ValueError before the simulator starts.
     """
 
     def __init__(self, *, top=DEFAULT_TOP, config=None, name=None, start_timeout=900.0,
-                 log=None, **serve_kw):
+                 log=None, preload=None, **serve_kw):
         if serve_kw and config is not None:
             raise TypeError(f"{', '.join(sorted(serve_kw))}: for the default build; give "
                             f"them or config, not both")
@@ -63,6 +110,7 @@ class SimChip:
         if name is None:
             name = {LINK_TOP: "seedchip_link_serve", SDRAM_TOP: "seedchip_chip_sdram_serve"}.get(
                 top, "seedchip_chip_serve")
+        segments = None if preload is None else check_preload(preload, config)
         self._dir = tempfile.TemporaryDirectory(prefix="seedchip-sim-")
         pty_file = Path(self._dir.name) / "pty"
         env = dict(os.environ)
@@ -73,6 +121,11 @@ class SimChip:
             "SEEDCHIP_HOST_PID": str(os.getpid()),
             "PYTHONPATH": os.pathsep.join([str(_PKG_PARENT), env.get("PYTHONPATH", "")]),
         })
+        if segments:
+            from ..sim.link_serve import PRELOAD_ENV, save_preload  # noqa: PLC0415
+
+            save_preload(Path(self._dir.name) / "preload.npz", segments)
+            env[PRELOAD_ENV] = str(Path(self._dir.name) / "preload.npz")
         if config is not None:
             env["SEEDCHIP_SIM_CONFIG"] = config.to_json()
             env["SEEDCHIP_SIM_CONFIG_CLASS"] = f"{type(config).__module__}:{type(config).__name__}"

@@ -355,6 +355,11 @@ class SDRAMModel:
         bank, row, col = self.split(addr)
         return self._rows.get((bank, row), {}).get(col)
 
+    def word(self, addr) -> int:
+        """The word a READ of ``addr`` returns: the stored one, or the junk of
+        a never-written word."""
+        return self._read(*self.split(addr))
+
     def poke(self, addr, value: int):
         bank, row, col = self.split(addr)
         self._rows.setdefault((bank, row), {})[col] = value & self.word_mask
