@@ -236,9 +236,13 @@ def test_errors_stop_the_program(dev, name, build, error):
 
 
 @pytest.mark.parametrize("m,k,n,post", [(40, 24, 33, "requant"), (300, 20, 12, "raw"),
-                                        (9, 300, 17, "requant"), (17, 64, 280, "relu")])
+                                        (9, 300, 17, "requant"), (17, 64, 280, "relu"),
+                                        (6, 2 * LIMITS.max_k + 37, 19, "relu"),
+                                        (6, 2 * LIMITS.max_k + 37, 19, "raw")])
 def test_gemm_any_size(dev, m, k, n, post):
-    """firmware.ops.gemm on the chip: tiled over M and N, K split, bit-exact."""
+    """firmware.ops.gemm on the chip: tiled over M and N, K split into a GEMM and
+    ACC GEMMs onto its int32 C in chip memory (the last with bias, requantization
+    and ReLU, or raw int32), all in one program, bit-exact."""
     rng = np.random.default_rng(m + k + n)
     a = rng.integers(-128, 128, (m, k))
     b = rng.integers(-128, 128, (k, n))
@@ -246,23 +250,7 @@ def test_gemm_any_size(dev, m, k, n, post):
     mult = rng.integers(1 << 30, 1 << 31, n) if post != "raw" else None
     shift = rng.integers(5, 12, n) if post != "raw" else None
     r = gemm(dev, a, b, bias, mult, shift, post == "relu", limits=LIMITS)
-    assert np.array_equal(r.c, golden.gemm(a, b, bias, mult, shift, relu=post == "relu"))
-
-
-@pytest.mark.parametrize("post", ["relu", "raw"])
-def test_gemm_acc_chain(dev, post):
-    """K = 2 * max_k + 37 through firmware.ops.gemm: one program, per N tile
-    a GEMM and two ACC GEMMs onto its int32 C in chip memory (the last with
-    bias, requantization and ReLU, or raw int32), bit-exact."""
-    rng = np.random.default_rng(21)
-    m, k, n = 6, 2 * LIMITS.max_k + 37, 19
-    a = rng.integers(-128, 128, (m, k))
-    b = rng.integers(-128, 128, (k, n))
-    bias = rng.integers(-9000, 9000, n) if post != "raw" else None
-    mult = rng.integers(1 << 30, 1 << 31, n) if post != "raw" else None
-    shift = rng.integers(5, 12, n) if post != "raw" else None
-    r = gemm(dev, a, b, bias, mult, shift, post == "relu", limits=LIMITS)
-    assert r.programs == [3 + 1]
+    assert len(r.programs) == 1
     assert np.array_equal(r.c, golden.gemm(a, b, bias, mult, shift, relu=post == "relu"))
 
 

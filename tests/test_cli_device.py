@@ -11,15 +11,7 @@ import numpy as np
 import pytest
 
 from seedchip.cli import main
-from seedchip.firmware import sim as fw_sim
 from seedchip.sim.chip_top import SERVE_MEM_BYTES
-
-
-@pytest.fixture
-def no_sim(monkeypatch):
-    def trap(*args, **kwargs):
-        raise AssertionError("the simulator was started for input the host can refuse")
-    monkeypatch.setattr(fw_sim, "SimChip", trap)
 
 
 def _error(capsys, argv, status=2):

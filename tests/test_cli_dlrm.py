@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from seedchip.cli import main
-from seedchip.firmware import sim as fw_sim
 from seedchip.firmware.compiler import Compiled
 from seedchip.firmware.dlrm import DLRMFloat, Inputs
 from seedchip.firmware.dlrm_train import SMALL_ARCH, init_dlrm, synthetic_ctr, train
@@ -38,13 +37,6 @@ def files(tmp_path_factory):
     return d
 
 
-@pytest.fixture
-def no_sim(monkeypatch):
-    def trap(*args, **kwargs):
-        raise AssertionError("the simulator was started for input the host can refuse")
-    monkeypatch.setattr(fw_sim, "SimChip", trap)
-
-
 def _error(capsys, argv, status=2):
     assert main(argv) == status
     err = [line for line in capsys.readouterr().err.strip().splitlines()
@@ -52,6 +44,18 @@ def _error(capsys, argv, status=2):
     assert len(err) == 1, err
     assert err[0].startswith(f"seedchip {argv[0]}: error: "), err
     return err[0]
+
+
+def _argv(command, base, argv, files):
+    """``command`` with the options ``base`` (a dict), those in ``argv`` replacing
+    theirs ("{d}" is the files' directory), the others appended."""
+    base, extra = dict(base), []
+    for i in range(0, len(argv), 2):
+        if argv[i] in base:
+            base[argv[i]] = argv[i + 1].format(d=files)
+        else:
+            extra += argv[i:i + 2]
+    return [command] + [x for kv in base.items() for x in kv] + extra
 
 
 def _compile(files, out, *extra):
@@ -84,14 +88,7 @@ def test_compile_prints_the_layer_table(files, tmp_path, capsys):
 def test_compile_refuses(files, tmp_path, capsys, argv, message):
     base = {"--model": f"{files}/dlrm.npz", "--calib": f"{files}/calib.npz",
             "--out": str(tmp_path / "m.seedchip")}
-    extra = []
-    for i in range(0, len(argv), 2):
-        if argv[i] in base:
-            base[argv[i]] = argv[i + 1].format(d=files)
-        else:
-            extra += argv[i:i + 2]
-    args = ["compile"] + [x for kv in base.items() for x in kv] + extra
-    assert message in _error(capsys, args)
+    assert message in _error(capsys, _argv("compile", base, argv, files))
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +109,7 @@ def compiled(files):
 ])
 def test_run_refuses(files, compiled, capsys, no_sim, argv, message):
     base = {"--model": str(compiled), "--inputs": f"{files}/test.npz"}
-    extra = []
-    for i in range(0, len(argv), 2):
-        if argv[i] in base:
-            base[argv[i]] = argv[i + 1].format(d=files)
-        else:
-            extra += argv[i:i + 2]
-    assert message in _error(capsys, ["run"] + [x for kv in base.items() for x in kv] + extra)
+    assert message in _error(capsys, _argv("run", base, argv, files))
 
 
 def test_run_refuses_long_bags(files, tmp_path, capsys, no_sim):
