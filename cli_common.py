@@ -152,7 +152,9 @@ def _add_device_args(p, *, unit=None):
                    help="memory of the simulated chip (default 1 MiB)")
 
 
-def _open_device(kind, port, args, chip=None):
+def _open_device(kind, port, args, chip=None, **sim_kw):
+    """The device of ``--device``; ``chip`` and ``sim_kw`` (e.g. ``preload``)
+    configure a simulated one."""
     from .firmware.device import open_device
     from .firmware.link import LinkError
     try:
@@ -164,6 +166,6 @@ def _open_device(kind, port, args, chip=None):
         kw = {} if args.mem_bytes is None else {"mem_bytes": args.mem_bytes}
         if chip is not None:
             kw["chip"] = chip
-        return open_device(kind, **kw)
+        return open_device(kind, **kw, **sim_kw)
     except LinkError as e:
         raise CommandError(str(e).splitlines()[0]) from None

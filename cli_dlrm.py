@@ -121,13 +121,17 @@ def _load_inputs(path, compiled):
     return inputs, labels
 
 
-def _open_for(kind, port, args, compiled):
-    """The device, a simulated one sized and configured for ``compiled``."""
+def _open_for(kind, port, args, compiled, preload=False):
+    """The device, a simulated one sized and configured for ``compiled`` (with
+    ``preload``: its memory image already in place)."""
     if kind == "sim" and args.mem_bytes is None:
         args.mem_bytes = compiled.sim_mem_bytes()
     if kind == "sim-sdram" and compiled.meta["used_bytes"] > 32 << 20:
         raise UsageError("the model needs more than the SDRAM's 32 MiB")
-    return _open_device(kind, port, args, chip=compiled.config if kind != "serial" else None)
+    if kind == "serial":
+        return _open_device(kind, port, args)
+    return _open_device(kind, port, args, chip=compiled.config,
+                        **({"preload": compiled.image} if preload else {}))
 
 
 def cmd_run(args):
@@ -135,15 +139,18 @@ def cmd_run(args):
     from .firmware.link import LinkError
     from .firmware.runtime import ModelRunner
     kind, port = _device_spec(args)
+    if args.preload and kind == "serial":
+        raise UsageError("--preload is for a simulated chip (--device sim or sim-sdram); a "
+                         "board gets its image over the link")
     compiled = _load_compiled(args.model)
     inputs, labels = _load_inputs(args.inputs, compiled)
     out = _out_file(args.out, "--out") if args.out else None
     say = _progress_printer()
-    dev = _open_for(kind, port, args, compiled)
+    dev = _open_for(kind, port, args, compiled, preload=args.preload)
     try:
         print(f"running {inputs.batch} samples on {_where(kind, port)} in batches of "
               f"{compiled.batch}", flush=True)
-        runner = ModelRunner(dev, compiled, progress=say)
+        runner = ModelRunner(dev, compiled, progress=say, preloaded=args.preload)
         res = runner.run(inputs)
         prof = runner.profile() if args.profile else None
     except (ProgramError, LinkError) as e:
@@ -254,6 +261,9 @@ def register(sub):
     p.add_argument("--out", metavar="scores.npy", help="write the click probabilities here")
     p.add_argument("--check", action="store_true",
                    help="compare with the quantized golden model bit for bit (exit 1 if not)")
+    p.add_argument("--preload", action="store_true",
+                   help="(sim, sim-sdram) place the memory image in the simulated memory "
+                   "instead of sending it over the link (sim-sdram's link is slow)")
     p.add_argument("--profile", action="store_true",
                    help="then run each instruction alone and print its cycles")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")

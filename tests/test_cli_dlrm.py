@@ -106,6 +106,7 @@ def compiled(files):
     (["--inputs", "{d}/nope.npz"], "--inputs: no such file"),
     (["--device", "usb"], "--device must be 'sim', 'sim-sdram' or 'serial:PORT'"),
     (["--device", "serial:/dev/ttyNOPE0"], "no serial port /dev/ttyNOPE0"),
+    (["--device", "serial:/dev/null", "--preload", "--check"], "--preload is for a simulated chip"),
 ])
 def test_run_refuses(files, compiled, capsys, no_sim, argv, message):
     base = {"--model": str(compiled), "--inputs": f"{files}/test.npz"}
