@@ -314,7 +314,7 @@ class CommandEngine(wiring.Component):
         addr_args = AddrArgs(s.args[:AddrArgs.size])
         req = self.regs.req
         link_base = Block.LINK.base
-        raddr, wval, link_index = s.raddr, s.wval, s.link_index
+        raddr, wval, link_index = s.raddr_next, s.wval, s.link_index
         with m.Switch(s.cmd):
             with m.Case(Cmd.COUNTERS):
                 m.d.comb += raddr.eq(Mux(s.ri < N_LINK, link_base + s.ri,
@@ -327,16 +327,24 @@ class CommandEngine(wiring.Component):
             with m.Default():
                 m.d.comb += [raddr.eq(s.reg + s.ri), wval.eq(s.val)]
         m.d.comb += [link_index.eq(raddr - link_base),
-                     req.payload.addr.eq(raddr), req.payload.we.eq(s.we),
+                     req.payload.addr.eq(s.raddr), req.payload.we.eq(s.we),
                      req.payload.wdata.eq(wval), req.payload.mask.eq(0xF)]
 
     def _reg_states(self, m, s):
         req, resp = self.regs.req, self.regs.resp
         link_base = Block.LINK.base
-        raddr, link_index = s.raddr, s.link_index
+        raddr, link_index = s.raddr_next, s.link_index
 
         with m.State("REG_NEXT"):
-            m.d.sync += s.bcount.eq(0)
+            # Step ri's register and where it lives, registered here for
+            # REG_ISSUE (which always follows, s.reg/s.ri/s.cmd unchanged):
+            # the address adder and the range compares stay off REG_ISSUE's
+            # path to the counters and the FSM (the link's critical path).
+            m.d.sync += [s.bcount.eq(0), s.raddr.eq(raddr),
+                         s.in_link.eq((raddr >= link_base)
+                                      & (raddr < link_base + Block.LINK.size)),
+                         s.counter_ok.eq(link_index < N_LINK),
+                         s.counter_sel.eq(link_index[:4])]
             with m.If(s.ri == s.rcount):
                 m.next = "FINISH"
             with m.Elif(s.we & (s.cmd == Cmd.REG_WRITE)):
@@ -352,9 +360,9 @@ class CommandEngine(wiring.Component):
             with m.If(s.bcount == 3):
                 m.next = "REG_ISSUE"
         with m.State("REG_ISSUE"):
-            with m.If((raddr >= link_base) & (raddr < link_base + Block.LINK.size)):
-                with m.If(~s.we & (link_index < N_LINK)):
-                    m.d.sync += s.word.eq(self.counters[link_index[:4]])
+            with m.If(s.in_link):
+                with m.If(~s.we & s.counter_ok):
+                    m.d.sync += s.word.eq(self.counters[s.counter_sel])
                     m.next = "REG_BYTES"
                 with m.Else():
                     m.d.sync += s.status.eq(Status.REG_ERR)
@@ -408,6 +416,10 @@ class _EngineState:
         self.we = Signal()
         self.val = Signal(REG_WIDTH)
         self.bcount = Signal(2)
-        self.raddr = Signal(REG_ADDR_BITS)
+        self.raddr_next = Signal(REG_ADDR_BITS)     # step ri's register (comb)
+        self.raddr = Signal(REG_ADDR_BITS)          # the same, registered in REG_NEXT
+        self.in_link = Signal()                     # raddr is in the link's block
+        self.counter_ok = Signal()                  # raddr is one of the link's counters
+        self.counter_sel = Signal(4)                # which one
         self.wval = Signal(REG_WIDTH)
         self.link_index = Signal(REG_ADDR_BITS)
