@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -214,7 +215,22 @@ def measure(component, *, seeds=(1,), freq=125, workdir=None, platform=None, rou
                        check=True, cwd=workdir)
         with open(os.path.join(workdir, f"report{seed}.json")) as f:
             results[seed] = json.load(f)
+        if not route:
+            # an unrouted design's report has no Fmax: the log has the placer's
+            results[seed].setdefault("fmax", {}).update(
+                _log_fmax(os.path.join(workdir, f"nextpnr{seed}.log")))
     return results
+
+
+def _log_fmax(path):
+    """``{clock: {"achieved": MHz}}`` from a nextpnr log's last Fmax lines."""
+    fmax = {}
+    with open(path) as f:
+        for line in f:
+            m = re.search(r"Max frequency for clock '([^']+)': ([0-9.]+) MHz", line)
+            if m:
+                fmax[m.group(1)] = {"achieved": float(m.group(2))}
+    return fmax
 
 
 def _endpoints(report):

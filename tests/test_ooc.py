@@ -48,3 +48,11 @@ def test_summarize():
 def test_unknown_component():
     with pytest.raises(SystemExit):
         ooc.main(["--component", "nope"])
+
+
+def test_log_fmax(tmp_path):
+    """An unrouted run's Fmax comes from the log: the last estimate per clock."""
+    log = tmp_path / "nextpnr1.log"
+    log.write_text("Info: Max frequency for clock 'clk': 40.00 MHz (FAIL at 100.00 MHz)\n"
+                   "Info: Max frequency for clock 'clk': 45.12 MHz (FAIL at 100.00 MHz)\n")
+    assert ooc._log_fmax(log) == {"clk": {"achieved": 45.12}}
