@@ -236,7 +236,9 @@ class Chip(wiring.Component):
                 ports = list(unit.gemm.mem) + list(unit.interact.mem)
             else:
                 ports = list(unit.mem)
-            clients.append(merge_ports(m, f"{name}_arbiter", ports, addr_width=aw))
+            # skids here too: a unit's ready then comes from a flop, not from
+            # its arbiter's grant over all the unit's ports
+            clients.append(merge_ports(m, f"{name}_arbiter", ports, addr_width=aw, skid=True))
         # the top arbiter's grant (all five clients' valids, the backend's
         # ready) would otherwise run on into a unit arbiter's grant and a
         # unit's state machine, or the link's and the control unit's, in
