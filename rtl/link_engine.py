@@ -100,6 +100,7 @@ class CommandEngine(wiring.Component):
                      self.rb_addr.eq(s.ridx)]
         self._mem_comb(m, s)
         self._reg_comb(m, s)
+        self._exec_checks(m, s)
         with m.FSM():
             self._frame_states(m, s)
             self._fetch_states(m, s)
@@ -181,19 +182,35 @@ class CommandEngine(wiring.Component):
                 m.d.sync += s.status.eq(Status.UNKNOWN_CMD)
                 m.next = "FINISH"
 
+    def _mem_spans(self, s):
+        """(start byte, byte count) of a WRITE and of a READ, from the arguments."""
+        write = (AddrArgs(s.args[:AddrArgs.size]).addr, s.len - AddrArgs.size // 8)
+        read_args = ReadArgs(s.args[:ReadArgs.size])
+        return write, (read_args.addr, read_args.n)
+
+    def _exec_checks(self, m, s):
+        """EXEC's range checks of a WRITE or READ, registered a cycle ahead:
+        EXEC is only entered from FETCH, in which the arguments are already
+        final (FETCH_D writes them), so the flops hold EXEC's values. The
+        length subtract, the address add and the compare ahead of the FSM's
+        next state and the address registers made the link's critical path."""
+        for (addr, n), over, zero in zip(self._mem_spans(s), (s.w_over, s.r_over),
+                                         (s.w_zero, s.r_zero)):
+            m.d.sync += [over.eq(addr + n > self.mem_bytes), zero.eq(n == 0)]
+
     def _exec(self, m, s):
         """Arguments are in: check them and start the command's loop."""
-        addr_args = AddrArgs(s.args[:AddrArgs.size])
         read_args = ReadArgs(s.args[:ReadArgs.size])
         rr_args = RegReadArgs(s.args[:RegReadArgs.size])
         rw_args = RegWriteArgs(s.args[:RegWriteArgs.size])
         lb = exact_log2(self.word_bytes)
+        (w_addr, w_n), (r_addr, r_n) = self._mem_spans(s)
 
         def start_mem(addr, n, write):
-            with m.If(addr + n > self.mem_bytes):
+            with m.If(s.w_over if write else s.r_over):
                 m.d.sync += s.status.eq(Status.MEM_ERR)
                 m.next = "FINISH"
-            with m.Elif(n == 0):
+            with m.Elif(s.w_zero if write else s.r_zero):
                 m.next = "FINISH"
             with m.Else():
                 m.d.sync += [s.baddr.eq(addr), s.remaining.eq(n), s.waddr.eq(addr >> lb),
@@ -206,13 +223,13 @@ class CommandEngine(wiring.Component):
 
         with m.Switch(s.cmd):
             with m.Case(Cmd.WRITE):
-                start_mem(addr_args.addr, s.len - AddrArgs.size // 8, True)
+                start_mem(w_addr, w_n, True)
             with m.Case(Cmd.READ):
                 with m.If(read_args.n > MAX_DATA):
                     m.d.sync += s.status.eq(Status.BAD_ARGS)
                     m.next = "FINISH"
                 with m.Else():
-                    start_mem(read_args.addr, read_args.n, False)
+                    start_mem(r_addr, r_n, False)
             with m.Case(Cmd.REG_WRITE):
                 m.d.sync += s.reg.eq(rw_args.reg)
                 start_regs((s.len - RegWriteArgs.size // 8) >> 2, 1)
@@ -416,6 +433,10 @@ class _EngineState:
         self.we = Signal()
         self.val = Signal(REG_WIDTH)
         self.bcount = Signal(2)
+        self.w_over = Signal()                      # EXEC: the WRITE passes the memory's end
+        self.w_zero = Signal()                      # EXEC: the WRITE has no bytes
+        self.r_over = Signal()                      # the same for a READ
+        self.r_zero = Signal()
         self.raddr_next = Signal(REG_ADDR_BITS)     # step ri's register (comb)
         self.raddr = Signal(REG_ADDR_BITS)          # the same, registered in REG_NEXT
         self.in_link = Signal()                     # raddr is in the link's block
