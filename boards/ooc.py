@@ -238,7 +238,8 @@ def _endpoints(report):
     for path in report.get("critical_paths", [])[:1]:
         steps = path.get("path", [])
         if steps:
-            return steps[0].get("from", {}).get("cell", "?"), steps[-1].get("to", {}).get("cell", "?")
+            return (steps[0].get("from", {}).get("cell", "?"),
+                    steps[-1].get("to", {}).get("cell", "?"))
     return "?", "?"
 
 
