@@ -331,7 +331,7 @@ class CommandEngine(wiring.Component):
         addr_args = AddrArgs(s.args[:AddrArgs.size])
         req = self.regs.req
         link_base = Block.LINK.base
-        raddr, wval, link_index = s.raddr_next, s.wval, s.link_index
+        raddr, wval = s.raddr_next, s.wval
         with m.Switch(s.cmd):
             with m.Case(Cmd.COUNTERS):
                 m.d.comb += raddr.eq(Mux(s.ri < N_LINK, link_base + s.ri,
@@ -343,25 +343,30 @@ class CommandEngine(wiring.Component):
                 m.d.comb += [raddr.eq(Reg.CTRL), wval.eq(CTRL_RESET)]
             with m.Default():
                 m.d.comb += [raddr.eq(s.reg + s.ri), wval.eq(s.val)]
-        m.d.comb += [link_index.eq(raddr - link_base),
-                     req.payload.addr.eq(s.raddr), req.payload.we.eq(s.we),
+        m.d.comb += [req.payload.addr.eq(s.raddr), req.payload.we.eq(s.we),
                      req.payload.wdata.eq(wval), req.payload.mask.eq(0xF)]
 
     def _reg_states(self, m, s):
         req, resp = self.regs.req, self.regs.resp
         link_base = Block.LINK.base
-        raddr, link_index = s.raddr_next, s.link_index
+        raddr = s.raddr_next
 
         with m.State("REG_NEXT"):
             # Step ri's register and where it lives, registered here for
             # REG_ISSUE (which always follows, s.reg/s.ri/s.cmd unchanged):
             # the address adder and the range compares stay off REG_ISSUE's
             # path to the counters and the FSM (the link's critical path).
+            # counter_ok only counts inside the link's block, so it compares
+            # raddr itself with a constant (no subtract); the block is aligned,
+            # so the counter's index is raddr's low bits
+            if link_base % 16 or N_LINK > 16:
+                raise RuntimeError("the link's register block must be 16-aligned, "
+                                   "with at most 16 counters")
             m.d.sync += [s.bcount.eq(0), s.raddr.eq(raddr),
                          s.in_link.eq((raddr >= link_base)
                                       & (raddr < link_base + Block.LINK.size)),
-                         s.counter_ok.eq(link_index < N_LINK),
-                         s.counter_sel.eq(link_index[:4])]
+                         s.counter_ok.eq(raddr < link_base + N_LINK),
+                         s.counter_sel.eq(raddr[:4])]
             with m.If(s.ri == s.rcount):
                 m.next = "FINISH"
             with m.Elif(s.we & (s.cmd == Cmd.REG_WRITE)):
@@ -443,4 +448,3 @@ class _EngineState:
         self.counter_ok = Signal()                  # raddr is one of the link's counters
         self.counter_sel = Signal(4)                # which one
         self.wval = Signal(REG_WIDTH)
-        self.link_index = Signal(REG_ADDR_BITS)
