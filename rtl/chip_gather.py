@@ -77,13 +77,14 @@ class GatherFront(wiring.Component):
         0 engine (table rows), 1 descriptor records (RowReader), 2 offsets,
         3 indices, 4 weights (WordReaders), 5 pooled output (PooledWriter).
 
-    Cycles: about 8 per table for the descriptors (one engine descriptor
-    write every 4 cycles, checks in 3), then the engine's pace as long as the
+    Cycles: about 9 per table for the descriptors (one engine descriptor
+    write every 4 cycles, checks in 4: the table's extent takes a multiply
+    and an add cycle for Fmax), then the engine's pace as long as the
     output keeps up (one memory word per cycle: int8 one word per pooled
     beat, int32 four), then the engine's drain and the last writes' latency.
     Measured with an ideal memory (every port ready, latency 1), 4 tables x
     8 samples, SUM: the engine's busy time is within 0.6 % of the bare
-    engine's, so the unit's rate is the engine's minus a fixed ~32 cycles a
+    engine's, so the unit's rate is the engine's minus a fixed ~36 cycles a
     command (4 tables): bags of 16 lookups, dim 8: 0.329 vs 0.336 lookups
     per cycle; dim 32: 0.240 vs 0.244; dim 64: 0.122 vs 0.123 (int8 or
     int32 alike); bags of one lookup, dim 8: 0.219 vs 0.286 (engine busy 114
@@ -186,7 +187,10 @@ class GatherFront(wiring.Component):
         out_ext0 = Signal(34)                       # out_addr + (B - 1) * out_stride
         t = Signal(8)                               # descriptor being checked / written
         tacc = Signal(24)                           # t * out_tstride
+        out_mul = Signal(34)                        # (B - 1) * out_stride
         rec = Signal(isa.DescRecord)
+        pitch = Signal(p.max_dim.bit_length() + 1)  # table_pitch(dim), of rec
+        tab_mul = Signal(50)                        # rows * pitch
         tab_ext = Signal(50)
         out_ext = Signal(36)
 
@@ -254,23 +258,35 @@ class GatherFront(wiring.Component):
             with m.State("PREP"):
                 m.d.comb += [ord_.start.eq(1), ifd.start.eq(1),
                              owr.start.eq(1), drd.cmd.valid.eq(1)]
+                # out_ext0's multiply here, its add in DESC_WAIT (never taken in
+                # the same cycle): a multiply and two adds in one cycle were
+                # below 100 MHz
                 m.d.sync += [n_bags.eq(op.n_tables * op.batch),
-                             out_ext0.eq(op.out_addr + (op.batch - 1) * op.out_stride)]
+                             out_mul.eq((op.batch - 1) * op.out_stride)]
                 with m.If(drd.cmd.ready):
                     # the readers start (prefetching offsets) with the descriptors
                     m.d.sync += feeding.eq(1)
                     m.next = "DESC_WAIT"
             with m.State("DESC_WAIT"):
                 m.d.comb += [drd.beats.ready.eq(1), want_data.eq(~drd.beats.valid)]
+                m.d.sync += out_ext0.eq(op.out_addr + out_mul)
                 with m.If(drd.beats.valid):
-                    m.d.sync += rec.eq(drd.beats.payload.data)
+                    # table_pitch(dim) with the record: a dim above max_dim fails
+                    # anyway, so the pitch needs only max_dim's bits
+                    dim = isa.DescRecord(drd.beats.payload.data).dim
+                    m.d.sync += [rec.eq(drd.beats.payload.data),
+                                 pitch.eq(((dim[:p.max_dim.bit_length()] + 7) >> 3) << 3)]
                     m.next = "DESC_CHECK"
             with m.State("DESC_CHECK"):
-                # table_pitch(dim) bytes; a dim above max_dim fails anyway, so the
-                # product needs only max_dim's bits (a 32 x 11-bit multiply, not 32 x 17)
-                pitch = ((rec.dim[:p.max_dim.bit_length()] + 7) >> 3) << 3
-                m.d.sync += [tab_ext.eq(rec.base + rec.rows * pitch),
+                # tab_ext = base + rows * pitch over three cycles (the pitch with
+                # the record, then the multiply, then the add): in one, the pitch
+                # adder, the DSP multiply and two carry chains made the unit's
+                # critical path (68 MHz)
+                m.d.sync += [tab_mul.eq(rec.rows * pitch),
                              out_ext.eq(out_ext0 + tacc + Mux(es4, rec.dim << 2, rec.dim))]
+                m.next = "DESC_EXT"
+            with m.State("DESC_EXT"):
+                m.d.sync += tab_ext.eq(rec.base + tab_mul)
                 m.next = "DESC_DECIDE"
             with m.State("DESC_DECIDE"):
                 bad = ((rec.rows == 0) | (rec.dim == 0) | (rec.dim > p.max_dim)

@@ -43,8 +43,8 @@ class DescriptorTable(wiring.Component):
 
     A write taken from ``desc`` goes through three stages: W1 ``pitch`` and
     ``beats`` (a reciprocal multiply unless the divisor is a power of 2), W2
-    ``rows * pitch`` (registered), W3 the extent check and the block RAM
-    write. ``desc.ready`` is low while ``busy`` (the engine runs a batch) or a
+    ``rows * pitch`` (registered), W3 ``base +`` it, the extent check and the
+    block RAM write. ``desc.ready`` is low while ``busy`` (the engine runs a batch) or a
     write is in W1..W3 (one write every 4 cycles).
 
     ``params``: the engine's :class:`~seedchip.gather_params.GatherParams` (checked there;
@@ -114,6 +114,7 @@ class DescriptorTable(wiring.Component):
         w3_pitch = Signal(pitch_shape)
         w3_ok = Signal()
         w3_end = Signal(max(aw, iw + pbits + 1) + 2)
+        w3_prod = Signal(len(w3_end))               # rows * pitch, registered
         w_busy = self.w_busy
         m.d.comb += [
             w_busy.eq(w1_v | w2_v | w3_v),
@@ -143,8 +144,12 @@ class DescriptorTable(wiring.Component):
             w3.eq(w2),
             w3_pitch.eq(w2_pitch),
             w3_ok.eq(w2_ok),
-            w3_end.eq(w2.base + w2.rows * w2_pitch),
+            # only the multiply in W2 -> W3, the add in W3 with the check: the
+            # multiply and the add in one cycle were the unit's critical path
+            # (71 MHz out of context)
+            w3_prod.eq(w2.rows * w2_pitch),
         ]
+        m.d.comb += w3_end.eq(w3.base + w3_prod)
         w3_good = w3_ok & (w3_end <= (1 << aw))
         m.d.comb += [
             dwr.addr.eq(w3.table[:tbits]),

@@ -100,6 +100,7 @@ class CommandEngine(wiring.Component):
                      self.rb_addr.eq(s.ridx)]
         self._mem_comb(m, s)
         self._reg_comb(m, s)
+        self._exec_checks(m, s)
         with m.FSM():
             self._frame_states(m, s)
             self._fetch_states(m, s)
@@ -181,19 +182,35 @@ class CommandEngine(wiring.Component):
                 m.d.sync += s.status.eq(Status.UNKNOWN_CMD)
                 m.next = "FINISH"
 
+    def _mem_spans(self, s):
+        """(start byte, byte count) of a WRITE and of a READ, from the arguments."""
+        write = (AddrArgs(s.args[:AddrArgs.size]).addr, s.len - AddrArgs.size // 8)
+        read_args = ReadArgs(s.args[:ReadArgs.size])
+        return write, (read_args.addr, read_args.n)
+
+    def _exec_checks(self, m, s):
+        """EXEC's range checks of a WRITE or READ, registered a cycle ahead:
+        EXEC is only entered from FETCH, in which the arguments are already
+        final (FETCH_D writes them), so the flops hold EXEC's values. The
+        length subtract, the address add and the compare ahead of the FSM's
+        next state and the address registers made the link's critical path."""
+        for (addr, n), over, zero in zip(self._mem_spans(s), (s.w_over, s.r_over),
+                                         (s.w_zero, s.r_zero)):
+            m.d.sync += [over.eq(addr + n > self.mem_bytes), zero.eq(n == 0)]
+
     def _exec(self, m, s):
         """Arguments are in: check them and start the command's loop."""
-        addr_args = AddrArgs(s.args[:AddrArgs.size])
         read_args = ReadArgs(s.args[:ReadArgs.size])
         rr_args = RegReadArgs(s.args[:RegReadArgs.size])
         rw_args = RegWriteArgs(s.args[:RegWriteArgs.size])
         lb = exact_log2(self.word_bytes)
+        (w_addr, w_n), (r_addr, r_n) = self._mem_spans(s)
 
         def start_mem(addr, n, write):
-            with m.If(addr + n > self.mem_bytes):
+            with m.If(s.w_over if write else s.r_over):
                 m.d.sync += s.status.eq(Status.MEM_ERR)
                 m.next = "FINISH"
-            with m.Elif(n == 0):
+            with m.Elif(s.w_zero if write else s.r_zero):
                 m.next = "FINISH"
             with m.Else():
                 m.d.sync += [s.baddr.eq(addr), s.remaining.eq(n), s.waddr.eq(addr >> lb),
@@ -206,13 +223,13 @@ class CommandEngine(wiring.Component):
 
         with m.Switch(s.cmd):
             with m.Case(Cmd.WRITE):
-                start_mem(addr_args.addr, s.len - AddrArgs.size // 8, True)
+                start_mem(w_addr, w_n, True)
             with m.Case(Cmd.READ):
                 with m.If(read_args.n > MAX_DATA):
                     m.d.sync += s.status.eq(Status.BAD_ARGS)
                     m.next = "FINISH"
                 with m.Else():
-                    start_mem(read_args.addr, read_args.n, False)
+                    start_mem(r_addr, r_n, False)
             with m.Case(Cmd.REG_WRITE):
                 m.d.sync += s.reg.eq(rw_args.reg)
                 start_regs((s.len - RegWriteArgs.size // 8) >> 2, 1)
@@ -314,7 +331,7 @@ class CommandEngine(wiring.Component):
         addr_args = AddrArgs(s.args[:AddrArgs.size])
         req = self.regs.req
         link_base = Block.LINK.base
-        raddr, wval, link_index = s.raddr, s.wval, s.link_index
+        raddr, wval = s.raddr_next, s.wval
         with m.Switch(s.cmd):
             with m.Case(Cmd.COUNTERS):
                 m.d.comb += raddr.eq(Mux(s.ri < N_LINK, link_base + s.ri,
@@ -326,17 +343,30 @@ class CommandEngine(wiring.Component):
                 m.d.comb += [raddr.eq(Reg.CTRL), wval.eq(CTRL_RESET)]
             with m.Default():
                 m.d.comb += [raddr.eq(s.reg + s.ri), wval.eq(s.val)]
-        m.d.comb += [link_index.eq(raddr - link_base),
-                     req.payload.addr.eq(raddr), req.payload.we.eq(s.we),
+        m.d.comb += [req.payload.addr.eq(s.raddr), req.payload.we.eq(s.we),
                      req.payload.wdata.eq(wval), req.payload.mask.eq(0xF)]
 
     def _reg_states(self, m, s):
         req, resp = self.regs.req, self.regs.resp
         link_base = Block.LINK.base
-        raddr, link_index = s.raddr, s.link_index
+        raddr = s.raddr_next
 
         with m.State("REG_NEXT"):
-            m.d.sync += s.bcount.eq(0)
+            # Step ri's register and where it lives, registered here for
+            # REG_ISSUE (which always follows, s.reg/s.ri/s.cmd unchanged):
+            # the address adder and the range compares stay off REG_ISSUE's
+            # path to the counters and the FSM (the link's critical path).
+            # counter_ok only counts inside the link's block, so it compares
+            # raddr itself with a constant (no subtract); the block is aligned,
+            # so the counter's index is raddr's low bits
+            if link_base % 16 or N_LINK > 16:
+                raise RuntimeError("the link's register block must be 16-aligned, "
+                                   "with at most 16 counters")
+            m.d.sync += [s.bcount.eq(0), s.raddr.eq(raddr),
+                         s.in_link.eq((raddr >= link_base)
+                                      & (raddr < link_base + Block.LINK.size)),
+                         s.counter_ok.eq(raddr < link_base + N_LINK),
+                         s.counter_sel.eq(raddr[:4])]
             with m.If(s.ri == s.rcount):
                 m.next = "FINISH"
             with m.Elif(s.we & (s.cmd == Cmd.REG_WRITE)):
@@ -352,9 +382,9 @@ class CommandEngine(wiring.Component):
             with m.If(s.bcount == 3):
                 m.next = "REG_ISSUE"
         with m.State("REG_ISSUE"):
-            with m.If((raddr >= link_base) & (raddr < link_base + Block.LINK.size)):
-                with m.If(~s.we & (link_index < N_LINK)):
-                    m.d.sync += s.word.eq(self.counters[link_index[:4]])
+            with m.If(s.in_link):
+                with m.If(~s.we & s.counter_ok):
+                    m.d.sync += s.word.eq(self.counters[s.counter_sel])
                     m.next = "REG_BYTES"
                 with m.Else():
                     m.d.sync += s.status.eq(Status.REG_ERR)
@@ -408,6 +438,13 @@ class _EngineState:
         self.we = Signal()
         self.val = Signal(REG_WIDTH)
         self.bcount = Signal(2)
-        self.raddr = Signal(REG_ADDR_BITS)
+        self.w_over = Signal()                      # EXEC: the WRITE passes the memory's end
+        self.w_zero = Signal()                      # EXEC: the WRITE has no bytes
+        self.r_over = Signal()                      # the same for a READ
+        self.r_zero = Signal()
+        self.raddr_next = Signal(REG_ADDR_BITS)     # step ri's register (comb)
+        self.raddr = Signal(REG_ADDR_BITS)          # the same, registered in REG_NEXT
+        self.in_link = Signal()                     # raddr is in the link's block
+        self.counter_ok = Signal()                  # raddr is one of the link's counters
+        self.counter_sel = Signal(4)                # which one
         self.wval = Signal(REG_WIDTH)
-        self.link_index = Signal(REG_ADDR_BITS)

@@ -49,11 +49,17 @@ class ResponseFramer(wiring.Component):
         cur = Signal(RespLayout)
         crc = Signal(16)
         index = Signal(PAYLOAD_BITS + 1)
-        fresh = Signal()            # buf_data is the byte at ``index``
+        # The buffer's byte is registered before it is sent and CRC'd: a block
+        # RAM's output is slow (5.8 ns clk-to-q on the ECP5 without its output
+        # register), and the CRC after it made the link's critical path. A byte
+        # takes hundreds of cycles on the UART: the extra cycle costs nothing.
+        byte = Signal(8)            # the byte at ``index`` when ``fresh``
+        at_ram = Signal()           # buf_data is the byte at ``index``
+        fresh = Signal()
         out = self.data
         took = Signal()
         m.d.comb += [took.eq(out.valid & out.ready), self.buf_addr.eq(index)]
-        m.d.sync += fresh.eq(1)
+        m.d.sync += [byte.eq(self.buf_data), at_ram.eq(1), fresh.eq(at_ram)]
 
         def byte_state(name, value, nxt, *, crc_on=True):
             with m.State(name):
@@ -83,10 +89,10 @@ class ResponseFramer(wiring.Component):
                     with m.If(cur.len == 0):
                         m.next = "CRC0"
             with m.State("PAYLOAD"):
-                m.d.comb += [out.valid.eq(fresh), out.payload.eq(self.buf_data)]
+                m.d.comb += [out.valid.eq(fresh), out.payload.eq(byte)]
                 with m.If(took):
-                    m.d.sync += [crc.eq(crc16_next(crc, self.buf_data)),
-                                 index.eq(index + 1), fresh.eq(0)]
+                    m.d.sync += [crc.eq(crc16_next(crc, byte)),
+                                 index.eq(index + 1), at_ram.eq(0), fresh.eq(0)]
                     with m.If(index + 1 == cur.len):
                         m.next = "CRC0"
             byte_state("CRC0", crc[:8], "CRC1", crc_on=False)

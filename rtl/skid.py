@@ -1,0 +1,59 @@
+"""A skid buffer: cuts a stream's combinational ``ready`` path.
+
+Between two blocks whose ``ready`` logic is deep (an arbiter's grant feeding
+another arbiter's grant and then a unit's state machine), the chain of
+``ready`` terms is the clock's critical path; a skid buffer ends it at a
+register at no cost in latency.
+"""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SkidBuffer"]
+
+
+class SkidBuffer(wiring.Component):
+    """One stream in, the same stream out; ``i.ready`` comes from a register.
+
+    Parameters (keyword-only)
+    -------------------------
+    shape : shape-like
+        The payload (e.g. a :class:`~amaranth.lib.data.StructLayout`).
+
+    Ports
+    -----
+    i : In(stream.Signature(shape))
+        ``ready`` is "the skid register is empty": a flop, whatever ``o.ready`` does.
+    o : Out(stream.Signature(shape))
+        ``i``'s items, in order. ``valid`` and ``payload`` are ``i``'s while the
+        skid register is empty (no added latency), the register's otherwise.
+
+    An item offered on ``i`` while ``o`` stalls is taken into the skid
+    register; ``i`` then waits until ``o`` takes it. Throughput: one item per
+    cycle while ``o`` is ready. Cost: one payload register and a mux.
+    """
+
+    def __init__(self, *, shape):
+        self.shape = shape
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i, self.o
+        held = Signal()
+        data = Signal.like(i.payload)
+        m.d.comb += [
+            i.ready.eq(~held),
+            o.valid.eq(i.valid | held),
+            o.payload.eq(Mux(held, data, i.payload)),
+        ]
+        with m.If(held):
+            with m.If(o.ready):
+                m.d.sync += held.eq(0)
+        with m.Elif(i.valid & ~o.ready):
+            m.d.sync += [held.eq(1), data.eq(i.payload)]
+        return m
