@@ -46,3 +46,25 @@ def test_no_gather_build_no_fmax_figures():
     assert "fmax_mhz" not in b["gather"]
     assert "lookups_per_s_at_fmax" not in b["gather"]["results"][0]
     assert "gather build" not in render_table(b)
+
+
+def test_dlrm_rows():
+    """The DLRM rows of the README table from a (hand-made) bench-dlrm result."""
+    from seedchip.firmware.dlrm_bench import dlrm_lines
+
+    def size(c64, c1, b64_host):
+        runs = {"batch64": {"batch": 64, "cycles_per_batch": [c64, c64], "bit_exact": True},
+                "batch1": {"batch": 1, "cycles_per_batch": [c1], "bit_exact": True}}
+        return {"accuracy": {"auc_float": 0.8, "auc_quant": 0.799, "mean_abs_dctr": 0.005},
+                "sim": runs, "sim_sdram": runs,
+                "host": {"batch64": {"numpy_int8": b64_host, "numpy_float": 2 * b64_host}},
+                "link_bytes_per_sample": {"batch64": {"to_chip": 100.0, "from_chip": 10.0}}}
+
+    d = {"clk_mhz": 100.0, "link_bytes_per_s": 296100.0,
+         "small": size(6400, 2000, 1000.0), "kaggle": size(640000, 100000, 100.0)}
+    text = "\n".join(dlrm_lines(d))
+    assert "| batch 64: inferences/s (on-chip RAM) | 1,000,000 | 10,000 |" in text
+    assert "| batch 1 latency (SDRAM model, 16-bit) | 20.0 us | 1000.0 us |" in text
+    assert "| chip on SDRAM / host NumPy int8, batch 64 | 1000.0x | 100.0x |" in text
+    assert "| 100 B / 2,961 | 100 B / 2,961 |" in text
+    assert "| AUC float / chip (held-out synthetic) | 0.8000 / 0.7990 |" in text
