@@ -614,8 +614,11 @@ def test_stopping_the_build_stops_every_tool(tmp_path, sig, status):
     yosys = _script(tmp_path / "yosys", FAKE_YOSYS)
     (tmp_path / "build_top.sh").write_text(f'set -ex\n"{yosys}" -q top.ys\necho after\n')
     env = {**os.environ, "PIDS": str(pids), "PYTHONUNBUFFERED": "1"}
+    # the child's Ctrl-C as a terminal's: a pytest started in the background by a
+    # shell without job control inherits SIGINT ignored, and Python then keeps it so
     proc = subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, str(tmp_path)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     rc, out, err = _stop_and_check(proc, pids, sig)
     assert rc == status, (out, err)
     assert "yosys: started" in out and re.search(r"yosys: stopped after \d+ s", out)
