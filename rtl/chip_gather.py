@@ -108,6 +108,56 @@ class GatherFront(wiring.Component):
                                         data_width=DATA_WIDTH)).array(N_PORTS),
         })
 
+    def _desc_states(self, m, s):
+        """States DESC_WAIT .. DESC_WRITE: per table, its descriptor record read,
+        checked as the golden model does (BAD_DESC, then its output extent:
+        ADDR_RANGE OUT_ADDR), written to the engine; on to CMD after the last."""
+        p, MB = self.params, self.mem_bytes
+        drd, eng, op, rec, pitch, t, tacc = s.drd, s.eng, s.op, s.rec, s.pitch, s.t, s.tacc
+        out_ext0, out_ext, tab_mul, tab_ext = s.out_ext0, s.out_ext, s.tab_mul, s.tab_ext
+        out_mul, es4, want_data, fault, dim_w = s.out_mul, s.es4, s.want_data, s.fault, s.dim_w
+        with m.State("DESC_WAIT"):
+            m.d.comb += [drd.beats.ready.eq(1), want_data.eq(~drd.beats.valid)]
+            m.d.sync += out_ext0.eq(op.out_addr + out_mul)
+            with m.If(drd.beats.valid):
+                # table_pitch(dim) with the record: a dim above max_dim fails
+                # anyway, so the pitch needs only max_dim's bits
+                dim = isa.DescRecord(drd.beats.payload.data).dim
+                m.d.sync += [rec.eq(drd.beats.payload.data),
+                             pitch.eq(((dim[:p.max_dim.bit_length()] + 7) >> 3) << 3)]
+                m.next = "DESC_CHECK"
+        with m.State("DESC_CHECK"):
+            # tab_ext = base + rows * pitch over three cycles (the pitch with
+            # the record, then the multiply, then the add): in one, the pitch
+            # adder, the DSP multiply and two carry chains made the unit's
+            # critical path (68 MHz)
+            m.d.sync += [tab_mul.eq(rec.rows * pitch),
+                         out_ext.eq(out_ext0 + tacc + Mux(es4, rec.dim << 2, rec.dim))]
+            m.next = "DESC_EXT"
+        with m.State("DESC_EXT"):
+            m.d.sync += tab_ext.eq(rec.base + tab_mul)
+            m.next = "DESC_DECIDE"
+        with m.State("DESC_DECIDE"):
+            bad = ((rec.rows == 0) | (rec.dim == 0) | (rec.dim > p.max_dim)
+                   | (rec.base[:3] != 0) | (tab_ext > MB))
+            with m.If(bad):
+                m.d.sync += fault(ChipError.GATHER_ERROR, GatherError.BAD_DESC, 0, t)
+                m.next = "FLUSH"
+            with m.Elif(out_ext > MB):
+                m.d.sync += fault(ChipError.ADDR_RANGE, Operand.OUT_ADDR, 0, t)
+                m.next = "FLUSH"
+            with m.Else():
+                m.d.comb += dim_w.en.eq(1)
+                m.next = "DESC_WRITE"
+        with m.State("DESC_WRITE"):
+            m.d.comb += eng.desc.valid.eq(1)
+            with m.If(eng.desc.ready):
+                m.d.sync += [t.eq(t + 1), tacc.eq(tacc + op.out_tstride)]
+                with m.If(t == op.n_tables - 1):
+                    m.next = "CMD"
+                with m.Else():
+                    m.next = "DESC_WAIT"
+
     def _bag_step(self, m, s):
         """State RUN: the next offset becomes bag item k - 1 (with the chip's own
         checks of bag k - 1 in the golden model's order), or ends the batch there."""
@@ -154,7 +204,7 @@ class GatherFront(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        p, AW, MB = self.params, self.addr_width, self.mem_bytes
+        p, AW = self.params, self.addr_width
         m.submodules.engine = eng = self.engine
         m.submodules.desc_rd = drd = RowReader(addr_width=AW, data_width=DATA_WIDTH,
                                                beat_bytes=isa.DESC_BYTES, depth=4)
@@ -267,47 +317,10 @@ class GatherFront(wiring.Component):
                     # the readers start (prefetching offsets) with the descriptors
                     m.d.sync += feeding.eq(1)
                     m.next = "DESC_WAIT"
-            with m.State("DESC_WAIT"):
-                m.d.comb += [drd.beats.ready.eq(1), want_data.eq(~drd.beats.valid)]
-                m.d.sync += out_ext0.eq(op.out_addr + out_mul)
-                with m.If(drd.beats.valid):
-                    # table_pitch(dim) with the record: a dim above max_dim fails
-                    # anyway, so the pitch needs only max_dim's bits
-                    dim = isa.DescRecord(drd.beats.payload.data).dim
-                    m.d.sync += [rec.eq(drd.beats.payload.data),
-                                 pitch.eq(((dim[:p.max_dim.bit_length()] + 7) >> 3) << 3)]
-                    m.next = "DESC_CHECK"
-            with m.State("DESC_CHECK"):
-                # tab_ext = base + rows * pitch over three cycles (the pitch with
-                # the record, then the multiply, then the add): in one, the pitch
-                # adder, the DSP multiply and two carry chains made the unit's
-                # critical path (68 MHz)
-                m.d.sync += [tab_mul.eq(rec.rows * pitch),
-                             out_ext.eq(out_ext0 + tacc + Mux(es4, rec.dim << 2, rec.dim))]
-                m.next = "DESC_EXT"
-            with m.State("DESC_EXT"):
-                m.d.sync += tab_ext.eq(rec.base + tab_mul)
-                m.next = "DESC_DECIDE"
-            with m.State("DESC_DECIDE"):
-                bad = ((rec.rows == 0) | (rec.dim == 0) | (rec.dim > p.max_dim)
-                       | (rec.base[:3] != 0) | (tab_ext > MB))
-                with m.If(bad):
-                    m.d.sync += fault(ChipError.GATHER_ERROR, GatherError.BAD_DESC, 0, t)
-                    m.next = "FLUSH"
-                with m.Elif(out_ext > MB):
-                    m.d.sync += fault(ChipError.ADDR_RANGE, Operand.OUT_ADDR, 0, t)
-                    m.next = "FLUSH"
-                with m.Else():
-                    m.d.comb += dim_w.en.eq(1)
-                    m.next = "DESC_WRITE"
-            with m.State("DESC_WRITE"):
-                m.d.comb += eng.desc.valid.eq(1)
-                with m.If(eng.desc.ready):
-                    m.d.sync += [t.eq(t + 1), tacc.eq(tacc + op.out_tstride)]
-                    with m.If(t == op.n_tables - 1):
-                        m.next = "CMD"
-                    with m.Else():
-                        m.next = "DESC_WAIT"
+            self._desc_states(m, SimpleNamespace(
+                drd=drd, eng=eng, op=op, rec=rec, pitch=pitch, t=t, tacc=tacc,
+                out_ext0=out_ext0, out_ext=out_ext, tab_mul=tab_mul, tab_ext=tab_ext,
+                out_mul=out_mul, es4=es4, want_data=want_data, fault=fault, dim_w=dim_w))
             with m.State("CMD"):
                 m.d.comb += eng.cmd.valid.eq(1)
                 with m.If(eng.cmd.ready):
