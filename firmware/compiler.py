@@ -48,6 +48,7 @@ import numpy as np
 from .. import isa
 from ..emb_protocol import BoundsMode, PoolMode
 from .dlrm import DLRMArch, ModelError
+from .ops import _floor8
 from .program import Allocator, Program, Table, desc_records, param_records, table_image
 from .quant import QLayer, QTable, QuantDLRM
 
@@ -69,10 +70,6 @@ class _Act:
     addr: int
     stride: int
     segs: tuple
-
-
-def _floor8(n):
-    return n - n % isa.ALIGN if n >= isa.ALIGN else n
 
 
 class _Builder:
