@@ -29,8 +29,10 @@ Encoding
     ``n_tables`` is 1..255 (u8; the engine's 256 is not encodable).
     ``w_addr`` is ignored (not checked) without WEIGHTED; ``p_addr`` of GEMM
     likewise without PARAMS.
-  * INTERACT's ``shift`` is 5 bits followed by reserved bits (a shift above 31
-    is ILLEGAL); the operands end with 35 reserved bits.
+  * INTERACT's ``shift`` is 5 bits followed by 3 reserved bits (a shift above
+    31 is ILLEGAL), then ``p_addr``. INTERACT PARAMS requantizes each output
+    pair p with param record p at ``p_addr`` (its multiplier and shift; the
+    record's bias is ignored): a scale per pair, as GEMM's per channel.
   * Param record (16 B): bias i32, multiplier i32, shift u5 (the byte's upper
     3 bits and the 7 following bytes are ignored). Descriptor record (16 B):
     base u32, rows u32, dim u16, shift u5 (+3 ignored bits), pad u8 (ignored),
@@ -118,7 +120,7 @@ __all__ = [
     "INSN_BYTES", "INSN_BITS", "ALIGN", "PC_ALIGN", "PARAM_BYTES", "DESC_BYTES",
     "MAX_TABLES", "MAX_VEC", "ADDR_LIMIT",
     "Opcode", "Unit", "WAIT_ALL", "ChipState", "ChipError", "Operand",
-    "HeaderLayout", "GemmFlags", "GatherFlags", "GEMM_OPERANDS", "GATHER_OPERANDS",
+    "HeaderLayout", "GemmFlags", "GatherFlags", "InteractFlags", "GEMM_OPERANDS", "GATHER_OPERANDS",
     "COPY_OPERANDS", "INTERACT_OPERANDS", "InsnLayout", "ParamRecord", "DescRecord",
     "StatusLayout", "RESERVED_MASK", "RESERVED_REGION_MASK",
     "Limits", "Nop", "Gemm", "Gather", "Copy", "Interact", "Finish", "Illegal",
@@ -242,7 +244,8 @@ class Operand(enum.Enum, shape=8):
 
 HeaderLayout = data.StructLayout({
     "opcode": Opcode,
-    #: per opcode: :data:`GemmFlags`, :data:`GatherFlags`; all reserved otherwise
+    #: per opcode: :data:`GemmFlags`, :data:`GatherFlags`, :data:`InteractFlags`;
+    #: all reserved otherwise
     "flags": unsigned(8),
     #: units (bit = :class:`Unit`) that must drain before this instruction dispatches
     "wait": unsigned(4),
@@ -259,6 +262,13 @@ GemmFlags = data.StructLayout({
     #: the result overwrites it in place
     "acc": unsigned(1),
     "reserved": unsigned(4),
+})
+
+InteractFlags = data.StructLayout({
+    #: requantize pair p with param record p at p_addr (its multiplier and
+    #: shift; the bias is ignored), not with the instruction's multiplier/shift
+    "params": unsigned(1),
+    "reserved": unsigned(7),
 })
 
 #: ``emb_protocol.CmdLayout``'s meaning, plus reserved bits.
@@ -296,7 +306,9 @@ INTERACT_OPERANDS = data.StructLayout({
     "batch": unsigned(16), "dim": unsigned(16), "in_stride": unsigned(16),
     "vec_stride": unsigned(16), "out_stride": unsigned(16),
     "n_vec": unsigned(8), "shift": unsigned(5),
-    "reserved": unsigned(35),
+    "reserved": unsigned(3),
+    #: with PARAMS: ``pairs(n_vec)`` param records, one per output pair
+    "p_addr": unsigned(32),
 })
 
 _EMPTY_OPERANDS = data.StructLayout({"reserved": unsigned(INSN_BITS - HeaderLayout.size)})
@@ -350,7 +362,7 @@ def _flat(layout, base=0, prefix=""):
     return out
 
 
-_FLAGS = {"GEMM": GemmFlags, "GATHER": GatherFlags}
+_FLAGS = {"GEMM": GemmFlags, "GATHER": GatherFlags, "INTERACT": InteractFlags}
 _OPERANDS = {"GEMM": GEMM_OPERANDS, "GATHER": GATHER_OPERANDS, "COPY": COPY_OPERANDS,
              "INTERACT": INTERACT_OPERANDS}
 _H = {name: (off, w) for name, off, w, _ in _flat(HeaderLayout)}
@@ -498,7 +510,13 @@ class Copy(_Insn):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Interact(_Insn):
-    """DLRM dot interaction (strict lower triangle) of ``n_vec`` vectors per sample."""
+    """DLRM dot interaction (strict lower triangle) of ``n_vec`` vectors per sample.
+
+    Pair p of a sample (``(1,0), (2,0), (2,1), (3,0), ...``) is requantized
+    with ``multiplier``/``shift``, or with ``params``: with the multiplier
+    and shift of param record p at ``p_addr`` (``pairs(n_vec)`` records of
+    :data:`PARAM_BYTES`; their bias is ignored), a scale per pair. Without
+    ``params`` ``p_addr`` is ignored, with it ``multiplier``/``shift``."""
     opcode: typing.ClassVar = Opcode.INTERACT
     src: int
     dst: int
@@ -510,6 +528,8 @@ class Interact(_Insn):
     in_stride: int
     vec_stride: int
     out_stride: int
+    p_addr: int = 0
+    params: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -696,6 +716,8 @@ def regions(insn):
         reads = [iv for b in range(insn.batch)
                  for iv in _rows(insn.src + b * insn.in_stride, insn.n_vec, insn.vec_stride,
                                  insn.dim)]
+        if insn.params:
+            reads.append((insn.p_addr, insn.p_addr + pairs(insn.n_vec) * PARAM_BYTES))
         return reads, _rows(insn.dst, insn.batch, insn.out_stride, pairs(insn.n_vec))
     if isinstance(insn, Gather):
         nbags = insn.n_tables * insn.batch
@@ -786,11 +808,14 @@ def _interact_checks(i: Interact, lim: Limits):
     shape = [(Operand.BATCH, i.batch >= 1), (Operand.N_VEC, 2 <= i.n_vec <= lim.max_vec),
              (Operand.DIM, 1 <= i.dim <= lim.max_k), (Operand.VEC_STRIDE, i.vec_stride >= i.dim),
              (Operand.OUT_STRIDE, i.out_stride >= pairs(i.n_vec))]
-    align = [(Operand.SRC, i.src), (Operand.DST, i.dst), (Operand.IN_STRIDE, i.in_stride),
-             (Operand.VEC_STRIDE, i.vec_stride), (Operand.OUT_STRIDE, i.out_stride)]
+    align = [(Operand.SRC, i.src), (Operand.DST, i.dst)]
+    align += [(Operand.P_ADDR, i.p_addr)] if i.params else []
+    align += [(Operand.IN_STRIDE, i.in_stride), (Operand.VEC_STRIDE, i.vec_stride),
+              (Operand.OUT_STRIDE, i.out_stride)]
     rng = [(Operand.SRC, _extent(i.src + (i.batch - 1) * i.in_stride, i.n_vec, i.vec_stride,
                                  i.dim)),
            (Operand.DST, _extent(i.dst, i.batch, i.out_stride, pairs(i.n_vec)))]
+    rng += [(Operand.P_ADDR, i.p_addr + pairs(i.n_vec) * PARAM_BYTES)] if i.params else []
     return shape, align, rng
 
 

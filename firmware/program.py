@@ -268,15 +268,18 @@ class Program:
                      dst_stride=isa.round_up(row_bytes) if dst_stride is None else dst_stride)
         return self._add(c, *isa.regions(c), wait)
 
-    def interact(self, *, src, dst, batch, n_vec, dim, multiplier, shift, vec_stride=None,
-                 in_stride=None, out_stride=None, wait=None):
+    def interact(self, *, src, dst, batch, n_vec, dim, multiplier=0, shift=0, p_addr=None,
+                 vec_stride=None, in_stride=None, out_stride=None, wait=None):
         """The DLRM dot interaction; by default the ``n_vec`` vectors of a sample
         are consecutive (``vec_stride`` = dim rounded up), samples follow each
         other, and the outputs of a sample are ``out_stride`` apart (pairs
-        rounded up)."""
+        rounded up). Every pair is requantized with ``multiplier``/``shift``,
+        or, given ``p_addr``, pair p with param record p there (PARAMS:
+        :func:`param_records` of the per-pair multipliers and shifts)."""
         check_requant_params(multiplier, shift, name="interaction")
         vs = isa.round_up(dim) if vec_stride is None else vec_stride
         x = isa.Interact(src=src, dst=dst, multiplier=multiplier, shift=shift, batch=batch,
+                         p_addr=0 if p_addr is None else p_addr, params=p_addr is not None,
                          dim=dim, n_vec=n_vec, vec_stride=vs,
                          in_stride=vs * n_vec if in_stride is None else in_stride,
                          out_stride=isa.round_up(isa.pairs(n_vec)) if out_stride is None

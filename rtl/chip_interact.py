@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..checks import ceil_div, check_int, check_type
-from ..isa import ALIGN, ChipError, Limits, Unit
+from ..isa import ALIGN, PARAM_BYTES, ChipError, InteractFlags, Limits, Unit, pairs
 from .control import GEMM_UNIT_CMD, UnitPortSignature
 from .control_fetch import check_mem_bytes
 from .dma import RowReader, RowWriter, write_beat_layout
@@ -155,7 +155,10 @@ class InteractUnit(wiring.Component):
     for the pairs (1,0), (2,0), (2,1), (3,0), ... the int32 dot product
     ``v_i . v_j`` requantized with ``multiplier``/``shift`` (no bias, no
     ReLU, saturated to int8), byte ``p`` of the sample's row at
-    ``dst + b * out_stride + p``.
+    ``dst + b * out_stride + p``. With PARAMS (``flags`` bit 0) pair ``p``
+    is requantized with the multiplier and shift of param record ``p`` at
+    ``p_addr``: the unit first reads the ``pairs(n_vec)`` records (two
+    words each) into its pair table, then runs as without.
 
     Parameters: ``addr_width`` and ``mem_bytes`` of the chip memory,
     ``limits`` (:class:`seedchip.isa.Limits`: ``max_vec`` and ``max_k``
@@ -175,8 +178,8 @@ class InteractUnit(wiring.Component):
         side waits for a sample still loading, or for output credits.
         ``abort`` is ignored.
     mem : Out(MemPortSignature(addr_width, 64)).array(N_PORTS)
-        ``mem[0]``: the vector reader (reads only); ``mem[1]``: the output
-        writer (writes only).
+        ``mem[0]``: the vector reader (reads only; with PARAMS the param
+        records first); ``mem[1]``: the output writer (writes only).
 
     Throughput: 8 int8 MACs per cycle; a pair takes ``W = ceil(dim / 8)``
     cycles, a sample ``pairs(n_vec) * W`` cycles when loading keeps up
@@ -186,7 +189,8 @@ class InteractUnit(wiring.Component):
     loading the first sample (``n_vec * W`` words plus the memory's latency)
     and about 30 cycles of pipeline (buffer read, MACs, Requantizer, packer,
     writer); with a one-cycle memory, one Kaggle sample takes 790 cycles from
-    ``cmd`` to ``done``, three take 2194.
+    ``cmd`` to ``done``, three take 2194. PARAMS adds the records' load:
+    two words a pair (702 cycles for 351 pairs with a one-cycle memory).
 
     Buffer (:attr:`buf_depth` words of 64 bits, twice): two copies, one read
     port each (two words read per cycle), of two banks (load one sample while
@@ -194,7 +198,9 @@ class InteractUnit(wiring.Component):
     ``2**ceil_log2(ceil(max_k / 8))`` words, in block RAM, each copy sliced
     into :attr:`slice_bits`-wide memories that each fit one block RAM. For
     max_vec 64, max_k 256: 2 copies x 4096 x 64 bits = 512 Kbit = 32 ECP5
-    DP16KD (4096 x 4 each; half without the second bank).
+    DP16KD (4096 x 4 each; half without the second bank). The pair table
+    (:attr:`pair_depth` x 37 bits: a multiplier and a shift) adds 5 DP16KD
+    for max_vec 64 (2048 x 9 each).
 
     Alone on the ECP5-85F (out of context, Limits(), seed 1): 2881 LUT/carry
     cells, 2835 FF, 32 DP16KD, 13 MULT18X18D (8 MACs, 4 in the Requantizer,
@@ -220,6 +226,8 @@ class InteractUnit(wiring.Component):
         self.buf_depth = 2 << (self.vec_bits + self.word_bits)
         #: bits of a word in one memory: as many as fit one 16 Kbit block RAM at
         #: the buffer's depth (ECP5 DP16KD: 16384 x 1 .. 512 x 32 data bits)
+        #: entries of the pair table (PARAMS): pairs(max_vec), rounded up
+        self.pair_depth = 1 << ceil_log2(pairs(limits.max_vec))
         per_bram = max(1, BRAM_BITS // self.buf_depth)
         self.slice_bits = min(DATA_WIDTH, 1 << (per_bram.bit_length() - 1))
         super().__init__({
@@ -244,6 +252,48 @@ class InteractUnit(wiring.Component):
                 datas.append(rp)
             rdata.append(datas)
         return wports, tuple(rdata)
+
+    def _pair_table_load(self, m, beat, pload, start, err, err_index):
+        """PARAMS: the param records' beats (two per record) into the pair table
+        while ``pload``; it ends with the last beat. ``start``: the command's
+        operands (``p_addr``) when it is taken. Returns the table."""
+        m.submodules.pair_table = table = Memory(shape=unsigned(37), depth=self.pair_depth,
+                                                 init=[])
+        wp = table.write_port()
+        pidx = Signal(range(self.pair_depth))
+        pmul = Signal(32)
+        paddr = Signal(32)              # the byte address of the beat, for MEM_ERROR
+        with m.If(start.valid & start.ready):
+            m.d.sync += [pidx.eq(0), paddr.eq(start.payload.operands.interact.p_addr)]
+        m.d.comb += [wp.addr.eq(pidx), wp.data.eq(Cat(pmul, beat.payload.data[:5])),
+                     wp.en.eq(pload & beat.valid & beat.payload.row_last)]
+        with m.If(pload & beat.valid):
+            with m.If(beat.payload.err & ~err):
+                m.d.sync += [err.eq(1), err_index.eq(paddr)]
+            with m.If(beat.payload.row_last):
+                m.d.sync += [pidx.eq(pidx + 1), paddr.eq(paddr + (PARAM_BYTES - ALIGN))]
+            with m.Else():
+                m.d.sync += [pmul.eq(beat.payload.data[32:]), paddr.eq(paddr + ALIGN)]
+            with m.If(beat.payload.last):
+                m.d.sync += pload.eq(0)
+        return table
+
+    def _pair_table_read(self, m, table, dot, start):
+        """The multiplier and shift of the pair whose dot product ``dot`` gives
+        next, a cycle after it leaves (registered): the table is addressed with
+        the next pair as one leaves, so its read data is ready for the next."""
+        rp = table.read_port()
+        cur = Signal(range(self.pair_depth))    # the pair dot gives next
+        inc = Signal(range(self.pair_depth))    # cur + 1
+        nxt = Mux(dot.o_row_last, 0, inc)
+        with m.If(dot.o_valid):
+            m.d.sync += [cur.eq(nxt), inc.eq(nxt + 1)]
+        with m.If(start):
+            m.d.sync += [cur.eq(0), inc.eq(1)]
+        m.d.comb += rp.addr.eq(Mux(dot.o_valid, nxt, cur))
+        pm, ps = Signal(signed(32)), Signal(5)
+        m.d.sync += [pm.eq(rp.data[:32]), ps.eq(rp.data[32:])]
+        return pm, ps
 
     def elaborate(self, platform):
         m = Module()
@@ -272,6 +322,12 @@ class InteractUnit(wiring.Component):
         words_m1 = Signal(WB)
         multiplier = Signal.like(ops.multiplier)
         shift = Signal.like(ops.shift)
+        params = Signal()               # PARAMS: a multiplier and shift per pair
+        pload = Signal()                # the pair table is being loaded (PARAMS)
+        p_addr = Signal(32)
+        n_vec = Signal(8)
+        dim = Signal(16)
+        vec_stride = Signal(16)
         in_stride = Signal(16)
         err = Signal()                  # a read came back with err (first one: err_index)
         err_index = Signal(32)
@@ -284,17 +340,24 @@ class InteractUnit(wiring.Component):
             cmd.ready.eq(~busy),
             rd.cmd.valid.eq(rd_pend),
             wr.cmd.valid.eq(wr_pend),
-            rd.cmd.payload.base.eq(ld_base),
+            rd.cmd.payload.base.eq(Mux(pload, p_addr, ld_base)),
         ]
         with m.If(cmd.valid & cmd.ready):
             n = ops.n_vec
+            fl = InteractFlags(cmd.payload.flags.as_value())
             m.d.sync += [
                 busy.eq(1), err.eq(0), wr_pend.eq(1),
                 n_m1.eq(n - 1), words_m1.eq((ops.dim - 1) >> 3),
                 multiplier.eq(ops.multiplier), shift.eq(ops.shift), in_stride.eq(ops.in_stride),
                 ld_left.eq(ops.batch), cp_left.eq(ops.batch), ld_base.eq(ops.src),
-                rd.cmd.payload.stride.eq(ops.vec_stride), rd.cmd.payload.rows.eq(n),
-                rd.cmd.payload.row_bytes.eq(ops.dim),
+                n_vec.eq(n), dim.eq(ops.dim), vec_stride.eq(ops.vec_stride),
+                params.eq(fl.params), pload.eq(fl.params), rd_pend.eq(fl.params),
+                p_addr.eq(ops.p_addr),
+                # PARAMS first reads the pair records: the multiplier (bytes 4..7)
+                # and the shift (byte 8) of each, two beats
+                rd.cmd.payload.stride.eq(PARAM_BYTES),
+                rd.cmd.payload.rows.eq((n * (n - 1)) >> 1),
+                rd.cmd.payload.row_bytes.eq(9),
                 # one writer command for the whole batch: a row of pairs(n) bytes per sample
                 wr.cmd.payload.base.eq(ops.dst), wr.cmd.payload.stride.eq(ops.out_stride),
                 wr.cmd.payload.rows.eq(ops.batch),
@@ -314,19 +377,22 @@ class InteractUnit(wiring.Component):
         ld_active = Signal()
         ld_vec = Signal(VB + 1)
         ld_word = Signal(WB)
-        with m.If(busy & ~ld_active & (ld_left != 0) & ~full.bit_select(ld_bank, 1)):
-            m.d.sync += [ld_active.eq(1), rd_pend.eq(1), ld_vec.eq(0), ld_word.eq(0)]
+        with m.If(busy & ~pload & ~ld_active & (ld_left != 0) & ~full.bit_select(ld_bank, 1)):
+            m.d.sync += [ld_active.eq(1), rd_pend.eq(1), ld_vec.eq(0), ld_word.eq(0),
+                         rd.cmd.payload.stride.eq(vec_stride), rd.cmd.payload.rows.eq(n_vec),
+                         rd.cmd.payload.row_bytes.eq(dim)]
         beat = rd.beats
         m.d.comb += beat.ready.eq(1)
+        pair_w = self._pair_table_load(m, beat, pload, cmd, err, err_index)
         for wp, k in wports:
-            m.d.comb += [wp.en.eq(beat.valid),
+            m.d.comb += [wp.en.eq(beat.valid & ~pload),
                          wp.data.eq(beat.payload.data[k * SW:(k + 1) * SW]),
                          wp.addr.eq(Cat(ld_word, ld_vec[:VB], ld_bank))]
         # the byte address of the vector being loaded, for MEM_ERROR's index
         ld_row = Signal(32)
         with m.If(rd.cmd.valid & rd.cmd.ready):
             m.d.sync += ld_row.eq(ld_base)
-        with m.If(beat.valid):
+        with m.If(beat.valid & ~pload):
             with m.If(beat.payload.err & ~err):
                 m.d.sync += [err.eq(1), err_index.eq(ld_row + (ld_word << 3))]
             with m.If(beat.payload.row_last):
@@ -398,16 +464,21 @@ class InteractUnit(wiring.Component):
         flags = Signal(4)
         m.d.sync += [flags.eq(Cat(issue, cw == 0, last_word, last_pair)),
                      Cat(dot.valid, dot.first, dot.last, dot.row_last).eq(flags)]
+        # each pair's multiplier and shift (PARAMS) read from the pair table as its
+        # dot product leaves the accumulator, both registered before the Requantizer
+        pm, ps = self._pair_table_read(m, pair_w, dot, cmd.valid & cmd.ready)
+        zv, zlast, zacc = Signal(), Signal(), Signal(signed(32))
+        m.d.sync += [zv.eq(dot.o_valid), zlast.eq(dot.o_row_last), zacc.eq(dot.o_acc)]
         m.d.comb += [
             dot.a.eq(word_i), dot.b.eq(word_j),
-            rq.i_valid.eq(dot.o_valid),
-            rq.i.acc.eq(dot.o_acc),
+            rq.i_valid.eq(zv),
+            rq.i.acc.eq(zacc),
             rq.i.bias.eq(0),
-            rq.i.multiplier.eq(multiplier),
-            rq.i.shift.eq(shift),
+            rq.i.multiplier.eq(Mux(params, pm, multiplier)),
+            rq.i.shift.eq(Mux(params, ps, shift)),
             rq.i.requant.eq(1),
             rq.i.relu.eq(0),
-            rq.i.last.eq(dot.o_row_last),
+            rq.i.last.eq(zlast),
             # credits: the FIFO always has room
             fifo.w_en.eq(rq.o_valid),
             fifo.w_data.eq(Cat(rq.o.data[:8], rq.o.last)),

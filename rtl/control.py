@@ -48,7 +48,7 @@ __all__ = ["GEMM_UNIT_CMD", "GATHER_UNIT_CMD", "COPY_UNIT_CMD", "UNIT_CMD", "Uni
 #: The matrix unit's command: GEMM or INTERACT (``opcode``), its flags and operands.
 GEMM_UNIT_CMD = data.StructLayout({
     "opcode": Opcode,
-    "flags": isa.GemmFlags,
+    "flags": isa.GemmFlags,             # INTERACT: isa.InteractFlags (PARAMS is bit 0 in both)
     "operands": data.UnionLayout({"gemm": isa.GEMM_OPERANDS, "interact": isa.INTERACT_OPERANDS}),
 })
 GATHER_UNIT_CMD = data.StructLayout({"flags": isa.GatherFlags, "operands": isa.GATHER_OPERANDS})

@@ -185,10 +185,16 @@ class ChipModel:
         entry.reads, entry.writes = isa.regions(x)
         lo, hi = np.tril_indices(x.n_vec, -1)     # (1,0), (2,0), (2,1), (3,0), ...
         out = np.empty((x.batch, isa.pairs(x.n_vec)), dtype=np.int64)
+        mult, shift = x.multiplier, x.shift
+        if x.params:                                # a multiplier and shift per pair
+            recs = [isa.unpack_record(isa.ParamRecord, r) for r in self._rows(
+                x.p_addr, isa.pairs(x.n_vec), isa.PARAM_BYTES, isa.PARAM_BYTES)]
+            mult = np.array([r["multiplier"] for r in recs], np.int64)
+            shift = np.array([r["shift"] for r in recs], np.int64)
         for b in range(x.batch):
             t = self._rows(x.src + b * x.in_stride, x.n_vec, x.vec_stride, x.dim).view(np.int8)
             z = golden.gemm_raw(t, t.T)
-            out[b] = golden.requantize(z[lo, hi], x.multiplier, x.shift)
+            out[b] = golden.requantize(z[lo, hi], mult, shift)
         self._put_rows(x.dst, x.out_stride, out.astype(np.int8).view(np.uint8))
 
     def _exec_gather(self, g: isa.Gather, entry):

@@ -7,7 +7,10 @@ batches with interleaved samples), several back to back on one instance,
 random memory latency and ``req.ready``, random cycles before each command;
 the whole memory and every ``done`` are compared. A read or write error gives
 MEM_ERROR without hanging and the next command is right. The cycle counts
-of the DLRM Kaggle shape and of dim <= 8 are checked."""
+of the DLRM Kaggle shape and of dim <= 8 are checked. PARAMS (a multiplier
+and shift per pair, from param records in memory: random bytes there give
+every multiplier and shift) in the random cases, directed ones and the cycle
+count; a read error in the records gives their address."""
 
 import numpy as np
 import pytest
@@ -29,17 +32,18 @@ MULTIPLIERS = [0, 1, -1, (1 << 31) - 1, -(1 << 31), 1 << 30, -(1 << 30) - 12345]
 
 def set_interact(ctx, payload, insn):
     ctx.set(payload.opcode, Opcode.INTERACT)
+    ctx.set(payload.flags.as_value(), int(insn.params))
     ctx.set(payload.operands.as_value(), operands_raw(insn) & OPERANDS_MASK)
 
 
 def interact(src, dst, *, n_vec, dim, batch=1, multiplier=1 << 30, shift=0, in_stride=None,
-             vec_stride=None, out_stride=None):
+             vec_stride=None, out_stride=None, p_addr=None):
     vec_stride = isa.round_up(dim) if vec_stride is None else vec_stride
     in_stride = n_vec * vec_stride if in_stride is None else in_stride
     out_stride = isa.round_up(isa.pairs(n_vec)) if out_stride is None else out_stride
     return isa.Interact(src=src, dst=dst, multiplier=multiplier, shift=shift, batch=batch,
                         dim=dim, n_vec=n_vec, in_stride=in_stride, vec_stride=vec_stride,
-                        out_stride=out_stride)
+                        out_stride=out_stride, p_addr=p_addr or 0, params=p_addr is not None)
 
 
 def random_interact(rng, lim, mem_bytes):
@@ -68,8 +72,13 @@ def random_interact(rng, lim, mem_bytes):
         lo, hi = hi, lo
     src = lo[0] + 8 * int(rng.integers(0, (lo[1] - lo[0] - src_len) // 8 + 1))
     dst = hi[0] + 8 * int(rng.integers(0, (hi[1] - hi[0] - dst_len) // 8 + 1))
+    p_addr = None
+    if rng.random() < 0.5:          # PARAMS: records read from the source half (random bytes)
+        p_len = isa.pairs(n_vec) * isa.PARAM_BYTES
+        p_addr = lo[0] + 8 * int(rng.integers(0, (lo[1] - lo[0] - p_len) // 8 + 1))
     return interact(src, dst, n_vec=n_vec, dim=dim, batch=batch, multiplier=multiplier,
-                    shift=shift, in_stride=in_stride, vec_stride=vec_stride, out_stride=out_stride)
+                    shift=shift, in_stride=in_stride, vec_stride=vec_stride, out_stride=out_stride,
+                    p_addr=p_addr)
 
 
 def fresh_mem(rng, nbytes=MEM_BYTES):
@@ -119,9 +128,24 @@ def test_interact_directed():
                  shift=5),                                            # v0 = -128s, v1 = 127s
         interact(64, 2800, n_vec=7, dim=8, batch=3, vec_stride=16, in_stride=8,
                  multiplier=1 << 30, shift=3, out_stride=32),
+        # PARAMS: a scale per pair (extremes, then real ones); the instruction's
+        # multiplier/shift are ignored
+        interact(1024, 2904, n_vec=8, dim=20, vec_stride=24, multiplier=0, shift=31,
+                 p_addr=1536),
+        interact(64, 3000, n_vec=8, dim=9, batch=3, p_addr=1536 + 28 * 16),
+        interact(64, 3200, n_vec=2, dim=1, p_addr=1536 + 27 * 16),
     ]
+    recs = [((1 << 31) - 1, 0), (-(1 << 31), 0), ((1 << 31) - 1, 31), (0, 0), (1, 0), (-1, 5)]
+    recs += [(int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(0, 14))) for _ in range(50)]
+    # (packed as records, not through param_records: the host refuses these
+    # multipliers, the chip takes any; a bias is ignored)
+    mem[1536:1536 + 56 * 16] = np.frombuffer(b"".join(
+        isa.pack_record(isa.ParamRecord, bias=12345, multiplier=mu, shift=sh) for mu, sh in recs),
+        np.uint8)
     check_against_model(dut, mem, insns, rng, limits=LIMITS, set_cmd=set_interact)
     assert (mem[2400:2428] == 127).all() and (mem[2504:2532] == 0x80).all()
+    # pairs (1,0) and (2,0) of the all -128 vectors: +327680 saturates to 127, then -128
+    assert list(mem[2904:2907]) == [127, 0x80, 0]
 
 
 def test_interact_cycles():
@@ -132,12 +156,18 @@ def test_interact_cycles():
     dut = InteractUnit(addr_width=10, mem_bytes=8192, limits=lim)
     kaggle = [interact(64, 4096, n_vec=27, dim=16, batch=1 + 2 * k, multiplier=1 << 30,
                        shift=7, out_stride=352) for k in range(2)]
+    # PARAMS (records read from random bytes): the same per sample, plus the
+    # table's load (2 words a pair)
+    kaggle_p = [interact(64, 4096, n_vec=27, dim=16, batch=1 + 2 * k, out_stride=352,
+                         p_addr=2048) for k in range(2)]
     small = interact(64, 4096, n_vec=8, dim=8, batch=4, shift=4)
-    got = check_against_model(dut, mem, kaggle + [small], rng, limits=lim, set_cmd=set_interact,
-                              ready_p=1.0, max_latency=1)
+    got = check_against_model(dut, mem, kaggle + [small] + kaggle_p, rng, limits=lim,
+                              set_cmd=set_interact, ready_p=1.0, max_latency=1)
     print("cycles", [g[1] for g in got])
     per_sample = (got[1][1] - got[0][1]) / 2
     assert per_sample == 702, got
+    assert (got[4][1] - got[3][1]) / 2 == 702, got
+    assert got[3][1] - got[0][1] <= 2 * 351 + 20, got
     # one pair per cycle with dim <= 8: 28 pairs a sample, and ~60 cycles of latency
     assert got[2][1] <= 4 * 28 + 60, got
 
@@ -164,12 +194,16 @@ def test_interact_mem_error():
     wr_err = interact(64, 1032, n_vec=8, dim=12, batch=2)
     good = interact(64, 2048, n_vec=6, dim=12, batch=2, shift=4)
     good2 = interact(256, 2560, n_vec=3, dim=20, batch=3, in_stride=8, vec_stride=24, shift=6)
-    got = run_unit(dut, mem, [rd_err, good, wr_err, good2], rng, set_cmd=set_interact,
-                   err_words=bad)
+    # PARAMS: record 1 of 3 (bytes 1024 + 16 .. +31) spans the bad word
+    p_err = interact(256, 2700, n_vec=3, dim=20, p_addr=1024)
+    got = run_unit(dut, mem, [rd_err, good, wr_err, good2, p_err, good], rng,
+                   set_cmd=set_interact, err_words=bad)
     # index: the first read word with err (vector 1 of rd_err); 0 for a write error
     assert [g[0] for g in got] == [(ChipError.MEM_ERROR, Unit.GEMM.value, 0, 1040),
                                    (ChipError.NONE, 0, 0, 0),
                                    (ChipError.MEM_ERROR, Unit.GEMM.value, 0, 0),
+                                   (ChipError.NONE, 0, 0, 0),
+                                   (ChipError.MEM_ERROR, Unit.GEMM.value, 0, 1040),
                                    (ChipError.NONE, 0, 0, 0)]
     # nothing wrote the good commands' outputs after them: running them again changes nothing
     for insn in (good, good2):

@@ -91,6 +91,9 @@ def rand_interact(rng, mem=MEM, **kw):
     os_ = isa.round_up(isa.pairs(nv)) + 8 * int(rng.integers(0, 2))
     span = b * max(ins, 1) + nv * vs + b * os_
     addr = lambda: DATA + 8 * int(rng.integers(0, max(1, (mem - DATA - span) // 8)))  # noqa
+    if rng.random() < 0.5 and "params" not in kw:   # PARAMS: records per pair
+        kw.update(params=True, p_addr=DATA + 8 * int(rng.integers(
+            0, max(1, (mem - DATA - isa.pairs(nv) * isa.PARAM_BYTES) // 8))))
     return isa.Interact(src=addr(), dst=addr(), multiplier=int(rng.integers(-(1 << 31), 1 << 31)),
                         shift=int(rng.integers(0, 32)), batch=b, dim=dim, n_vec=nv,
                         in_stride=ins, vec_stride=vs, out_stride=os_, **kw)
@@ -227,6 +230,11 @@ def directed_insns():
             isa.Interact(**{**x, "dst": MEM - 8}), isa.Interact(**{**x, "shift": 31}),
             isa.Interact(**{**x, "batch": 0xFFFF, "in_stride": 0xFFF8, "n_vec": 16,
                             "vec_stride": 0xFFF8, "out_stride": 128})]
+    # PARAMS: p_addr aligned and its pairs(n_vec) records inside memory
+    end = MEM - isa.pairs(x["n_vec"]) * isa.PARAM_BYTES
+    out += [isa.Interact(**{**x, "params": True, "p_addr": a})
+            for a in (end, end + 8, end - 4, 0xFFFFFFF8, 4)]
+    out += [isa.Interact(**{**x, "params": True, "p_addr": 12, "dst": 4})]   # DST aligns first
     for n_vec in (1, 2, LIM.max_vec, LIM.max_vec + 1, 255):
         out.append(isa.Interact(**{**x, "n_vec": n_vec, "out_stride": 0x7FF8}))
     return out
@@ -652,6 +660,7 @@ def add_random(p, rng, insn, wait):
     if isinstance(insn, isa.Interact):
         return p.interact(src=insn.src, dst=insn.dst, batch=insn.batch, n_vec=insn.n_vec,
                           dim=insn.dim, multiplier=1 << 30, shift=insn.shift,
+                          p_addr=insn.p_addr if insn.params else None,
                           vec_stride=insn.vec_stride, in_stride=insn.in_stride,
                           out_stride=insn.out_stride, wait=wait)
     tables = [Table(base=8 * int(rng.integers(0, 64)), rows=int(rng.integers(1, 9)),

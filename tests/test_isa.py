@@ -184,7 +184,7 @@ def test_every_reserved_bit_is_illegal():
     assert isa.RESERVED_MASK[isa.Opcode.GEMM] >> 32 == 0
     assert isa.RESERVED_MASK[isa.Opcode.COPY] >> 32 == ((1 << 64) - 1) << 160
     assert isa.RESERVED_MASK[isa.Opcode.GATHER] >> 32 == 0xFF << 216
-    assert isa.RESERVED_MASK[isa.Opcode.INTERACT] >> 32 == ((1 << 35) - 1) << 189
+    assert isa.RESERVED_MASK[isa.Opcode.INTERACT] >> 32 == 0b111 << 189      # then p_addr
 
 
 def test_illegal_opcode_and_flags():
