@@ -12,6 +12,7 @@ Memory (an :class:`~seedchip.firmware.program.Allocator` map, printed by
 int8 weights as the GEMM's B operand (``K x N``, row ``k`` = input column
 ``k``) and N param records (bias, multiplier, shift), per table its int8
 rows (pitch :func:`~seedchip.isa.table_pitch`), the GATHER descriptors, the
+interaction's param records (a multiplier and shift per pair), the
 program -- then the buffers of a batch: the int8 dense features, per GATHER
 the indices (u32) and offsets (u32, bag ``i = t * batch + b``), every
 layer's output, ``T`` (per sample the ``n_vec`` vectors ``[x, e_1, ...]``
@@ -22,11 +23,12 @@ The program (one instruction per layer and tile; wait masks from the bytes
 each reads and writes, :class:`~seedchip.firmware.program.Program`):
 
 1. GATHER, one per group of up to ``limits.n_tables`` tables: SUM pooling,
-   FATAL bounds, pooled sums requantized to ``s_T`` and written straight into
+   FATAL bounds, pooled sums requantized to each table's scale and written straight into
    their slots of ``T``; it runs beside the bottom MLP.
 2. The bottom MLP: a GEMM (+ReLU, int8) per layer; the last writes ``x``
    into ``T``.
-3. INTERACT: ``T`` -> the pairs ``Z`` at ``R + round_up(d)``; COPY ``x``
+3. INTERACT PARAMS (a rescale per pair): ``T`` -> the pairs ``Z`` at
+   ``R + round_up(d)``; COPY ``x``
    from ``T`` to the start of ``R`` beside it.
 4. The top MLP; the last layer writes int32 ``acc + bias`` (the logit).
 
@@ -50,11 +52,12 @@ from ..emb_protocol import BoundsMode, PoolMode
 from .dlrm import DLRMArch, ModelError
 from .ops import _floor8
 from .program import Allocator, Program, Table, desc_records, param_records, table_image
-from .quant import QLayer, QTable, QuantDLRM
+from .quant import QLayer, QTable, QuantDLRM, scale_span
 
 __all__ = ["Compiled", "compile_model", "ARTIFACT_VERSION", "SDRAM_BYTES_PER_CYCLE"]
 
-ARTIFACT_VERSION = 1
+#: 2: the interaction's scales per vector and per pair (INTERACT PARAMS)
+ARTIFACT_VERSION = 2
 #: The cycle estimate's memory: the board's 16-bit SDRAM, one beat a cycle.
 SDRAM_BYTES_PER_CYCLE = 2
 
@@ -125,6 +128,8 @@ class _Builder:
             recs = desc_records(tabs)
             desc = self.alloc(f"gather.{len(self.groups)}.desc", len(recs), recs)
             self.groups.append({"t0": t0, "n": len(tabs), "desc": desc})
+        prec = param_records(np.zeros(self.arch.n_pairs), self.q.z_multiplier, self.q.z_shift)
+        self.z_params = self.alloc("interaction.params", len(prec), prec)
 
     # -- batch buffers ---------------------------------------------------------------
     def place_buffers(self):
@@ -216,7 +221,8 @@ class _Builder:
             pitch = isa.table_pitch(a.dim)
             self.row(layer=f"emb_l.{grp['t0']}..{grp['t0'] + grp['n'] - 1}", op="GATHER",
                      shape=f"{B} x {grp['n']} bags, d={a.dim}", out="int8",
-                     scale=f"{q.s_T:.4g}", where=f"tables 0x{tabs[0].base:x}, out T",
+                     scale=scale_span(q.s_T[1 + grp["t0"]:1 + grp["t0"] + grp["n"]]),
+                     where=f"tables 0x{tabs[0].base:x}, out T",
                      insns=1, cycles=B * grp["n"] * (2 * -(-pitch // SDRAM_BYTES_PER_CYCLE) + 8))
         act = self.dense
         t_dest = _Act(self.T, a.n_vec * self.vs, ((0, a.dim, 0),))
@@ -228,19 +234,19 @@ class _Builder:
                 self.prog.copy(src=act.addr + off, dst=self.T + c0, rows=B, row_bytes=nc,
                                src_stride=act.stride, dst_stride=a.n_vec * self.vs)
             self.row(layer="x -> T", op="COPY", shape=f"{B} x {a.dim} B", out="int8",
-                     scale=f"{q.s_T:.4g}", where=f"T 0x{self.T:x}", insns=len(act.segs),
+                     scale=f"{q.s_T[0]:.4g}", where=f"T 0x{self.T:x}", insns=len(act.segs),
                      cycles=B * (2 * -(-a.dim // SDRAM_BYTES_PER_CYCLE) + 4))
         self.prog.interact(src=self.T, dst=self.R + self.d8, batch=B, n_vec=a.n_vec, dim=a.dim,
-                           multiplier=q.z_multiplier, shift=q.z_shift, vec_stride=self.vs,
+                           p_addr=self.z_params, vec_stride=self.vs,
                            in_stride=a.n_vec * self.vs, out_stride=self.r_stride)
         words = -(-a.dim // isa.ALIGN)
         self.row(layer="interaction", op="INTERACT", shape=f"{B} x {a.n_vec} vectors of {a.dim}",
-                 out="int8", scale=f"{q.s_Z:.4g}", where=f"T 0x{self.T:x} -> R 0x{self.R:x}",
+                 out="int8", scale=scale_span(q.s_Z), where=f"T 0x{self.T:x} -> R 0x{self.R:x}",
                  insns=1, cycles=B * (a.n_pairs + a.n_vec) * words)
         self.prog.copy(src=self.T, dst=self.R, rows=B, row_bytes=a.dim,
                        src_stride=a.n_vec * self.vs, dst_stride=self.r_stride)
         self.row(layer="x -> R", op="COPY", shape=f"{B} x {a.dim} B", out="int8",
-                 scale=f"{q.s_T:.4g}", where=f"R 0x{self.R:x}", insns=1,
+                 scale=f"{q.s_T[0]:.4g}", where=f"R 0x{self.R:x}", insns=1,
                  cycles=B * (2 * -(-a.dim // SDRAM_BYTES_PER_CYCLE) + 4))
         segs = ((0, a.dim, 0), (a.dim, a.n_pairs, self.d8)) if a.dim != self.d8 \
             else ((0, a.dim + a.n_pairs, 0),)
@@ -342,8 +348,10 @@ class Compiled:
                 tables.append(QTable(eq=eq, scale=tq["scale"], multiplier=tq["multiplier"],
                                      shift=tq["shift"]))
             quant = QuantDLRM(arch=arch, s_dense=qm["s_dense"], bot=layers(qm["bot"]),
-                              top=layers(qm["top"]), tables=tables, s_T=qm["s_T"], s_Z=qm["s_Z"],
-                              z_multiplier=qm["z_multiplier"], z_shift=qm["z_shift"],
+                              top=layers(qm["top"]), tables=tables, s_T=np.array(qm["s_T"]),
+                              s_Z=np.array(qm["s_Z"]),
+                              z_multiplier=np.array(qm["z_multiplier"], np.int64),
+                              z_shift=np.array(qm["z_shift"], np.int64),
                               method=qm["method"], percentile=qm["percentile"],
                               notes=qm["notes"])
         return cls(meta=meta, image=image, program=program, quant=quant)
@@ -397,8 +405,10 @@ def compile_model(q: QuantDLRM, *, batch: int, limits: isa.Limits, mem_bytes: in
         "regions": {k: list(v) for k, v in b.mem.regions.items()},
         "static_bytes": sum(len(d) for _, d in b.image),
         "layers": b.rows,
-        "quant": {"s_dense": q.s_dense, "s_T": q.s_T, "s_Z": q.s_Z,
-                  "z_multiplier": q.z_multiplier, "z_shift": q.z_shift, "method": q.method,
+        "quant": {"s_dense": q.s_dense, "s_T": [float(v) for v in q.s_T],
+                  "s_Z": [float(v) for v in q.s_Z],
+                  "z_multiplier": [int(v) for v in q.z_multiplier],
+                  "z_shift": [int(v) for v in q.z_shift], "method": q.method,
                   "percentile": q.percentile, "notes": q.notes,
                   "bot": [(L.name, L.relu, L.s_out) for L in q.bot],
                   "top": [(L.name, L.relu, L.s_out) for L in q.top],

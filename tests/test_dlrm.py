@@ -171,8 +171,9 @@ def _reference_int(q, inputs, b):
         rows = inputs.indices[t][ends[b]:ends[b + 1]]
         s = [sum(int(tab.eq[r, c]) for r in rows) for c in range(q.arch.dim)]
         vecs.append([_requant(v, tab.multiplier, tab.shift) for v in s])
-    z = [_requant(sum(x * y for x, y in zip(vecs[i], vecs[j])), q.z_multiplier, q.z_shift)
-         for i, j in interaction_pairs(len(vecs))]
+    # a rescale per pair, in DLRM's pair order
+    z = [_requant(sum(x * y for x, y in zip(vecs[i], vecs[j])), q.z_multiplier[p], q.z_shift[p])
+         for p, (i, j) in enumerate(interaction_pairs(len(vecs)))]
     a = vecs[0] + z
     for layer in q.top:
         a = linear(layer, a)
@@ -215,7 +216,7 @@ def test_calibration_methods(trained):
     model, _, te, _ = trained
     qm = quantize(model, te, method="max")
     qp = quantize(model, te, method="percentile", percentile=99.0)
-    assert qm.s_dense >= qp.s_dense and qm.s_Z >= qp.s_Z
+    assert qm.s_dense >= qp.s_dense and (qm.s_Z >= qp.s_Z).all() and (qm.s_T >= qp.s_T).all()
     for bad, msg in ((dict(method="mse"), "method must be"), (dict(percentile=20), "percentile")):
         with pytest.raises(ValueError, match=msg):
             quantize(model, te, **bad)
@@ -228,6 +229,9 @@ def test_program_bit_exact_with_partial_batch(trained):
     c = compile_model(q, batch=16, limits=LIMITS, mem_bytes=MEM)
     ops = [type(i).__name__ for i in c.program]
     assert ops == ["Gather", "Gemm", "Gemm", "Interact", "Copy", "Gemm", "Gemm", "Finish"]
+    # the interaction rescales pair by pair (PARAMS), each with its own scale
+    x = c.program.insns[3]
+    assert x.params and len(set(q.s_Z)) == q.arch.n_pairs and len(set(q.s_T)) == q.arch.n_vec
     batch = te.slice(0, 40)                 # 16 + 16 + 8: the last batch padded
     r = run_model(GoldenDevice(MEM, LIMITS), c, batch)
     np.testing.assert_array_equal(r.acc, q.forward_int(batch)["top"][-1][:, 0])
