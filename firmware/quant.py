@@ -55,7 +55,8 @@ from ..protocol import check_requant_params
 from ..sim import golden
 from .dlrm import DLRMFloat, Inputs, ModelError, bag_sum, interact, sigmoid
 
-__all__ = ["quantize_multiplier", "QLayer", "QTable", "QuantDLRM", "quantize", "METHODS", "scale_span"]
+__all__ = ["quantize_multiplier", "QLayer", "QTable", "QuantDLRM", "quantize", "METHODS",
+           "scale_span"]
 
 #: Calibration statistics of activations.
 METHODS = ("max", "percentile")

@@ -125,9 +125,9 @@ def _interact(i, pre, lim):
              (Operand.DIM, (x.dim == 0) | (x.dim > lim.max_k)),
              (Operand.VEC_STRIDE, x.vec_stride < x.dim),
              (Operand.OUT_STRIDE, x.out_stride < pre.pairs)]
-    align = [(Operand.SRC, 1, x.src), (Operand.DST, 1, x.dst), (Operand.P_ADDR, fl.params, x.p_addr),
-             (Operand.IN_STRIDE, 1, x.in_stride), (Operand.VEC_STRIDE, 1, x.vec_stride),
-             (Operand.OUT_STRIDE, 1, x.out_stride)]
+    align = [(Operand.SRC, 1, x.src), (Operand.DST, 1, x.dst),
+             (Operand.P_ADDR, fl.params, x.p_addr), (Operand.IN_STRIDE, 1, x.in_stride),
+             (Operand.VEC_STRIDE, 1, x.vec_stride), (Operand.OUT_STRIDE, 1, x.out_stride)]
     rng = [(Operand.SRC, 1, x.src, pre.batch1, x.in_stride, pre.nvec1, x.vec_stride, x.dim),
            (Operand.DST, 1, x.dst, pre.batch1, x.out_stride, 0, 0, pre.pairs),
            (Operand.P_ADDR, fl.params, x.p_addr, pre.pairs, isa.PARAM_BYTES, 0, 0, 0)]
