@@ -59,11 +59,12 @@ class DotAccumulator(wiring.Component):
         words ``first`` .. ``last``, :attr:`LATENCY` cycles after ``last``.
         No backpressure; gaps (``valid`` low) inside a pair are allowed.
 
-    Eight :class:`~seedchip.rtl.mac.Mul` (one DSP each on ECP5), a registered
-    adder tree, then the accumulator.
+    Eight :class:`~seedchip.rtl.mac.Mul` (one DSP each on ECP5), an adder
+    tree of two registered levels (two sums of four products, then their
+    sum), then the accumulator.
     """
 
-    LATENCY = Mul.LATENCY + 1
+    LATENCY = Mul.LATENCY + 2
 
     def __init__(self):
         super().__init__({
@@ -74,7 +75,7 @@ class DotAccumulator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # the flags beside the products (Mul.LATENCY) and their sum (1)
+        # the flags beside the products (Mul.LATENCY) and their sum (2)
         flags = Cat(self.valid, self.first, self.last, self.row_last)
         for stage in range(self.LATENCY):
             delayed = Signal(4, name=f"flags{stage + 1}")
@@ -88,8 +89,12 @@ class DotAccumulator(wiring.Component):
             m.d.comb += [mul.a.eq(self.a[8 * k:8 * k + 8].as_signed()),
                          mul.b.eq(self.b[8 * k:8 * k + 8].as_signed())]
             prods.append(mul.p)
+        # two levels for Fmax: the eight products summed in one cycle were the
+        # unit's critical path (106 MHz)
+        halves = [Signal(signed(18), name=f"dot_half{h}") for h in range(2)]
+        m.d.sync += [halves[0].eq(sum(prods[:4])), halves[1].eq(sum(prods[4:]))]
         dot = Signal(signed(20))
-        m.d.sync += dot.eq(sum(prods))
+        m.d.sync += dot.eq(halves[0] + halves[1])
         acc = Signal(32)
         acc_next = Signal(32)
         m.d.comb += acc_next.eq(Mux(first, 0, acc) + dot)
@@ -185,8 +190,8 @@ class InteractUnit(wiring.Component):
     dim 16: 351 pairs) is 702 cycles per sample. Fixed overhead per command:
     loading the first sample (``n_vec * W`` words plus the memory's latency)
     and about 30 cycles of pipeline (buffer read, MACs, Requantizer, packer,
-    writer); with a one-cycle memory, one Kaggle sample takes 790 cycles from
-    ``cmd`` to ``done``, three take 2194.
+    writer); with a one-cycle memory, one Kaggle sample takes 791 cycles from
+    ``cmd`` to ``done``, three take 2195.
 
     Buffer (:attr:`buf_depth` words of 64 bits, twice): two copies, one read
     port each (two words read per cycle), of two banks (load one sample while
