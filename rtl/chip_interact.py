@@ -201,10 +201,11 @@ class InteractUnit(wiring.Component):
     max_vec 64, max_k 256: 2 copies x 4096 x 64 bits = 512 Kbit = 32 ECP5
     DP16KD (4096 x 4 each; half without the second bank).
 
-    Alone on the ECP5-85F (out of context, Limits(), seed 1): 2881 LUT/carry
-    cells, 2835 FF, 32 DP16KD, 13 MULT18X18D (8 MACs, 4 in the Requantizer,
-    1 for pairs(n_vec)), 111 MHz; the worst path is inside the RowWriter
-    (its last-word compare in front of ``beats.ready``).
+    Alone on the ECP5-85F (out of context, the board chip's limits, seed 1,
+    routed): 2828 LUT/carry cells, 2432 FF, 32 DP16KD, 13 MULT18X18D (8 MACs,
+    4 in the Requantizer, 1 for pairs(n_vec)), 130 MHz; the worst path runs
+    from the BytePacker's byte count through the output credits
+    (``inflight``) into ``credit``.
     """
 
     N_PORTS = 2
