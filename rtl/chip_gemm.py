@@ -31,6 +31,7 @@ from .chip_gemm_acc import AccJoin, CinReader
 from .dma import RowReader, read_beat_layout
 from .gemm import GemmUnit
 from .memport import MemPortSignature
+from .skid import SkidBuffer
 
 __all__ = ["DATA_WIDTH", "N_PORTS", "PORT_A", "PORT_B", "PORT_PARAMS", "PORT_C", "PORT_CIN",
            "LaneSplitter", "ResultWriter", "GemmFront"]
@@ -161,6 +162,11 @@ class ResultWriter(wiring.Component):
         acc_mask = Signal(_WB)
         out_valid = Signal()
         outstanding = Signal(range(D + 1))
+        # outstanding != D, a cycle early into a register (for Fmax: the compare in
+        # front of req.valid, then c.ready and the element's word-end test into
+        # the write register's enable, was GemmFront's critical path, 102 MHz)
+        room = Signal(init=1)
+        outstanding_next = Signal.like(outstanding)
         req_go = Signal()
 
         def width_m1(left):
@@ -176,7 +182,7 @@ class ResultWriter(wiring.Component):
             ]
 
         m.d.comb += [
-            req.valid.eq(out_valid & (outstanding != D)),
+            req.valid.eq(out_valid & room),
             req.payload.we.eq(1),
             req_go.eq(req.valid & req.ready),
             resp.ready.eq(1),
@@ -185,7 +191,8 @@ class ResultWriter(wiring.Component):
             # an element may complete a word: the write register must be free
             self.c.ready.eq(~out_valid | req_go),
         ]
-        m.d.sync += outstanding.eq(outstanding + req_go - resp.valid)
+        m.d.comb += outstanding_next.eq(outstanding + req_go - resp.valid)
+        m.d.sync += [outstanding.eq(outstanding_next), room.eq(outstanding_next != D)]
         with m.If(req_go):
             m.d.sync += out_valid.eq(0)
 
@@ -394,12 +401,22 @@ class GemmFront(wiring.Component):
         refused = busy & ~g_cv & ~gemm.busy & (gemm.error != GemmError.NONE)
 
         # -- operand streams ---------------------------------------------------------------
+        # A and B through a skid buffer each, for Fmax: the matrix unit's ready
+        # (its command stage's phase) ran on through the reader's FIFO pop into
+        # its word counters, the unit's critical path (92 MHz)
         prec = isa.ParamRecord(rp.beats.payload.data)
-        for words, split, port in ((a_words, a_split, gemm.a), (b_words, b_split, gemm.b)):
+        skids = []
+        for name, words, split, port in (("a", a_words, a_split, gemm.a),
+                                         ("b", b_words, b_split, gemm.b)):
+            m.submodules[f"{name}_skid"] = skid = SkidBuffer(shape=port.payload.shape())
+            skids.append(skid)
             m.d.comb += [
-                port.valid.eq(words.valid),
-                port.payload.eq(words.payload.data if split is None else words.payload),
-                words.ready.eq(port.ready | refused),
+                skid.i.valid.eq(words.valid),
+                skid.i.payload.eq(words.payload.data if split is None else words.payload),
+                words.ready.eq(skid.i.ready),
+                port.valid.eq(skid.o.valid),
+                port.payload.eq(skid.o.payload),
+                skid.o.ready.eq(port.ready | refused),
             ]
         m.d.comb += [
             gemm.params.valid.eq(rp.beats.valid),
@@ -430,7 +447,8 @@ class GemmFront(wiring.Component):
 
         # -- done --------------------------------------------------------------------------
         finished = (busy & ~a_cv & ~b_cv & ~p_cv & ~g_cv & ~gemm.busy & ~wr.busy
-                    & ~_any(rd.busy for rd in readers) & ~cr.busy & ~aj.busy)
+                    & ~_any(rd.busy for rd in readers) & ~_any(sk.o.valid for sk in skids)
+                    & ~cr.busy & ~aj.busy)
         dn = ctl.done.payload
         with m.If(finished):
             m.d.sync += [busy.eq(0), done_valid.eq(1), dn.index.eq(0), dn.bag.eq(0)]

@@ -59,11 +59,12 @@ class DotAccumulator(wiring.Component):
         words ``first`` .. ``last``, :attr:`LATENCY` cycles after ``last``.
         No backpressure; gaps (``valid`` low) inside a pair are allowed.
 
-    Eight :class:`~seedchip.rtl.mac.Mul` (one DSP each on ECP5), a registered
-    adder tree, then the accumulator.
+    Eight :class:`~seedchip.rtl.mac.Mul` (one DSP each on ECP5), an adder
+    tree of two registered levels (two sums of four products, then their
+    sum), then the accumulator.
     """
 
-    LATENCY = Mul.LATENCY + 1
+    LATENCY = Mul.LATENCY + 2
 
     def __init__(self):
         super().__init__({
@@ -74,7 +75,7 @@ class DotAccumulator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # the flags beside the products (Mul.LATENCY) and their sum (1)
+        # the flags beside the products (Mul.LATENCY) and their sum (2)
         flags = Cat(self.valid, self.first, self.last, self.row_last)
         for stage in range(self.LATENCY):
             delayed = Signal(4, name=f"flags{stage + 1}")
@@ -88,8 +89,12 @@ class DotAccumulator(wiring.Component):
             m.d.comb += [mul.a.eq(self.a[8 * k:8 * k + 8].as_signed()),
                          mul.b.eq(self.b[8 * k:8 * k + 8].as_signed())]
             prods.append(mul.p)
+        # two levels for Fmax: the eight products summed in one cycle were the
+        # unit's critical path (106 MHz)
+        halves = [Signal(signed(18), name=f"dot_half{h}") for h in range(2)]
+        m.d.sync += [halves[0].eq(sum(prods[:4])), halves[1].eq(sum(prods[4:]))]
         dot = Signal(signed(20))
-        m.d.sync += dot.eq(sum(prods))
+        m.d.sync += dot.eq(halves[0] + halves[1])
         acc = Signal(32)
         acc_next = Signal(32)
         m.d.comb += acc_next.eq(Mux(first, 0, acc) + dot)
@@ -188,9 +193,9 @@ class InteractUnit(wiring.Component):
     dim 16: 351 pairs) is 702 cycles per sample. Fixed overhead per command:
     loading the first sample (``n_vec * W`` words plus the memory's latency)
     and about 30 cycles of pipeline (buffer read, MACs, Requantizer, packer,
-    writer); with a one-cycle memory, one Kaggle sample takes 790 cycles from
-    ``cmd`` to ``done``, three take 2194. PARAMS adds the records' load:
-    two words a pair (702 cycles for 351 pairs with a one-cycle memory).
+    writer); with a one-cycle memory, one Kaggle sample takes 792 cycles from
+    ``cmd`` to ``done``, three take 2196. PARAMS adds the records' load:
+    two words a pair: one Kaggle sample with PARAMS takes 1499 cycles.
 
     Buffer (:attr:`buf_depth` words of 64 bits, twice): two copies, one read
     port each (two words read per cycle), of two banks (load one sample while
@@ -202,10 +207,11 @@ class InteractUnit(wiring.Component):
     (:attr:`pair_depth` x 37 bits: a multiplier and a shift) adds 5 DP16KD
     for max_vec 64 (2048 x 9 each).
 
-    Alone on the ECP5-85F (out of context, Limits(), seed 1): 2881 LUT/carry
-    cells, 2835 FF, 32 DP16KD, 13 MULT18X18D (8 MACs, 4 in the Requantizer,
-    1 for pairs(n_vec)), 111 MHz; the worst path is inside the RowWriter
-    (its last-word compare in front of ``beats.ready``).
+    Alone on the ECP5-85F (out of context, the board chip's limits, seed 1,
+    routed): 2828 LUT/carry cells, 2432 FF, 32 DP16KD, 13 MULT18X18D (8 MACs,
+    4 in the Requantizer, 1 for pairs(n_vec)), 130 MHz; the worst path runs
+    from the BytePacker's byte count through the output credits
+    (``inflight``) into ``credit``.
     """
 
     N_PORTS = 2

@@ -56,3 +56,13 @@ def test_log_fmax(tmp_path):
     log.write_text("Info: Max frequency for clock 'clk': 40.00 MHz (FAIL at 100.00 MHz)\n"
                    "Info: Max frequency for clock 'clk': 45.12 MHz (FAIL at 100.00 MHz)\n")
     assert ooc._log_fmax(log) == {"clk": {"achieved": 45.12}}
+
+
+def test_unbracket_names():
+    """Indices inside wire names become <i> (a yosys abc9 crash); slices stay."""
+    il = ("  wire width 32 \\pooled__payload.data[0]\n"
+          "  connect \\a[2].b[13] \\c [3:0]\n"
+          "  connect \\x \\y [7]\n")
+    assert ooc.unbracket_names(il) == ("  wire width 32 \\pooled__payload.data<0>\n"
+                                       "  connect \\a<2>.b<13> \\c [3:0]\n"
+                                       "  connect \\x \\y [7]\n")
