@@ -208,10 +208,10 @@ class InteractUnit(wiring.Component):
     for max_vec 64 (2048 x 9 each).
 
     Alone on the ECP5-85F (out of context, the board chip's limits, seed 1,
-    routed): 2828 LUT/carry cells, 2432 FF, 32 DP16KD, 13 MULT18X18D (8 MACs,
-    4 in the Requantizer, 1 for pairs(n_vec)), 130 MHz; the worst path runs
-    from the BytePacker's byte count through the output credits
-    (``inflight``) into ``credit``.
+    routed): 3261 LUT/carry cells, 2758 FF, 37 DP16KD, 13 MULT18X18D (8 MACs,
+    4 in the Requantizer, 1 for pairs(n_vec)), 120.5 MHz; the worst path is
+    the pair table's read data into its register (130 MHz without the
+    table: the BytePacker's byte count through the output credits).
     """
 
     N_PORTS = 2
