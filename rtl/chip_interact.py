@@ -19,6 +19,8 @@ FIFO, reserved at a pair's last word and given back when the packer takes
 the byte, so the Requantizer (no backpressure) never overruns the FIFO.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -301,6 +303,61 @@ class InteractUnit(wiring.Component):
         m.d.sync += [pm.eq(rp.data[:32]), ps.eq(rp.data[32:])]
         return pm, ps
 
+    def _compute(self, m, s):
+        """Compute: the word pairs of (v_i, v_j) of each loaded sample, one per
+        cycle while an output credit is free; the read addresses of both buffer
+        copies. ``s``: busy, cp_left, full, full_clr, words_m1, n_m1, pop,
+        rp_i, rp_j. Returns what the MAC stage and the stall bit need."""
+        VB, WB, D = self.vec_bits, self.word_bits, self.OUT_DEPTH
+        busy, cp_left, full, full_clr = s.busy, s.cp_left, s.full, s.full_clr
+        words_m1, n_m1, pop = s.words_m1, s.n_m1, s.pop
+        cp_bank = Signal()
+        cp_active = Signal()
+        ci = Signal(VB)
+        cj = Signal(VB)
+        cw = Signal(WB)
+        inflight = Signal(range(D + 1))     # output bytes reserved, not yet packed
+        issue = Signal()
+        # cw == words_m1, cj == ci - 1, ci == n_m1, each decided a cycle early into a
+        # register (as compares behind the counters they were the critical path)
+        last_word, last_j, last_i = Signal(), Signal(), Signal()
+        last_pair = last_j & last_i
+        restart = [ci.eq(1), cj.eq(0), cw.eq(0), last_word.eq(words_m1 == 0), last_j.eq(1),
+                   last_i.eq(n_m1 == 1)]
+        # inflight != D, a cycle early into a register (as a compare in front of
+        # ``issue``, which steers every counter, it was the critical path at 103 MHz)
+        credit = Signal(init=1)
+        inflight_next = Signal.like(inflight)
+        m.d.comb += [
+            issue.eq(cp_active & credit),
+            inflight_next.eq(inflight + (issue & last_word) - pop),
+        ]
+        m.d.sync += [inflight.eq(inflight_next), credit.eq(inflight_next != D)]
+        for rp in s.rp_i:
+            m.d.comb += rp.addr.eq(Cat(cw, ci, cp_bank))
+        for rp in s.rp_j:
+            m.d.comb += rp.addr.eq(Cat(cw, cj, cp_bank))
+        with m.If(busy & ~cp_active & (cp_left != 0) & full.bit_select(cp_bank, 1)):
+            m.d.sync += [cp_active.eq(1), *restart]
+        with m.If(issue):
+            with m.If(last_word):
+                m.d.sync += [cw.eq(0), last_word.eq(words_m1 == 0)]
+                with m.If(last_j):
+                    # the next i (>= 2) starts at j = 0, never its last j
+                    m.d.sync += [cj.eq(0), ci.eq(ci + 1), last_j.eq(0),
+                                 last_i.eq(ci + 1 == n_m1)]
+                    with m.If(last_pair):
+                        # straight on to the next sample if its bank is loaded
+                        m.d.comb += full_clr.eq(Mux(cp_bank, 0b10, 0b01))
+                        m.d.sync += [cp_active.eq(full.bit_select(~cp_bank, 1)), *restart,
+                                     cp_bank.eq(~cp_bank), cp_left.eq(cp_left - 1)]
+                with m.Else():
+                    m.d.sync += [cj.eq(cj + 1), last_j.eq(cj + 2 == ci)]
+            with m.Else():
+                m.d.sync += [cw.eq(cw + 1), last_word.eq(cw + 1 == words_m1)]
+        return SimpleNamespace(issue=issue, cw=cw, last_word=last_word, last_pair=last_pair,
+                               cp_active=cp_active, credit=credit)
+
     def elaborate(self, platform):
         m = Module()
         VB, WB, D = self.vec_bits, self.word_bits, self.OUT_DEPTH
@@ -412,51 +469,12 @@ class InteractUnit(wiring.Component):
                              ld_base.eq(ld_base + in_stride)]
 
         # -- compute: word pairs of (v_i, v_j) ------------------------------------------
-        cp_bank = Signal()
-        cp_active = Signal()
-        ci = Signal(VB)
-        cj = Signal(VB)
-        cw = Signal(WB)
-        inflight = Signal(range(D + 1))     # output bytes reserved, not yet packed
-        pop = Signal()
-        issue = Signal()
-        # cw == words_m1, cj == ci - 1, ci == n_m1, each decided a cycle early into a
-        # register (as compares behind the counters they were the critical path)
-        last_word, last_j, last_i = Signal(), Signal(), Signal()
-        last_pair = last_j & last_i
-        restart = [ci.eq(1), cj.eq(0), cw.eq(0), last_word.eq(words_m1 == 0), last_j.eq(1),
-                   last_i.eq(n_m1 == 1)]
-        # inflight != D, a cycle early into a register (as a compare in front of
-        # ``issue``, which steers every counter, it was the critical path at 103 MHz)
-        credit = Signal(init=1)
-        inflight_next = Signal.like(inflight)
-        m.d.comb += [
-            issue.eq(cp_active & credit),
-            inflight_next.eq(inflight + (issue & last_word) - pop),
-        ]
-        m.d.sync += [inflight.eq(inflight_next), credit.eq(inflight_next != D)]
-        for rp in rp_i:
-            m.d.comb += rp.addr.eq(Cat(cw, ci, cp_bank))
-        for rp in rp_j:
-            m.d.comb += rp.addr.eq(Cat(cw, cj, cp_bank))
-        with m.If(busy & ~cp_active & (cp_left != 0) & full.bit_select(cp_bank, 1)):
-            m.d.sync += [cp_active.eq(1), *restart]
-        with m.If(issue):
-            with m.If(last_word):
-                m.d.sync += [cw.eq(0), last_word.eq(words_m1 == 0)]
-                with m.If(last_j):
-                    # the next i (>= 2) starts at j = 0, never its last j
-                    m.d.sync += [cj.eq(0), ci.eq(ci + 1), last_j.eq(0),
-                                 last_i.eq(ci + 1 == n_m1)]
-                    with m.If(last_pair):
-                        # straight on to the next sample if its bank is loaded
-                        m.d.comb += full_clr.eq(Mux(cp_bank, 0b10, 0b01))
-                        m.d.sync += [cp_active.eq(full.bit_select(~cp_bank, 1)), *restart,
-                                     cp_bank.eq(~cp_bank), cp_left.eq(cp_left - 1)]
-                with m.Else():
-                    m.d.sync += [cj.eq(cj + 1), last_j.eq(cj + 2 == ci)]
-            with m.Else():
-                m.d.sync += [cw.eq(cw + 1), last_word.eq(cw + 1 == words_m1)]
+        pop = Signal()                      # a byte leaves the FIFO (its credit back)
+        cp = self._compute(m, SimpleNamespace(
+            busy=busy, cp_left=cp_left, full=full, full_clr=full_clr, words_m1=words_m1,
+            n_m1=n_m1, pop=pop, rp_i=rp_i, rp_j=rp_j))
+        issue, cw, last_word, last_pair = cp.issue, cp.cw, cp.last_word, cp.last_pair
+        cp_active, credit = cp.cp_active, cp.credit
 
         # -- 8 MACs, accumulate, requantize ---------------------------------------------
         # the read data gets a fabric register of its own, placed by the block RAMs:
