@@ -195,8 +195,9 @@ class QuantDLRM:
         tv = np.stack([x] + pooled, axis=1)                        # [B, n_vec, d]
         z = np.einsum("bid,bjd->bij", tv, tv)
         i, j = np.tril_indices(tv.shape[1], -1)
-        out["Z"] = golden.requantize(z[:, i, j], np.asarray(self.z_multiplier, np.int64)[None, :],
-                                     np.asarray(self.z_shift, np.int64)[None, :])
+        # a rescale per pair: the per-channel post-processing, without bias
+        out["Z"] = golden.postprocess(z[:, i, j], multiplier=self.z_multiplier,
+                                      shift=self.z_shift)
         a = out["R"] = np.concatenate([x, out["Z"]], axis=1)
         out["top"] = []
         for layer in self.top:
@@ -259,7 +260,7 @@ class QuantDLRM:
         r = interact(x, pooled)
         if "interact" in q:
             d = x.shape[1]
-            r = np.concatenate([r[:, :d], fq(r[:, d:], np.asarray(self.s_Z)[None, :])], axis=1)
+            r = np.concatenate([r[:, :d], fq(r[:, d:], self.s_Z)], axis=1)
         for n, (layer, (w, b)) in enumerate(zip(self.top, model.top)):
             r = linear(r, layer, w, b, n == len(self.top) - 1)
         return r[:, 0]
