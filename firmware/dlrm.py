@@ -18,7 +18,10 @@ A model is a ``state_dict`` with that model's key names: ``emb_l.{t}.weight``
 ``top_l.{i}.weight`` / ``.bias``, where ``i`` counts the ``Sequential``'s
 modules so that the ``Linear`` layers sit at even ``i``. It is read from an
 ``.npz`` with those keys (NumPy only) or from a ``torch.save`` file (needs
-PyTorch, the optional ``torch`` extra). The architecture (:class:`DLRMArch`)
+PyTorch, the optional ``torch`` extra; a dict holding it under ``"state_dict"``,
+as ``dlrm_s_pytorch.py --save-model`` writes, is read too).
+:mod:`~seedchip.firmware.dlrm_torch` builds the PyTorch module back from a
+:class:`DLRMFloat`. The architecture (:class:`DLRMArch`)
 follows from the weight shapes; a state_dict that is not such a DLRM is
 refused with :class:`ModelError` saying what and why.
 
@@ -141,13 +144,29 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:          # pickle errors of all kinds
-        raise ModelError(f"{path}: not a state_dict torch.load can read ({e})") from None
-    if hasattr(obj, "state_dict"):
-        obj = obj.state_dict()
+        raise _torch_load_error(path, e) from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]     # dlrm_s_pytorch.py --save-model: a checkpoint holding it
     if not isinstance(obj, dict):
         raise ModelError(f"{path}: holds a {type(obj).__name__}, not a state_dict")
     return {k: v.detach().float().numpy() if hasattr(v, "detach") else np.asarray(v)
             for k, v in obj.items()}
+
+
+def _torch_load_error(path, e: Exception) -> ModelError:
+    """One line for what ``torch.load(weights_only=True)`` refused: PyTorch's own
+    message runs to a dozen lines of advice about ``weights_only=False``, which
+    seedchip does not take (unpickling an object can run any code)."""
+    text = str(e)
+    if m := re.search(r"Unsupported global: GLOBAL ([\w.]+)", text):
+        return ModelError(
+            f"{path}: holds a pickled {m.group(1)}, not only tensors (a whole model saved by "
+            f"torch.save(model)?); seedchip reads them with weights_only=True, so save the "
+            f"state_dict alone: torch.save(model.state_dict(), '{os.path.basename(path)}')")
+    m = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    detail = m.group(1) if m else (text.strip().splitlines() or [type(e).__name__])[0]
+    return ModelError(f"{path}: not a state_dict torch.load can read "
+                      f"({detail.split('. ')[0].rstrip('.')})")
 
 
 def _mlp(sd, prefix):
