@@ -14,7 +14,8 @@ on synthetic clicks of a random teacher, quantized and compiled, and:
   100 MHz): cycles per batch of 64 and of 1 from the chip's counter, the
   result checked bit for bit; each instruction alone (where the time goes:
   GATHER, GEMM, INTERACT, COPY); the host CPU running the same model in
-  NumPy (the quantized golden model and the float model) in the same run;
+  NumPy (the quantized golden model and the float model) and in PyTorch
+  (float, :mod:`~seedchip.firmware.dlrm_torch`, if installed) in the same run;
 * **link**: the bytes a request and its answer take on the UART and the
   samples/s that carries at the measured goodput, against what the chip
   computes.
@@ -69,17 +70,38 @@ def _accuracy(model, q, te, y):
     return out
 
 
+def _best_rate(fn, batch, reps):
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return batch / best
+
+
 def _host_speed(model, q, inputs, reps=3):
-    """Inferences/s of the host CPU (this machine) in NumPy: float and quantized golden."""
-    out = {}
-    for name, fn in (("numpy_float", model.predict), ("numpy_int8", q.predict)):
-        best = float("inf")
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn(inputs)
-            best = min(best, time.perf_counter() - t0)
-        out[name] = inputs.batch / best
-    # PyTorch (an optional extra) is not measured: the NumPy float model stands in
+    """Inferences/s of the host CPU (this machine), best of ``reps`` on the same
+    ``inputs``: NumPy float and quantized golden, and PyTorch float (the
+    ``DLRM_Net``-shaped module, ``torch.inference_mode()``, PyTorch's default
+    thread count) when PyTorch is installed; else ``pytorch_float`` is None and
+    ``pytorch_float_reason`` says why."""
+    out = {"numpy_float": _best_rate(lambda: model.predict(inputs), inputs.batch, reps),
+           "numpy_int8": _best_rate(lambda: q.predict(inputs), inputs.batch, reps)}
+    try:
+        import torch
+
+        from .dlrm_torch import torch_inputs, torch_module
+    except ImportError as e:
+        return {**out, "pytorch_float": None,
+                "pytorch_float_reason": f"PyTorch is not installed ({e})"}
+    net = torch_module(model)
+
+    def run():
+        with torch.inference_mode():
+            net(*torch_inputs(inputs))
+    out["pytorch_float"] = _best_rate(run, inputs.batch, reps)
+    out["pytorch_threads"] = torch.get_num_threads()
+    out["pytorch_version"] = torch.__version__
     return out
 
 
@@ -232,8 +254,14 @@ def dlrm_lines(d) -> list:
         lambda r: f"{r['host']['batch64']['numpy_int8']:,.0f}")
     row("host CPU, NumPy float, batch 64: inferences/s",
         lambda r: f"{r['host']['batch64']['numpy_float']:,.0f}")
-    row("chip on SDRAM / host NumPy int8, batch 64",
-        lambda r: f"{_speed(r, 'sim_sdram', clk)['batch64']['inf_s'] / r['host']['batch64']['numpy_int8']:.1f}x")
+    row("host CPU, PyTorch float, batch 64: inferences/s",
+        lambda r: f"{r['host']['batch64']['pytorch_float']:,.0f}")
+
+    def over_host(r, name):
+        return _speed(r, "sim_sdram", clk)["batch64"]["inf_s"] / r["host"]["batch64"][name]
+    for name, label in (("numpy_int8", "NumPy int8"), ("pytorch_float", "PyTorch float")):
+        row(f"chip on SDRAM / host {label}, batch 64",
+            lambda r, n=name: f"{over_host(r, n):.1f}x")
     row("UART at 3 Mbaud: bytes per sample to the chip (batch 64) / samples/s it carries",
         lambda r: f"{r['link_bytes_per_sample']['batch64']['to_chip']:.0f} B / "
         f"{d['link_bytes_per_s'] / r['link_bytes_per_sample']['batch64']['to_chip']:,.0f}")

@@ -52,19 +52,41 @@ def test_dlrm_rows():
     """The DLRM rows of the README table from a (hand-made) bench-dlrm result."""
     from seedchip.firmware.dlrm_bench import dlrm_lines
 
-    def size(c64, c1, b64_host):
+    def size(c64, c1, b64_host, torch_host):
         runs = {"batch64": {"batch": 64, "cycles_per_batch": [c64, c64], "bit_exact": True},
                 "batch1": {"batch": 1, "cycles_per_batch": [c1], "bit_exact": True}}
         return {"accuracy": {"auc_float": 0.8, "auc_quant": 0.799, "mean_abs_dctr": 0.005},
                 "sim": runs, "sim_sdram": runs,
-                "host": {"batch64": {"numpy_int8": b64_host, "numpy_float": 2 * b64_host}},
+                "host": {"batch64": {"numpy_int8": b64_host, "numpy_float": 2 * b64_host,
+                                     "pytorch_float": torch_host}},
                 "link_bytes_per_sample": {"batch64": {"to_chip": 100.0, "from_chip": 10.0}}}
 
+    # the Kaggle size as measured where PyTorch is not installed: empty cells
     d = {"clk_mhz": 100.0, "link_bytes_per_s": 296100.0,
-         "small": size(6400, 2000, 1000.0), "kaggle": size(640000, 100000, 100.0)}
+         "small": size(6400, 2000, 1000.0, 4000.0), "kaggle": size(640000, 100000, 100.0, None)}
     text = "\n".join(dlrm_lines(d))
     assert "| batch 64: inferences/s (on-chip RAM) | 1,000,000 | 10,000 |" in text
     assert "| batch 1 latency (SDRAM model, 16-bit) | 20.0 us | 1000.0 us |" in text
     assert "| chip on SDRAM / host NumPy int8, batch 64 | 1000.0x | 100.0x |" in text
+    assert "| host CPU, PyTorch float, batch 64: inferences/s | 4,000 |  |" in text
+    assert "| chip on SDRAM / host PyTorch float, batch 64 | 250.0x |  |" in text
     assert "| 100 B / 2,961 | 100 B / 2,961 |" in text
     assert "| AUC float / chip (held-out synthetic) | 0.8000 / 0.7990 |" in text
+
+
+def test_host_speed_without_pytorch(monkeypatch):
+    """Where PyTorch is not installed (None in sys.modules: ``import torch``
+    fails) the bench records NumPy only and says why PyTorch is missing."""
+    import sys
+
+    from seedchip.firmware.dlrm_bench import _host_speed
+    from seedchip.firmware.dlrm_train import SMALL_ARCH, init_dlrm, synthetic_ctr
+    from seedchip.firmware.quant import quantize
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    model = init_dlrm(SMALL_ARCH, seed=0)
+    data = synthetic_ctr(model, 64, seed=1)[0]
+    h = _host_speed(model, quantize(model, data), data, reps=1)
+    assert h["numpy_float"] > 0 and h["numpy_int8"] > 0
+    assert h["pytorch_float"] is None
+    assert h["pytorch_float_reason"].startswith("PyTorch is not installed")
