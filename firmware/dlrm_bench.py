@@ -100,8 +100,16 @@ def _host_speed(model, q, inputs, reps=3):
         with torch.inference_mode():
             net(*torch_inputs(inputs))
     out["pytorch_float"] = _best_rate(run, inputs.batch, reps)
-    out["pytorch_threads"] = torch.get_num_threads()
+    out["pytorch_threads"] = threads = torch.get_num_threads()
     out["pytorch_version"] = torch.__version__
+    # beside the figure asked for, one thread: with another job on the cores (a
+    # nextpnr run), PyTorch's default threads wait on each other at every op, and
+    # the small DLRM ran 2,000/s on 2 threads but 188,000/s on one
+    torch.set_num_threads(1)
+    try:
+        out["pytorch_float_1thread"] = _best_rate(run, inputs.batch, reps)
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
