@@ -82,8 +82,8 @@ def _best_rate(fn, batch, reps):
 def _host_speed(model, q, inputs, reps=3):
     """Inferences/s of the host CPU (this machine), best of ``reps`` on the same
     ``inputs``: NumPy float and quantized golden, and PyTorch float (the
-    ``DLRM_Net``-shaped module, ``torch.inference_mode()``, PyTorch's default
-    thread count) when PyTorch is installed; else ``pytorch_float`` is None and
+    ``DLRM_Net``-shaped module, ``torch.inference_mode()``, on one thread, and
+    again on PyTorch's default thread count) when PyTorch is installed; else ``pytorch_float`` is None and
     ``pytorch_float_reason`` says why."""
     out = {"numpy_float": _best_rate(lambda: model.predict(inputs), inputs.batch, reps),
            "numpy_int8": _best_rate(lambda: q.predict(inputs), inputs.batch, reps)}
@@ -99,17 +99,18 @@ def _host_speed(model, q, inputs, reps=3):
     def run():
         with torch.inference_mode():
             net(*torch_inputs(inputs))
-    out["pytorch_float"] = _best_rate(run, inputs.batch, reps)
-    out["pytorch_threads"] = threads = torch.get_num_threads()
-    out["pytorch_version"] = torch.__version__
-    # beside the figure asked for, one thread: with another job on the cores (a
-    # nextpnr run), PyTorch's default threads wait on each other at every op, and
-    # the small DLRM ran 2,000/s on 2 threads but 188,000/s on one
+    # one thread, as the NumPy figures run: with another job on the cores (a nextpnr
+    # run), PyTorch's default threads wait on each other at every op, and the small
+    # DLRM ran 2,000/s on 2 threads but 188,000/s on one; the default is kept too
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        out["pytorch_float_1thread"] = _best_rate(run, inputs.batch, reps)
+        out["pytorch_float"] = _best_rate(run, inputs.batch, reps)
     finally:
         torch.set_num_threads(threads)
+    out["pytorch_float_default_threads"] = _best_rate(run, inputs.batch, reps)
+    out["pytorch_default_threads"] = threads
+    out["pytorch_version"] = torch.__version__
     return out
 
 
@@ -262,12 +263,12 @@ def dlrm_lines(d) -> list:
         lambda r: f"{r['host']['batch64']['numpy_int8']:,.0f}")
     row("host CPU, NumPy float, batch 64: inferences/s",
         lambda r: f"{r['host']['batch64']['numpy_float']:,.0f}")
-    row("host CPU, PyTorch float, batch 64: inferences/s",
+    row("host CPU, PyTorch float (1 thread), batch 64: inferences/s",
         lambda r: f"{r['host']['batch64']['pytorch_float']:,.0f}")
 
     def over_host(r, name):
         return _speed(r, "sim_sdram", clk)["batch64"]["inf_s"] / r["host"]["batch64"][name]
-    for name, label in (("numpy_int8", "NumPy int8"), ("pytorch_float", "PyTorch float")):
+    for name, label in (("numpy_int8", "NumPy int8"), ("pytorch_float", "PyTorch float (1 thread)")):
         row(f"chip on SDRAM / host {label}, batch 64",
             lambda r, n=name: f"{over_host(r, n):.1f}x")
     row("UART at 3 Mbaud: bytes per sample to the chip (batch 64) / samples/s it carries",

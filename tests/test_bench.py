@@ -68,8 +68,8 @@ def test_dlrm_rows():
     assert "| batch 64: inferences/s (on-chip RAM) | 1,000,000 | 10,000 |" in text
     assert "| batch 1 latency (SDRAM model, 16-bit) | 20.0 us | 1000.0 us |" in text
     assert "| chip on SDRAM / host NumPy int8, batch 64 | 1000.0x | 100.0x |" in text
-    assert "| host CPU, PyTorch float, batch 64: inferences/s | 4,000 |  |" in text
-    assert "| chip on SDRAM / host PyTorch float, batch 64 | 250.0x |  |" in text
+    assert "| host CPU, PyTorch float (1 thread), batch 64: inferences/s | 4,000 |  |" in text
+    assert "| chip on SDRAM / host PyTorch float (1 thread), batch 64 | 250.0x |  |" in text
     assert "| 100 B / 2,961 | 100 B / 2,961 |" in text
     assert "| AUC float / chip (held-out synthetic) | 0.8000 / 0.7990 |" in text
 

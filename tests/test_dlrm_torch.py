@@ -148,7 +148,7 @@ def test_host_speed_measures_pytorch():
     data = synthetic_ctr(model, 64, seed=1)[0]
     h = _host_speed(model, quantize(model, data), data, reps=3)
     assert h["pytorch_float"] > 0 and h["numpy_float"] > 0 and h["numpy_int8"] > 0
-    assert h["pytorch_float_1thread"] > 0
-    assert h["pytorch_threads"] == torch.get_num_threads()      # and left as it was
+    assert h["pytorch_float_default_threads"] > 0
+    assert h["pytorch_default_threads"] == torch.get_num_threads()      # and left as it was
     assert "pytorch_float_reason" not in h
     print(f"batch 64, small DLRM: {h}")
