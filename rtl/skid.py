@@ -54,6 +54,11 @@ class SkidBuffer(wiring.Component):
         with m.If(held):
             with m.If(o.ready):
                 m.d.sync += held.eq(0)
-        with m.Elif(i.valid & ~o.ready):
-            m.d.sync += [held.eq(1), data.eq(i.payload)]
+        with m.Else():
+            # the register follows ``i`` while empty, whether or not it is taken:
+            # its enable is a flop, not ``o.ready`` (which can be deep and fan out
+            # to every payload bit)
+            m.d.sync += data.eq(i.payload)
+            with m.If(i.valid & ~o.ready):
+                m.d.sync += held.eq(1)
         return m
