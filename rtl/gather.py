@@ -217,6 +217,7 @@ from .gather_issue import Issuer
 from .gather_output import PooledOutput
 from .gather_readerr import ReadErrorCheck
 from .gather_walker import IndexWalker
+from .skid import SkidBuffer
 from .memport import MemPortSignature
 
 __all__ = ["GatherEngine"]
@@ -326,7 +327,11 @@ class GatherEngine(wiring.Component):
 
         # -- B: jobs + indices -> lookups, bag parameters ------------------------------------------
         m.submodules.walker = walk = IndexWalker(p)
-        wiring.connect(m, bagp.jobs, walk.jobs)
+        # the walker's one-step decision (bounds check, bag end) sets jobs.ready: a skid
+        # buffer ends it at a flop instead of the bag parser's FIFO and its output register
+        m.submodules.jobs_skid = jskid = SkidBuffer(shape=bagp.jobs.payload.shape())
+        wiring.connect(m, bagp.jobs, jskid.i)
+        wiring.connect(m, jskid.o, walk.jobs)
         wiring.connect(m, wiring.flipped(self.indices), walk.indices)
         m.d.comb += [
             walk.start.eq(ctl.start), walk.mode.eq(ctl.mode), walk.bounds.eq(ctl.bounds),
