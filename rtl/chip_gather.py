@@ -227,7 +227,9 @@ class GatherFront(wiring.Component):
         m.submodules.dims = dims = memory.Memory(shape=unsigned(16), depth=p.n_tables, init=[])
         dim_w = dims.write_port()
         dim_r = dims.read_port(domain="comb")
-        m.d.comb += [dim_r.addr.eq(owr.dim_addr), owr.dim_data.eq(dim_r.data)]
+        dim_rn = dims.read_port(domain="comb")
+        m.d.comb += [dim_r.addr.eq(owr.dim_addr), owr.dim_data.eq(dim_r.data),
+                     dim_rn.addr.eq(owr.dim_next_addr), owr.dim_next_data.eq(dim_rn.data)]
 
         cmd_in, done = self.ctl.cmd, self.ctl.done
         c = Signal(GATHER_UNIT_CMD)

@@ -187,6 +187,10 @@ class PooledWriter(wiring.Component):
     out_addr : In(32); out_stride, out_tstride, batch : In(16); requant : In(1)
     dim_addr : Out(8); dim_data : In(16)
         The dim of table ``dim_addr`` (an asynchronous read of the unit's copy).
+    dim_next_addr : Out(8); dim_next_data : In(16)
+        The same for the next table (a second read port): both are registered
+        here, so a word's mask and its bag's end come from flops, not from the
+        table read (the ``pooled.ready`` path).
     pooled : In(stream(pooled_layout(8)))
     mem : Out(MemPortSignature(addr_width, 64))
         Writes only (byte masks on a row's last word); at most ``depth``
@@ -207,6 +211,7 @@ class PooledWriter(wiring.Component):
             "start": In(1), "out_addr": In(32), "out_stride": In(16), "out_tstride": In(16),
             "batch": In(16), "requant": In(1),
             "dim_addr": Out(8), "dim_data": In(16),
+            "dim_next_addr": Out(8), "dim_next_data": In(16),
             "pooled": In(stream.Signature(pooled_layout(lanes=8))),
             "mem": Out(MemPortSignature(addr_width=addr_width, data_width=DATA_WIDTH)),
             "busy": Out(1), "err": Out(1),
@@ -231,18 +236,51 @@ class PooledWriter(wiring.Component):
         req, resp, pooled = self.mem.req, self.mem.resp, self.pooled
         req_go = Signal()
 
-        m.d.comb += [self.dim_addr.eq(table), self.busy.eq(outstanding != 0)]
+        # The dims of this table and the next, registered with what the word
+        # logic asks of them (<= 2, == 1, and the int8 mask): one cycle after
+        # ``table`` steps, ``cur`` still holds the old table's, ``nxt`` the new one's.
+        def dim_regs(name, data):
+            r = {"dim": Signal(16, name=f"{name}_dim"), "le2": Signal(name=f"{name}_le2"),
+                 "is1": Signal(name=f"{name}_is1"), "keep8": Signal(8, name=f"{name}_keep8")}
+            m.d.sync += [r["dim"].eq(data), r["le2"].eq(data <= 2), r["is1"].eq(data == 1),
+                         r["keep8"].eq(keep8_of(data))]
+            return r
+
+        def keep8_of(n):
+            """int8: the bytes of a bag with ``n`` elements left in its next word."""
+            k = Signal(8)
+            with m.Switch(n):
+                for i in range(1, 8):
+                    with m.Case(i):
+                        m.d.comb += k.eq((1 << i) - 1)
+                with m.Default():
+                    m.d.comb += k.eq(0xFF)
+            return k
+
+        stepped = Signal()           # ``table`` stepped last cycle: the next table's dim
+        warm = Signal()              # not the cycle after start: the dim registers are valid
+        m.d.comb += [self.dim_addr.eq(table), self.dim_next_addr.eq(table + 1),
+                     self.busy.eq(outstanding != 0)]
+        cur, nxt = dim_regs("cur", self.dim_data), dim_regs("nxt", self.dim_next_data)
+        dim = {k: Mux(stepped, nxt[k], cur[k]) for k in cur}
+        m.d.sync += [stepped.eq(0), warm.eq(1)]
         with m.If(self.start):
             m.d.sync += [requant.eq(self.requant), stride.eq(self.out_stride),
                          tstride.eq(self.out_tstride), batch.eq(self.batch),
                          tbase.eq(self.out_addr), bstart.eq(self.out_addr),
-                         addr.eq(self.out_addr),
+                         addr.eq(self.out_addr), warm.eq(0),
                          sample.eq(0), table.eq(0), first.eq(1), self.err.eq(0)]
         with m.If(resp.valid & resp.payload.err):
             m.d.sync += self.err.eq(1)
 
         # elements left before this word: the table's dim at a bag's first word
-        left = Mux(first, self.dim_data, rem)
+        rem_le2 = Signal()
+        rem_is1 = Signal()
+        rem_keep8 = Signal(8)
+        left = Mux(first, dim["dim"], rem)
+        left_le2 = Mux(first, dim["le2"], rem_le2)
+        left_is1 = Mux(first, dim["is1"], rem_is1)
+        keep8 = Mux(first, dim["keep8"], rem_keep8)     # int8: bytes of the bag in this word
         lanes = pooled.payload.data
         int8s = Cat(lanes[i][:8] for i in range(8))
         pair = Signal(64)
@@ -250,32 +288,29 @@ class PooledWriter(wiring.Component):
             for j in range(4):
                 with m.Case(j):
                     m.d.comb += pair.eq(Cat(lanes[2 * j], lanes[2 * j + 1]))
-        keep8 = Signal(8)            # int8: bytes of the bag in this word
-        with m.Switch(left):
-            for n in range(1, 8):
-                with m.Case(n):
-                    m.d.comb += keep8.eq((1 << n) - 1)
-            with m.Default():
-                m.d.comb += keep8.eq(0xFF)
-        beat_end = requant | (word == 3) | (left <= 2)
+        beat_end = requant | (word == 3) | left_le2
         m.d.comb += [
-            req.valid.eq(pooled.valid & (outstanding != D)),
+            req.valid.eq(pooled.valid & (outstanding != D) & warm),
             req.payload.addr.eq(addr >> 3),
             req.payload.we.eq(1),
             req.payload.wdata.eq(Mux(requant, int8s, pair)),
-            req.payload.mask.eq(Mux(requant, keep8, Mux(left == 1, 0x0F, 0xFF))),
+            req.payload.mask.eq(Mux(requant, keep8, Mux(left_is1, 0x0F, 0xFF))),
             req_go.eq(req.valid & req.ready),
             resp.ready.eq(1),
             pooled.ready.eq(req_go & beat_end),
         ]
         m.d.sync += outstanding.eq(outstanding + req_go - resp.valid)
+        rem_next = Signal(16)
+        m.d.comb += rem_next.eq(left - Mux(requant, 8, 2))
         with m.If(req_go):
             m.d.sync += [word.eq(Mux(beat_end, 0, word + 1)),
-                         rem.eq(left - Mux(requant, 8, 2)), first.eq(0), addr.eq(addr + 8)]
+                         rem.eq(rem_next), rem_le2.eq(rem_next <= 2), rem_is1.eq(rem_next == 1),
+                         rem_keep8.eq(keep8_of(rem_next)), first.eq(0), addr.eq(addr + 8)]
             with m.If(beat_end & pooled.payload.last):
                 m.d.sync += first.eq(1)
                 with m.If(sample == batch - 1):
-                    m.d.sync += [sample.eq(0), table.eq(table + 1), tbase.eq(tbase + tstride),
+                    m.d.sync += [stepped.eq(1),
+                                 sample.eq(0), table.eq(table + 1), tbase.eq(tbase + tstride),
                                  bstart.eq(tbase + tstride), addr.eq(tbase + tstride)]
                 with m.Else():
                     m.d.sync += [sample.eq(sample + 1), bstart.eq(bstart + stride),
