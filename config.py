@@ -161,10 +161,14 @@ GATHER_CONFIG = ChipConfig(gather=GatherParams(), clk_mhz=100.0, sdram_mhz=80.0)
 #: its SDRAM controller (the chip top runs the controller on ``clk_mhz``;
 #: ``sdram_mhz`` says the same so the file tells no other story). ``gather``
 #: is None: the chip then has the default engine. ``max_m`` is 128, not 256:
-#: with 256 the chip needs 214 block RAMs of the ULX3S-85F's 208 (Yosys: the
-#: matrix unit's buffers 98, the gather cache 64 and its keys, output and
-#: gearbox FIFOs 14, the INTERACT vector buffer 32, the link's buffers 3, the
-#: GEMM ACC channel table 3);
+#: with 256 the chip needed 214 block RAMs of the ULX3S-85F's 208 while
+#: INTERACT's vector buffer was sized for ``max_k`` (32). Sized for the gather
+#: engine's ``max_dim`` it takes 8, and with the PARAMS pair table's 5 the
+#: estimate for M 256 is 195 (Yosys: the matrix unit's buffers 98, the gather
+#: cache 64 and its keys, output and gearbox FIFOs 14, INTERACT 13, the
+#: link's buffers 3, the GEMM ACC channel table 3): it fits by count, but the
+#: 128 chip does not meet timing yet and block RAM pressure spreads the
+#: placement, so M stays 128 until a build says otherwise.
 #: M = 128 halves the A buffer (32 -> 16) and costs only more, smaller M
 #: tiles (the firmware tiles any M).
 CHIP_CONFIG = DEFAULT_CONFIG.replace(clk_mhz=100.0, sdram_mhz=100.0, max_m=128)

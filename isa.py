@@ -63,7 +63,11 @@ Extents are computed exactly (no wrap: 50-bit arithmetic suffices). Strides
 must be at least the row's bytes where the spec says so (GEMM A, B, C;
 COPY dst; INTERACT vec_stride >= dim and out_stride >= pairs); a COPY
 ``src_stride`` may be anything (0 broadcasts one row) and INTERACT's
-``in_stride`` too (samples may interleave).
+``in_stride`` too (samples may interleave). INTERACT's ``dim`` is bounded by
+``max_dim``, the gather engine's, not the matrix unit's ``max_k``: its
+vectors are DLRM's ``[x, e_1..e_F]``, pooled embeddings of at most
+``max_dim`` bytes and a bottom-MLP output of the same width (the
+interaction unit's vector buffer is sized for ``max_dim``).
 
 GATHER checks what depends on data while it runs, in this order:
 descriptors (per table t: rows >= 1, 1 <= dim <= max_dim, base aligned,
@@ -400,7 +404,12 @@ RESERVED_REGION_MASK = {op: {r: sum(((1 << w) - 1) << off for n, off, w, _, rg i
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """The unit limits the decode checks depend on."""
+    """The unit limits the checks depend on. At decode: GEMM's M/K/N by
+    ``max_m``/``max_k``/``max_n``, GATHER's ``n_tables`` by ``n_tables``,
+    INTERACT's ``n_vec`` by ``max_vec`` and its ``dim`` by ``max_dim`` (the
+    gather engine's row limit, not ``max_k``: INTERACT's vectors are pooled
+    embeddings and a vector as wide as them). While GATHER runs: its
+    descriptors' ``dim`` by ``max_dim``, its bags by ``max_bag``."""
     max_m: int = 256
     max_k: int = 256
     max_n: int = 256
@@ -806,7 +815,7 @@ def _copy_checks(i: Copy, lim: Limits):
 
 def _interact_checks(i: Interact, lim: Limits):
     shape = [(Operand.BATCH, i.batch >= 1), (Operand.N_VEC, 2 <= i.n_vec <= lim.max_vec),
-             (Operand.DIM, 1 <= i.dim <= lim.max_k), (Operand.VEC_STRIDE, i.vec_stride >= i.dim),
+             (Operand.DIM, 1 <= i.dim <= lim.max_dim), (Operand.VEC_STRIDE, i.vec_stride >= i.dim),
              (Operand.OUT_STRIDE, i.out_stride >= pairs(i.n_vec))]
     align = [(Operand.SRC, i.src), (Operand.DST, i.dst)]
     align += [(Operand.P_ADDR, i.p_addr)] if i.params else []

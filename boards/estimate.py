@@ -39,8 +39,10 @@ The chip (:func:`_chip`) has the matrix unit as above, and:
   ``max_n`` 256); its output FIFO (32 entries) stays LUT RAM.
 * INTERACT: one multiplier per byte of a memory word (8 int8 MACs), a
   requantizer (4), ``n_vec * (n_vec - 1)`` (9 x 9 bits: 1); its vector
-  buffer, two copies of ``InteractUnit.buf_depth`` 64-bit words, is block RAM
-  Yosys infers (2 x 16 for ``max_k`` 256).
+  buffer, two copies of ``InteractUnit.buf_depth`` 64-bit words (sized by
+  ``max_vec`` and the gather engine's ``max_dim``), and its PARAMS pair table
+  (``pair_depth`` x 37 bits) are block RAM Yosys infers (2 x 4 + 5 for
+  ``max_vec`` 64, ``max_dim`` 64).
 * GATHER: the engine as in the exerciser's build, plus what the exerciser let
   Yosys remove and the host now reaches: the per-lane requantizers (4 DSPs a
   lane), the descriptor's ``rows * pitch``; the unit in front of it
@@ -183,14 +185,16 @@ def _chip(config, board, parts) -> int:
     from ..isa import Limits
     from ..link_protocol import MAX_PAYLOAD
     from ..rtl.chip import DATA_WIDTH, chip_addr_width
-    from ..rtl.chip_interact import LANES, InteractUnit
+    from ..rtl.chip_interact import LANES, PAIR_BITS, InteractUnit
     from ..rtl.hostlink import LinkParams
     mem_bytes = board.sdram_chip.size_bytes
     aw = chip_addr_width(mem_bytes)
     limits = Limits.from_config(config)
-    # INTERACT: LANES MACs, a requantizer, n_vec * (n_vec - 1); its vector buffer
+    # INTERACT: LANES MACs, a requantizer, n_vec * (n_vec - 1); its vector
+    # buffer (sized by max_vec and max_dim) and its PARAMS pair table
     unit = InteractUnit(addr_width=aw, mem_bytes=mem_bytes, limits=limits)
-    interact_ebr = 2 * _inferred_ebrs(DATA_WIDTH, unit.buf_depth)
+    interact_ebr = (2 * _inferred_ebrs(DATA_WIDTH, unit.buf_depth)
+                    + _inferred_ebrs(PAIR_BITS, unit.pair_depth))
     parts["interact"] = (LANES + REQUANT_DSPS + 1, interact_ebr)
     # GEMM ACC: the requantizer after the add, the multiplier/shift table
     from ..rtl.chip_gemm_acc import ScaleLayout
@@ -296,7 +300,7 @@ def _describe_ebr(config, est):
     if est.top == "chip":
         from ..gather_params import GatherParams
         text += (f", gather engine with a cache of {(config.gather or GatherParams()).cache_rows} "
-                 f"lines: {est.parts['gather'][1]}, INTERACT vector buffer: "
+                 f"lines: {est.parts['gather'][1]}, INTERACT vector buffer and pair table: "
                  f"{est.parts['interact'][1]}, GEMM ACC table: {est.parts['gemm_acc'][1]}, "
                  f"host link: {est.parts['link'][1]}")
     elif "gather" in est.parts:

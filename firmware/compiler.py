@@ -375,10 +375,7 @@ def compile_model(q: QuantDLRM, *, batch: int, limits: isa.Limits, mem_bytes: in
                          f"longest bag), not {max_bag}")
     if arch.dim > limits.max_dim:
         raise ModelError(f"the embedding dimension {arch.dim} is above the gather engine's "
-                         f"max_dim {limits.max_dim}")
-    if arch.dim > limits.max_k:
-        raise ModelError(f"the embedding dimension {arch.dim} is above the interaction's limit "
-                         f"(max_k {limits.max_k})")
+                         f"max_dim {limits.max_dim} (which also bounds INTERACT's dim)")
     if arch.n_vec > limits.max_vec:
         raise ModelError(f"{arch.n_tables} tables give {arch.n_vec} vectors per sample; the "
                          f"interaction takes at most {limits.max_vec}")

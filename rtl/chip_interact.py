@@ -44,6 +44,8 @@ DATA_WIDTH = 64
 LANES = DATA_WIDTH // 8
 #: data bits of one block RAM (ECP5 DP16KD, parity bits aside)
 BRAM_BITS = 16384
+#: a pair table entry (PARAMS): a 32-bit multiplier and a 5-bit shift
+PAIR_BITS = 37
 
 
 class DotAccumulator(wiring.Component):
@@ -168,8 +170,10 @@ class InteractUnit(wiring.Component):
     words each) into its pair table, then runs as without.
 
     Parameters: ``addr_width`` and ``mem_bytes`` of the chip memory,
-    ``limits`` (:class:`seedchip.isa.Limits`: ``max_vec`` and ``max_k``
-    size the vector buffer).
+    ``limits`` (:class:`seedchip.isa.Limits`: ``max_vec`` and ``max_dim``
+    size the vector buffer: INTERACT's vectors are pooled embeddings, at most
+    the gather engine's ``max_dim`` bytes, and a vector as wide; the matrix
+    unit's ``max_k`` plays no part).
 
     Ports
     -----
@@ -202,18 +206,20 @@ class InteractUnit(wiring.Component):
     Buffer (:attr:`buf_depth` words of 64 bits, twice): two copies, one read
     port each (two words read per cycle), of two banks (load one sample while
     computing the other) of ``2**ceil_log2(max_vec)`` vectors of
-    ``2**ceil_log2(ceil(max_k / 8))`` words, in block RAM, each copy sliced
-    into :attr:`slice_bits`-wide memories that each fit one block RAM. For
-    max_vec 64, max_k 256: 2 copies x 4096 x 64 bits = 512 Kbit = 32 ECP5
-    DP16KD (4096 x 4 each; half without the second bank). The pair table
+    ``2**ceil_log2(ceil(max_dim / 8))`` words (at least 2), in block RAM, each
+    copy sliced into :attr:`slice_bits`-wide memories that each fit one block
+    RAM. For max_vec 64, max_dim 64: 2 copies x 1024 x 64 bits = 128 Kbit = 8
+    ECP5 DP16KD (1024 x 16 each; half without the second bank). The pair table
     (:attr:`pair_depth` x 37 bits: a multiplier and a shift) adds 5 DP16KD
     for max_vec 64 (2048 x 9 each).
 
     Alone on the ECP5-85F (out of context, the board chip's limits, seed 1,
-    routed): 3261 LUT/carry cells, 2758 FF, 37 DP16KD, 13 MULT18X18D (8 MACs,
-    4 in the Requantizer, 1 for pairs(n_vec)), 120.5 MHz; the worst path is
-    the pair table's read data into its register (130 MHz without the
-    table: the BytePacker's byte count through the output credits).
+    routed, when the buffer was still sized for max_k 256: not re-run since):
+    3261 LUT/carry cells, 2758 FF, 37 DP16KD (32 + 5; now 8 + 5 = 13),
+    13 MULT18X18D (8 MACs, 4 in the Requantizer, 1 for pairs(n_vec)),
+    120.5 MHz; the worst path is the pair table's read data into its register
+    (130 MHz without the table: the BytePacker's byte count through the
+    output credits).
     """
 
     N_PORTS = 2
@@ -229,7 +235,7 @@ class InteractUnit(wiring.Component):
         self.mem_bytes = check_mem_bytes(mem_bytes, addr_width, DATA_WIDTH)
         self.limits = check_type("limits", limits, Limits)
         self.vec_bits = ceil_log2(limits.max_vec)
-        self.word_bits = max(1, ceil_log2(ceil_div(limits.max_k, ALIGN)))
+        self.word_bits = max(1, ceil_log2(ceil_div(limits.max_dim, ALIGN)))
         #: words of the vector buffer (each of its two copies)
         self.buf_depth = 2 << (self.vec_bits + self.word_bits)
         #: bits of a word in one memory: as many as fit one 16 Kbit block RAM at
@@ -265,7 +271,7 @@ class InteractUnit(wiring.Component):
         """PARAMS: the param records' beats (two per record) into the pair table
         while ``pload``; it ends with the last beat. ``start``: the command's
         operands (``p_addr``) when it is taken. Returns the table."""
-        m.submodules.pair_table = table = Memory(shape=unsigned(37), depth=self.pair_depth,
+        m.submodules.pair_table = table = Memory(shape=unsigned(PAIR_BITS), depth=self.pair_depth,
                                                  init=[])
         wp = table.write_port()
         pidx = Signal(range(self.pair_depth))

@@ -122,7 +122,7 @@ def _interact(i, pre, lim):
     x, fl = i.operands.interact, isa.InteractFlags(i.header.flags)
     shape = [(Operand.BATCH, x.batch == 0),
              (Operand.N_VEC, (x.n_vec < 2) | (x.n_vec > lim.max_vec)),
-             (Operand.DIM, (x.dim == 0) | (x.dim > lim.max_k)),
+             (Operand.DIM, (x.dim == 0) | (x.dim > lim.max_dim)),
              (Operand.VEC_STRIDE, x.vec_stride < x.dim),
              (Operand.OUT_STRIDE, x.out_stride < pre.pairs)]
     align = [(Operand.SRC, 1, x.src), (Operand.DST, 1, x.dst),

@@ -131,7 +131,7 @@ def test_interact_random(seed):
     rng = np.random.default_rng(100 + seed)
     bsz = int(rng.integers(1, 5))
     n_vec = int(rng.integers(2, LIM.max_vec + 1))
-    dim = int(rng.integers(1, 40))
+    dim = int(rng.integers(1, LIM.max_dim + 1))      # INTERACT's limit: max_dim, not max_k
     vs = isa.round_up(dim) + 8 * int(rng.integers(0, 2))
     ins = vs * n_vec + 8 * int(rng.integers(0, 2))
     os_ = isa.round_up(isa.pairs(n_vec))

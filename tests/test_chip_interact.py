@@ -25,7 +25,7 @@ MEM_BYTES = 4096
 
 
 #: small limits for speed: up to 8 vectors of up to 20 bytes (3 words)
-LIMITS = Limits(max_vec=8, max_k=20)
+LIMITS = Limits(max_vec=8, max_dim=20)
 OPERANDS_MASK = (1 << isa.INTERACT_OPERANDS.size) - 1
 MULTIPLIERS = [0, 1, -1, (1 << 31) - 1, -(1 << 31), 1 << 30, -(1 << 30) - 12345]
 
@@ -48,8 +48,8 @@ def interact(src, dst, *, n_vec, dim, batch=1, multiplier=1 << 30, shift=0, in_s
 
 def random_interact(rng, lim, mem_bytes):
     n_vec = int(rng.choice([2, lim.max_vec, int(rng.integers(2, lim.max_vec + 1))]))
-    dim = min(lim.max_k, int(rng.choice([1, 7, 8, 9, 16, lim.max_k,
-                                          int(rng.integers(1, lim.max_k + 1))])))
+    dim = min(lim.max_dim, int(rng.choice([1, 7, 8, 9, 16, lim.max_dim,
+                                            int(rng.integers(1, lim.max_dim + 1))])))
     batch = int(rng.integers(1, 4))
     pitch = isa.round_up(dim)
     if rng.random() < 0.4:          # samples interleaved: vector j of sample b at (j*batch + b)
@@ -89,9 +89,9 @@ def fresh_mem(rng, nbytes=MEM_BYTES):
 
 @pytest.mark.parametrize("seed,limits,mem_bytes", [
     (1, LIMITS, MEM_BYTES), (2, LIMITS, MEM_BYTES), (3, LIMITS, MEM_BYTES),
-    (4, Limits(max_vec=5, max_k=8), MEM_BYTES), (5, Limits(max_vec=3, max_k=33), MEM_BYTES),
+    (4, Limits(max_vec=5, max_dim=8), MEM_BYTES), (5, Limits(max_vec=3, max_dim=33), MEM_BYTES),
     # a 1024-word buffer: sliced into 16-bit memories
-    (6, Limits(max_vec=9, max_k=200), 16384)])
+    (6, Limits(max_vec=9, max_dim=200), 16384)])
 def test_interact_random(seed, limits, mem_bytes):
     rng = np.random.default_rng(seed)
     mem = fresh_mem(rng, mem_bytes)
@@ -150,7 +150,7 @@ def test_interact_directed():
 
 def test_interact_cycles():
     # the DLRM Kaggle shape: 27 vectors of 16 bytes, 351 pairs of 2 words: 702 cycles a sample
-    lim = Limits(max_vec=27, max_k=16)
+    lim = Limits(max_vec=27, max_dim=16)
     rng = np.random.default_rng(30)
     mem = fresh_mem(rng, 8192)
     dut = InteractUnit(addr_width=10, mem_bytes=8192, limits=lim)
@@ -216,7 +216,13 @@ def test_interact_args():
         InteractUnit(addr_width=9, mem_bytes=MEM_BYTES, limits=None)
     with pytest.raises(ValueError, match="mem_bytes must be at most 4096"):
         InteractUnit(addr_width=9, mem_bytes=8192, limits=LIMITS)
-    assert InteractUnit(addr_width=20, mem_bytes=1 << 20, limits=Limits()).buf_depth == 4096
+    # the buffer follows max_dim (the gather engine's), never max_k: 2 banks x 64 vectors
+    # x 8 words, 16-bit slices (4 x 2 block RAMs)
+    unit = InteractUnit(addr_width=20, mem_bytes=1 << 20, limits=Limits(max_k=4096))
+    assert (unit.buf_depth, unit.slice_bits) == (2 * 64 * 8, 16)
+    # 33 bytes: 5 words, rounded up to 8 a vector; 3 vectors rounded up to 4
+    unit = InteractUnit(addr_width=20, mem_bytes=1 << 20, limits=Limits(max_vec=3, max_dim=33))
+    assert unit.buf_depth == 2 * 4 * 8
 
 
 def test_byte_packer():

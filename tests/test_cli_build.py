@@ -340,7 +340,9 @@ def test_report_gather_section_is_the_tops_engine():
 #: The chip's real build (``seedchip build --seed 1``, the chip preset on the
 #: ULX3S-85F): MULT18X18D and DP16KD nextpnr placed, (126, 195) before GEMM
 #: ACC, plus its counted blocks (a requantizer's 4 MULT18X18D, the
-#: multiplier/shift table's 3 DP16KD instances): not yet rebuilt since.
+#: multiplier/shift table's 3 DP16KD instances): not yet rebuilt since. That
+#: build had no INTERACT pair table (5 DP16KD) and a vector buffer sized for
+#: max_k 256 (32 DP16KD, now 8 for max_dim 64).
 CHIP_BUILD = (130, 198)
 
 
@@ -353,14 +355,17 @@ def test_chip_estimate_is_what_the_build_used():
 
     EBR: the matrix unit's buffers for M up to 128: A 16, B 32, parameters
     4, accumulators 30; the gather cache 64, its keys 4, output FIFO 8 and
-    gearbox FIFO (33 x 65 bits) 2; INTERACT's vector buffer 2 x 16; the
-    link's frame (4 x 1024 bytes) and response buffers 2 + 1; GEMM ACC's
-    multiplier/shift table (256 x 37 bits) 3."""
+    gearbox FIFO (33 x 65 bits) 2; INTERACT's vector buffer 2 x 4 (1024 x 16
+    each) and pair table (2048 x 37 bits) 5; the link's frame (4 x 1024
+    bytes) and response buffers 2 + 1; GEMM ACC's multiplier/shift table
+    (256 x 37 bits) 3. The build's EBR differs by INTERACT's changes since
+    (see :data:`CHIP_BUILD`)."""
     est = estimate_resources(CHIP_CONFIG, "ulx3s-85f")
-    assert (est.dsp, est.ebr) == CHIP_BUILD == (64 + 4 + 13 + 41 + 4 + 4,
-                                                82 + 78 + 32 + 3 + 3)
+    assert (est.dsp, est.ebr) == (CHIP_BUILD[0], CHIP_BUILD[1] - 32 + 8 + 5) == \
+        (64 + 4 + 13 + 41 + 4 + 4, 82 + 78 + 8 + 5 + 3 + 3)
+    assert est.parts["interact"] == (13, 8 + 5)
     assert est.parts["gemm_acc"] == (4, 3)
-    assert est.ebr_inferred == 4 + 8 + 2 + 32 + 3
+    assert est.ebr_inferred == 4 + 8 + 2 + 8 + 5 + 3
     assert check_fit(CHIP_CONFIG, "ulx3s-85f") == []
 
 
@@ -435,13 +440,13 @@ def test_buffers_that_cannot_fit_are_refused(capsys, no_build):
                  "--gather-cache-rows", "4096"]) == 2
     assert "gather cache of 4096 lines: 128" in _one_error_line(capsys, "build")
     # the chip: its inferred memories count too; the default configuration
-    # (M up to 256) needs 6 more than the board has
-    assert main(["build", "--top", "chip", "--config", "default"]) == 2
+    # with N up to 384 needs 3 more than the board has (181 without them)
+    assert main(["build", "--top", "chip", "--config", "default", "--max-n", "384"]) == 2
     assert _one_error_line(capsys, "build") == (
-        "the buffers need 214 block RAMs (matrix unit, M/K/N up to 256/256/256 on 8x8: 98, "
-        "gather engine with a cache of 2048 lines: 78, INTERACT vector buffer: 32, GEMM ACC "
-        "table: 3, host link: 3); ulx3s-85f has 208: make --max-m/--max-k/--max-n or "
-        "--gather-cache-rows smaller; --force to try anyway")
+        "the buffers need 211 block RAMs (matrix unit, M/K/N up to 256/256/384 on 8x8: 114, "
+        "gather engine with a cache of 2048 lines: 78, INTERACT vector buffer and pair table: "
+        "13, GEMM ACC table: 3, host link: 3); ulx3s-85f has 208: make "
+        "--max-m/--max-k/--max-n or --gather-cache-rows smaller; --force to try anyway")
 
 
 def test_force_builds_anyway(monkeypatch, tmp_path, capsys):

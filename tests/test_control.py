@@ -84,8 +84,9 @@ def rand_copy(rng, mem=MEM, **kw):
 
 
 def rand_interact(rng, mem=MEM, **kw):
-    b, nv, dim = int(rng.integers(1, 6)), int(rng.integers(2, LIM.max_vec + 1)), \
-        int(rng.integers(1, LIM.max_k + 1))
+    b, nv = int(rng.integers(1, 6)), int(rng.integers(2, LIM.max_vec + 1))
+    # up to the gather engine's max_dim (not max_k); mutate() tries the dims past it
+    dim = LIM.max_dim if rng.random() < 0.2 else int(rng.integers(1, LIM.max_dim + 1))
     vs = isa.round_up(dim) + 8 * int(rng.integers(0, 2))
     ins = 8 * int(rng.integers(0, 2 * nv * vs // 8 + 1))
     os_ = isa.round_up(isa.pairs(nv)) + 8 * int(rng.integers(0, 2))
@@ -122,6 +123,8 @@ def mutate(rng, insn, mem=MEM):
     if kind == 2 and insn.opcode in (Opcode.GEMM, Opcode.GATHER):   # flag combinations
         w = word_of(insn) & ~(0xFF << 8)
         return isa.decode(w | int(rng.integers(0, 64)) << 8)
+    if kind == 2 and insn.opcode == Opcode.INTERACT:      # a dim K may have, INTERACT not
+        return dataclasses.replace(insn, dim=int(rng.integers(LIM.max_dim + 1, LIM.max_k + 1)))
     fields = [f.name for f in dataclasses.fields(insn) if f.name in _NUMERIC]
     kw = {}
     for name in rng.choice(fields, size=int(rng.integers(1, 4))):
@@ -130,7 +133,8 @@ def mutate(rng, insn, mem=MEM):
         v = getattr(insn, name)
         cands = [0, 1, v + 1, v + 4, v - 8, v + 8, mem - 8 * int(rng.integers(0, 64)),
                  mem, (1 << width) - 1, (1 << width) - 8, 2, LIM.max_m, LIM.max_m + 1,
-                 LIM.max_vec + 1, LIM.max_k + 1, LIM.n_tables + 1, v // 2]
+                 LIM.max_vec + 1, LIM.max_k, LIM.max_k + 1, LIM.max_dim, LIM.max_dim + 1,
+                 LIM.n_tables + 1, v // 2]
         kw[name] = min(max(int(rng.choice(cands)), 0), (1 << width) - 1)
     return dataclasses.replace(insn, **kw)
 
@@ -223,6 +227,9 @@ def directed_insns():
             isa.Copy(**{**c, "src": MEM - 40}),
             isa.Copy(**{**c, "dst_stride": (1 << 32) - 8, "rows": 0xFFFF})]
     out += [isa.Interact(**x), isa.Interact(**{**x, "n_vec": 5}), isa.Interact(**{**x, "dim": 0}),
+            isa.Interact(**{**x, "dim": LIM.max_dim, "vec_stride": 512}),
+            isa.Interact(**{**x, "dim": LIM.max_dim + 1, "vec_stride": 512}),
+            isa.Interact(**{**x, "dim": LIM.max_k, "vec_stride": 512}),
             isa.Interact(**{**x, "dim": LIM.max_k + 1, "vec_stride": 512}),
             isa.Interact(**{**x, "dim": 17}), isa.Interact(**{**x, "in_stride": 0}),
             isa.Interact(**{**x, "in_stride": 4}), isa.Interact(**{**x, "src": MEM - 128}),

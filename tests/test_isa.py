@@ -296,7 +296,11 @@ def test_interact_rules():
         got = v(isa.Interact(**{**x, "n_vec": n_vec, "out_stride": 128}))
         assert got.ok == ok and (ok or got == Verdict(ChipError.BAD_SHAPE, Operand.N_VEC))
     assert v(isa.Interact(**{**x, "dim": 0})).detail == Operand.DIM
-    assert v(isa.Interact(**{**x, "dim": LIM.max_k + 1, "vec_stride": 512})).detail == Operand.DIM
+    # dim is bounded by the gather engine's max_dim (24 here), not by max_k (64)
+    assert v(isa.Interact(**{**x, "dim": LIM.max_dim, "vec_stride": 512})).ok
+    for dim in (LIM.max_dim + 1, LIM.max_k, LIM.max_k + 1):
+        assert v(isa.Interact(**{**x, "dim": dim, "vec_stride": 512})) == \
+            Verdict(ChipError.BAD_SHAPE, Operand.DIM)
     assert v(isa.Interact(**{**x, "dim": 17})).detail == Operand.VEC_STRIDE
     assert v(isa.Interact(**{**x, "n_vec": 5})).detail == Operand.OUT_STRIDE   # 10 pairs > 8
     assert v(isa.Interact(**{**x, "in_stride": 0})).ok
