@@ -147,6 +147,7 @@ def _chip_runs(kind, compiled, runs, config, say, preload):
             res = r.run(inputs)
             want = comp.quant.forward_int(inputs)["top"][-1][:, 0]
             prof = r.profile()
+            retransmits = dev.link.retransmits
         cyc = [b["cycles"] for b in res.batches]
         by_op = {}
         for p in prof:
@@ -155,8 +156,11 @@ def _chip_runs(kind, compiled, runs, config, say, preload):
                       "bit_exact": bool(np.array_equal(res.acc, want)),
                       "breakdown": res.cycle_breakdown(), "per_op_alone": by_op,
                       "per_insn_alone": [{"insn": p["insn"], "cycles": p["cycles"]}
-                                         for p in prof]}
-        say(f"{kind}: {label}: {cyc} cycles, bit-exact {out[label]['bit_exact']}")
+                                         for p in prof],
+                      # requests the host sent again (no answer within the timeout, or a NAK)
+                      "link_retransmits": retransmits}
+        say(f"{kind}: {label}: {cyc} cycles, bit-exact {out[label]['bit_exact']}"
+            + (f", {retransmits} link retransmissions" if retransmits else ""))
     return out
 
 

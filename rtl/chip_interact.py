@@ -214,12 +214,9 @@ class InteractUnit(wiring.Component):
     for max_vec 64 (2048 x 9 each).
 
     Alone on the ECP5-85F (out of context, the board chip's limits, seed 1,
-    routed, when the buffer was still sized for max_k 256: not re-run since):
-    3261 LUT/carry cells, 2758 FF, 37 DP16KD (32 + 5; now 8 + 5 = 13),
-    13 MULT18X18D (8 MACs, 4 in the Requantizer, 1 for pairs(n_vec)),
-    120.5 MHz; the worst path is the pair table's read data into its register
-    (130 MHz without the table: the BytePacker's byte count through the
-    output credits).
+    routed): 3227 LUT/carry cells, 2750 FF, 13 DP16KD (8 + 5), 13 MULT18X18D
+    (8 MACs, 4 in the Requantizer, 1 for pairs(n_vec)), 122.0 MHz; the worst
+    path is a MAC's DSP product into the dot product's half-sum adder.
     """
 
     N_PORTS = 2
