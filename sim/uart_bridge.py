@@ -49,8 +49,11 @@ class UARTBridge(wiring.Component):
     h2d_idle : Out(1)
         Nothing left to send: the FIFO is empty and the last stop bit is out.
     top_busy : Out(1)
-        The top's ``running`` output (a program runs: keep simulating even
-        when the line is quiet); 0 for a top without one.
+        Keep simulating even when the line is quiet: the top's ``running``
+        output is high (a program runs), or its ``init_done`` low (its
+        memory is still initializing: a link command that touches memory
+        waits for it, with nothing on the line meanwhile); 0 for a top
+        with neither.
     pins : the top's ``pins`` (SDRAM pins), when it has them.
 
     The FIFOs read combinationally (a simulation harness needs no block
@@ -91,8 +94,13 @@ class UARTBridge(wiring.Component):
         wiring.connect(m, d2h.r_stream, wiring.flipped(self.d2h))
         m.d.comb += [top.rx.eq(utx.tx), urx.rx.eq(top.tx),
                      self.h2d_level.eq(h2d.w_level), self.d2h_level.eq(d2h.r_level)]
+        busy = []
         if hasattr(top, "running"):
-            m.d.comb += self.top_busy.eq(top.running)
+            busy.append(top.running)
+        if hasattr(top, "init_done"):
+            busy.append(~top.init_done)
+        if busy:
+            m.d.comb += self.top_busy.eq(Cat(*busy).any())
         if hasattr(self, "pins"):
             wiring.connect(m, top.pins, wiring.flipped(self.pins))
 

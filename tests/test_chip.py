@@ -303,3 +303,7 @@ def test_on_the_sdram_model(sim):
         idx = rng.integers(0, 16, 9)
         bag = embedding_bag(d, table, idx, [0, 4, 9], mode="max", limits=LIMITS)
         assert np.array_equal(bag.pooled, embedding_bag_ref(table, idx, [0, 4, 9], "max"))
+        # the first WRITE came while the SDRAM was still initializing: the
+        # simulation ran on for it instead of waiting for the host, so no
+        # request waited out the link's timeout (30 s) and was sent again
+        assert d.link.retransmits == 0 and d.link.dropped == 0
