@@ -416,7 +416,7 @@ def main(config, *, board="ulx3s-85f", out="build/bench.json", readme=None, buil
     if "dlrm" in parts:
         from .firmware.dlrm_bench import run_dlrm_bench
         print("bench: a DLRM trained, quantized, compiled and run on the simulated chip, two "
-              "sizes (half an hour)...", flush=True)
+              "sizes (a quarter of an hour, more when the models are built)...", flush=True)
         from .config import CHIP_CONFIG      # the board's chip: its clock and buffers
         bench["dlrm"] = run_dlrm_bench(CHIP_CONFIG,
                                        progress=lambda s: print(f"  {s}", flush=True))
