@@ -83,8 +83,8 @@ def _host_speed(model, q, inputs, reps=3):
     """Inferences/s of the host CPU (this machine), best of ``reps`` on the same
     ``inputs``: NumPy float and quantized golden, and PyTorch float (the
     ``DLRM_Net``-shaped module, ``torch.inference_mode()``, on one thread, and
-    again on PyTorch's default thread count) when PyTorch is installed; else ``pytorch_float`` is None and
-    ``pytorch_float_reason`` says why."""
+    again on PyTorch's default thread count) when PyTorch is installed; else
+    ``pytorch_float`` is None and ``pytorch_float_reason`` says why."""
     out = {"numpy_float": _best_rate(lambda: model.predict(inputs), inputs.batch, reps),
            "numpy_int8": _best_rate(lambda: q.predict(inputs), inputs.batch, reps)}
     try:

@@ -231,21 +231,14 @@ class PooledWriter(wiring.Component):
         table = Signal(8)
         first = Signal(init=1)       # the next word is its bag's first
         word = Signal(2)             # int32: word of the pooled beat
-        rem = Signal(16)             # elements of the bag not yet written
         outstanding = Signal(range(D + 1))
         req, resp, pooled = self.mem.req, self.mem.resp, self.pooled
         req_go = Signal()
 
-        # The dims of this table and the next, registered with what the word
-        # logic asks of them (<= 2, == 1, and the int8 mask): one cycle after
-        # ``table`` steps, ``cur`` still holds the old table's, ``nxt`` the new one's.
-        def dim_regs(name, data):
-            r = {"dim": Signal(16, name=f"{name}_dim"), "le2": Signal(name=f"{name}_le2"),
-                 "is1": Signal(name=f"{name}_is1"), "keep8": Signal(8, name=f"{name}_keep8")}
-            m.d.sync += [r["dim"].eq(data), r["le2"].eq(data <= 2), r["is1"].eq(data == 1),
-                         r["keep8"].eq(keep8_of(data))]
-            return r
-
+        # The elements left before a word, registered with what the word logic
+        # asks of them (<= 2, == 1, the int8 mask): at a bag's first word the
+        # table's dim (``cur``: this table's; ``nxt``: the next one's, which
+        # holds the new table's the cycle after ``table`` steps), else ``rem``.
         def keep8_of(n):
             """int8: the bytes of a bag with ``n`` elements left in its next word."""
             k = Signal(8)
@@ -257,12 +250,21 @@ class PooledWriter(wiring.Component):
                     m.d.comb += k.eq(0xFF)
             return k
 
+        def left_regs(prefix, n_name):
+            return {"n": Signal(16, name=n_name), "le2": Signal(name=f"{prefix}_le2"),
+                    "is1": Signal(name=f"{prefix}_is1"), "keep8": Signal(8, name=f"{prefix}_keep8")}
+
+        def load(r, n):
+            return [r["n"].eq(n), r["le2"].eq(n <= 2), r["is1"].eq(n == 1),
+                    r["keep8"].eq(keep8_of(n))]
+
+        cur, nxt = left_regs("cur", "cur_dim"), left_regs("nxt", "nxt_dim")
+        rem = left_regs("rem", "rem")
+        m.d.sync += load(cur, self.dim_data) + load(nxt, self.dim_next_data)
         stepped = Signal()           # ``table`` stepped last cycle: the next table's dim
         warm = Signal()              # not the cycle after start: the dim registers are valid
         m.d.comb += [self.dim_addr.eq(table), self.dim_next_addr.eq(table + 1),
                      self.busy.eq(outstanding != 0)]
-        cur, nxt = dim_regs("cur", self.dim_data), dim_regs("nxt", self.dim_next_data)
-        dim = {k: Mux(stepped, nxt[k], cur[k]) for k in cur}
         m.d.sync += [stepped.eq(0), warm.eq(1)]
         with m.If(self.start):
             m.d.sync += [requant.eq(self.requant), stride.eq(self.out_stride),
@@ -273,14 +275,7 @@ class PooledWriter(wiring.Component):
         with m.If(resp.valid & resp.payload.err):
             m.d.sync += self.err.eq(1)
 
-        # elements left before this word: the table's dim at a bag's first word
-        rem_le2 = Signal()
-        rem_is1 = Signal()
-        rem_keep8 = Signal(8)
-        left = Mux(first, dim["dim"], rem)
-        left_le2 = Mux(first, dim["le2"], rem_le2)
-        left_is1 = Mux(first, dim["is1"], rem_is1)
-        keep8 = Mux(first, dim["keep8"], rem_keep8)     # int8: bytes of the bag in this word
+        left = {k: Mux(first, Mux(stepped, nxt[k], cur[k]), rem[k]) for k in cur}
         lanes = pooled.payload.data
         int8s = Cat(lanes[i][:8] for i in range(8))
         pair = Signal(64)
@@ -288,24 +283,23 @@ class PooledWriter(wiring.Component):
             for j in range(4):
                 with m.Case(j):
                     m.d.comb += pair.eq(Cat(lanes[2 * j], lanes[2 * j + 1]))
-        beat_end = requant | (word == 3) | left_le2
+        beat_end = requant | (word == 3) | left["le2"]
         m.d.comb += [
             req.valid.eq(pooled.valid & (outstanding != D) & warm),
             req.payload.addr.eq(addr >> 3),
             req.payload.we.eq(1),
             req.payload.wdata.eq(Mux(requant, int8s, pair)),
-            req.payload.mask.eq(Mux(requant, keep8, Mux(left_is1, 0x0F, 0xFF))),
+            req.payload.mask.eq(Mux(requant, left["keep8"], Mux(left["is1"], 0x0F, 0xFF))),
             req_go.eq(req.valid & req.ready),
             resp.ready.eq(1),
             pooled.ready.eq(req_go & beat_end),
         ]
         m.d.sync += outstanding.eq(outstanding + req_go - resp.valid)
         rem_next = Signal(16)
-        m.d.comb += rem_next.eq(left - Mux(requant, 8, 2))
+        m.d.comb += rem_next.eq(left["n"] - Mux(requant, 8, 2))
         with m.If(req_go):
-            m.d.sync += [word.eq(Mux(beat_end, 0, word + 1)),
-                         rem.eq(rem_next), rem_le2.eq(rem_next <= 2), rem_is1.eq(rem_next == 1),
-                         rem_keep8.eq(keep8_of(rem_next)), first.eq(0), addr.eq(addr + 8)]
+            m.d.sync += [word.eq(Mux(beat_end, 0, word + 1)), *load(rem, rem_next),
+                         first.eq(0), addr.eq(addr + 8)]
             with m.If(beat_end & pooled.payload.last):
                 m.d.sync += first.eq(1)
                 with m.If(sample == batch - 1):
