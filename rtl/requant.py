@@ -48,6 +48,12 @@ class Requantizer(wiring.Component):
     The 32x32 product is split into four 17x17 signed partial products, each
     one DSP with its own registers (:class:`Mul`), and the 64-bit sums are
     spread over separate stages so no path carries more than one wide adder.
+
+    The raw value is not carried beside the datapath: in raw mode the
+    datapath runs with ``multiplier`` 2**30 and ``shift`` 0, which gives
+    ``y = round(x / 2)`` (half away from zero), and the last adder restores
+    ``x = 2 * y - (x & 1)`` from the one bit carried. That saves a 32-bit
+    delay line of 12 stages per requantizer (there are ten in the chip).
     """
 
     def __init__(self, *, out_width=8):
@@ -67,10 +73,11 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        # Control and the raw value ride along a delay line beside the datapath.
+        # Control rides along a delay line beside the datapath; of the raw
+        # value only its lowest bit (see the class docstring).
         ctrl_layout = data.StructLayout({
             "valid": 1, "requant": 1, "relu": 1, "last": 1, "shift": 5,
-            "x": signed(32), "ovf": 1,
+            "lsb": 1, "ovf": 1,
         })
 
         def stage(prev, name):
@@ -83,25 +90,27 @@ class Requantizer(wiring.Component):
         v1 = Signal()
         m.d.sync += [s1.eq(self.i), v1.eq(self.i_valid)]
 
-        # S2: x = acc + bias (wraps).
+        # S2: x = acc + bias (wraps); raw mode: multiplier 2**30, shift 0.
         c2 = Signal(ctrl_layout)
+        x2 = Signal(signed(32))
         mult2 = Signal(signed(32))
         x_sum = (s1.acc + s1.bias)[:32].as_signed()
         m.d.sync += [
             c2.valid.eq(v1), c2.requant.eq(s1.requant), c2.relu.eq(s1.relu),
-            c2.last.eq(s1.last), c2.shift.eq(s1.shift),
-            c2.x.eq(x_sum),
-            mult2.eq(s1.multiplier),
+            c2.last.eq(s1.last), c2.shift.eq(Mux(s1.requant, s1.shift, 0)),
+            c2.lsb.eq(x_sum[0]),
+            x2.eq(x_sum),
+            mult2.eq(Mux(s1.requant, s1.multiplier, 1 << 30)),
         ]
 
         # S3-S4 (inside the DSPs): four partial products.
         # x = xh * 2**16 + xl, mult = mh * 2**16 + ml; xl, ml unsigned 16-bit.
         muls = {}
         for name, a, b in [
-            ("ll", Cat(c2.x[:16], Const(0, 1)).as_signed(), Cat(mult2[:16], Const(0, 1)).as_signed()),
-            ("lh", Cat(c2.x[:16], Const(0, 1)).as_signed(), mult2[16:].as_signed()),
-            ("hl", c2.x[16:].as_signed(), Cat(mult2[:16], Const(0, 1)).as_signed()),
-            ("hh", c2.x[16:].as_signed(), mult2[16:].as_signed()),
+            ("ll", Cat(x2[:16], Const(0, 1)).as_signed(), Cat(mult2[:16], Const(0, 1)).as_signed()),
+            ("lh", Cat(x2[:16], Const(0, 1)).as_signed(), mult2[16:].as_signed()),
+            ("hl", x2[16:].as_signed(), Cat(mult2[:16], Const(0, 1)).as_signed()),
+            ("hh", x2[16:].as_signed(), mult2[16:].as_signed()),
         ]:
             mul = Mul(a_width=17, b_width=17)
             m.submodules[f"mul_{name}"] = mul
@@ -118,7 +127,7 @@ class Requantizer(wiring.Component):
             if n == 0:
                 # The overflow flag for the saturating case, from the
                 # registered sum (behind the adder it was a second carry chain).
-                m.d.sync += c.ovf.eq((c2.x == -(1 << 31)) & (mult2 == -(1 << 31)))
+                m.d.sync += c.ovf.eq((x2 == -(1 << 31)) & (mult2 == -(1 << 31)))
 
         # S5: middle sum.
         c5 = stage(c, "c5")
@@ -203,7 +212,8 @@ class Requantizer(wiring.Component):
         s = shifted12
         s_neg, s_high = s[31], s[ow - 1:]
         m.d.sync += [
-            z.eq(s + rnd),
+            # raw mode: s = round(x / 2) and rnd = 0 (shift 0); x = 2 * s - lsb
+            z.eq(Mux(c12.requant, s + rnd, (s << 1) - c12.lsb)),
             # z < 0: s < 0, unless s == -1 rounds up to 0
             z_neg.eq(s_neg & ~((s == -1) & rnd)),
             # z > hi: s > hi (non-negative with a high bit set), or s == hi rounded up
@@ -215,7 +225,7 @@ class Requantizer(wiring.Component):
         # S14: ReLU and saturation from the flags, or the raw value.
         sat = Mux(c13.relu & z_neg, 0,
                   Mux(too_big, hi, Mux(too_small, lo, z[:ow].as_signed())))
-        raw = Mux(c13.relu & c13.x[31], 0, c13.x)
+        raw = Mux(c13.relu & z[31], 0, z[:32])
         m.d.sync += [
             self.o_valid.eq(c13.valid),
             self.o.last.eq(c13.last),
