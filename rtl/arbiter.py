@@ -149,6 +149,12 @@ class MemArbiter(wiring.Component):
     max_outstanding : int
         1..64. Depth of the order FIFO (requests granted but not yet answered
         by the backend) and of each port's response FIFO.
+    sinks : tuple of int
+        Ports whose client holds ``resp.ready`` at 1 (it keeps room for every
+        response it asked for, as the chip's DMA clients and every arbiter's
+        ``mem`` do). Their responses pass through one register instead of a
+        FIFO (the same one cycle) and they need no credits. A sink that
+        drops ``resp.ready`` while its response is valid loses it.
 
     Ports
     -----
@@ -190,13 +196,17 @@ class MemArbiter(wiring.Component):
     ``staged_valid``/``staged_port`` (the request on ``mem.req``).
     """
 
-    def __init__(self, *, n_ports, addr_width, data_width, max_outstanding=8):
+    def __init__(self, *, n_ports, addr_width, data_width, max_outstanding=8, sinks=()):
         check_int("n_ports", n_ports, 1, 16)
         check_int("addr_width", addr_width, 1, 40)
         check_int("data_width", data_width, 8, 256)
         if data_width % 8:
             raise ValueError(f"data_width must be a multiple of 8, not {data_width!r}")
         check_int("max_outstanding", max_outstanding, 1, 64)
+        sinks = tuple(sinks)
+        for i in sinks:
+            check_int("sinks", i, 0, n_ports - 1)
+        self.sinks = frozenset(sinks)
         self.n_ports = n_ports
         self.addr_width = addr_width
         self.data_width = data_width
@@ -229,10 +239,11 @@ class MemArbiter(wiring.Component):
 
     @property
     def resp_fifos(self):
-        """The per-port response :class:`SyncFIFO` s."""
+        """The per-port response :class:`SyncFIFO` s (``None`` for a sink)."""
         if self._resp_fifos is None:
-            self._resp_fifos = [SyncFIFO(width=self.data_width + 1, depth=self.max_outstanding)
-                                for _ in range(self.n_ports)]
+            self._resp_fifos = [None if i in self.sinks else
+                                SyncFIFO(width=self.data_width + 1, depth=self.max_outstanding)
+                                for i in range(self.n_ports)]
         return self._resp_fifos
 
     # _credit_return, _arbitrate and _next_mask are separate methods so that
@@ -277,12 +288,13 @@ class MemArbiter(wiring.Component):
         mem = self.mem
         m.submodules.order = order = self.order
         for i, f in enumerate(self.resp_fifos):
-            m.submodules[f"resp_fifo{i}"] = f
+            if f is not None:
+                m.submodules[f"resp_fifo{i}"] = f
 
         # --- requests -------------------------------------------------------
         requests = Signal(n)
-        m.d.comb += requests.eq(Cat(p.req.valid & (c != 0)
-                                    for p, c in zip(self.ports, self.credits)))
+        m.d.comb += requests.eq(Cat(p.req.valid & ((c != 0) if i not in self.sinks else 1)
+                                    for i, (p, c) in enumerate(zip(self.ports, self.credits))))
         pick = self._arbitrate(m, requests)
 
         # The staging register drives mem.req, so its valid never waits on
@@ -328,10 +340,20 @@ class MemArbiter(wiring.Component):
             order.r.ready.eq(mem.resp.valid),
         ]
         for i, (p, f, credit) in enumerate(zip(self.ports, self.resp_fifos, self.credits)):
+            # order.r.valid only guards against a backend that answers more
+            # than it was asked.
+            w_en = mem.resp.valid & order.r.valid & (dest == i)
+            if f is None:
+                # a sink: one register, the FIFO's one cycle
+                r_valid = Signal(name=f"resp{i}_valid")
+                r_data = Signal.like(p.resp.payload.as_value(), name=f"resp{i}_data")
+                m.d.sync += r_valid.eq(w_en)
+                with m.If(w_en):
+                    m.d.sync += r_data.eq(mem.resp.payload)
+                m.d.comb += [p.resp.valid.eq(r_valid), p.resp.payload.eq(r_data)]
+                continue
             m.d.comb += [
-                # order.r.valid only guards against a backend that answers
-                # more than it was asked.
-                f.w_en.eq(mem.resp.valid & order.r.valid & (dest == i)),
+                f.w_en.eq(w_en),
                 f.w_data.eq(mem.resp.payload),
                 p.resp.valid.eq(f.r_rdy),
                 p.resp.payload.eq(f.r_data),

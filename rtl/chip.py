@@ -69,9 +69,13 @@ def chip_addr_width(mem_bytes: int) -> int:
 MAX_OUTSTANDING = 16
 
 
-def merge_ports(m, name, ports, *, addr_width, max_outstanding=MAX_OUTSTANDING, skid=False):
+def merge_ports(m, name, ports, *, addr_width, max_outstanding=MAX_OUTSTANDING, skid=False,
+                sinks=()):
     """One memory port for ``ports`` (a list of client ports): the port itself,
     or a round-robin :class:`MemArbiter` in front of them (a submodule ``name``).
+    ``sinks``: the indices of ports whose client holds ``resp.ready`` at 1
+    (the arbiter's ``sinks``). The port returned is a sink too when it is an
+    arbiter's ``mem`` (an arbiter holds ``mem.resp.ready`` at 1).
 
     ``skid``: each port's requests reach the arbiter through a
     :class:`~seedchip.rtl.skid.SkidBuffer` (submodules ``name_skid<i>``), so
@@ -81,7 +85,7 @@ def merge_ports(m, name, ports, *, addr_width, max_outstanding=MAX_OUTSTANDING, 
     if len(ports) == 1:
         return ports[0]
     arb = MemArbiter(n_ports=len(ports), addr_width=addr_width, data_width=DATA_WIDTH,
-                     max_outstanding=max_outstanding)
+                     max_outstanding=max_outstanding, sinks=sinks)
     m.submodules[name] = arb
     for i, p in enumerate(ports):
         if skid:
@@ -225,7 +229,10 @@ class Chip(wiring.Component):
         wiring.connect(m, link.regs, ctl.regs)
         m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx)]
 
+        # the ports whose client holds resp.ready at 1 (see MemArbiter's
+        # sinks): the control unit's fetch, and every arbiter's mem
         clients = [link.mem, ctl.mem]
+        sinks = [1] if 0 in ctl.resp_sinks else []
         for u, unit in units.items():
             name = u.name.lower()
             m.submodules[name] = unit
@@ -234,17 +241,23 @@ class Chip(wiring.Component):
             wiring.connect(m, filt.down, unit.ctl)
             if u == Unit.GEMM:
                 ports = list(unit.gemm.mem) + list(unit.interact.mem)
+                unit_sinks = (list(unit.gemm.resp_sinks)
+                              + [len(unit.gemm.mem) + i for i in unit.interact.resp_sinks])
             else:
                 ports = list(unit.mem)
+                unit_sinks = list(unit.resp_sinks)
             # skids here too: a unit's ready then comes from a flop, not from
             # its arbiter's grant over all the unit's ports
-            clients.append(merge_ports(m, f"{name}_arbiter", ports, addr_width=aw, skid=True))
+            if len(ports) > 1 or 0 in unit_sinks:
+                sinks.append(len(clients))
+            clients.append(merge_ports(m, f"{name}_arbiter", ports, addr_width=aw, skid=True,
+                                       sinks=unit_sinks))
         # the top arbiter's grant (all five clients' valids, the backend's
         # ready) would otherwise run on into a unit arbiter's grant and a
         # unit's state machine, or the link's and the control unit's, in
         # one cycle: cut it there
         wiring.connect(m, wiring.flipped(self.mem),
-                       merge_ports(m, "arbiter", clients, addr_width=aw, skid=True))
+                       merge_ports(m, "arbiter", clients, addr_width=aw, skid=True, sinks=sinks))
 
         st = ctl.reg_file.status
         m.d.comb += [self.running.eq(st.busy), self.done.eq(st.state == ChipState.DONE),

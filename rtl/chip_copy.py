@@ -55,6 +55,12 @@ class CopyUnit(wiring.Component):
     #: responses the reader may have outstanding (covers the memory's latency)
     READ_DEPTH = 16
 
+    #: The ``mem`` ports whose client holds ``resp.ready`` at 1 (its own
+    #: credited FIFO has room for every response it asked for): the
+    #: chip's arbiter passes their responses through a register, not a
+    #: FIFO (:class:`~seedchip.rtl.arbiter.MemArbiter`'s ``sinks``).
+    resp_sinks = (0, 1)   # its RowReader and RowWriter
+
     def __init__(self, *, addr_width, mem_bytes):
         check_int("addr_width", addr_width, 1, 40)
         self.addr_width = addr_width

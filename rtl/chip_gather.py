@@ -54,6 +54,9 @@ PORT_NAMES = ("engine", "desc", "offsets", "indices", "weights", "out")
 #: Memory ports of the unit.
 N_PORTS = len(PORT_NAMES)
 P_ENGINE, P_DESC, P_OFF, P_IDX, P_W, P_OUT = range(N_PORTS)
+#: The ports whose client holds ``resp.ready`` at 1 (:attr:`GatherFront.resp_sinks`):
+#: all but the engine's row reads, which its gearbox takes as it can.
+RESP_SINKS = (P_DESC, P_OFF, P_IDX, P_W, P_OUT)
 
 
 class GatherFront(wiring.Component):
@@ -90,6 +93,12 @@ class GatherFront(wiring.Component):
     int32 alike); bags of one lookup, dim 8: 0.219 vs 0.286 (engine busy 114
     vs 112 cycles for 32 bags).
     """
+
+    #: The ``mem`` ports whose client holds ``resp.ready`` at 1 (its own
+    #: credited FIFO has room for every response it asked for): the
+    #: chip's arbiter passes their responses through a register, not a
+    #: FIFO (:class:`~seedchip.rtl.arbiter.MemArbiter`'s ``sinks``).
+    resp_sinks = RESP_SINKS
 
     def __init__(self, *, params, mem_bytes):
         self.params = check_type("params", params, GatherParams)

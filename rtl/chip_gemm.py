@@ -283,6 +283,12 @@ class GemmFront(wiring.Component):
     5861 cycles against 5841 without ACC).
     """
 
+    #: The ``mem`` ports whose client holds ``resp.ready`` at 1 (its own
+    #: credited FIFO has room for every response it asked for): the
+    #: chip's arbiter passes their responses through a register, not a
+    #: FIFO (:class:`~seedchip.rtl.arbiter.MemArbiter`'s ``sinks``).
+    resp_sinks = tuple(range(N_PORTS))   # the readers and the writer
+
     def __init__(self, *, config, addr_width, mem_bytes):
         check_type("config", config, ChipConfig)
         if config.in_width != 8:

@@ -226,6 +226,12 @@ class InteractUnit(wiring.Component):
     #: latency, so that dim <= 8 (one pair per cycle) runs at full rate
     OUT_DEPTH = 32
 
+    #: The ``mem`` ports whose client holds ``resp.ready`` at 1 (its own
+    #: credited FIFO has room for every response it asked for): the
+    #: chip's arbiter passes their responses through a register, not a
+    #: FIFO (:class:`~seedchip.rtl.arbiter.MemArbiter`'s ``sinks``).
+    resp_sinks = (0, 1)   # its RowReader and RowWriter
+
     def __init__(self, *, addr_width, mem_bytes, limits):
         check_int("addr_width", addr_width, 1, 40)
         self.addr_width = addr_width

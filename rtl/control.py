@@ -306,6 +306,12 @@ class ControlUnit(wiring.Component):
     ECP5-85F out of context (``python -m seedchip.boards.ooc``).
     """
 
+    #: The ``mem`` ports whose client holds ``resp.ready`` at 1 (its own
+    #: credited FIFO has room for every response it asked for): the
+    #: chip's arbiter passes their responses through a register, not a
+    #: FIFO (:class:`~seedchip.rtl.arbiter.MemArbiter`'s ``sinks``).
+    resp_sinks = (0,)   # the instruction fetch
+
     def __init__(self, *, addr_width, data_width, mem_bytes, limits):
         check_int("addr_width", addr_width, 1, 40)
         check_pow2("data_width", data_width, 16, 64)
