@@ -44,7 +44,7 @@ from .chip_interact import InteractUnit
 from .control import GEMM_UNIT_CMD, UNIT_CMD, ControlUnit, UnitPortSignature
 from .hostlink import HostLink, LinkParams
 from .memport import MemPortSignature, req_layout
-from .skid import SkidBuffer
+from .skid import RegisterSlice, SkidBuffer
 from ..link_protocol import N_UNIT_REGS
 
 __all__ = ["WORD_BYTES", "DATA_WIDTH", "chip_addr_width", "AbortFilter", "MatrixSlot", "Chip"]
@@ -69,30 +69,35 @@ def chip_addr_width(mem_bytes: int) -> int:
 MAX_OUTSTANDING = 16
 
 
-def merge_ports(m, name, ports, *, addr_width, max_outstanding=MAX_OUTSTANDING, skid=False,
-                sinks=()):
+def merge_ports(m, name, ports, *, addr_width, max_outstanding=MAX_OUTSTANDING, sliced=False,
+                sinks=(), registered=()):
     """One memory port for ``ports`` (a list of client ports): the port itself,
     or a round-robin :class:`MemArbiter` in front of them (a submodule ``name``).
     ``sinks``: the indices of ports whose client holds ``resp.ready`` at 1
     (the arbiter's ``sinks``). The port returned is a sink too when it is an
     arbiter's ``mem`` (an arbiter holds ``mem.resp.ready`` at 1).
 
-    ``skid``: each port's requests reach the arbiter through a
-    :class:`~seedchip.rtl.skid.SkidBuffer` (submodules ``name_skid<i>``), so
-    the arbiter's grant, which waits on every port's ``valid`` and on the
-    backend's ``ready``, does not reach into the client's ``ready`` logic
-    (another arbiter's grant, a unit's state machine) in the same cycle."""
+    ``sliced``: each port's requests reach the arbiter through a
+    :class:`~seedchip.rtl.skid.RegisterSlice` (submodules ``name_slice<i>``),
+    registered both ways: the arbiter's grant, which waits on every port's
+    ``valid`` and on the backend's ``ready``, then starts and ends at flops
+    near the arbiter, not in the client's request logic and ``ready`` logic
+    (another arbiter's grant, a unit's state machine) across the die. It
+    costs a cycle of request latency per arbiter. ``registered``: the
+    indices of ports whose requests already come from registers (an
+    arbiter's ``mem``): a :class:`~seedchip.rtl.skid.SkidBuffer` cuts their
+    ``ready`` alone, without the cycle."""
     if len(ports) == 1:
         return ports[0]
     arb = MemArbiter(n_ports=len(ports), addr_width=addr_width, data_width=DATA_WIDTH,
                      max_outstanding=max_outstanding, sinks=sinks)
     m.submodules[name] = arb
     for i, p in enumerate(ports):
-        if skid:
-            m.submodules[f"{name}_skid{i}"] = sk = SkidBuffer(
-                shape=req_layout(addr_width, DATA_WIDTH))
-            wiring.connect(m, p.req, sk.i)
-            wiring.connect(m, sk.o, arb.ports[i].req)
+        if sliced:
+            buf = SkidBuffer if i in registered else RegisterSlice
+            m.submodules[f"{name}_slice{i}"] = sl = buf(shape=req_layout(addr_width, DATA_WIDTH))
+            wiring.connect(m, p.req, sl.i)
+            wiring.connect(m, sl.o, arb.ports[i].req)
             wiring.connect(m, arb.ports[i].resp, p.resp)
         else:
             wiring.connect(m, arb.ports[i], p)
@@ -233,6 +238,7 @@ class Chip(wiring.Component):
         # sinks): the control unit's fetch, and every arbiter's mem
         clients = [link.mem, ctl.mem]
         sinks = [1] if 0 in ctl.resp_sinks else []
+        registered = []
         for u, unit in units.items():
             name = u.name.lower()
             m.submodules[name] = unit
@@ -246,18 +252,21 @@ class Chip(wiring.Component):
             else:
                 ports = list(unit.mem)
                 unit_sinks = list(unit.resp_sinks)
-            # skids here too: a unit's ready then comes from a flop, not from
-            # its arbiter's grant over all the unit's ports
+            # register slices between the unit's clients and its arbiter: the
+            # clients' request logic and the arbiter's grant meet at flops
+            if len(ports) > 1:
+                # an arbiter's mem: requests from its staging register
+                registered.append(len(clients))
             if len(ports) > 1 or 0 in unit_sinks:
                 sinks.append(len(clients))
-            clients.append(merge_ports(m, f"{name}_arbiter", ports, addr_width=aw, skid=True,
+            clients.append(merge_ports(m, f"{name}_arbiter", ports, addr_width=aw, sliced=True,
                                        sinks=unit_sinks))
-        # the top arbiter's grant (all five clients' valids, the backend's
-        # ready) would otherwise run on into a unit arbiter's grant and a
-        # unit's state machine, or the link's and the control unit's, in
-        # one cycle: cut it there
+        # and in front of the top arbiter: its grant (all five clients'
+        # valids, the backend's ready) would otherwise run on into a unit
+        # arbiter's grant, or the link's and the control unit's state machines
         wiring.connect(m, wiring.flipped(self.mem),
-                       merge_ports(m, "arbiter", clients, addr_width=aw, skid=True, sinks=sinks))
+                       merge_ports(m, "arbiter", clients, addr_width=aw, sliced=True, sinks=sinks,
+                                   registered=registered))
 
         st = ctl.reg_file.status
         m.d.comb += [self.running.eq(st.busy), self.done.eq(st.state == ChipState.DONE),

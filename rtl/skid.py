@@ -10,7 +10,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SkidBuffer"]
+__all__ = ["SkidBuffer", "RegisterSlice"]
 
 
 class SkidBuffer(wiring.Component):
@@ -61,4 +61,60 @@ class SkidBuffer(wiring.Component):
             m.d.sync += data.eq(i.payload)
             with m.If(i.valid & ~o.ready):
                 m.d.sync += held.eq(1)
+        return m
+
+
+class RegisterSlice(wiring.Component):
+    """One stream in, the same stream out, registered both ways: ``i.ready``,
+    ``o.valid`` and ``o.payload`` all come from registers.
+
+    Where :class:`SkidBuffer` only cuts the ``ready`` path, this also cuts
+    the forward one, so nothing combinational crosses it: between a client
+    and an arbiter placed apart on the die, the client's request logic and
+    the arbiter's grant then meet only through flops. Cost: one cycle of
+    latency and two payload registers.
+
+    Parameters (keyword-only)
+    -------------------------
+    shape : shape-like
+        The payload.
+
+    Ports
+    -----
+    i : In(stream.Signature(shape))
+        ``ready`` is "the second register is empty".
+    o : Out(stream.Signature(shape))
+        ``i``'s items, in order, one cycle after they are taken; one item
+        per cycle while ``o`` is ready.
+    """
+
+    def __init__(self, *, shape):
+        self.shape = shape
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i, self.o
+        out_v = Signal()
+        out_d = Signal.like(i.payload)
+        held = Signal()               # the second register holds an item
+        data = Signal.like(i.payload)
+        m.d.comb += [
+            i.ready.eq(~held),
+            o.valid.eq(out_v),
+            o.payload.eq(out_d),
+        ]
+        with m.If(~held):
+            # follows ``i`` while empty, as SkidBuffer's: its enable is a flop
+            m.d.sync += data.eq(i.payload)
+        with m.If(~out_v | o.ready):
+            # the output register is free (or leaves): the held item first
+            m.d.sync += [out_v.eq(held | i.valid), out_d.eq(Mux(held, data, i.payload)),
+                         held.eq(0)]
+        with m.Elif(~held):
+            # the output stalls: an item offered now waits in the second register
+            m.d.sync += held.eq(i.valid)
         return m
