@@ -20,7 +20,10 @@ arbiter in front of the GEMM slot's or the gather engine's ports),
 ``sdram`` (the width adapter and the SDRAM controller of
 :class:`~seedchip.rtl.chip_sdram.ChipOnSDRAM`) and ``chip`` (the whole chip
 without its memory; slow). Several names run one after the other;
-``--json FILE`` merges each result into a table as soon as it is known::
+``--json FILE`` merges each result into a table as soon as it is known.
+``--no-route`` stops after placement, for a design whose routing takes hours
+(the whole chip): the worst paths are then estimated from the placement
+(:mod:`~seedchip.boards.placed_paths`)::
 
     PYTHONPATH=.. python -m seedchip.boards.ooc --seeds 1 2 3 --freq 125
     PYTHONPATH=.. python -m seedchip.boards.ooc --seeds 1 --freq 100 \\
@@ -38,6 +41,8 @@ import sys
 import tempfile
 
 from amaranth.back import rtlil
+
+from . import placed_paths
 
 __all__ = ["COMPONENTS", "control_unit", "measure", "summarize", "unbracket_names"]
 
@@ -212,8 +217,10 @@ def unbracket_names(il):
 def measure(component, *, seeds=(1,), freq=125, workdir=None, platform=None, route=True):
     """Synthesize once, place and route per seed; returns ``{seed: report dict}``.
 
-    ``route=False`` stops after placement: Fmax and the critical path are then
-    nextpnr's estimate from placement (a big design's routing can take hours)."""
+    ``route=False`` stops after placement (a big design's routing can take
+    hours): Fmax is then nextpnr's estimate from placement, and the worst
+    paths :mod:`~seedchip.boards.placed_paths`' estimate from the placed
+    netlist nextpnr writes (``placed<seed>.json``), under ``"placed_paths"``."""
     workdir = workdir or tempfile.mkdtemp(prefix="ooc-")
     os.makedirs(workdir, exist_ok=True)
     # relative names in workdir: the YoWASP tools see the current directory only
@@ -231,14 +238,17 @@ def measure(component, *, seeds=(1,), freq=125, workdir=None, platform=None, rou
                         "--speed", "6", "--out-of-context", "--json", "top.json",
                         "--freq", str(freq), "--seed", str(seed), "--timing-allow-fail",
                         "--report", f"report{seed}.json", "--log", f"nextpnr{seed}.log", "-q",
-                        *([] if route else ["--no-route"])],
+                        *([] if route else ["--no-route", "--write", f"placed{seed}.json"])],
                        check=True, cwd=workdir)
         with open(os.path.join(workdir, f"report{seed}.json")) as f:
             results[seed] = json.load(f)
         if not route:
-            # an unrouted design's report has no Fmax: the log has the placer's
+            # an unrouted design's report has no Fmax: the log has the placer's;
+            # and no path: placed_paths estimates them from the placement
             results[seed].setdefault("fmax", {}).update(
                 _log_fmax(os.path.join(workdir, f"nextpnr{seed}.log")))
+            with open(os.path.join(workdir, f"placed{seed}.json")) as f:
+                results[seed]["placed_paths"] = placed_paths.analyse(json.load(f), paths=5)
     return results
 
 
@@ -269,11 +279,14 @@ def summarize(report):
     fmax = min((e["achieved"] for e in report.get("fmax", {}).values()), default=float("nan"))
     logic, route, steps = _worst_steps(report)
     start, end = _endpoints(report)
-    return {"fmax_mhz": round(fmax, 2),
-            **{k: util.get(c, {}).get("used", 0) for k, c in _CELLS.items()},
-            "path_from": start, "path_to": end,
-            "logic_ns": round(logic, 3), "routing_ns": round(route, 3),
-            "slowest_steps": [[round(d, 3), t, where] for d, t, where in steps]}
+    row = {"fmax_mhz": round(fmax, 2),
+           **{k: util.get(c, {}).get("used", 0) for k, c in _CELLS.items()},
+           "path_from": start, "path_to": end,
+           "logic_ns": round(logic, 3), "routing_ns": round(route, 3),
+           "slowest_steps": [[round(d, 3), t, where] for d, t, where in steps]}
+    if "placed_paths" in report:
+        row["placed_paths"] = report["placed_paths"]
+    return row
 
 
 def main(argv=None):
@@ -303,6 +316,11 @@ def main(argv=None):
                   f"{row['path_from']} -> {row['path_to']}", flush=True)
             for d, t, where in row["slowest_steps"]:
                 print(f"    {d:6.3f} ns {t:8s} {where}", flush=True)
+            for path in row.get("placed_paths", {}).get("paths", []):
+                print(f"    estimated from placement: {path['ns']} ns, {path['start']} -> "
+                      f"{path['end']}", flush=True)
+                for hop in path["hops"]:
+                    print(f"      {hop['tiles']!s:>4} tiles  {hop['net']}", flush=True)
         if args.json:
             table = {}
             if os.path.exists(args.json):
