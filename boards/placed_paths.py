@@ -102,6 +102,16 @@ def analyse(netlist, *, paths=10):
     def constant(bit):
         return "PACKER_" in netname.get(bit, "") or cells[drivers[bit][0]]["type"] in ("VCC", "GND")
 
+    def driven_inputs(c, comb_side):
+        """``(port, bit, driver cell)`` of ``c``'s driven, non-constant input
+        bits: its combinational inputs (``comb_side``) or the others."""
+        for port, bits in c["connections"].items():
+            if c["port_directions"].get(port) != "input" or _is_comb_input(c, port) != comb_side:
+                continue
+            for bit in bits:
+                if isinstance(bit, int) and bit in drivers and not constant(bit):
+                    yield port, bit, drivers[bit][0]
+
     arrival = {}     # comb cell -> (ns, (driver cell, input pin, bit))
 
     def arrive(name):
@@ -115,24 +125,15 @@ def analyse(netlist, *, paths=10):
                 continue
             c, here = cells[cur], loc(cur)
             pending, best, via = [], 0.0, None
-            for port, bits in c["connections"].items():
-                if c["port_directions"].get(port) != "input" or not _is_comb_input(c, port):
+            for port, bit, src in driven_inputs(c, True):
+                if src in comb and src not in arrival:
+                    pending.append(src)
                     continue
-                for bit in bits:
-                    if not isinstance(bit, int) or bit not in drivers or constant(bit):
-                        continue
-                    src = drivers[bit][0]
-                    if src in comb:
-                        if src not in arrival:
-                            pending.append(src)
-                            continue
-                        t0 = arrival[src][0]
-                    else:
-                        t0 = _source_delay(cells[src])
-                    near = port in DEDICATED or (port == "M" and loc(src) == here)
-                    t = t0 + (0.0 if near else wire_delay(loc(src), here)) + _cell_delay(c, port)
-                    if t > best:
-                        best, via = t, (src, port, bit)
+                near = port in DEDICATED or (port == "M" and loc(src) == here)
+                t = (launch(src) + (0.0 if near else wire_delay(loc(src), here))
+                     + _cell_delay(c, port))
+                if t > best:
+                    best, via = t, (src, port, bit)
             pending = [p for p in pending if p not in stack]   # a loop: cut it
             if pending:
                 stack.extend(pending)
@@ -140,25 +141,17 @@ def analyse(netlist, *, paths=10):
             arrival[cur] = (best, via)
             stack.pop()
 
-    ends = []
-    for name, c in cells.items():
-        if name in comb and c["type"] != "TRELLIS_COMB":
-            continue
-        for port, bits in c["connections"].items():
-            if c["port_directions"].get(port) != "input":
-                continue
-            if name in comb and _is_comb_input(c, port):
-                continue
-            for bit in bits:
-                if not isinstance(bit, int) or bit not in drivers or constant(bit):
-                    continue
-                src = drivers[bit][0]
-                if src in comb:
-                    arrive(src)
-                    t0 = arrival[src][0]
-                else:
-                    t0 = _source_delay(cells[src])
-                ends.append((t0 + wire_delay(loc(src), loc(name)) + 0.15, name, port, bit))
+    def launch(src):
+        """When a value leaves ``src``: its arrival, or a register's clock to output."""
+        if src in comb:
+            arrive(src)
+            return arrival[src][0]
+        return _source_delay(cells[src])
+
+    # endpoints: every input that is not combinational (a register's, a
+    # DPRAM's write side)
+    ends = [(launch(src) + wire_delay(loc(src), loc(name)) + 0.15, name, port, bit)
+            for name, c in cells.items() for port, bit, src in driven_inputs(c, False)]
     ends.sort(key=lambda e: -e[0])
     hist = collections.Counter(int(e[0]) for e in ends)
     out = {"worst_ns": round(ends[0][0], 2) if ends else 0.0, "endpoints": len(ends),

@@ -254,10 +254,12 @@ class Chip(wiring.Component):
                 unit_sinks = list(unit.resp_sinks)
             # register slices between the unit's clients and its arbiter: the
             # clients' request logic and the arbiter's grant meet at flops
-            if len(ports) > 1:
-                # an arbiter's mem: requests from its staging register
+            # an arbiter's mem: its requests leave the staging register, its
+            # resp.ready is 1
+            merged = len(ports) > 1
+            if merged:
                 registered.append(len(clients))
-            if len(ports) > 1 or 0 in unit_sinks:
+            if merged or 0 in unit_sinks:
                 sinks.append(len(clients))
             clients.append(merge_ports(m, f"{name}_arbiter", ports, addr_width=aw, sliced=True,
                                        sinks=unit_sinks))

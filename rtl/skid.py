@@ -13,7 +13,18 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["SkidBuffer", "RegisterSlice"]
 
 
-class SkidBuffer(wiring.Component):
+class _StreamStage(wiring.Component):
+    """One stream ``i`` in, the same stream ``o`` out (``shape``: its payload)."""
+
+    def __init__(self, *, shape):
+        self.shape = shape
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+
+class SkidBuffer(_StreamStage):
     """One stream in, the same stream out; ``i.ready`` comes from a register.
 
     Parameters (keyword-only)
@@ -33,13 +44,6 @@ class SkidBuffer(wiring.Component):
     register; ``i`` then waits until ``o`` takes it. Throughput: one item per
     cycle while ``o`` is ready. Cost: one payload register and a mux.
     """
-
-    def __init__(self, *, shape):
-        self.shape = shape
-        super().__init__({
-            "i": In(stream.Signature(shape)),
-            "o": Out(stream.Signature(shape)),
-        })
 
     def elaborate(self, platform):
         m = Module()
@@ -64,7 +68,7 @@ class SkidBuffer(wiring.Component):
         return m
 
 
-class RegisterSlice(wiring.Component):
+class RegisterSlice(_StreamStage):
     """One stream in, the same stream out, registered both ways: ``i.ready``,
     ``o.valid`` and ``o.payload`` all come from registers.
 
@@ -88,33 +92,16 @@ class RegisterSlice(wiring.Component):
         per cycle while ``o`` is ready.
     """
 
-    def __init__(self, *, shape):
-        self.shape = shape
-        super().__init__({
-            "i": In(stream.Signature(shape)),
-            "o": Out(stream.Signature(shape)),
-        })
-
     def elaborate(self, platform):
+        # a SkidBuffer (its register takes what arrives while the output
+        # stalls) in front of an output register
         m = Module()
-        i, o = self.i, self.o
+        m.submodules.skid = skid = SkidBuffer(shape=self.shape)
+        wiring.connect(m, wiring.flipped(self.i), skid.i)
         out_v = Signal()
-        out_d = Signal.like(i.payload)
-        held = Signal()               # the second register holds an item
-        data = Signal.like(i.payload)
-        m.d.comb += [
-            i.ready.eq(~held),
-            o.valid.eq(out_v),
-            o.payload.eq(out_d),
-        ]
-        with m.If(~held):
-            # follows ``i`` while empty, as SkidBuffer's: its enable is a flop
-            m.d.sync += data.eq(i.payload)
-        with m.If(~out_v | o.ready):
-            # the output register is free (or leaves): the held item first
-            m.d.sync += [out_v.eq(held | i.valid), out_d.eq(Mux(held, data, i.payload)),
-                         held.eq(0)]
-        with m.Elif(~held):
-            # the output stalls: an item offered now waits in the second register
-            m.d.sync += held.eq(i.valid)
+        out_d = Signal.like(skid.o.payload)
+        take = ~out_v | self.o.ready
+        m.d.comb += [skid.o.ready.eq(take), self.o.valid.eq(out_v), self.o.payload.eq(out_d)]
+        with m.If(take):
+            m.d.sync += [out_v.eq(skid.o.valid), out_d.eq(skid.o.payload)]
         return m
