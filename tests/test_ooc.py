@@ -2,6 +2,8 @@
 chip builds it and converts to RTLIL for the board's platform; a nextpnr
 report becomes a table row; unknown names are refused."""
 
+import json
+
 import pytest
 from amaranth.back import rtlil
 
@@ -66,3 +68,40 @@ def test_unbracket_names():
     assert ooc.unbracket_names(il) == ("  wire width 32 \\pooled__payload.data<0>\n"
                                        "  connect \\a<2>.b<13> \\c [3:0]\n"
                                        "  connect \\x \\y [7]\n")
+
+
+def test_array_lock_places_the_multipliers(tmp_path):
+    """measure(floorplan=...) puts each PE's multiplier on the site the board
+    build locks it to: a 2x2 array, synthesized and placed out of context."""
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from seedchip.boards.floorplan import array_floorplan, dsp_sites
+    from seedchip.rtl.systolic import SystolicArray
+
+    class Wrapped(wiring.Component):      # the array as a submodule named "array"
+        def __init__(self):
+            self._array = SystolicArray(rows=2, cols=2)
+            super().__init__(self._array.signature)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.array = self._array
+            wiring.connect(m, wiring.flipped(self), self._array)
+            return m
+
+    plan = array_floorplan(2, 2, dsp_sites(ooc.OOC_DEVICE))
+    ooc.measure(Wrapped(), seeds=(1,), freq=100, workdir=str(tmp_path), route=False,
+                floorplan=plan)
+    cells = json.loads((tmp_path / "placed1.json").read_text())["modules"]["top"]["cells"]
+    placed = {name: c["attributes"]["NEXTPNR_BEL"] for name, c in cells.items()
+              if c["type"] == "MULT18X18D"}
+    assert len(placed) == 4
+    for (i, j), bel in plan.items():
+        [name] = [n for n in placed if f"array.pe_{i}_{j}.dsp" in n]
+        assert placed[name] == bel
+
+
+def test_array_lock_of_the_board_chip():
+    plan = ooc.array_lock(ooc.CHIP_CONFIG)
+    assert len(plan) == ooc.CHIP_CONFIG.rows * ooc.CHIP_CONFIG.cols
+    assert len(set(plan.values())) == len(plan)
