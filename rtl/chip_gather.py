@@ -292,9 +292,13 @@ class GatherFront(wiring.Component):
         # -- indices (and weights) -> engine ------------------------------------------------------
         weighted = c.flags.weighted
         feeding = Signal()                          # readers running (a command's data phase)
+        # offset words the reader may fetch: (n_bags + 2) >> 1, a cycle late
+        # (an add ahead of the reader's compare was the unit's critical path,
+        # 81.5 MHz); 0 while PREP sets n_bags, and a limit may grow late
+        off_limit = Signal(24)
         m.d.comb += [
             ifd.limit.eq(idx_limit), ifd.weighted.eq(weighted),
-            ord_.limit.eq((n_bags + 2) >> 1),
+            ord_.limit.eq(off_limit),
             ifd.run.eq(feeding), ord_.run.eq(feeding),
             ifd.idx_base.eq(op.idx_addr >> 3), ifd.w_base.eq(op.w_addr >> 3),
             ord_.base.eq(op.off_addr >> 3),
@@ -325,6 +329,7 @@ class GatherFront(wiring.Component):
         ]
 
         want_data = Signal()
+        m.d.sync += off_limit.eq((n_bags + 2) >> 1)
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += cmd_in.ready.eq(1)
@@ -334,6 +339,7 @@ class GatherFront(wiring.Component):
                                  btab.eq(0), bsmp.eq(0)]
                     m.next = "PREP"
             with m.State("PREP"):
+                m.d.sync += off_limit.eq(0)
                 m.d.comb += [ord_.start.eq(1), ifd.start.eq(1),
                              owr.start.eq(1), drd.cmd.valid.eq(1)]
                 # out_ext0's multiply here, its add in DESC_WAIT (never taken in
