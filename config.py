@@ -159,9 +159,8 @@ GATHER_CONFIG = ChipConfig(gather=GatherParams(), clk_mhz=100.0, sdram_mhz=80.0)
 #: bitstream``: :class:`~seedchip.boards.chip_top.ChipTop`): the default
 #: array at the clock the chip is specified for, 100 MHz, in one domain with
 #: its SDRAM controller (the chip top runs the controller on ``clk_mhz``;
-#: ``sdram_mhz`` says the same so the file tells no other story). ``gather``
-#: is None: the chip then has the default engine. ``max_m`` is 128, not 256:
-#: with 256 the chip needed 214 block RAMs of the ULX3S-85F's 208 while
+#: ``sdram_mhz`` says the same so the file tells no other story). ``max_m``
+#: is 128, not 256: with 256 the chip needed 214 block RAMs of the ULX3S-85F's 208 while
 #: INTERACT's vector buffer was sized for ``max_k`` (32). Sized for the gather
 #: engine's ``max_dim`` it takes 8, and with the PARAMS pair table's 5 the
 #: estimate for M 256 is 195 (Yosys: the matrix unit's buffers 98, the gather
@@ -171,7 +170,11 @@ GATHER_CONFIG = ChipConfig(gather=GatherParams(), clk_mhz=100.0, sdram_mhz=80.0)
 #: placement, so M stays 128 until a build says otherwise.
 #: M = 128 halves the A buffer (32 -> 16) and costs only more, smaller M
 #: tiles (the firmware tiles any M).
-CHIP_CONFIG = DEFAULT_CONFIG.replace(clk_mhz=100.0, sdram_mhz=100.0, max_m=128)
+#: The gather engine's drain is 2 lanes wide (``drain_lanes``): the 16-bit
+#: SDRAM delivers 2 bytes a cycle, and the 8 requantizers of a full-width
+#: drain took 32 of the chip's 130 DSPs, spread over the die (8 take 8).
+CHIP_CONFIG = DEFAULT_CONFIG.replace(clk_mhz=100.0, sdram_mhz=100.0, max_m=128,
+                                     gather=GatherParams(drain_lanes=2))
 
 #: ``--config NAME``: the named configurations.
 PRESETS = {"default": DEFAULT_CONFIG, "small": SMALL_CONFIG, "gather": GATHER_CONFIG,

@@ -35,6 +35,13 @@ class GatherParams:
         Datapath width in int8 lanes (accumulate, drain, ``pooled`` beat),
         1..8 and a multiple of the memory word's bytes (``data_width // 8``:
         one memory word per beat).
+    drain_lanes : int or None
+        Lanes of the drain per cycle (the mean divider and the requantizers,
+        4 DSPs a lane), a divisor of ``lanes`` from 1; ``None``: ``lanes``.
+        With fewer, a finished bag's beat leaves every ``lanes //
+        drain_lanes`` cycles: enough where the memory delivers fewer bytes a
+        cycle than ``lanes`` (the 16-bit SDRAM: 2), or where bags are longer
+        than a few rows.
     cache_rows : int
         Hot-row cache lines, 0 (no cache, no cache hardware) or a power of 2,
         2..4096. Each line holds one row of up to ``max_dim`` bytes.
@@ -61,6 +68,7 @@ class GatherParams:
     """
 
     lanes: int = 8
+    drain_lanes: int | None = None
     cache_rows: int = 2048
     n_tables: int = 8
     max_dim: int = 64
@@ -84,6 +92,11 @@ class GatherParams:
         if self.lanes % self.word_lanes:
             raise ValueError(f"lanes must be a multiple of the memory word's {self.word_lanes} "
                              f"byte(s), not {self.lanes!r}")
+        if self.drain_lanes is not None:
+            check_int("drain_lanes", self.drain_lanes, 1, self.lanes)
+            if self.lanes % self.drain_lanes:
+                raise ValueError(f"drain_lanes must divide lanes ({self.lanes}), "
+                                 f"not {self.drain_lanes!r}")
         check_int("cache_rows", self.cache_rows, 0, 4096)
         if self.cache_rows == 1 or self.cache_rows & (self.cache_rows - 1):
             raise ValueError(f"cache_rows must be 0 or a power of 2 from 2, "
@@ -94,6 +107,16 @@ class GatherParams:
     def word_lanes(self) -> int:
         """Bytes per memory word = int8 elements per word."""
         return self.data_width // 8
+
+    @property
+    def drain_width(self) -> int:
+        """Lanes the drain takes a cycle: ``drain_lanes``, or ``lanes`` when None."""
+        return self.lanes if self.drain_lanes is None else self.drain_lanes
+
+    @property
+    def drain_every(self) -> int:
+        """Cycles between two beats leaving the drain: ``lanes // drain_width``."""
+        return self.lanes // self.drain_width
 
     @property
     def ratio(self) -> int:

@@ -45,7 +45,7 @@ The chip (:func:`_chip`) has the matrix unit as above, and:
   ``max_vec`` 64, ``max_dim`` 64).
 * GATHER: the engine as in the exerciser's build, plus what the exerciser let
   Yosys remove and the host now reaches: the per-lane requantizers (4 DSPs a
-  lane), the descriptor's ``rows * pitch``; the unit in front of it
+  lane of the drain, ``drain_lanes``), the descriptor's ``rows * pitch``; the unit in front of it
   (:mod:`seedchip.rtl.chip_gather`) multiplies ``n_tables * batch``,
   ``(batch - 1) * out_stride`` and ``rows * pitch`` (:data:`CHIP_GATHER_DSPS`).
   Block RAM: the cache's data (instantiated), its keys, the output FIFO and
@@ -208,7 +208,7 @@ def _chip(config, board, parts) -> int:
     dsp, ebr, gather_inferred = _engine(eng)
     # what the exerciser's engine let Yosys remove: the lanes' requantizers
     # and the descriptor's rows * pitch
-    dsp += eng.lanes * REQUANT_DSPS + _mul_dsps(eng.index_width, eng.max_pitch.bit_length())
+    dsp += eng.drain_width * REQUANT_DSPS + _mul_dsps(eng.index_width, eng.max_pitch.bit_length())
     parts["gather"] = (dsp + CHIP_GATHER_DSPS, ebr)
     parts["control"] = (CHIP_CONTROL_DSPS, 0)
     # the link's frame buffer (rx_slots frames) and response buffer, bytes wide

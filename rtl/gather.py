@@ -146,7 +146,7 @@ Design
                                       \\-> tag FIFO (inflight) --\\
     mem.resp ------------------------------- [G: gearbox | cache read] -> beats
          -> [D: accumulate] -> 4 accumulator banks -> [E: drain, mean divider]
-         -> Requantizer x lanes -> output FIFO -> pooled
+         -> Requantizer x drain_lanes -> output FIFO -> pooled
 
 * A turns ``bags`` items into bag jobs, one per cycle, with the table's
   descriptor (block RAM) and the bag-level checks.
@@ -182,7 +182,10 @@ Design
   beat so the fixed-latency pipeline never needs backpressure) while D fills
   the other: a bag's reads overlap the previous bag's drain. Mean is an
   8-stage restoring divider per lane: ``|s| <= 128 n`` makes the quotient
-  at most 128.
+  at most 128. With ``drain_lanes`` below ``lanes`` the drain issues a word
+  every ``lanes // drain_lanes`` cycles and a serializer hands the divider
+  and the requantizers ``drain_lanes`` sums a cycle (4 DSPs a requantizer
+  lane saved); the output gathers the parts back into a beat.
 
 Throughput: one word read per cycle when the memory takes one, and a bag
 costs no idle cycle on the memory port unless it is empty, all-skipped, or
@@ -211,7 +214,7 @@ from .gather_cachetags import CacheTags
 from .gather_control import BatchControl
 from .gather_desc import DescriptorTable
 from .gather_divider import MeanDivider
-from .gather_drain import DrainControl
+from .gather_drain import DrainControl, DrainSerializer
 from .gather_gearbox import Gearbox
 from .gather_issue import Issuer
 from .gather_output import PooledOutput
@@ -393,7 +396,11 @@ class GatherEngine(wiring.Component):
         ]
 
         # -- E: drain a finished bank; the mean divider; the output --------------------------------
-        m.submodules.output = outp = PooledOutput(p, in_latency=1 + MeanDivider.LATENCY)
+        # a drain narrower than a word: its parts, one a cycle (DrainSerializer)
+        narrow = p.drain_every > 1
+        ser_latency = DrainSerializer.LATENCY if narrow else 0
+        m.submodules.output = outp = PooledOutput(
+            p, in_latency=1 + ser_latency + MeanDivider.LATENCY)
         wiring.connect(m, outp.pooled, wiring.flipped(self.pooled))
         m.submodules.drain = drn = DrainControl(p, banks=NB, out_depth=outp.depth)
         wiring.connect(m, walk.meta, drn.meta)
@@ -405,8 +412,14 @@ class GatherEngine(wiring.Component):
             acc.drain_k.eq(drn.drain_k), acc.drain_bank.eq(drn.drain_bank),
         ]
         m.submodules.divider = div = MeanDivider(p, acc_width=acc.acc_width)
-        m.d.comb += [div.i_ctl.eq(drn.o_ctl), div.i_base.eq(drn.o_base), div.i_dim.eq(drn.o_dim),
-                     div.i_acc.eq(acc.drain_data),
+        word = (drn.o_ctl, drn.o_base, drn.o_dim, acc.drain_data)
+        if narrow:
+            m.submodules.serializer = ser = DrainSerializer(p, acc_width=acc.acc_width)
+            m.d.comb += [ser.i_ctl.eq(drn.o_ctl), ser.i_base.eq(drn.o_base),
+                         ser.i_dim.eq(drn.o_dim), ser.i_acc.eq(acc.drain_data)]
+            word = (ser.o_ctl, ser.o_base, ser.o_dim, ser.o_acc)
+        m.d.comb += [div.i_ctl.eq(word[0]), div.i_base.eq(word[1]), div.i_dim.eq(word[2]),
+                     div.i_acc.eq(word[3]),
                      outp.i_ctl.eq(div.o_ctl), outp.i_val.eq(div.o_val)]
 
         # -- idle: nothing of a batch left anywhere -------------------------------------------------

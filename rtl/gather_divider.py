@@ -33,15 +33,16 @@ class MeanDivider(wiring.Component):
 
     ``params``: the engine's :class:`~seedchip.gather_params.GatherParams` (checked there;
     ``lanes``, ``max_beats`` etc. below are its fields); ``acc_width``: accumulator bits
-    (``AccumulatorBanks.acc_width``), 2..32.
+    (``AccumulatorBanks.acc_width``), 2..32. It is ``params.drain_width`` lanes wide
+    (``width`` below): a word, or a part of one (:class:`~.gather_drain.DrainSerializer`).
 
     Ports
     -----
     i_ctl : In(drain_ctl_layout(params)); i_base : In(range(max_beats * lanes + 1));
-    i_dim : In(range(max_dim + 1)); i_acc : In(ArrayLayout(signed(acc_width), lanes))
-        A drained word (``i_ctl.v``): its bag parameters, its first element's
+    i_dim : In(range(max_dim + 1)); i_acc : In(ArrayLayout(signed(acc_width), width))
+        A drained word or part (``i_ctl.v``): its bag parameters, its first element's
         number and the row length, every cycle.
-    o_ctl : Out(drain_ctl_layout(params)); o_val : Out(ArrayLayout(signed(32), lanes))
+    o_ctl : Out(drain_ctl_layout(params)); o_val : Out(ArrayLayout(signed(32), width))
         The word's final values, ``LATENCY`` cycles later (no backpressure).
     """
 
@@ -51,20 +52,20 @@ class MeanDivider(wiring.Component):
     def __init__(self, params, *, acc_width):
         self.params = check_type("params", params, GatherParams)
         self.acc_width = check_int("acc_width", acc_width, 2, 32)
-        L = params.lanes
+        L, W = params.lanes, params.drain_width
         ctl = drain_ctl_layout(params)
         super().__init__({
             "i_ctl": In(ctl),
             "i_base": In(range(params.max_beats * L + 1)),
             "i_dim": In(range(params.max_dim + 1)),
-            "i_acc": In(data.ArrayLayout(signed(acc_width), L)),
+            "i_acc": In(data.ArrayLayout(signed(acc_width), W)),
             "o_ctl": Out(ctl),
-            "o_val": Out(data.ArrayLayout(signed(32), L)),
+            "o_val": Out(data.ArrayLayout(signed(32), W)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        L = self.params.lanes
+        L = self.params.drain_width
         ctl_layout = self.i_ctl.shape()
         e1, e1_base, e1_dim = self.i_ctl, self.i_base, self.i_dim
         # Mean divider: q = floor(N / D), N = 2|s| + n, D = 2n, q <= 128 (8 bits).

@@ -6,8 +6,8 @@ Part of :class:`~seedchip.rtl.gather.GatherEngine` (semantics in
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Const, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..checks import check_int, check_type
@@ -15,12 +15,14 @@ from ..gather_params import GatherParams
 from .gather_divider import drain_ctl_layout
 from .gather_walker import meta_layout
 
-__all__ = ["DrainControl"]
+__all__ = ["DrainControl", "DrainSerializer"]
 
 
 class DrainControl(wiring.Component):
     """Keeps the accumulator banks' state and drains a finished bank, one
-    word per cycle, in bag order, while D fills the others.
+    word per cycle (one every ``params.drain_every`` cycles, for a drain
+    narrower than a word: :class:`DrainSerializer`), in bag order, while D
+    fills the others.
 
     A bank is ``full`` from its bag's last beat in G (``claim``) until it is
     drained, ``done`` from its bag's last write in D. E takes the bag's
@@ -101,13 +103,21 @@ class DrainControl(wiring.Component):
         out_pending = Signal(range(out_depth + 1))
         e_issue = Signal()
         e_ready = Signal()
+        every = self.params.drain_every
         m.d.comb += e_ready.eq(self.meta.valid & done.bit_select(e_bank, 1))
+        e_gap = Const(0, 1)                     # cycles until a word may issue again
+        if every > 1:
+            e_gap = Signal(range(every))
+            with m.If(e_issue):
+                m.d.sync += e_gap.eq(every - 1)
+            with m.Elif(e_gap != 0):
+                m.d.sync += e_gap.eq(e_gap - 1)
         e_last = e_w == meta.beats - 1
         with m.If(e_ready):
             with m.If(meta.abort | disc.bit_select(e_bank, 1)):
                 m.d.comb += [self.meta.ready.eq(1), full_clr.eq(Const(1, NB) << e_bank)]
                 m.d.sync += e_bank.eq(e_bank + 1)
-            with m.Elif(out_pending < out_depth):
+            with m.Elif((out_pending < out_depth) & (e_gap == 0)):
                 m.d.comb += e_issue.eq(1)
                 with m.If(e_last):
                     m.d.comb += [self.meta.ready.eq(1), full_clr.eq(Const(1, NB) << e_bank)]
@@ -130,4 +140,65 @@ class DrainControl(wiring.Component):
             self.o_dim.eq(meta.dim),
         ]
         m.d.comb += self.idle.eq((full == 0) & (done == 0) & (out_pending == 0))
+        return m
+
+
+class DrainSerializer(wiring.Component):
+    """A drained word of ``lanes`` sums -> ``drain_width`` of them a cycle,
+    for ``drain_every`` cycles (its parts, first elements first), so that
+    the mean divider and the requantizers behind it are ``drain_width``
+    lanes wide. :class:`DrainControl` issues a word every ``drain_every``
+    cycles at most, so a word never meets the previous one's parts.
+
+    ``params``: the engine's :class:`~seedchip.gather_params.GatherParams`;
+    ``acc_width``: accumulator bits, 2..32.
+
+    Ports
+    -----
+    i_ctl : In(drain_ctl_layout(params)); i_base : In(range(max_beats * lanes + 1));
+    i_dim : In(range(max_dim + 1)); i_acc : In(ArrayLayout(signed(acc_width), lanes))
+        A drained word (``i_ctl.v``), as :class:`DrainControl` and the banks give it.
+    o_ctl, o_base, o_dim : the same layouts; o_acc : Out(ArrayLayout(signed(acc_width), drain_width))
+        Part ``k`` of the word ``LATENCY + k`` cycles later: its first
+        element's number in ``o_base``; ``last`` and ``batch_last`` on the
+        word's last part only.
+    """
+
+    #: cycles from a word to its first part
+    LATENCY = 1
+
+    def __init__(self, params, *, acc_width):
+        self.params = check_type("params", params, GatherParams)
+        self.acc_width = check_int("acc_width", acc_width, 2, 32)
+        L, R = params.lanes, params.drain_width
+        ctl = drain_ctl_layout(params)
+        base, dim = range(params.max_beats * L + 1), range(params.max_dim + 1)
+        super().__init__({
+            "i_ctl": In(ctl), "i_base": In(base), "i_dim": In(dim),
+            "i_acc": In(data.ArrayLayout(signed(acc_width), L)),
+            "o_ctl": Out(ctl), "o_base": Out(base), "o_dim": Out(dim),
+            "o_acc": Out(data.ArrayLayout(signed(acc_width), R)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        L, R, P = self.params.lanes, self.params.drain_width, self.params.drain_every
+        sh = Signal(data.ArrayLayout(signed(self.acc_width), L))     # the word, shifted by parts
+        ctl = Signal(self.i_ctl.shape())
+        left = Signal(range(P))                                       # parts after this one
+        with m.If(self.i_ctl.v):
+            m.d.sync += [sh.eq(self.i_acc), ctl.eq(self.i_ctl), left.eq(P - 1),
+                         self.o_base.eq(self.i_base), self.o_dim.eq(self.i_dim)]
+        with m.Elif(ctl.v):
+            m.d.sync += [self.o_base.eq(self.o_base + R), left.eq(left - 1)]
+            m.d.sync += [sh[l].eq(sh[l + R]) for l in range(L - R)]
+            with m.If(left == 0):
+                m.d.sync += ctl.v.eq(0)
+        final = left == 0
+        m.d.comb += [
+            self.o_ctl.eq(ctl),
+            self.o_ctl.last.eq(ctl.last & final),
+            self.o_ctl.batch_last.eq(ctl.batch_last & final),
+        ]
+        m.d.comb += [self.o_acc[l].eq(sh[l]) for l in range(R)]
         return m

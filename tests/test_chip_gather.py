@@ -26,10 +26,10 @@ CODE = 64                   # the one-instruction program lives below this
 LIM = isa.Limits(n_tables=4, max_dim=32, max_bag=8)
 
 
-def make_params(cache_rows=0):
+def make_params(cache_rows=0, drain_lanes=None):
     return GatherParams(data_width=64, addr_width=AW, lanes=8, cache_rows=cache_rows,
                         n_tables=LIM.n_tables, max_dim=LIM.max_dim, max_bag=LIM.max_bag,
-                        inflight=16, index_width=32)
+                        inflight=16, index_width=32, drain_lanes=drain_lanes)
 
 
 class Alloc:
@@ -125,8 +125,8 @@ def apply(mem, insn, writes):
     mem[isa.INSN_BYTES:2 * isa.INSN_BYTES] = np.frombuffer(isa.encode(isa.Finish()), np.uint8)
 
 
-def run_commands(cases, *, seed, cache_rows=0, ready_p=0.7, max_latency=4, max_idle=3,
-                 port_errs=None):
+def run_commands(cases, *, seed, cache_rows=0, drain_lanes=None, ready_p=0.7, max_latency=4,
+                 max_idle=3, port_errs=None):
     """Run ``cases`` [(insn, writes)] back to back on one GatherFront; each
     checked against ChipModel. ``port_errs`` {case number: (port, word range)}:
     that port answers ``err`` in that range during that case, which must end
@@ -134,7 +134,7 @@ def run_commands(cases, *, seed, cache_rows=0, ready_p=0.7, max_latency=4, max_i
     command (offer to done)."""
     port_errs = port_errs or {}
     rng = np.random.default_rng(seed)
-    dut = GatherFront(params=make_params(cache_rows), mem_bytes=MEM_BYTES)
+    dut = GatherFront(params=make_params(cache_rows, drain_lanes), mem_bytes=MEM_BYTES)
     mem = np.zeros(MEM_BYTES, np.uint8)
     model = ChipModel(MEM_BYTES, LIM)
     cycles = []
@@ -238,6 +238,13 @@ def test_random_batches_cache():
     rng = np.random.default_rng(7)
     cases = [random_case(rng, bounds=BoundsMode.CLAMP) for _ in range(4)]
     run_commands(cases, seed=7, cache_rows=16)
+
+
+def test_random_batches_chip_drain():
+    """The board chip's engine: the cache and a 2-lane drain (a beat in 4 parts)."""
+    rng = np.random.default_rng(8)
+    cases = [random_case(rng) for _ in range(6)]
+    run_commands(cases, seed=8, cache_rows=16, drain_lanes=2)
 
 
 def test_modes_and_layouts():

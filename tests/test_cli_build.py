@@ -342,13 +342,14 @@ def test_report_gather_section_is_the_tops_engine():
 #: ACC, plus its counted blocks (a requantizer's 4 MULT18X18D, the
 #: multiplier/shift table's 3 DP16KD instances): not yet rebuilt since. That
 #: build had no INTERACT pair table (5 DP16KD) and a vector buffer sized for
-#: max_k 256 (32 DP16KD, now 8 for max_dim 64).
+#: max_k 256 (32 DP16KD, now 8 for max_dim 64), and its gather engine's
+#: drain was 8 lanes wide (8 requantizers, 32 MULT18X18D; now 2, 8).
 CHIP_BUILD = (130, 198)
 
 
 def test_chip_estimate_is_what_the_build_used():
     """DSP: the matrix unit 64 + 4; INTERACT 8 MACs + 4 (requantizer) + 1
-    (n_vec * (n_vec - 1)); GATHER 8 lanes x 4 (requantizers) + 2 + 2
+    (n_vec * (n_vec - 1)); GATHER 2 drain lanes x 4 (requantizers) + 2 + 2
     (row * pitch in the walker and the descriptor: 32 x 4 bits) + 1 (line
     hash) + 4 (the unit's own products); the control unit's extent check 4;
     GEMM ACC's requantizer 4.
@@ -361,8 +362,8 @@ def test_chip_estimate_is_what_the_build_used():
     (256 x 37 bits) 3. The build's EBR differs by INTERACT's changes since
     (see :data:`CHIP_BUILD`)."""
     est = estimate_resources(CHIP_CONFIG, "ulx3s-85f")
-    assert (est.dsp, est.ebr) == (CHIP_BUILD[0], CHIP_BUILD[1] - 32 + 8 + 5) == \
-        (64 + 4 + 13 + 41 + 4 + 4, 82 + 78 + 8 + 5 + 3 + 3)
+    assert (est.dsp, est.ebr) == (CHIP_BUILD[0] - 24, CHIP_BUILD[1] - 32 + 8 + 5) == \
+        (64 + 4 + 13 + 17 + 4 + 4, 82 + 78 + 8 + 5 + 3 + 3)
     assert est.parts["interact"] == (13, 8 + 5)
     assert est.parts["gemm_acc"] == (4, 3)
     assert est.ebr_inferred == 4 + 8 + 2 + 8 + 5 + 3
@@ -385,9 +386,9 @@ def test_chip_estimate_counts_the_instantiated_blocks():
     from seedchip.rtl.chip_gemm_acc import AccJoin
     counts = _instances(AccJoin(max_n=CHIP_CONFIG.max_n), board.platform())
     assert (counts["MULT18X18D"], counts["DP16KD"]) == est.parts["gemm_acc"]
-    eng = GatherParams().with_memory(data_width=64, addr_width=23)
+    eng = CHIP_CONFIG.gather.with_memory(data_width=64, addr_width=23)
     counts = _instances(GatherEngine(eng), board.platform())
-    assert counts["MULT18X18D"] == eng.lanes * 4
+    assert counts["MULT18X18D"] == eng.drain_width * 4 == 8
     assert counts["DP16KD"] == 64
 
 
@@ -420,13 +421,13 @@ def test_build_refuses_a_config_that_cannot_fit_at_once(capsys, no_build):
     with pytest.raises(DoesNotFit, match=r"ulx3s-12f has 28: use at most 24 MACs "
                                          r"\(e\.g\. --rows 4 --cols 4\)"):
         check_fit(DEFAULT_CONFIG, "ulx3s-12f", top="exerciser")
-    # the chip: the rest of it takes 66 more (INTERACT 13, GATHER 41, control 4, GEMM ACC 4)
+    # the chip: the rest of it takes 42 more (INTERACT 13, GATHER 17, control 4, GEMM ACC 4)
     t0 = time.monotonic()
     assert main(["build", "--top", "chip", "--rows", "12", "--cols", "12"]) == 2
     assert time.monotonic() - t0 < 5.0
     assert _one_error_line(capsys, "build") == (
-        "rows x cols = 144 multipliers need 210 DSP blocks (66 more for the rest of the "
-        "design); ulx3s-85f has 156: use at most 90 MACs (e.g. --rows 9 --cols 9); "
+        "rows x cols = 144 multipliers need 186 DSP blocks (42 more for the rest of the "
+        "design); ulx3s-85f has 156: use at most 114 MACs (e.g. --rows 10 --cols 10); "
         "--force to try anyway")
 
 

@@ -151,7 +151,8 @@ def test_presets(tmp_path):
     assert config_dict_from_arg("small") == SMALL_CONFIG.to_dict()
     # the chip's board build: one clock, 100 MHz; M up to 128 (block RAM)
     assert config_dict_from_arg("chip") == CHIP_CONFIG.to_dict()
-    assert CHIP_CONFIG == DEFAULT_CONFIG.replace(clk_mhz=100.0, sdram_mhz=100.0, max_m=128)
+    assert CHIP_CONFIG == DEFAULT_CONFIG.replace(clk_mhz=100.0, sdram_mhz=100.0, max_m=128,
+                                                 gather=GatherParams(drain_lanes=2))
     f = tmp_path / "c.json"
     f.write_text('{"rows": 4}')
     assert config_dict_from_arg(str(f)) == {"rows": 4}

@@ -43,16 +43,19 @@ CONFIGS = {
                                params=_SDRAM),
     # hot-row cache on, 64-bit datapath: a small cache (conflicts) on the
     # on-chip RAM, 2 words per beat; the SDRAM one, 4 words per beat, with
-    # the board's two I/O registers in the read path (read_delay)
+    # the board's two I/O registers in the read path (read_delay) and the
+    # chip's 2-lane drain (a beat in 4 parts)
     "onchip32c": GatherSimConfig(backend="onchip", ram_depth=4096,
                                  params=_ONCHIP.replace(lanes=8, cache_rows=16)),
     "sdram16c": GatherSimConfig(backend="sdram", chip="IS42S16160", period_ns=7, cas_latency=3,
-                                read_delay=2, params=_SDRAM.replace(lanes=8, cache_rows=64)),
+                                read_delay=2, params=_SDRAM.replace(lanes=8, cache_rows=64,
+                                                                    drain_lanes=2)),
     # more tables than cache lines: the same row of tables t and t + 4 shares a
     # line (0x9E5 is odd, so with n_tables <= cache_rows it never does), the
-    # one case where a hit check must compare the table id
+    # one case where a hit check must compare the table id; a 4-lane drain
     "onchip32c4": GatherSimConfig(backend="onchip", ram_depth=4096,
-                                  params=_ONCHIP.replace(n_tables=8, lanes=8, cache_rows=4)),
+                                  params=_ONCHIP.replace(n_tables=8, lanes=8, cache_rows=4,
+                                                         drain_lanes=4)),
 }
 #: the cocotb tests each configuration runs (a selection: the cache tests
 #: need a cache, the slow ones run where they say most);
@@ -187,14 +190,17 @@ def _pysim(params, image, descs, batches, *, seed=0, mem_latency=3, bp=0.3, idle
     return out
 
 
-@pytest.mark.parametrize("data_width", [8, 24, 64])
-def test_pysim_smoke(data_width):
+@pytest.mark.parametrize("data_width,drain_lanes", [(8, None), (24, None), (64, None),
+                                                    (24, 1), (64, 2), (64, 4)])
+def test_pysim_smoke(data_width, drain_lanes):
     """Every pooling mode, weights, requantization, bounds modes and a fatal
-    error, on word widths the cocotb builds do not cover (lanes 1, 3, 8)."""
+    error, on word widths the cocotb builds do not cover (lanes 1, 3, 8), and
+    drains narrower than the word (a beat in 2, 3 and 4 parts)."""
     rng = np.random.default_rng(data_width)
     lanes = data_width // 8
     params = GatherParams(data_width=data_width, addr_width=12, n_tables=3, max_dim=20,
-                          max_bag=5, inflight=8, index_width=16, lanes=lanes, cache_rows=0)
+                          max_bag=5, inflight=8, index_width=16, lanes=lanes, cache_rows=0,
+                          drain_lanes=drain_lanes)
     tables = [rng.integers(-128, 128, (7, 5)), rng.integers(-128, 128, (3, 20)),
               rng.integers(-128, 128, (2, lanes + 1))]
     image, descs = layout_tables(tables, data_width, base=3, gap=2, rng=rng,

@@ -22,10 +22,17 @@ def _model(ctl, vals):
     return list(vals)
 
 
-@pytest.mark.parametrize("lanes,ready_p", [(1, 1.0), (2, 0.5), (4, 0.8)])
-def test_against_model(lanes, ready_p):
-    dut = PooledOutput(GatherParams(data_width=8, lanes=lanes, max_bag=64), in_latency=11)
-    rng = random.Random(lanes * 17 + int(ready_p * 10))
+@pytest.mark.parametrize("lanes,drain_lanes,ready_p",
+                         [(1, None, 1.0), (2, None, 0.5), (4, None, 0.8), (4, 1, 0.7),
+                          (8, 2, 0.6)])
+def test_against_model(lanes, drain_lanes, ready_p):
+    """A drain narrower than the beat (``drain_lanes``) hands each word in
+    parts on consecutive cycles, flags on the last part: the beats come out
+    whole."""
+    params = GatherParams(data_width=8, lanes=lanes, max_bag=64, drain_lanes=drain_lanes)
+    dut = PooledOutput(params, in_latency=11)
+    R, P = params.drain_width, params.drain_every
+    rng = random.Random(lanes * 17 + int(ready_p * 10) + P)
     n_words = 150
     words = []
     for i in range(n_words):
@@ -41,14 +48,16 @@ def test_against_model(lanes, ready_p):
 
     async def producer(ctx):
         pending = 0        # credits held: words sent and not yet taken from pooled
-        i = 0
+        i = k = 0          # word, its part
         while i < n_words:
-            if pending < dut.depth and rng.random() < 0.9:
+            if k or (pending < dut.depth and rng.random() < 0.9):
                 ctl, vals = words[i]
-                ctx.set(dut.i_ctl, ctl)
-                ctx.set(dut.i_val, vals)
-                i += 1
-                pending += 1
+                final = k == P - 1
+                ctx.set(dut.i_ctl, {**ctl, "last": ctl["last"] and final,
+                                    "batch_last": ctl["batch_last"] and final})
+                ctx.set(dut.i_val, vals[k * R:(k + 1) * R])
+                pending += k == 0
+                i, k = (i + 1, 0) if final else (i, k + 1)
             else:
                 ctx.set(dut.i_ctl.v, 0)
             _, _, valid, ready = await ctx.tick().sample(dut.pooled.valid, dut.pooled.ready)
@@ -66,7 +75,10 @@ def test_depth_and_validation():
     params = GatherParams(lanes=2, max_bag=8)
     dut = PooledOutput(params, in_latency=11)
     assert dut.depth == 11 + dut.rq_latency + 8
+    narrow = PooledOutput(params.replace(drain_lanes=1), in_latency=11)
+    assert narrow.depth == dut.depth + 1
     Fragment.get(dut, None)     # (its requantizers are created with it)
+    Fragment.get(narrow, None)
     with pytest.raises(ValueError, match=r"in_latency must be in range 0\.\.64, not -1"):
         PooledOutput(params, in_latency=-1)
     with pytest.raises(TypeError, match="params must be a GatherParams, not 2"):

@@ -30,6 +30,10 @@ from seedchip.gather_params import GatherParams
     ("lanes", 3, ValueError, "lanes must be a multiple of the memory word's 2 byte(s), not 3"),
     ("lanes", None, TypeError, "lanes must be an integer, not None"),
     ("lanes", 8.0, TypeError, "lanes must be an integer, not 8.0"),
+    ("drain_lanes", 0, ValueError, "drain_lanes must be in range 1..8, not 0"),
+    ("drain_lanes", 16, ValueError, "drain_lanes must be in range 1..8, not 16"),
+    ("drain_lanes", 3, ValueError, "drain_lanes must divide lanes (8), not 3"),
+    ("drain_lanes", 2.0, TypeError, "drain_lanes must be an integer, not 2.0"),
     ("cache_rows", 3, ValueError, "cache_rows must be 0 or a power of 2 from 2, not 3"),
     ("cache_rows", 1, ValueError, "cache_rows must be 0 or a power of 2 from 2, not 1"),
     ("cache_rows", 8192, ValueError, "cache_rows must be in range 0..4096, not 8192"),
@@ -48,9 +52,17 @@ def test_defaults_are_the_board_engine():
     """The defaults: the board build's engine (``--gather``) on the ULX3S's
     16-bit SDRAM (the controller's port: 25 address bits)."""
     p = GatherParams()
-    assert dataclasses.asdict(p) == dict(lanes=8, cache_rows=2048, n_tables=8, max_dim=64,
+    assert dataclasses.asdict(p) == dict(lanes=8, drain_lanes=None, cache_rows=2048, n_tables=8, max_dim=64,
                                          max_bag=32, inflight=32, index_width=32,
                                          data_width=16, addr_width=25)
+
+
+def test_drain_width():
+    """``drain_lanes`` None is a drain as wide as the beat."""
+    assert (GatherParams().drain_width, GatherParams().drain_every) == (8, 1)
+    p = GatherParams(drain_lanes=2)
+    assert (p.drain_width, p.drain_every) == (2, 4)
+    assert GatherParams.from_dict(p.to_dict()) == p
 
 
 def test_frozen_and_hashable():
@@ -86,7 +98,7 @@ def test_dict_round_trip():
     assert GatherParams.from_dict(p.to_dict()) == p
     assert GatherParams.from_dict({"lanes": 4}) == GatherParams(lanes=4)
     with pytest.raises(ValueError, match="unknown gather engine parameters: bogus; "
-                                         "known: lanes, cache_rows"):
+                                         "known: lanes, drain_lanes, cache_rows"):
         GatherParams.from_dict({"lanes": 4, "bogus": 1})
     with pytest.raises(TypeError, match="gather engine parameters must be a dict, not True"):
         GatherParams.from_dict(True)
