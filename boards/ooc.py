@@ -56,7 +56,8 @@ OOC_DEVICE = "LFE5U-85F"
 #: Components holding the systolic array: placed with its DSP lock.
 ARRAY_COMPONENTS = ("gemm", "chip")
 
-__all__ = ["ARRAY_COMPONENTS", "COMPONENTS", "array_lock", "control_unit", "measure", "summarize", "unbracket_names"]
+__all__ = ["ARRAY_COMPONENTS", "COMPONENTS", "array_lock", "control_unit", "measure",
+           "summarize", "unbracket_names"]
 
 _CELLS = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D", "EBR": "DP16KD"}
 

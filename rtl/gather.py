@@ -412,14 +412,14 @@ class GatherEngine(wiring.Component):
             acc.drain_k.eq(drn.drain_k), acc.drain_bank.eq(drn.drain_bank),
         ]
         m.submodules.divider = div = MeanDivider(p, acc_width=acc.acc_width)
-        word = (drn.o_ctl, drn.o_base, drn.o_dim, acc.drain_data)
+        w_ctl, w_base, w_dim, w_acc = drn.o_ctl, drn.o_base, drn.o_dim, acc.drain_data
         if narrow:
             m.submodules.serializer = ser = DrainSerializer(p, acc_width=acc.acc_width)
-            m.d.comb += [ser.i_ctl.eq(drn.o_ctl), ser.i_base.eq(drn.o_base),
-                         ser.i_dim.eq(drn.o_dim), ser.i_acc.eq(acc.drain_data)]
-            word = (ser.o_ctl, ser.o_base, ser.o_dim, ser.o_acc)
-        m.d.comb += [div.i_ctl.eq(word[0]), div.i_base.eq(word[1]), div.i_dim.eq(word[2]),
-                     div.i_acc.eq(word[3]),
+            m.d.comb += [ser.i_ctl.eq(w_ctl), ser.i_base.eq(w_base), ser.i_dim.eq(w_dim),
+                         ser.i_acc.eq(w_acc)]
+            w_ctl, w_base, w_dim, w_acc = ser.o_ctl, ser.o_base, ser.o_dim, ser.o_acc
+        m.d.comb += [div.i_ctl.eq(w_ctl), div.i_base.eq(w_base), div.i_dim.eq(w_dim),
+                     div.i_acc.eq(w_acc),
                      outp.i_ctl.eq(div.o_ctl), outp.i_val.eq(div.o_val)]
 
         # -- idle: nothing of a batch left anywhere -------------------------------------------------
