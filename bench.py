@@ -223,6 +223,39 @@ def gather_at_fmax(bench):
     return bench
 
 
+def _chip_board_lines(report):
+    """The chip's board build (``make bitstream``, its ``report.json``):
+    Fmax against the target per clock, resources and each clock's worst path."""
+    if not report:
+        return []
+    lines = ["", "| the chip on the board (`make bitstream`) | value |", "|---|---|",
+             f"| board / device | {report.get('board')} / {report.get('device')} "
+             f"(speed {report.get('speed')}), nextpnr seed {report.get('seed')} |"]
+    for clk in report.get("clocks", []):
+        if not clk.get("required", True):
+            continue
+        fmax = "not reported" if clk["fmax_mhz"] is None else f"{clk['fmax_mhz']:.1f} MHz"
+        lines.append(f"| Fmax `{clk['domain']}` (target {clk['target_mhz']:g} MHz) | "
+                     f"{fmax} ({'met' if clk['met'] else 'MISSED'}) |")
+    res = report.get("resources", {})
+    lines.append("| resources | " + ", ".join(
+        f"{res[k]['used']} / {res[k]['available']} {k}" for k in ("LUT4", "FF", "DSP", "EBR")
+        if k in res) + " |")
+    for path in report.get("critical_paths", []):
+        if path["clock_from"] != path["clock_to"] or "sdram_clkout" in path["clock_to"]:
+            continue        # the I/O paths and the SDRAM clock pin's
+        lines.append(f"| worst path, {path['clock_to'].split()[-1].replace('$glbnet$', '')} | "
+                     f"{path['delay_ns']:.1f} ns ({path['routing_ns']:.1f} routing, "
+                     f"{path['logic_levels']} logic levels): `{_cell(path['from'])}` → "
+                     f"`{_cell(path['to'])}` |")
+    return lines
+
+
+def _cell(name):
+    """A netlist name without Yosys' suffixes (``..._TRELLIS_FF_Q_1.Q`` -> ``...``)."""
+    return re.sub(r"(_(TRELLIS|LUT4|CCU2C|PFUMX|DP16KD)\w*)?\.\w+$", "", name)
+
+
 def render_table(bench):
     """Markdown for the README."""
     lines = []
@@ -240,7 +273,7 @@ def render_table(bench):
     board = bench.get("board")
     if board:
         lines.append("")
-        lines.append("| board build | value |")
+        lines.append("| the exerciser's build (`make bitstream-exerciser`) | value |")
         lines.append("|---|---|")
         lines.append(f"| board / device | {board.get('board')} / {board.get('device')} "
                      f"(speed {board.get('speed')}) |")
@@ -258,6 +291,7 @@ def render_table(bench):
             lines.append(f"| peak int8 GOPS at Fmax | {board['peak_gops']:.1f} |")
         if "seed" in board:
             lines.append(f"| nextpnr seed | {board['seed']} |")
+    lines += _chip_board_lines(bench.get("chip_board"))
     sdram = bench.get("sdram")
     if sdram:
         lines.append("")
@@ -377,9 +411,24 @@ def main(config, *, board="ulx3s-85f", out="build/bench.json", readme=None, buil
              "config": config.to_dict()}
     if "gemm" in parts:
         bench["gemm"] = run_gemm_bench(config, sizes)
-    # the exerciser's build (`make bitstream`): the matrix unit's and the SDRAM
-    # controller's figures, each in a domain of its own
-    exerciser_dir = Path("build") / board
+    # the chip's build (`make bitstream`): Fmax, resources, worst paths
+    chip_dir = Path("build") / board
+    if build:
+        from .boards import build as board_build
+        print(f"bench: building the chip for {board} (`make bitstream`; half an hour)...",
+              flush=True)
+        board_build.build(board, top="chip", build_dir=chip_dir,
+                          seed=board_build.PRESET_SEEDS["chip"])
+    if "chip" in parts:
+        path = chip_dir / "report.json"
+        report = json.loads(path.read_text()) if path.exists() else None
+        if report and report.get("top") == "chip":
+            bench["chip_board"] = report
+        else:
+            print(f"bench: no chip build report at {path}; its figures left out", file=sys.stderr)
+    # the exerciser's build (`make bitstream-exerciser`): the matrix unit's and
+    # the SDRAM controller's figures, each in a domain of its own
+    exerciser_dir = Path("build") / f"{board}-exerciser"
     report_path = exerciser_dir / "report.json"
     if build:
         from .boards import build as board_build

@@ -90,3 +90,32 @@ def test_host_speed_without_pytorch(monkeypatch):
     assert h["numpy_float"] > 0 and h["numpy_int8"] > 0
     assert h["pytorch_float"] is None
     assert h["pytorch_float_reason"].startswith("PyTorch is not installed")
+
+
+def test_chip_board_rows():
+    b = _bench()
+    assert "the chip on the board" not in render_table(b)      # no chip build, no rows
+    b["chip_board"] = {
+        "board": "ulx3s-85f", "device": "LFE5U-85F", "speed": 6, "seed": 1, "top": "chip",
+        "clocks": [{"domain": "sync", "fmax_mhz": 47.3, "target_mhz": 45, "met": True,
+                    "required": True},
+                   {"domain": "$glbnet$pll.sdram_clkout_clk", "fmax_mhz": 650.0,
+                    "target_mhz": 45, "met": True, "required": False}],
+        "resources": {"LUT4": {"used": 37204, "available": 83640, "cell": "TRELLIS_COMB"},
+                      "EBR": {"used": 179, "available": 208, "cell": "DP16KD"}},
+        "critical_paths": [
+            {"clock_from": "posedge $glbnet$chip.adapter.clk",
+             "clock_to": "posedge $glbnet$chip.adapter.clk",
+             "from": "chip.chip.gemm_arbiter.mask_TRELLIS_FF_Q_1.Q",
+             "to": "chip.chip.gemm_arbiter.staged.addr_TRELLIS_FF_Q_5.CE",
+             "delay_ns": 17.776, "logic_levels": 8, "routing_ns": 15.343},
+            {"clock_from": "<async>", "clock_to": "posedge $glbnet$chip.adapter.clk",
+             "from": "uart_rx.buf.buf0.O", "to": "chip.chip.link.uart_rx.sync1_TRELLIS_FF_Q.M",
+             "delay_ns": 9.8, "logic_levels": 0, "routing_ns": 9.8}],
+    }
+    table = render_table(b)
+    assert "| Fmax `sync` (target 45 MHz) | 47.3 MHz (met) |" in table
+    assert "sdram_clkout" not in table and "uart_rx" not in table
+    assert "| resources | 37204 / 83640 LUT4, 179 / 208 EBR |" in table
+    assert ("| worst path, chip.adapter.clk | 17.8 ns (15.3 routing, 8 logic levels): "
+            "`chip.chip.gemm_arbiter.mask` → `chip.chip.gemm_arbiter.staged.addr` |") in table
