@@ -12,7 +12,7 @@ export SIM
 
 CONFIG_ARG = $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: help bitstream build bitstream-chip bitstream-gather flash flash-chip flash-gather \
+.PHONY: help bitstream build bitstream-exerciser bitstream-gather flash flash-exerciser flash-gather \
 	test bench demo generate clean distclean venv
 
 .DEFAULT_GOAL := help
@@ -33,20 +33,20 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install seedchip with every tool from PyPI (each target does it on first use)
 
-bitstream build: $(STAMP) ## the matrix unit on pattern generators + SDRAM self test -> build/<board>/top.bit + report.json
+bitstream build: $(STAMP) ## the whole chip (host link on USB-serial, SDRAM) -> build/<board>/top.bit + report.json
 	$(VENV)/bin/seedchip build --board $(BOARD) $(CONFIG_ARG)
 
-bitstream-chip: $(STAMP) ## the whole chip (host link on USB-serial, SDRAM; does not meet timing yet) -> build/<board>-chip/
-	$(VENV)/bin/seedchip build --top chip --board $(BOARD) $(CONFIG_ARG) --build-dir build/$(BOARD)-chip
+bitstream-exerciser: $(STAMP) ## the matrix unit on pattern generators + SDRAM self test -> build/<board>-exerciser/
+	$(VENV)/bin/seedchip build --top exerciser --board $(BOARD) $(CONFIG_ARG)
 
 bitstream-gather: $(STAMP) ## the exerciser with the gather engine (recommender build) -> build/<board>-gather/
-	$(VENV)/bin/seedchip build --board $(BOARD) --config gather --build-dir build/$(BOARD)-gather
+	$(VENV)/bin/seedchip build --top exerciser --board $(BOARD) --config gather --build-dir build/$(BOARD)-gather
 
-flash: $(STAMP) ## program a connected board with build/<board>/top.bit, what `make bitstream` made (needs libusb-1.0, libftdi1)
+flash: $(STAMP) ## program a connected board with build/<board>/top.bit, the chip `make bitstream` made (needs libusb-1.0, libftdi1)
 	$(VENV)/bin/seedchip flash --board $(BOARD)
 
-flash-chip: $(STAMP) ## ... with the chip build
-	$(VENV)/bin/seedchip flash --board $(BOARD) --bitstream build/$(BOARD)-chip/top.bit
+flash-exerciser: $(STAMP) ## ... with the exerciser build
+	$(VENV)/bin/seedchip flash --board $(BOARD) --bitstream build/$(BOARD)-exerciser/top.bit
 
 flash-gather: $(STAMP) ## ... with the recommender build
 	$(VENV)/bin/seedchip flash --board $(BOARD) --bitstream build/$(BOARD)-gather/top.bit

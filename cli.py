@@ -516,7 +516,7 @@ def cmd_bench(args):
     if not args.no_build and not args.only:
         from .boards.estimate import check_fit
         try:
-            # bench builds the exerciser (build/<board>/)
+            # bench builds the exerciser (build/<board>-exerciser/)
             check_fit(config, args.board, top="exerciser")
         except ValueError as e:
             raise UsageError(str(e).replace("--force to try anyway",
@@ -682,19 +682,21 @@ def main(argv=None):
     p.set_defaults(func=cmd_generate)
 
     from .boards import DEFAULT_BOARD
-    from .boards.build import DEFAULT_SEED, DEFAULT_TOP, PRESET_SEEDS, TOPS
+    from .boards.build import CHIP_BOARD_MHZ, DEFAULT_SEED, DEFAULT_TOP, PRESET_SEEDS, TOPS
     p = sub.add_parser(
         "build", help="synthesize, place and route a board top to a bitstream (default: the "
         "whole chip)",
         description="Synthesize, place and route a board top to a bitstream, "
         "build/<board>/top.bit with report.json. --top chip (the default): the whole chip, "
         "its host link on the board's USB-serial port at 3 Mbaud, its memory the SDRAM, "
-        "in one clock domain at clk_mhz (the `chip` preset: 100 MHz; sdram_mhz is not used). "
-        "--top exerciser: the matrix unit fed by pattern generators beside the SDRAM self "
-        "test, in two clock domains (clk_mhz, sdram_mhz; the built-in default configuration, "
-        "--config gather adds the gather engine).")
-    _add_config_args(p, default="--top chip: the chip preset, --top exerciser: the built-in "
-                     "default")
+        "in one clock domain at clk_mhz (without --config the `chip` preset at "
+        f"{CHIP_BOARD_MHZ:g} MHz, the clock it meets; the preset itself is specified for "
+        "100 MHz; sdram_mhz is not used). --top exerciser (build/<board>-exerciser/): the "
+        "matrix unit fed by pattern generators beside the SDRAM self test, in two clock "
+        "domains (clk_mhz, sdram_mhz; the built-in default configuration, --config gather "
+        "adds the gather engine).")
+    _add_config_args(p, default=f"--top chip: the chip preset at {CHIP_BOARD_MHZ:g} MHz, "
+                     "--top exerciser: the built-in default")
     p.add_argument("--top", choices=TOPS, default=DEFAULT_TOP,
                    help=f"the board top (default {DEFAULT_TOP}): chip = the whole chip "
                    "(configuration: the `chip` preset unless --config), exerciser = the "
@@ -720,7 +722,8 @@ def main(argv=None):
     p = sub.add_parser("flash", help="program a connected board with the built bitstream")
     p.add_argument("--board", default=DEFAULT_BOARD, choices=_board_names(),
                    help=f"the board to program (default {DEFAULT_BOARD})")
-    p.add_argument("--bitstream", help="default: build/<board>/top.bit")
+    p.add_argument("--bitstream", help="default: build/<board>/top.bit, the chip `make "
+                   "bitstream` builds")
     p.add_argument("--flash", dest="persistent", action="store_true",
                    help="write the SPI flash (kept over power-off) instead of SRAM")
     p.set_defaults(func=cmd_flash)

@@ -157,7 +157,9 @@ GATHER_CONFIG = ChipConfig(gather=GatherParams(), clk_mhz=100.0, sdram_mhz=80.0)
 
 #: The whole chip on the board (``seedchip build``'s default, ``make
 #: bitstream``: :class:`~seedchip.boards.chip_top.ChipTop`): the default
-#: array at the clock the chip is specified for, 100 MHz, in one domain with
+#: array at the clock the chip is specified for, 100 MHz (the simulations and
+#: benchmarks run it there; the board build runs it at the clock its
+#: placement meets today, ``boards.build.CHIP_BOARD_MHZ``), in one domain with
 #: its SDRAM controller (the chip top runs the controller on ``clk_mhz``;
 #: ``sdram_mhz`` says the same so the file tells no other story). ``max_m``
 #: is 128, not 256: with 256 the chip needed 214 block RAMs of the ULX3S-85F's 208 while

@@ -7,7 +7,8 @@
 the matrix-unit exerciser with the SDRAM self test
 (:class:`~seedchip.boards.top.Top`, ``top="exerciser"``), runs Amaranth's
 Trellis flow (Yosys, nextpnr-ecp5, ecppack; the YoWASP wheels) in
-``build/<board>/`` and writes ``report.json`` and ``config.json`` there.
+``build/<board>/`` (the chip; the exerciser in ``build/<board>-exerciser/``)
+and writes ``report.json`` and ``config.json`` there.
 nextpnr runs with ``--timing-allow-fail`` so that a design that misses its
 clock still yields its achieved Fmax and a bitstream; the driver then decides
 pass/fail itself and says so. nextpnr gets ``--speed`` from the platform (the
@@ -50,9 +51,9 @@ from .floorplan import yosys_script as floorplan_script
 from .ulx3s import OPENFPGALOADER_LIBRARIES, missing_libraries, missing_tools, toolchain_env
 
 __all__ = ["BuildError", "BuildStopped", "ConfigError", "DoesNotFit", "FlashError", "NoBitstream",
-           "PRESET_SEEDS", "DEFAULT_SEED", "TOPS", "DEFAULT_TOP", "TOP_CONFIGS", "TOP_PLACERS",
-           "build", "flash", "format_report", "assign_domains", "make_top", "nextpnr_options",
-           "parse_nextpnr_report", "parse_yosys_stat", "default_build_dir"]
+           "PRESET_SEEDS", "DEFAULT_SEED", "TOPS", "DEFAULT_TOP", "CHIP_BOARD_MHZ", "TOP_CONFIGS",
+           "TOP_PLACERS", "build", "flash", "format_report", "assign_domains", "make_top",
+           "nextpnr_options", "parse_nextpnr_report", "parse_yosys_stat", "default_build_dir"]
 
 NAME = "top"
 NEXTPNR_REPORT = "report_nextpnr.json"
@@ -65,11 +66,18 @@ BUILD_LOG = "build.log"
 #: ``exerciser``: the matrix unit fed by pattern generators beside the SDRAM
 #: self test (:class:`~.top.Top`; with ``config.gather`` the gather engine too).
 TOPS = ("chip", "exerciser")
-#: the exerciser until the chip's build meets timing (its placement estimates
-#: about 30 MHz against 100 and its routing does not converge yet)
-DEFAULT_TOP = "exerciser"
-#: The configuration each top builds when none is given.
-TOP_CONFIGS = {"chip": CHIP_CONFIG, "exerciser": DEFAULT_CONFIG}
+#: The usable chip (``make bitstream``).
+DEFAULT_TOP = "chip"
+#: The clock the board build of the chip runs at when no configuration is
+#: given: the chip is specified for ``CHIP_CONFIG.clk_mhz`` (100 MHz), which
+#: its placement does not reach yet (routed: 56.3 MHz, seed 1); at this clock
+#: it meets timing, and 3 Mbaud is an exact 15 clocks a bit. ``--clk-mhz``
+#: (or ``--config chip``: 100 MHz) builds it at another.
+CHIP_BOARD_MHZ = 45.0
+#: The configuration each top builds when none is given: the chip preset at
+#: the clock it meets (:data:`CHIP_BOARD_MHZ`), the built-in default.
+TOP_CONFIGS = {"chip": CHIP_CONFIG.replace(clk_mhz=CHIP_BOARD_MHZ, sdram_mhz=CHIP_BOARD_MHZ),
+               "exerciser": DEFAULT_CONFIG}
 #: ``build(top=...)``: nextpnr's placer for each board top (``--placer``;
 #: an explicit ``--placer`` in ``nextpnr_opts`` wins). The chip's placement
 #: by HeAP, nextpnr's default, left router2 stalled between 8,500 and 15,600
@@ -102,8 +110,11 @@ class NoBitstream(FlashError):
     """The bitstream to program does not exist."""
 
 
-def default_build_dir(board) -> Path:
-    return Path("build") / get_board(board).name
+def default_build_dir(board, top=DEFAULT_TOP) -> Path:
+    """``build/<board>`` for the chip, ``build/<board>-<top>`` for another
+    top (``top``: its name, or ``None`` for an experiment's own)."""
+    name = get_board(board).name
+    return Path("build") / (name if top in (DEFAULT_TOP, None) else f"{name}-{top}")
 
 
 # -- running the flow -----------------------------------------------------------------
@@ -549,9 +560,9 @@ def build(board=DEFAULT_BOARD, config: ChipConfig | None = None, *, seed=DEFAULT
 
 def _build(board, config, *, seed, build_dir, out, top, synth_opts, nextpnr_opts, floorplan,
            force):
-    build_dir = Path(default_build_dir(board) if build_dir is None else build_dir)
-    warnings = []
     kind = top if isinstance(top, str) else None
+    build_dir = Path(default_build_dir(board, kind) if build_dir is None else build_dir)
+    warnings = []
     if kind is not None:    # an experiment's own top: no estimate of it
         try:
             warnings = check_fit(config, board, top=kind)
@@ -893,7 +904,7 @@ def format_report(report: dict) -> str:
 # -- flash ------------------------------------------------------------------------------
 
 def flash(board=DEFAULT_BOARD, *, bitstream=None, persistent=False, out=None) -> None:
-    """Program a bitstream (default ``build/<board>/top.bit``) into a
+    """Program a bitstream (default ``build/<board>/top.bit``, the chip) into a
     connected board with openFPGALoader.
 
     ``persistent`` writes the SPI flash (survives power-off) instead of SRAM.

@@ -340,3 +340,11 @@ def test_nextpnr_options_pick_the_tops_placer():
     # an experiment's own top: nextpnr's default placer
     assert not any(o.startswith("--placer") for o in
                    build_mod.nextpnr_options(None, target=100.0, seed=1))
+
+
+def test_default_build_dirs():
+    # the chip, what `make bitstream` builds and `make flash` loads, in build/<board>/
+    assert build_mod.default_build_dir("ulx3s-85f") == build_mod.Path("build/ulx3s-85f")
+    assert build_mod.default_build_dir("ulx3s-85f", "chip") == build_mod.Path("build/ulx3s-85f")
+    assert build_mod.default_build_dir("ulx3s-45f", "exerciser") == \
+        build_mod.Path("build/ulx3s-45f-exerciser")

@@ -99,7 +99,7 @@ def test_build_and_flash_options_are_seedchip_options(capsys):
                    "--allow-timing-fail", "--build-dir"):
         assert option in text
     assert "--board {ulx3s-12f,ulx3s-25f,ulx3s-45f,ulx3s-85f}" in text
-    assert "--top {chip,exerciser}" in text and "(default exerciser)" in text
+    assert "--top {chip,exerciser}" in text and "(default chip)" in text
     assert "--config gather: 1" in text                     # the preset's seed
     with pytest.raises(SystemExit):
         main(["flash", "--help"])
@@ -126,8 +126,9 @@ def test_no_second_command_line():
 
 
 def test_build_passes_its_options_to_the_api(fake_build, tmp_path):
-    assert main(["build", "--config", "gather", "--rows", "4", "--cols", "6",
-                 "--synth-opts", "-nowidelut -abc9", "--nextpnr-opts", "--placer 'heap'",
+    assert main(["build", "--top", "exerciser", "--config", "gather", "--rows", "4",
+                 "--cols", "6", "--synth-opts", "-nowidelut -abc9",
+                 "--nextpnr-opts", "--placer 'heap'",
                  "--no-floorplan", "--build-dir", str(tmp_path / "b")]) == 0
     (call,) = fake_build
     assert call["board"] == "ulx3s-85f" and call["top"] == "exerciser"
@@ -142,15 +143,23 @@ def test_build_passes_its_options_to_the_api(fake_build, tmp_path):
     assert main(["build", "--top", "chip", "--seed", "7", "--force", "--board", "ulx3s-45f"]) == 0
     (call,) = fake_build
     assert call["seed"] == 7 and call["force"] is True and call["floorplan"] is True
-    # the chip in its own configuration, with the chip preset's seed
-    assert call["board"] == "ulx3s-45f" and call["config"] == CHIP_CONFIG
+    # the chip in its own configuration at the clock it meets, with the chip
+    # preset's seed
+    board_chip = CHIP_CONFIG.replace(clk_mhz=build_mod.CHIP_BOARD_MHZ,
+                                     sdram_mhz=build_mod.CHIP_BOARD_MHZ)
+    assert call["board"] == "ulx3s-45f" and call["config"] == board_chip
     assert call["top"] == "chip"
     fake_build.clear()
-    assert main(["build", "--top", "chip"]) == 0
+    assert main(["build"]) == 0                         # the chip by default
     (call,) = fake_build
-    assert call["seed"] == build_mod.PRESET_SEEDS["chip"] and call["config"] == CHIP_CONFIG
+    assert call["top"] == "chip" and call["config"] == board_chip
+    assert call["seed"] == build_mod.PRESET_SEEDS["chip"]
     fake_build.clear()
-    assert main(["build"]) == 0                         # the exerciser by default
+    assert main(["build", "--config", "chip"]) == 0     # the preset: its own 100 MHz
+    (call,) = fake_build
+    assert call["top"] == "chip" and call["config"] == CHIP_CONFIG
+    fake_build.clear()
+    assert main(["build", "--top", "exerciser"]) == 0
     (call,) = fake_build
     assert call["top"] == "exerciser" and call["config"] == DEFAULT_CONFIG
     fake_build.clear()
