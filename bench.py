@@ -223,6 +223,19 @@ def gather_at_fmax(bench):
     return bench
 
 
+def _clock_rows(report):
+    """A board build report's Fmax rows, one per clock against its target
+    (not the clocks with nothing to time: the SDRAM clock pin's)."""
+    rows = []
+    for clk in report.get("clocks", []):
+        if not clk.get("required", True):
+            continue
+        fmax = "not reported" if clk["fmax_mhz"] is None else f"{clk['fmax_mhz']:.1f} MHz"
+        rows.append(f"| Fmax `{clk['domain']}` (target {clk['target_mhz']:g} MHz) | "
+                    f"{fmax} ({'met' if clk['met'] else 'MISSED'}) |")
+    return rows
+
+
 def _chip_board_lines(report):
     """The chip's board build (``make bitstream``, its ``report.json``):
     Fmax against the target per clock, resources and each clock's worst path."""
@@ -231,12 +244,7 @@ def _chip_board_lines(report):
     lines = ["", "| the chip on the board (`make bitstream`) | value |", "|---|---|",
              f"| board / device | {report.get('board')} / {report.get('device')} "
              f"(speed {report.get('speed')}), nextpnr seed {report.get('seed')} |"]
-    for clk in report.get("clocks", []):
-        if not clk.get("required", True):
-            continue
-        fmax = "not reported" if clk["fmax_mhz"] is None else f"{clk['fmax_mhz']:.1f} MHz"
-        lines.append(f"| Fmax `{clk['domain']}` (target {clk['target_mhz']:g} MHz) | "
-                     f"{fmax} ({'met' if clk['met'] else 'MISSED'}) |")
+    lines += _clock_rows(report)
     res = report.get("resources", {})
     lines.append("| resources | " + ", ".join(
         f"{res[k]['used']} / {res[k]['available']} {k}" for k in ("LUT4", "FF", "DSP", "EBR")
@@ -277,12 +285,7 @@ def render_table(bench):
         lines.append("|---|---|")
         lines.append(f"| board / device | {board.get('board')} / {board.get('device')} "
                      f"(speed {board.get('speed')}) |")
-        for clk in board.get("clocks", []):
-            if not clk.get("required", True):
-                continue        # a clock with nothing to time (the SDRAM clock pin's)
-            fmax = "not reported" if clk["fmax_mhz"] is None else f"{clk['fmax_mhz']:.1f} MHz"
-            lines.append(f"| Fmax `{clk['domain']}` (target {clk['target_mhz']:g} MHz) | "
-                         f"{fmax} ({'met' if clk['met'] else 'MISSED'}) |")
+        lines += _clock_rows(board)
         res = board.get("resources", {})
         for key in ("LUT4", "FF", "DSP", "EBR"):
             if key in res:
