@@ -220,7 +220,7 @@ from .gather_issue import Issuer
 from .gather_output import PooledOutput
 from .gather_readerr import ReadErrorCheck
 from .gather_walker import IndexWalker
-from .skid import SkidBuffer
+from .skid import RegisterSlice
 from .memport import MemPortSignature
 
 __all__ = ["GatherEngine"]
@@ -330,9 +330,11 @@ class GatherEngine(wiring.Component):
 
         # -- B: jobs + indices -> lookups, bag parameters ------------------------------------------
         m.submodules.walker = walk = IndexWalker(p)
-        # the walker's one-step decision (bounds check, bag end) sets jobs.ready: a skid
-        # buffer ends it at a flop instead of the bag parser's FIFO and its output register
-        m.submodules.jobs_skid = jskid = SkidBuffer(shape=bagp.jobs.payload.shape())
+        # the walker's one-step decision (bounds check, bag end) sets jobs.ready, and
+        # its bounds check compares each index with the job's row count: a register
+        # slice ends both at flops (a skid buffer's output mux in front of that
+        # compare's carry chain was the gather engine's critical path in the chip)
+        m.submodules.jobs_skid = jskid = RegisterSlice(shape=bagp.jobs.payload.shape())
         wiring.connect(m, bagp.jobs, jskid.i)
         wiring.connect(m, jskid.o, walk.jobs)
         wiring.connect(m, wiring.flipped(self.indices), walk.indices)
