@@ -811,10 +811,11 @@ def _gather_section(top, clocks):
     word_bytes = min(params.word_lanes, top.sdram_chip.data_width // 8)
     domain = getattr(top, "gather_domain", "sdram")
     clk = next((c for c in clocks if c["domain"] == domain), {})
-    hz = top.sdram_mhz * 1e6
+    mhz = top.clock_domains.get(domain, top.sdram_mhz)
+    hz = mhz * 1e6
     gather = {
         "domain": domain,
-        "clk_mhz": round(top.sdram_mhz, 3),
+        "clk_mhz": round(mhz, 3),
         "fmax_mhz": clk.get("fmax_mhz"),
         "met": clk.get("met", False),
         "engine": params.to_dict(),

@@ -7,7 +7,8 @@ matrix-unit exerciser with the SDRAM self test (:class:`~.top.Top`) is
 ``--top exerciser``.
 """
 
-from amaranth.hdl import Cat, ClockDomain, Const, Elaboratable, Instance, Module, ResetSignal, Signal
+from amaranth.hdl import (Cat, ClockDomain, Const, Elaboratable, Instance, Module, ResetSignal,
+                          Signal)
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import AsyncFFSynchronizer, FFSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -60,26 +61,33 @@ class ChipTop(Elaboratable):
     """ULX3S top level: the whole chip, its memory the board's 32 MB SDRAM,
     its host link the USB-serial port (FT231X).
 
-    One clock domain. 25 MHz oscillator -> one EHXPLLL with two outputs:
+    Clocks: 25 MHz oscillator -> one EHXPLLL. When ``config.sdram_mhz``
+    equals ``config.clk_mhz``, one domain and two outputs:
 
     * CLKOP at ``config.clk_mhz``: the ``sync`` domain, running all of
       :class:`~seedchip.rtl.chip_sdram.ChipOnSDRAM`: the chip, the width
       adapter and the SDRAM controller, which drives the board's SDRAM pins
       through I/O-cell registers (:class:`~.sdram_phy.SDRAMPHY`). The CAS
       latency, SDRAM clock phase and read capture edge are those with the
-      largest estimated I/O margin at that clock (:attr:`sdram_budget`,
-      :func:`~.sdram_phy.plan_clocks`). ``config.sdram_mhz`` is not used:
-      the controller runs at ``clk_mhz`` (:attr:`notes` says so when the two
-      differ, and so does the build report).
+      largest estimated I/O margin at the controller's clock
+      (:attr:`sdram_budget`, :func:`~.sdram_phy.plan_clocks`).
     * CLKOS: the same frequency delayed by that phase; it only clocks the
       ``ODDRX1F`` that drives the SDRAM clock pin (domain ``sdram_clkout``).
 
+    When they differ, two domains and three outputs: CLKOP ``sync`` at
+    ``clk_mhz`` runs the chip; CLKOS ``sdram`` at ``sdram_mhz`` runs the
+    width adapter, the SDRAM controller and the I/O registers, the chip's
+    memory port crossing to it through a :class:`~seedchip.rtl.memcdc.MemPortCDC`;
+    CLKOS2 is ``sdram_mhz`` delayed by the phase, for the clock pin. The
+    SDRAM then runs as fast as its controller and pins allow whatever clock
+    the whole chip meets (its bandwidth is the memory-bound units' pace).
+
     Reset: the global set/reset network holds every flop at its init value
-    until the PLL locks (:class:`~.pll.PLL`), and the ``sync`` domain's reset
+    until the PLL locks (:class:`~.pll.PLL`), and each domain's reset
     follows the lock through an :class:`~amaranth.lib.cdc.AsyncFFSynchronizer`
-    (released on a clock edge) and a global clock network (``DCCA``: a reset
-    routed as a plain net to every flop limited the SDRAM controller's domain
-    to 96 MHz in :class:`~.top.Top`).
+    (released on that domain's clock edge) and a global clock network
+    (``DCCA``: a reset routed as a plain net to every flop limited the SDRAM
+    controller's domain to 96 MHz in :class:`~.top.Top`).
 
     Host link: the platform's ``uart`` resource, the FT231X: ``rx`` (FPGA pin
     M1) and ``tx`` (L4) at :data:`LINK_BAUD` (the chip's
@@ -131,7 +139,10 @@ class ChipTop(Elaboratable):
         # Computed now so an impossible clock fails before elaboration: the
         # PLL (the core clock and the SDRAM clock pin's copy of it), and the
         # CAS latency, phase and read edge with the largest I/O margin.
-        plan = plan_clocks(chip=self.sdram_chip, clk_mhz=config.clk_mhz, sdram_mhz=None,
+        #: the SDRAM controller in a clock domain of its own (``sdram``)
+        self.split = abs(config.sdram_mhz - config.clk_mhz) > 1e-6
+        plan = plan_clocks(chip=self.sdram_chip, clk_mhz=config.clk_mhz,
+                           sdram_mhz=config.sdram_mhz if self.split else None,
                            clk_in_mhz=clk_in_mhz, tolerance=PLL_TOLERANCE)
         self.pll_params = plan.pop("pll")
         self.sdram_budget = plan
@@ -139,10 +150,8 @@ class ChipTop(Elaboratable):
         LinkParams(clk_freq=self.clk_mhz * 1e6, baud=baud)
         #: The build report's remarks on this top (strings).
         self.notes = []
-        if abs(config.sdram_mhz - config.clk_mhz) > 1e-6:
-            self.notes.append(
-                f"sdram_mhz {config.sdram_mhz:g} not used: the chip top runs the SDRAM "
-                f"controller on the core clock, {self.clk_mhz:g} MHz")
+        if self.split:
+            self.clock_hints = self.SPLIT_CLOCK_HINTS
         # The chip's gather engine, bound to the chip memory as rtl/chip.py
         # binds it (64-bit words, the SDRAM's size): for the build report.
         from ..rtl.chip import chip_addr_width
@@ -156,8 +165,9 @@ class ChipTop(Elaboratable):
 
     @property
     def sdram_mhz(self) -> float:
-        """The SDRAM controller's clock: the ``sync`` clock."""
-        return self.clk_mhz
+        """The SDRAM controller's clock as the PLL makes it (the ``sync``
+        clock unless the controller has a domain of its own)."""
+        return self.pll_params.secondary_f_out[0] if self.split else self.clk_mhz
 
     @property
     def sdram_cas_latency(self) -> int:
@@ -167,22 +177,33 @@ class ChipTop(Elaboratable):
     def sdram_read_delay(self) -> int:
         return self.sdram_budget["read_delay"]
 
-    #: The domain the SDRAM controller and the gather engine run in (the
-    #: build report's ``sdram`` and ``gather`` sections).
-    sdram_domain = "sync"
+    #: The domain the gather engine runs in (the build report's ``gather``
+    #: section): the chip's.
     gather_domain = "sync"
+
+    @property
+    def sdram_domain(self) -> str:
+        """The SDRAM controller's domain (the build report's ``sdram`` section)."""
+        return "sdram" if self.split else "sync"
 
     @property
     def clock_domains(self) -> dict:
         """Clock domain -> frequency (MHz) of every domain with logic to time."""
-        return {"sync": self.clk_mhz}
+        return {"sync": self.clk_mhz, **({"sdram": self.sdram_mhz} if self.split else {})}
 
     #: Clock domain -> name prefixes of the cells it clocks (the submodules
-    #: below); ``sdram_clkout`` only clocks the SDRAM clock pin: named, not
-    #: required. ``sdram_phy.`` is left out of ``sync``'s: its clock pin's
-    #: ODDR is ``sdram_clkout``'s.
+    #: below), which tell the build report's clocks apart at equal
+    #: frequencies; ``sdram_clkout`` only clocks the SDRAM clock pin: named,
+    #: not required. ``sdram_phy.`` is left out of ``sync``'s: its clock
+    #: pin's ODDR is ``sdram_clkout``'s. A top whose SDRAM controller has a
+    #: domain of its own has :data:`SPLIT_CLOCK_HINTS` instead.
     clock_hints = {"sync": ("chip.", "rx_led.", "tx_led.", "rx_seen.", "led_buf", "reset_sync."),
                    "sdram_clkout": ("sdram_phy.clk.",)}
+    SPLIT_CLOCK_HINTS = {
+        "sync": ("chip.chip.", "chip.init_sync.", "rx_led.", "tx_led.", "rx_seen.", "led_buf",
+                 "reset_sync."),
+        "sdram": ("chip.adapter.", "chip.controller.", "sdram_reset_sync.", "sdram_phy."),
+        "sdram_clkout": ("sdram_phy.clk.",)}
 
     def elaborate(self, platform):
         from ..rtl.chip_sdram import ChipOnSDRAM
@@ -192,20 +213,28 @@ class ChipTop(Elaboratable):
         m.domains.sdram_clkout = ClockDomain("sdram_clkout", reset_less=True)
         clk_io = platform.request(self.clk_in, 0, dir="-")
         m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_io)
+        cfg, phase = self.config, self.sdram_budget["phase_deg"]
+        secondary = ({"sdram": cfg.sdram_mhz, "sdram_clkout": (cfg.sdram_mhz, phase)}
+                     if self.split else {"sdram_clkout": (cfg.clk_mhz, phase)})
         m.submodules.pll = pll = PLL(
-            f_out_mhz=self.config.clk_mhz, f_in_mhz=self.clk_in_mhz, tolerance=PLL_TOLERANCE,
-            secondary={"sdram_clkout": (self.config.clk_mhz, self.sdram_budget["phase_deg"])})
+            f_out_mhz=cfg.clk_mhz, f_in_mhz=self.clk_in_mhz, tolerance=PLL_TOLERANCE,
+            secondary=secondary)
         m.d.comb += pll.clk_in.eq(clk_buf.i)
-        rst = Signal(init=1)
-        m.submodules.reset_sync = AsyncFFSynchronizer(~pll.locked, rst, o_domain="sync")
-        m.submodules.reset_buf = Instance("DCCA", i_CLKI=rst, i_CE=Const(1),
-                                          o_CLKO=ResetSignal("sync"))
+        for dom in ("sync", "sdram") if self.split else ("sync",):
+            if dom != "sync":
+                m.domains += ClockDomain(dom)
+            rst = Signal(init=1, name=f"{dom}_rst_q")
+            prefix = "reset" if dom == "sync" else f"{dom}_reset"
+            m.submodules[f"{prefix}_sync"] = AsyncFFSynchronizer(~pll.locked, rst, o_domain=dom)
+            m.submodules[f"{prefix}_buf"] = Instance("DCCA", i_CLKI=rst, i_CE=Const(1),
+                                                     o_CLKO=ResetSignal(dom))
 
         m.submodules.chip = chip = ChipOnSDRAM(
-            config=self.config, sdram=self.sdram_chip, clk_freq=self.clk_mhz * 1e6,
+            config=cfg, sdram=self.sdram_chip, clk_freq=self.clk_mhz * 1e6,
             baud=self.baud, cas_latency=self.sdram_cas_latency,
-            read_delay=self.sdram_read_delay)
-        m.submodules.sdram_phy = phy = SDRAMPHY(chip=self.sdram_chip, domain="sync",
+            read_delay=self.sdram_read_delay,
+            sdram_clk_freq=self.sdram_mhz * 1e6 if self.split else None)
+        m.submodules.sdram_phy = phy = SDRAMPHY(chip=self.sdram_chip, domain=self.sdram_domain,
                                                 clk_domain="sdram_clkout",
                                                 resource=self.sdram_resource)
         wiring.connect(m, chip.pins, phy.pins)

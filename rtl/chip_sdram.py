@@ -5,17 +5,22 @@ domain. What the board runs (behind the I/O cells of
 :class:`~seedchip.boards.sdram_phy.SDRAMPHY`) and what ``open_device("sim-sdram")``
 simulates against the pin-level SDRAM model.
 
-One domain: the controller runs at the chip's clock (the ULX3S's parts are
-rated for 133 MHz and more at CAS latency 3), so no request crosses clocks.
+By default one domain: the controller runs at the chip's clock. With
+``sdram_clk_freq`` it runs in a domain of its own, ``sdram``, at that clock
+(the ULX3S's parts are rated for 133 MHz and more at CAS latency 3, and the
+controller alone closes timing far above the whole chip), and the chip's
+memory port reaches the width adapter through a :class:`~seedchip.rtl.memcdc.MemPortCDC`.
 """
 
-from amaranth.hdl import Module
+from amaranth.hdl import DomainRenamer, Module
 from amaranth.lib import wiring
+from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from ..checks import check_type
 from ..config import ChipConfig
 from .chip import DATA_WIDTH, Chip
+from .memcdc import MemPortCDC
 from .memwidth import WidthAdapter
 from .sdram import SDRAMController
 from .sdram_chips import SDRAMChip
@@ -27,17 +32,22 @@ __all__ = ["ChipOnSDRAM"]
 class ChipOnSDRAM(wiring.Component):
     """The chip with the whole SDRAM ``sdram`` (an :class:`SDRAMChip`) as its memory.
 
-    Parameters (keyword-only): ``config``, ``clk_freq`` (Hz: the chip's and
-    the controller's clock), ``baud``, ``rx_slots``, ``timeout_bytes`` as
-    :class:`Chip`; ``cas_latency`` and ``read_delay`` as the controller's.
+    Parameters (keyword-only): ``config``, ``clk_freq`` (Hz: the chip's
+    clock, ``sync``), ``baud``, ``rx_slots``, ``timeout_bytes`` as
+    :class:`Chip`; ``sdram_clk_freq`` (Hz) the controller's clock in its own
+    domain ``sdram`` (``None``: the controller in ``sync`` at ``clk_freq``);
+    ``cas_latency`` and ``read_delay`` as the controller's.
 
     Ports: ``rx``/``tx``, ``running``/``done``/``error``/``link_rx``/``link_tx``
-    as :class:`Chip`; ``pins`` the SDRAM's (:class:`SDRAMPinSignature`);
-    ``init_done`` the controller's.
+    as :class:`Chip`; ``pins`` the SDRAM's (:class:`SDRAMPinSignature`, in
+    the controller's domain); ``init_done`` the controller's (in ``sync``).
     """
 
+    #: the controller's clock domain when it has its own
+    SDRAM_DOMAIN = "sdram"
+
     def __init__(self, *, config, sdram, clk_freq, baud=3_000_000, cas_latency=None,
-                 read_delay=0, rx_slots=4, timeout_bytes=1000):
+                 read_delay=0, rx_slots=4, timeout_bytes=1000, sdram_clk_freq=None):
         check_type("config", config, ChipConfig)
         self.sdram = check_type("sdram", sdram, SDRAMChip)
         self.chip = Chip(config=config, mem_bytes=sdram.size_bytes,
@@ -45,7 +55,15 @@ class ChipOnSDRAM(wiring.Component):
                          timeout_bytes=timeout_bytes)
         self.adapter = WidthAdapter(addr_width=self.chip.addr_width, wide_width=DATA_WIDTH,
                                     narrow_width=sdram.data_width)
-        self.controller = SDRAMController(chip=sdram, clk_freq=clk_freq,
+        if sdram_clk_freq is not None and (
+                not isinstance(sdram_clk_freq, (int, float)) or isinstance(sdram_clk_freq, bool)
+                or sdram_clk_freq <= 0):
+            raise ValueError(f"sdram_clk_freq must be a positive frequency in Hz or None, "
+                             f"not {sdram_clk_freq!r}")
+        self.sdram_clk_freq = sdram_clk_freq
+        #: the controller's domain: ``sync``, or ``sdram`` with a clock of its own
+        self.controller_domain = "sync" if sdram_clk_freq is None else self.SDRAM_DOMAIN
+        self.controller = SDRAMController(chip=sdram, clk_freq=sdram_clk_freq or clk_freq,
                                           cas_latency=cas_latency, read_delay=read_delay,
                                           addr_width=self.adapter.narrow.signature.addr_width)
         super().__init__({
@@ -63,12 +81,25 @@ class ChipOnSDRAM(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.chip = chip = self.chip
-        m.submodules.adapter = adapter = self.adapter
-        m.submodules.controller = ctrl = self.controller
-        wiring.connect(m, chip.mem, adapter.wide)
+        adapter, ctrl = self.adapter, self.controller
+        if self.controller_domain == "sync":
+            m.submodules.adapter = adapter
+            m.submodules.controller = ctrl
+            wiring.connect(m, chip.mem, adapter.wide)
+            m.d.comb += self.init_done.eq(ctrl.init_done)
+        else:
+            dom = self.controller_domain
+            m.submodules.adapter = DomainRenamer(dom)(adapter)
+            m.submodules.controller = DomainRenamer(dom)(ctrl)
+            m.submodules.mem_cdc = cdc = MemPortCDC(
+                addr_width=self.chip.addr_width, data_width=DATA_WIDTH, up_domain="sync",
+                down_domain=dom)
+            wiring.connect(m, chip.mem, cdc.up)
+            wiring.connect(m, cdc.down, adapter.wide)
+            m.submodules.init_sync = FFSynchronizer(ctrl.init_done, self.init_done)
         wiring.connect(m, adapter.narrow, ctrl.port)
         wiring.connect(m, ctrl.pins, wiring.flipped(self.pins))
-        m.d.comb += [chip.rx.eq(self.rx), self.tx.eq(chip.tx), self.init_done.eq(ctrl.init_done)]
+        m.d.comb += [chip.rx.eq(self.rx), self.tx.eq(chip.tx)]
         for name in ("running", "done", "error", "link_rx", "link_tx"):
             m.d.comb += getattr(self, name).eq(getattr(chip, name))
         return m

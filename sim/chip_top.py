@@ -36,6 +36,13 @@ class _Clocked:
     """The clock and the UART rate of a simulation build (``clk_period_ns``, ``divisor``)."""
 
     @property
+    def clock_periods(self) -> dict:
+        """The model's clock ports and their periods (ns): ``clk``, and
+        ``sdram_clk`` when the SDRAM controller has a clock of its own."""
+        extra = getattr(self, "sdram_period_ns", None)
+        return {"clk": self.clk_period_ns, **({"sdram_clk": extra} if extra else {})}
+
+    @property
     def clk_freq(self) -> float:
         return 1e9 / self.clk_period_ns
 
@@ -133,7 +140,10 @@ class ChipSDRAMSimConfig(_Clocked):
     its :class:`ChipConfig`, the SDRAM part ``sdram`` (a name, see
     :func:`sdram_chip`; the whole part is the chip memory), the clock
     (``clk_period_ns``: the board's 100 MHz by default) and the UART as
-    :class:`ChipSimConfig`."""
+    :class:`ChipSimConfig`. ``sdram_period_ns``: the SDRAM controller's
+    own clock (the ``sdram`` domain, the model's ``sdram_clk``), as the
+    board build has it when ``sdram_mhz`` differs from ``clk_mhz``; ``None``
+    (the default): the controller on the chip's clock."""
 
     chip: ChipConfig = dataclasses.field(default_factory=ChipConfig)
     sdram: str = "ULX3S-SDRAM"
@@ -141,11 +151,24 @@ class ChipSDRAMSimConfig(_Clocked):
     clk_period_ns: int = 10
     rx_slots: int = 4
     timeout_bytes: int = 1000
+    sdram_period_ns: int | None = None
 
     def __post_init__(self):
         check_type("chip", self.chip, ChipConfig)
         sdram_chip(self.sdram)
         check_int("divisor", self.divisor, 4, 1 << 16)
+        if self.sdram_period_ns is not None:
+            check_int("sdram_period_ns", self.sdram_period_ns, 2, 1000)
+
+    @property
+    def sdram_clk_freq(self) -> float | None:
+        """The SDRAM controller's own clock (Hz), or ``None``."""
+        return None if self.sdram_period_ns is None else 1e9 / self.sdram_period_ns
+
+    @property
+    def sdram_period(self) -> float:
+        """The SDRAM controller's clock period (ns), its own or the chip's."""
+        return self.sdram_period_ns or self.clk_period_ns
 
 
     @property
@@ -172,7 +195,8 @@ def make_chip_sdram_top(*, config: ChipSDRAMSimConfig) -> ChipOnSDRAM:
     its ``pins`` for :class:`~seedchip.sim.sdram_model.SDRAMModel`."""
     return ChipOnSDRAM(config=config.chip, sdram=sdram_chip(config.sdram),
                        clk_freq=config.clk_freq, baud=config.baud, rx_slots=config.rx_slots,
-                       timeout_bytes=config.timeout_bytes)
+                       timeout_bytes=config.timeout_bytes,
+                       sdram_clk_freq=config.sdram_clk_freq)
 
 
 make_chip_sdram_top.serve_config = sdram_serve_config

@@ -211,13 +211,21 @@ async def serve(dut):
         from .chip_top import sdram_chip  # noqa: PLC0415
         from .sdram_model import SDRAMModel  # noqa: PLC0415
 
-        model = SDRAMModel(chip=sdram_chip(cfg.sdram), clk_period_ns=cfg.clk_period_ns)
+        # on the controller's clock: the chip's, or its own (sdram_clk)
+        model = SDRAMModel(chip=sdram_chip(cfg.sdram), clk_period_ns=cfg.sdram_period)
         preload_sdram(model, preload)
-        model.attach(dut)
+        model.attach(dut, clk=dut.sdram_clk if cfg.sdram_period_ns else clk)
+    # each domain's reset, released just after a falling edge of its clock
+    split = bool(getattr(cfg, "sdram_period_ns", None))
     dut.rst.value = 1
+    if split:
+        dut.sdram_rst.value = 1
     for _ in range(4):
         await FallingEdge(clk)
     dut.rst.value = 0
+    if split:
+        await FallingEdge(dut.sdram_clk)
+        dut.sdram_rst.value = 0
     if preload and not hasattr(cfg, "sdram"):
         await preload_onchip(dut, preload)
         await FallingEdge(clk)
@@ -329,7 +337,7 @@ def main():
             os.replace(tmp, vlt)
         build_args.append(str(vlt))
     result = runner.run_cocotb(bridged(top), name, "seedchip.sim.link_serve", config,
-                               tag="serve", free_clock_ns=config.clk_period_ns,
+                               tag="serve", free_clock_ns=config.clock_periods,
                                build_args=build_args,
                                extra_env={k: os.environ[k] for k in (
                                    "SEEDCHIP_PTY_FILE", "SEEDCHIP_HOST_PID",

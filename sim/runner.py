@@ -346,30 +346,39 @@ def _waves_requested(waves: bool | None) -> bool:
     return os.environ.get("WAVES", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
-def free_clock_wrapper(name: str, core_name: str, core_verilog: str, period_ns: float) -> str:
+def free_clock_wrapper(name: str, core_name: str, core_verilog: str, period_ns) -> str:
     """A Verilog module ``name`` around the module ``core_name`` of
     ``core_verilog`` (Yosys' output) that drives the core's ``clk`` itself,
     every ``period_ns / 2`` ns, and has the core's other ports (``clk``
     becomes an output, for testbenches to await). Only these ports are
-    visible to the testbench (``public_flat_rw``)."""
+    visible to the testbench (``public_flat_rw``).
+
+    ``period_ns`` may also be a dict of clock ports and their periods (ns),
+    ``clk`` among them: a core with a second clock domain (its
+    ``<domain>_clk`` port) gets both clocks, each free-running."""
     import re  # noqa: PLC0415
+
+    clocks = dict(period_ns) if isinstance(period_ns, dict) else {"clk": period_ns}
+    if "clk" not in clocks:
+        raise ValueError(f"the clocks {sorted(clocks)} do not include clk")
 
     body = re.search(rf"^module {re.escape(core_name)}\(.*?^endmodule", core_verilog,
                      re.M | re.S)
     if body is None:
         raise ValueError(f"no module {core_name!r} in the Verilog")
     ports = re.findall(r"^  (input|output) (\[\d+:0\] )?(\w+);", body.group(0), re.M)
-    if ("input", "", "clk") not in ports:
-        raise ValueError(f"module {core_name!r} has no 1-bit input clk")
+    for clk in clocks:
+        if ("input", "", clk) not in ports:
+            raise ValueError(f"module {core_name!r} has no 1-bit input {clk}")
     pub = "/*verilator public_flat_rw*/"
-    decls = ["  output reg clk " + pub + ";"]
-    decls += [f"  {d} {w}{p} {pub};" for d, w, p in ports if p != "clk"]
+    decls = [f"  output reg {clk} {pub};" for clk in clocks]
+    decls += [f"  {d} {w}{p} {pub};" for d, w, p in ports if p not in clocks]
     names = [p for _, _, p in ports]
     return "\n".join([
         f"module {name}({', '.join(names)});",
         *decls,
-        "  initial clk = 1'b0;",
-        f"  always #{period_ns / 2} clk = ~clk;",
+        *(f"  initial {clk} = 1'b0;" for clk in clocks),
+        *(f"  always #{p / 2} {clk} = ~{clk};" for clk, p in clocks.items()),
         f"  {core_name} core({', '.join(f'.{p}({p})' for p in names)});",
         "endmodule",
         ""])
@@ -377,7 +386,7 @@ def free_clock_wrapper(name: str, core_name: str, core_verilog: str, period_ns: 
 
 def build_sim(component_factory, name: str, config, *, sim: str | None = None,
               waves: bool | None = None, build_args=(), progress=None,
-              free_clock_ns: float | None = None) -> tuple[Path, Path]:
+              free_clock_ns: float | dict | None = None) -> tuple[Path, Path]:
     """Generate the Verilog and build the simulator model (cached by the
     Verilog's own hash: :func:`hardware_dir`).
 
@@ -385,7 +394,8 @@ def build_sim(component_factory, name: str, config, *, sim: str | None = None,
     callable taking a line) hears about the elaboration and the build, with
     a line every 15 s while they run.
 
-    ``free_clock_ns``: the model makes its own clock of this period (see
+    ``free_clock_ns``: the model makes its own clock of this period, or its
+    clocks of these periods (a dict, see
     :func:`free_clock_wrapper`; the component is named ``<name>_core``
     inside it). The simulator then runs between the testbench's wake-ups
     with no callback per clock edge, several times faster under Verilator,
@@ -639,7 +649,7 @@ def run_cocotb(component_factory, name: str, test_module: str, config, *,
                sim: str | None = None, testcase=None, extra_env=None,
                seed: int | None = None, waves: bool | None = None, tag: str | None = None,
                build_args=(), progress=None, what: str | None = None,
-               free_clock_ns: float | None = None) -> CocotbResult:
+               free_clock_ns: float | dict | None = None) -> CocotbResult:
     """Build (cached) and run the cocotb ``test_module`` against the component.
 
     ``progress`` (a callable taking a line) hears about the build and the

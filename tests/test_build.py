@@ -190,14 +190,13 @@ def test_format_report_two_domains():
 def test_format_report_chip_top():
     """The chip's report: which top, its notes, its SDRAM controller in `sync`."""
     report = {**_report(True), "top": "chip",
-              "notes": ["sdram_mhz 80 not used: the chip top runs the SDRAM controller on "
-                        "the core clock, 100 MHz"],
+              "notes": ["the bitstream is for the 85F: the 45F has fewer block RAMs"],
               "sdram": {"chip": "ULX3S-SDRAM", "domain": "sync", "target_mhz": 100.0,
                         "cas_latency": 3, "read_delay": 2, "clock_phase_deg": 225.0,
                         "io_margin_ns": 1.05}}
     text = format_report(report)
     assert text.splitlines()[0].endswith("seed 1, top chip")
-    assert "note        sdram_mhz 80 not used: the chip top runs the SDRAM controller" in text
+    assert "note        the bitstream is for the 85F: the 45F has fewer block RAMs" in text
     assert "estimated I/O margin 1.05 ns; controller in `sync` at 100 MHz" in text
 
 

@@ -36,18 +36,45 @@ def test_chip_top_clocking():
     assert (top.gather.data_width, top.gather.addr_width) == (64, 23)
 
 
-def test_chip_top_sdram_mhz_is_not_used():
-    top = ChipTop(config=CONFIG.replace(sdram_mhz=80.0))
-    assert top.sdram_mhz == pytest.approx(100.0)
-    assert top.notes == ["sdram_mhz 80 not used: the chip top runs the SDRAM controller on "
-                         "the core clock, 100 MHz"]
+def test_chip_top_sdram_domain():
+    """sdram_mhz apart from clk_mhz: the SDRAM controller in a domain of its
+    own, ``sdram``, on the PLL's second output; the clock pin's copy of it
+    on the third; its CAS latency and phase planned at its own clock."""
+    top = ChipTop(config=CONFIG.replace(clk_mhz=45.0, sdram_mhz=90.0))
+    assert top.split and top.sdram_domain == "sdram" and top.gather_domain == "sync"
+    assert top.clk_mhz == pytest.approx(45.0) and top.sdram_mhz == pytest.approx(90.0)
+    assert top.clock_domains == {"sync": pytest.approx(45.0), "sdram": pytest.approx(90.0)}
+    assert set(top.clock_hints) == {"sync", "sdram", "sdram_clkout"}
+    p = top.pll_params
+    assert p.secondary_f_out == (pytest.approx(90.0), pytest.approx(90.0))
+    assert p.secondary_phase[1] == top.sdram_budget["phase_deg"]
+    assert top.sdram_budget["sdram_mhz"] == pytest.approx(90.0)
+    assert top.notes == []
+    # one domain at equal clocks
+    assert not ChipTop(config=CONFIG).split
+    with pytest.raises(ValueError, match=r"^sdram_mhz 135 is above what ULX3S-SDRAM allows"):
+        ChipTop(config=CONFIG.replace(clk_mhz=45.0, sdram_mhz=135.0))
+
+
+def test_chip_top_two_clock_domains():
+    """The split top elaborated: three PLL outputs constrained, a reset per
+    domain on its own global buffer, the memory port's clock crossing."""
+    top = ChipTop(config=CONFIG.replace(clk_mhz=45.0, sdram_mhz=90.0))
+    plan = get_board("ulx3s-85f").platform().prepare(top, name="top")
+    il, lpf = plan.files["top.il"], plan.files["top.lpf"]
+    freqs = re.findall(r'^FREQUENCY NET "([^"]+)" (\S+) HZ;', lpf, flags=re.M)
+    assert sorted(freqs) == [("pll.clkop", "45000000.0"), ("pll.clkos", "90000000.0"),
+                             ("pll.clkos2", "90000000.0")]
+    assert _cells(il, "EHXPLLL") == 1 and _cells(il, "DCCA") == 2
+    assert "mem_cdc" in il and "init_sync" in il
+    assert _cells(il, "IFS1P3DX") == 16 and _cells(il, "ODDRX1F") == 1
 
 
 def test_chip_top_refuses_before_elaboration():
     with pytest.raises(ValueError, match=r"^clk_mhz 150 \(the SDRAM controller runs on the "
                                          r"core clock\) is above what ULX3S-SDRAM allows "
                                          r"\(133 MHz\)$"):
-        ChipTop(config=CONFIG.replace(clk_mhz=150.0))
+        ChipTop(config=CONFIG.replace(clk_mhz=150.0, sdram_mhz=150.0))
     # 12.5 MHz: 4 clocks a bit at 3 Mbaud, 4 % off
     with pytest.raises(ValueError, match=r"baud"):
         ChipTop(config=CONFIG.replace(clk_mhz=12.5))

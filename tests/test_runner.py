@@ -119,3 +119,21 @@ def test_free_clock_wrapper():
         runner.free_clock_wrapper("top", "other", _CORE, 10)
     with pytest.raises(ValueError, match="has no 1-bit input clk"):
         runner.free_clock_wrapper("top", "top_core", _CORE.replace("clk", "clock"), 10)
+
+
+def test_free_clock_wrapper_two_clocks():
+    """A core with a second domain: each clock port driven at its own period."""
+    core = _CORE.replace("module top_core(clk, rst, q, d);",
+                         "module top_core(clk, rst, q, d, sdram_clk);")
+    core = core.replace("  input [3:0] d;\n", "  input [3:0] d;\n  input sdram_clk;\n")
+    text = runner.free_clock_wrapper("top", "top_core", core, {"clk": 22, "sdram_clk": 11})
+    lines = text.splitlines()
+    assert "  output reg clk /*verilator public_flat_rw*/;" in lines
+    assert "  output reg sdram_clk /*verilator public_flat_rw*/;" in lines
+    assert "  always #11.0 clk = ~clk;" in lines and "  always #5.5 sdram_clk = ~sdram_clk;" in lines
+    assert "  initial sdram_clk = 1'b0;" in lines
+    assert not any(line.startswith("  input sdram_clk") for line in lines)
+    with pytest.raises(ValueError, match="has no 1-bit input sdram2_clk"):
+        runner.free_clock_wrapper("top", "top_core", core, {"clk": 22, "sdram2_clk": 11})
+    with pytest.raises(ValueError, match="do not include clk"):
+        runner.free_clock_wrapper("top", "top_core", core, {"sdram_clk": 11})
