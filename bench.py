@@ -174,7 +174,29 @@ def run_chip_bench(config, *, sdram=True):
                     out["sim_sdram"].append(chip_bench.gemm_figures(dev, config, m, k, n,
                                                                     check=False))
                     print(f"  sim-sdram {m}x{k}x{n}: {out['sim_sdram'][-1]}", flush=True)
+        out["sim_sdram_board"] = run_chip_board_clocks()
     return out
+
+
+def run_chip_board_clocks():
+    """The largest GEMM of :data:`CHIP_GEMMS` (M capped at the board chip's
+    ``max_m``) on the chip as ``make bitstream`` builds it, at its clocks, on the SDRAM model
+    (:func:`~seedchip.boardsim.board_chip_sdram_sim`): its cycles and the
+    clocks (MHz) the simulation ran."""
+    from .boardsim import board_chip_sdram_sim
+    from .firmware import open_device
+    from .firmware import measure as chip_bench
+
+    sim = board_chip_sdram_sim()
+    m, k, n, _ = CHIP_GEMMS[-1]
+    m = min(m, sim.chip.max_m)      # one GEMM instruction: the board's chip takes M <= max_m
+    clocks = {"clk_mhz": sim.chip.clk_mhz, "sdram_mhz": sim.chip.sdram_mhz}
+    print(f"bench: the chip at the board build's clocks ({clocks['clk_mhz']:g} MHz, SDRAM "
+          f"{clocks['sdram_mhz']:g} MHz) on the SDRAM model, {m}x{k}x{n}...", flush=True)
+    with open_device("sim-sdram", config=sim, timeout=120.0) as dev:
+        r = {**chip_bench.gemm_figures(dev, sim.chip, m, k, n, check=False), **clocks}
+    print(f"  board clocks {m}x{k}x{n}: {r}", flush=True)
+    return [r]
 
 
 def _chip_lines(chip, config):
@@ -182,8 +204,13 @@ def _chip_lines(chip, config):
              f"{config['cols']} array) | memory | cycles start to done | ideal | MAC utilization "
              "| matrix unit waiting for memory |", "|---|---|---:|---:|---:|---:|"]
     for where, label in (("sim", "on-chip RAM"),
-                         ("sim_sdram", "SDRAM model (the ULX3S part, 16-bit) at 100 MHz")):
+                         ("sim_sdram", "SDRAM model (the ULX3S part, 16-bit) at 100 MHz"),
+                         ("sim_sdram_board", None)):
         for r in chip.get(where, []):
+            if label is None:
+                label = (f"SDRAM model at the board build's clocks: chip {r['clk_mhz']:g} MHz, "
+                         f"SDRAM {r['sdram_mhz']:g} MHz" + (" (its own domain)"
+                         if abs(r["clk_mhz"] - r["sdram_mhz"]) > 1e-6 else ""))
             lines.append(f"| {r['m']} x {r['k']} x {r['n']} | {label} | {r['cycles']} | "
                          f"{r['ideal_cycles']} | {r['mac_utilization']:.1%} | "
                          f"{r['gemm_mem_stall']} cycles |")

@@ -15,7 +15,7 @@ from .config import GATHER_CONFIG, ChipConfig
 from .sim.gather_tb import GatherSimConfig
 from .sim.sdram_tb import SDRAMSimConfig
 
-__all__ = ["board_sdram_sim", "board_gather_sim", "cli_gather_sim"]
+__all__ = ["board_sdram_sim", "board_gather_sim", "cli_gather_sim", "board_chip_sdram_sim"]
 
 
 def board_sdram_sim(config: ChipConfig, board="ulx3s-85f"):
@@ -57,3 +57,21 @@ def cli_gather_sim() -> GatherSimConfig:
     to 256 bytes and bags up to 256."""
     sim = board_gather_sim()
     return dataclasses.replace(sim, params=sim.params.replace(max_dim=256, max_bag=256))
+
+
+def board_chip_sdram_sim(config: ChipConfig | None = None):
+    """The whole chip as ``make bitstream`` builds it (the board build's
+    ``chip`` configuration, ``boards.build.TOP_CONFIGS["chip"]``, or
+    ``config``) on the pin-level SDRAM model, at its clocks: a
+    :class:`~seedchip.sim.chip_top.ChipSDRAMSimConfig` whose chip clock is
+    ``clk_mhz`` and, when ``sdram_mhz`` differs, whose SDRAM controller has
+    its own at ``sdram_mhz``, as the board top has them (periods to the
+    picosecond, the simulation's resolution)."""
+    from .boards.build import TOP_CONFIGS
+    from .sim.chip_top import ChipSDRAMSimConfig
+
+    config = TOP_CONFIGS["chip"] if config is None else config
+    split = abs(config.sdram_mhz - config.clk_mhz) > 1e-6
+    return ChipSDRAMSimConfig(chip=config, clk_period_ns=round(1000 / config.clk_mhz, 3),
+                              sdram_period_ns=round(1000 / config.sdram_mhz, 3) if split
+                              else None)

@@ -682,20 +682,24 @@ def main(argv=None):
     p.set_defaults(func=cmd_generate)
 
     from .boards import DEFAULT_BOARD
-    from .boards.build import CHIP_BOARD_MHZ, DEFAULT_SEED, DEFAULT_TOP, PRESET_SEEDS, TOPS
+    from .boards.build import (CHIP_BOARD_MHZ, CHIP_BOARD_SDRAM_MHZ, DEFAULT_SEED, DEFAULT_TOP,
+                               PRESET_SEEDS, TOPS)
     p = sub.add_parser(
         "build", help="synthesize, place and route a board top to a bitstream (default: the "
         "whole chip)",
         description="Synthesize, place and route a board top to a bitstream, "
         "build/<board>/top.bit with report.json. --top chip (the default): the whole chip, "
-        "its host link on the board's USB-serial port at 3 Mbaud, its memory the SDRAM, "
-        "in one clock domain at clk_mhz (without --config the `chip` preset at "
-        f"{CHIP_BOARD_MHZ:g} MHz, the clock it meets; the preset itself is specified for "
-        "100 MHz; sdram_mhz is not used). --top exerciser (build/<board>-exerciser/): the "
+        "its host link on the board's USB-serial port at 3 Mbaud, its memory the SDRAM; the "
+        "chip at clk_mhz, the SDRAM controller at sdram_mhz in a clock domain of its own "
+        "when the two differ (without --config the `chip` preset at "
+        f"{CHIP_BOARD_MHZ:g} MHz, its SDRAM at {CHIP_BOARD_SDRAM_MHZ:g} MHz, the clocks it "
+        "meets; the preset itself is specified for 100 MHz, one domain). --top exerciser "
+        "(build/<board>-exerciser/): the "
         "matrix unit fed by pattern generators beside the SDRAM self test, in two clock "
         "domains (clk_mhz, sdram_mhz; the built-in default configuration, --config gather "
         "adds the gather engine).")
     _add_config_args(p, default=f"--top chip: the chip preset at {CHIP_BOARD_MHZ:g} MHz, "
+                     f"SDRAM {CHIP_BOARD_SDRAM_MHZ:g} MHz, "
                      "--top exerciser: the built-in default")
     p.add_argument("--top", choices=TOPS, default=DEFAULT_TOP,
                    help=f"the board top (default {DEFAULT_TOP}): chip = the whole chip "

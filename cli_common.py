@@ -46,8 +46,8 @@ def _add_config_args(p, default="the built-in default"):
     p.add_argument("--max-n", dest="max_n", type=int, help="largest N the buffers hold")
     p.add_argument("--clk-mhz", dest="clk_mhz", type=float, help="core clock on the board")
     p.add_argument("--sdram-mhz", dest="sdram_mhz", type=float,
-                   help="SDRAM controller clock on the board (the exerciser's own domain; "
-                   "the chip top runs the controller at --clk-mhz)")
+                   help="SDRAM controller clock on the board (its own clock domain when it "
+                   "differs from --clk-mhz)")
     p.add_argument("--gather", dest="gather", action="store_true",
                    help="put the gather engine in the board build (config.gather)")
     p.add_argument("--no-gather", dest="no_gather", action="store_true",

@@ -15,7 +15,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..checks import check_int, check_type
+from ..checks import check_int, check_num, check_type
 from ..config import ChipConfig
 from ..rtl.chip import DATA_WIDTH, WORD_BYTES, Chip
 from ..rtl.chip_sdram import ChipOnSDRAM
@@ -151,14 +151,14 @@ class ChipSDRAMSimConfig(_Clocked):
     clk_period_ns: int = 10
     rx_slots: int = 4
     timeout_bytes: int = 1000
-    sdram_period_ns: int | None = None
+    sdram_period_ns: float | None = None
 
     def __post_init__(self):
         check_type("chip", self.chip, ChipConfig)
         sdram_chip(self.sdram)
         check_int("divisor", self.divisor, 4, 1 << 16)
         if self.sdram_period_ns is not None:
-            check_int("sdram_period_ns", self.sdram_period_ns, 2, 1000)
+            check_num("sdram_period_ns", self.sdram_period_ns, 2, 1000)
 
     @property
     def sdram_clk_freq(self) -> float | None:

@@ -240,7 +240,7 @@ async def serve(dut):
 
     # Every look happens just after a falling edge: the bridge's handshakes
     # are sampled on the rising one, so nothing written here races the clock.
-    poll = Timer(cfg.clk_period_ns * cfg.divisor * 10 * POLL_BYTES, unit="ns")
+    poll = Timer(round(cfg.clk_period_ns * cfg.divisor * 10 * POLL_BYTES, 3), unit="ns")
     inbuf = bytearray()
     out = bytearray()
     quiet = 0

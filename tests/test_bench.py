@@ -119,3 +119,36 @@ def test_chip_board_rows():
     assert "| resources | 37204 / 83640 LUT4, 179 / 208 EBR |" in table
     assert ("| worst path, chip.adapter.clk | 17.8 ns (15.3 routing, 8 logic levels): "
             "`chip.chip.gemm_arbiter.mask` → `chip.chip.gemm_arbiter.staged.addr` |") in table
+
+
+def test_chip_gemm_rows_at_the_board_clocks():
+    """The chip's GEMM rows: on-chip RAM, the SDRAM model at 100 MHz, and at
+    the board build's clocks (its SDRAM in a domain of its own)."""
+    from seedchip.bench import _chip_lines
+
+    def row(cycles, **clocks):
+        return {"m": 256, "k": 256, "n": 256, "cycles": cycles, "ideal_cycles": 262144,
+                "mac_utilization": 262144 / cycles, "gemm_mem_stall": 10, **clocks}
+    chip = {"sim": [row(300000)], "sim_sdram": [row(340000)],
+            "sim_sdram_board": [row(280000, clk_mhz=45.0, sdram_mhz=80.0)]}
+    text = "\n".join(_chip_lines(chip, {"rows": 8, "cols": 8}))
+    assert ("| 256 x 256 x 256 | SDRAM model at the board build's clocks: chip 45 MHz, "
+            "SDRAM 80 MHz (its own domain) | 280000 | 262144 | 93.6% | 10 cycles |") in text
+    assert "| 256 x 256 x 256 | SDRAM model (the ULX3S part, 16-bit) at 100 MHz | 340000 |" in text
+
+
+def test_board_chip_sdram_sim():
+    """The simulation of `make bitstream`'s chip: its clocks as whole ns, the
+    SDRAM's own clock when it has one."""
+    from seedchip.boardsim import board_chip_sdram_sim
+    from seedchip.config import CHIP_CONFIG
+
+    s = board_chip_sdram_sim(CHIP_CONFIG.replace(clk_mhz=45.0, sdram_mhz=80.0))
+    assert (s.clk_period_ns, s.sdram_period_ns, s.sdram_period) == (22.222, 12.5, 12.5)
+    assert s.clock_periods == {"clk": 22.222, "sdram_clk": 12.5}
+    s = board_chip_sdram_sim(CHIP_CONFIG.replace(clk_mhz=45.0, sdram_mhz=45.0))
+    assert (s.clk_period_ns, s.sdram_period_ns, s.sdram_period) == (22.222, None, 22.222)
+    assert s.clock_periods == {"clk": 22.222}
+    # the board build's own
+    s = board_chip_sdram_sim()
+    assert s.chip.clk_mhz == 45.0 and s.sdram_period_ns == 12.5

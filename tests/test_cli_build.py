@@ -146,7 +146,7 @@ def test_build_passes_its_options_to_the_api(fake_build, tmp_path):
     # the chip in its own configuration at the clock it meets, with the chip
     # preset's seed
     board_chip = CHIP_CONFIG.replace(clk_mhz=build_mod.CHIP_BOARD_MHZ,
-                                     sdram_mhz=build_mod.CHIP_BOARD_MHZ)
+                                     sdram_mhz=build_mod.CHIP_BOARD_SDRAM_MHZ)
     assert call["board"] == "ulx3s-45f" and call["config"] == board_chip
     assert call["top"] == "chip"
     fake_build.clear()
@@ -249,11 +249,19 @@ def test_impossible_clock_is_a_usage_error(capsys, monkeypatch):
     monkeypatch.setattr(chip_top.ChipTop, "elaborate", trap)
     assert main(["build", "--top", "exerciser", "--sdram-mhz", "190"]) == 2
     assert "190" in _one_error_line(capsys, "build")
-    # the chip runs its SDRAM controller on the core clock
-    assert main(["build", "--top", "chip", "--clk-mhz", "150"]) == 2
+    # the chip's SDRAM controller on its own clock, or on the core clock
+    assert main(["build", "--top", "chip", "--sdram-mhz", "150"]) == 2
+    assert _one_error_line(capsys, "build") == (
+        "sdram_mhz 150 is above what ULX3S-SDRAM allows (133 MHz)")
+    assert main(["build", "--top", "chip", "--clk-mhz", "150", "--sdram-mhz", "150"]) == 2
     assert _one_error_line(capsys, "build") == (
         "clk_mhz 150 (the SDRAM controller runs on the core clock) is above what ULX3S-SDRAM "
         "allows (133 MHz)")
+    # two clocks one PLL cannot make together
+    assert main(["build", "--top", "chip", "--clk-mhz", "100", "--sdram-mhz", "90"]) == 2
+    assert _one_error_line(capsys, "build").startswith(
+        "PLL output frequency 90 MHz (CLKOS) is not achievable within 1.00% from 25.0 MHz "
+        "together with 100 MHz on CLKOP")
 
 
 # -- configurations that cannot fit -----------------------------------------------------
