@@ -337,7 +337,11 @@ def main():
             os.replace(tmp, vlt)
         build_args.append(str(vlt))
     result = runner.run_cocotb(bridged(top), name, "seedchip.sim.link_serve", config,
-                               tag="serve", free_clock_ns=config.clock_periods,
+                               tag="serve",
+                               # the chip's clocks (two with the SDRAM in its own
+                               # domain); other tops have the one
+                               free_clock_ns=getattr(config, "clock_periods", None)
+                               or config.clk_period_ns,
                                build_args=build_args,
                                extra_env={k: os.environ[k] for k in (
                                    "SEEDCHIP_PTY_FILE", "SEEDCHIP_HOST_PID",
