@@ -203,15 +203,17 @@ def _chip_lines(chip, config):
     lines = ["", f"| GEMM through the chip, memory to memory, int8 out ({config['rows']}x"
              f"{config['cols']} array) | memory | cycles start to done | ideal | MAC utilization "
              "| matrix unit waiting for memory |", "|---|---|---:|---:|---:|---:|"]
+    def board_label(r):
+        own = " (its own domain)" if r["sdram_mhz"] != r["clk_mhz"] else ""
+        return (f"SDRAM model at the board build's clocks: chip {r['clk_mhz']:g} MHz, "
+                f"SDRAM {r['sdram_mhz']:g} MHz{own}")
+
     for where, label in (("sim", "on-chip RAM"),
                          ("sim_sdram", "SDRAM model (the ULX3S part, 16-bit) at 100 MHz"),
-                         ("sim_sdram_board", None)):
+                         ("sim_sdram_board", board_label)):
         for r in chip.get(where, []):
-            if label is None:
-                label = (f"SDRAM model at the board build's clocks: chip {r['clk_mhz']:g} MHz, "
-                         f"SDRAM {r['sdram_mhz']:g} MHz" + (" (its own domain)"
-                         if abs(r["clk_mhz"] - r["sdram_mhz"]) > 1e-6 else ""))
-            lines.append(f"| {r['m']} x {r['k']} x {r['n']} | {label} | {r['cycles']} | "
+            lines.append(f"| {r['m']} x {r['k']} x {r['n']} | "
+                         f"{label(r) if callable(label) else label} | {r['cycles']} | "
                          f"{r['ideal_cycles']} | {r['mac_utilization']:.1%} | "
                          f"{r['gemm_mem_stall']} cycles |")
     ctl = chip.get("control")

@@ -71,7 +71,6 @@ def board_chip_sdram_sim(config: ChipConfig | None = None):
     from .sim.chip_top import ChipSDRAMSimConfig
 
     config = TOP_CONFIGS["chip"] if config is None else config
-    split = abs(config.sdram_mhz - config.clk_mhz) > 1e-6
     return ChipSDRAMSimConfig(chip=config, clk_period_ns=round(1000 / config.clk_mhz, 3),
-                              sdram_period_ns=round(1000 / config.sdram_mhz, 3) if split
-                              else None)
+                              sdram_period_ns=round(1000 / config.sdram_mhz, 3)
+                              if config.sdram_own_domain else None)

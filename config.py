@@ -99,6 +99,12 @@ class ChipConfig:
     def n_tiles_max(self) -> int:
         return -(-self.max_n // self.cols)
 
+    @property
+    def sdram_own_domain(self) -> bool:
+        """The chip top runs the SDRAM controller in a clock domain of its
+        own: ``sdram_mhz`` differs from ``clk_mhz``."""
+        return abs(self.sdram_mhz - self.clk_mhz) > 1e-6
+
     def peak_gops(self, fmax_mhz: float) -> float:
         """Peak int8 throughput: two operations (multiply, add) per MAC per cycle."""
         return 2 * self.macs * fmax_mhz / 1000.0

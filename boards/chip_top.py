@@ -140,7 +140,7 @@ class ChipTop(Elaboratable):
         # PLL (the core clock and the SDRAM clock pin's copy of it), and the
         # CAS latency, phase and read edge with the largest I/O margin.
         #: the SDRAM controller in a clock domain of its own (``sdram``)
-        self.split = abs(config.sdram_mhz - config.clk_mhz) > 1e-6
+        self.split = config.sdram_own_domain
         plan = plan_clocks(chip=self.sdram_chip, clk_mhz=config.clk_mhz,
                            sdram_mhz=config.sdram_mhz if self.split else None,
                            clk_in_mhz=clk_in_mhz, tolerance=PLL_TOLERANCE)
