@@ -17,10 +17,11 @@ ULX3S parts are speed grade 6), ``--freq``, ``--seed`` and ``--router router2``.
 Two things beyond Amaranth's stock flow: the array's multipliers are locked to
 DSP sites (:mod:`.floorplan`; on a 16x8 array this cut routing from ~7 min to
 ~1 min; the cells are found by name, ``*array.pe_I_J.dsp``, which is the
-matrix unit's array in either top), and when Yosys 0.70 crashes inside ABC9
-(an internal assertion in ``abc_ops_reintegrate`` that some netlists
-trigger) the synthesis is rerun
-with plain ABC LUT mapping, recorded as ``report["lut_mapper"] == "abc"``.
+matrix unit's array in either top), and Yosys reads the design with no
+``[i]`` inside a wire name (:func:`unbracket_names`: Yosys 0.70's ABC9 trips
+over them). When Yosys still crashes inside ABC9 (an internal assertion in
+``abc_ops_reintegrate``) the synthesis is rerun with plain ABC LUT mapping,
+recorded as ``report["lut_mapper"] == "abc"``.
 
 A configuration that cannot fit the board (:func:`.estimate.check_fit`) is
 refused before elaboration. The tools run in a process group of their own;
@@ -52,7 +53,7 @@ from .ulx3s import OPENFPGALOADER_LIBRARIES, missing_libraries, missing_tools, t
 
 __all__ = ["BuildError", "BuildStopped", "ConfigError", "DoesNotFit", "FlashError", "NoBitstream",
            "PRESET_SEEDS", "DEFAULT_SEED", "TOPS", "DEFAULT_TOP", "CHIP_BOARD_MHZ",
-           "CHIP_BOARD_SDRAM_MHZ", "TOP_CONFIGS",
+           "CHIP_BOARD_SDRAM_MHZ", "TOP_CONFIGS", "unbracket_names",
            "TOP_PLACERS", "build", "flash", "format_report", "assign_domains", "make_top",
            "nextpnr_options", "parse_nextpnr_report", "parse_yosys_stat", "default_build_dir"]
 
@@ -99,6 +100,25 @@ TOP_PLACERS = {"chip": "static", "exerciser": "heap"}
 
 #: report name -> nextpnr/Yosys cell type
 RESOURCES = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D", "EBR": "DP16KD"}
+
+
+#: A wire name with an index in it, as Amaranth names a view's array elements
+#: (``\pooled__payload.data[0]``); a slice has a space before its bracket.
+_INDEXED_NAME = re.compile(r"(\\\S*?)\[(\d+)\]")
+
+
+def unbracket_names(il):
+    """``il`` (RTLIL text) with every ``[i]`` inside a wire name written ``<i>``.
+
+    Yosys 0.70's abc9 reintegration builds wide ports from the names
+    ``name[i]`` of its bits; a wire already named ``name[i]`` (several bits)
+    then meets a one-bit one and the synthesis stops on an assertion
+    (``GetSize(conn.first) == GetSize(conn.second)``, rtlil.cc). Whether it
+    happens depends on which names survive to the mapper: a small change to
+    the logic can flip it. The names only, not the logic, change here."""
+    while _INDEXED_NAME.search(il):
+        il = _INDEXED_NAME.sub(r"\1<\2>", il)
+    return il
 
 
 class BuildError(Exception):
@@ -630,6 +650,7 @@ def _build(board, config, *, seed, build_dir, out, top, synth_opts, nextpnr_opts
                                 synth_opts=opts,
                                 nextpnr_opts=nextpnr_opts,
                                 script_after_synth="\n".join(after_synth))
+        plan.files[f"{NAME}.il"] = unbracket_names(plan.files[f"{NAME}.il"])
         for stale in (NEXTPNR_REPORT, YOSYS_STAT, f"{NAME}.bit", "report.json"):
             (build_dir / stale).unlink(missing_ok=True)
         plan.extract(build_dir)
@@ -811,7 +832,7 @@ def _gather_section(top, clocks):
     if params is None:
         return None
     # The engine runs in the SDRAM controller's domain (the exerciser's
-    # `sdram`, the chip's `sync`): its ceilings at that clock for typical row
+    # `sdram`; the chip's, `sdram` or with one domain `sync`): its ceilings at that clock for typical row
     # sizes (a miss reads ceil(dim / word bytes) words of the SDRAM, one per
     # cycle at best, also when the engine's words are wider; a cache hit
     # streams ceil(dim / lanes) beats); `make bench` measures the real rates

@@ -47,7 +47,7 @@ from amaranth.back import rtlil
 
 from ..config import CHIP_CONFIG
 from . import placed_paths
-from .build import TOP_PLACERS
+from .build import TOP_PLACERS, unbracket_names
 from .floorplan import array_floorplan, dsp_sites
 from .floorplan import yosys_script as floorplan_script
 
@@ -205,25 +205,6 @@ def _worst_steps(report, n=6):
 def _platform():
     from . import DEFAULT_BOARD, get_board
     return get_board(DEFAULT_BOARD).platform()
-
-
-#: A wire name with an index in it, as Amaranth names a view's array elements
-#: (``\pooled__payload.data[0]``); a slice has a space before its bracket.
-_INDEXED_NAME = re.compile(r"(\\\S*?)\[(\d+)\]")
-
-
-def unbracket_names(il):
-    """``il`` (RTLIL text) with every ``[i]`` inside a wire name written ``<i>``.
-
-    Yosys 0.70's abc9 reintegration builds wide ports from the names
-    ``name[i]`` of its bits; a wire already named ``name[i]`` (several bits)
-    then meets a one-bit one and the synthesis stops on an assertion
-    (``GetSize(conn.first) == GetSize(conn.second)``, rtlil.cc). Whether it
-    happens depends on which names survive to the mapper: a small change to
-    the logic can flip it. The names only, not the logic, change here."""
-    while _INDEXED_NAME.search(il):
-        il = _INDEXED_NAME.sub(r"\1<\2>", il)
-    return il
 
 
 def array_lock(config, device=OOC_DEVICE):

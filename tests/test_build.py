@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import stat
 
 import pytest
@@ -322,6 +323,9 @@ def test_other_nextpnr_failure_not_retried(tmp_path, monkeypatch):
     with pytest.raises(build_mod.BuildError, match=r"nextpnr failed \(exit 125\)"):
         build_mod.build("ulx3s-85f", SMALL_CONFIG, top="exerciser", build_dir=tmp_path / "b", out=io.StringIO())
     assert _seeds(calls) == [build_mod.DEFAULT_SEED]       # one try, the default seed
+    # what Yosys read: no "[i]" inside a wire name (ABC9 trips over them)
+    il = (tmp_path / "b" / "top.il").read_text()
+    assert "<0>" in il and not re.search(r"\\\S*\[\d+\]", il)
 
 
 def test_nextpnr_options_pick_the_tops_placer():
