@@ -47,7 +47,7 @@ def _add_config_args(p, default="the built-in default"):
     p.add_argument("--clk-mhz", dest="clk_mhz", type=float, help="core clock on the board")
     p.add_argument("--sdram-mhz", dest="sdram_mhz", type=float,
                    help="SDRAM controller clock on the board (its own clock domain when it "
-                   "differs from --clk-mhz)")
+                   "differs from --clk-mhz; the chip's GATHER unit runs in it too)")
     p.add_argument("--gather", dest="gather", action="store_true",
                    help="put the gather engine in the board build (config.gather)")
     p.add_argument("--no-gather", dest="no_gather", action="store_true",

@@ -101,8 +101,8 @@ class ChipConfig:
 
     @property
     def sdram_own_domain(self) -> bool:
-        """The chip top runs the SDRAM controller in a clock domain of its
-        own: ``sdram_mhz`` differs from ``clk_mhz``."""
+        """The chip top runs the SDRAM controller (and the GATHER unit) in a
+        clock domain of their own: ``sdram_mhz`` differs from ``clk_mhz``."""
         return abs(self.sdram_mhz - self.clk_mhz) > 1e-6
 
     def peak_gops(self, fmax_mhz: float) -> float:
@@ -166,7 +166,7 @@ GATHER_CONFIG = ChipConfig(gather=GatherParams(), clk_mhz=100.0, sdram_mhz=80.0)
 #: array at the clock the chip is specified for, 100 MHz (the simulations and
 #: benchmarks run it there; the board build runs it at the clock its
 #: placement meets today, ``boards.build.CHIP_BOARD_MHZ``, with its SDRAM
-#: controller in a domain of its own at ``CHIP_BOARD_SDRAM_MHZ``), in one
+#: controller and GATHER unit in a domain of its own at ``CHIP_BOARD_SDRAM_MHZ``), in one
 #: domain with its SDRAM controller (``sdram_mhz`` equal to ``clk_mhz``; the
 #: chip top gives the controller a domain of its own only when they differ). ``max_m``
 #: is 128, not 256: with 256 the chip needed 214 block RAMs of the ULX3S-85F's 208 while

@@ -73,15 +73,17 @@ TOPS = ("chip", "exerciser")
 DEFAULT_TOP = "chip"
 #: The clock the board build of the chip runs at when no configuration is
 #: given: the chip is specified for ``CHIP_CONFIG.clk_mhz`` (100 MHz), which
-#: its placement does not reach yet (routed: 56.3 MHz, seed 1); at this clock
-#: it meets timing, and 3 Mbaud is an exact 15 clocks a bit. ``--clk-mhz``
-#: (or ``--config chip``: 100 MHz) builds it at another.
-CHIP_BOARD_MHZ = 45.0
-#: The SDRAM controller's clock in that build, in its own domain (one PLL
-#: makes both from a 720 MHz VCO; the ULX3S parts allow 133 MHz at CL3).
-#: Routed beside the chip the controller reached 88.5 MHz (seed 1; its
-#: request queue's hit check), short of 90, so the build runs it at 80.
-CHIP_BOARD_SDRAM_MHZ = 80.0
+#: its placement does not reach yet (routed: 74.0 MHz at a 60 MHz target,
+#: seed 1, its GATHER unit in the SDRAM's domain); at this clock it meets
+#: timing, and 3 Mbaud is an exact 20 clocks a bit. ``--clk-mhz`` (or
+#: ``--config chip``: 100 MHz) builds it at another.
+CHIP_BOARD_MHZ = 60.0
+#: The SDRAM controller's clock in that build, in its own domain with the
+#: GATHER unit (one PLL makes both from a 420 MHz VCO; CL2). Routed: 70.5
+#: MHz (seed 1; the GATHER unit's arbiter: credit, pick, grant into its
+#: order FIFO's level). At 80 it reached 63.5 (the same arbiter), at 66.7
+#: (another placement) 61.7 (the pooled writer into the engine's output FIFO).
+CHIP_BOARD_SDRAM_MHZ = 70.0
 #: The configuration each top builds when none is given: the chip preset at
 #: the clocks it meets (:data:`CHIP_BOARD_MHZ`, :data:`CHIP_BOARD_SDRAM_MHZ`),
 #: the built-in default.

@@ -177,9 +177,12 @@ class ChipTop(Elaboratable):
     def sdram_read_delay(self) -> int:
         return self.sdram_budget["read_delay"]
 
-    #: The domain the gather engine runs in (the build report's ``gather``
-    #: section): the chip's.
-    gather_domain = "sync"
+    @property
+    def gather_domain(self) -> str:
+        """The domain the gather engine runs in (the build report's ``gather``
+        section): the SDRAM controller's (:class:`~seedchip.rtl.chip.Chip`'s
+        ``gather_domain``, the chip's own when there is one domain)."""
+        return self.sdram_domain
 
     @property
     def sdram_domain(self) -> str:
@@ -202,7 +205,8 @@ class ChipTop(Elaboratable):
     SPLIT_CLOCK_HINTS = {
         "sync": ("chip.chip.", "chip.init_sync.", "rx_led.", "tx_led.", "rx_seen.", "led_buf",
                  "reset_sync."),
-        "sdram": ("chip.adapter.", "chip.controller.", "sdram_reset_sync.", "sdram_phy."),
+        "sdram": ("chip.adapter.", "chip.controller.", "chip.mem_front.", "chip.chip.gather.",
+                  "sdram_reset_sync.", "sdram_phy."),
         "sdram_clkout": ("sdram_phy.clk.",)}
 
     def elaborate(self, platform):

@@ -23,11 +23,20 @@ Each unit sits behind an :class:`AbortFilter`: CTRL_RESET (``abort``) lets
 the control unit forget a unit's instruction at once, while the unit finishes
 it (its memory traffic included) and the filter swallows its ``done``, so a
 unit never reports an old instruction as a new one's end.
+
+On a board whose SDRAM controller has a clock of its own, the GATHER unit
+runs at that clock too (``gather_domain``): the engine's pace is the
+SDRAM's, and the unit alone closes timing far above the whole chip. Its
+port to the control unit crosses in a :class:`~seedchip.rtl.memcdc.UnitPortCDC`
+(behind its AbortFilter, in ``sync``), and its memory traffic leaves the
+chip on a port of its own, ``gather_mem``, which the board's top merges
+with ``mem`` in the controller's domain
+(:class:`~seedchip.rtl.chip_sdram.ChipOnSDRAM`).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import DomainRenamer, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -43,6 +52,7 @@ from .chip_gemm import GemmFront
 from .chip_interact import InteractUnit
 from .control import GEMM_UNIT_CMD, UNIT_CMD, ControlUnit, UnitPortSignature
 from .hostlink import HostLink, LinkParams
+from .memcdc import UnitPortCDC
 from .memport import MemPortSignature, req_layout
 from .skid import RegisterSlice, SkidBuffer
 from ..link_protocol import N_UNIT_REGS
@@ -183,6 +193,12 @@ class Chip(wiring.Component):
         The clock and the host link's baud (:class:`~seedchip.rtl.hostlink.LinkParams`).
     rx_slots, timeout_bytes : int
         The link's receive window and partial-frame timeout.
+    gather_domain : str or None
+        ``None``: every unit in ``sync``. A domain name (not ``sync``): the
+        GATHER unit and its arbiter run in that domain (a board's SDRAM
+        controller's, whose pace is the engine's), their memory traffic
+        leaves on ``gather_mem`` instead of ``mem``, and the control unit's
+        port to them crosses in a :class:`~seedchip.rtl.memcdc.UnitPortCDC`.
 
     Ports
     -----
@@ -190,6 +206,9 @@ class Chip(wiring.Component):
         The host link's UART pins.
     mem : Out(MemPortSignature(chip_addr_width(mem_bytes), 64))
         The chip memory.
+    gather_mem : Out(MemPortSignature(chip_addr_width(mem_bytes), 64))
+        Only with ``gather_domain``: the GATHER unit's port to the same
+        memory, in that domain; it holds ``resp.ready`` at 1 (an arbiter's).
     running, done, error : Out(1)
         The program's state (for LEDs).
     link_rx, link_tx : Out(1)
@@ -197,8 +216,13 @@ class Chip(wiring.Component):
     """
 
     def __init__(self, *, config, mem_bytes, clk_freq=100e6, baud=3_000_000, rx_slots=4,
-                 timeout_bytes=1000):
+                 timeout_bytes=1000, gather_domain=None):
         self.config = check_type("config", config, ChipConfig)
+        if gather_domain is not None and (not isinstance(gather_domain, str)
+                                          or gather_domain in ("", "sync")):
+            raise ValueError(f"gather_domain must be None or a clock domain's name other than "
+                             f"'sync', not {gather_domain!r}")
+        self.gather_domain = gather_domain
         check_int("mem_bytes", mem_bytes, 4096, MAX_MEM_BYTES)
         if mem_bytes % WORD_BYTES:
             raise ValueError(f"mem_bytes must be a multiple of {WORD_BYTES}, not {mem_bytes!r}")
@@ -212,9 +236,11 @@ class Chip(wiring.Component):
                                       n_unit_counters=N_UNIT_REGS)
         self.gather_params = (config.gather or GatherParams()).with_memory(
             data_width=DATA_WIDTH, addr_width=aw)
+        port = MemPortSignature(addr_width=aw, data_width=DATA_WIDTH)
         super().__init__({
             "rx": In(1, init=1), "tx": Out(1, init=1),
-            "mem": Out(MemPortSignature(addr_width=aw, data_width=DATA_WIDTH)),
+            "mem": Out(port),
+            **({"gather_mem": Out(port)} if gather_domain else {}),
             "running": Out(1), "done": Out(1), "error": Out(1),
             "link_rx": Out(1), "link_tx": Out(1),
         })
@@ -241,9 +267,24 @@ class Chip(wiring.Component):
         registered = []
         for u, unit in units.items():
             name = u.name.lower()
-            m.submodules[name] = unit
             m.submodules[f"{name}_abort"] = filt = AbortFilter(UNIT_CMD[u])
             wiring.connect(m, getattr(ctl, name), filt.up)
+            if u == Unit.GATHER and self.gather_domain:
+                # the unit and its arbiter in their own domain, one module
+                # `gather` (its submodules `unit`, `arbiter`, `arbiter_slice<i>`)
+                dom = self.gather_domain
+                m.submodules.gather_cdc = cdc = UnitPortCDC(UNIT_CMD[u], up_domain="sync",
+                                                            down_domain=dom)
+                wiring.connect(m, filt.down, cdc.up)
+                wiring.connect(m, cdc.down, unit.ctl)
+                slot = Module()
+                slot.submodules.unit = unit
+                port = merge_ports(slot, "arbiter", list(unit.mem), addr_width=aw, sliced=True,
+                                   sinks=list(unit.resp_sinks))
+                m.submodules[name] = DomainRenamer(dom)(slot)
+                wiring.connect(m, port, wiring.flipped(self.gather_mem))
+                continue
+            m.submodules[name] = unit
             wiring.connect(m, filt.down, unit.ctl)
             if u == Unit.GEMM:
                 ports = list(unit.gemm.mem) + list(unit.interact.mem)

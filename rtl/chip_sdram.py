@@ -10,6 +10,9 @@ By default one domain: the controller runs at the chip's clock. With
 (the ULX3S's parts are rated for 133 MHz and more at CAS latency 3, and the
 controller alone closes timing far above the whole chip), and the chip's
 memory port reaches the width adapter through a :class:`~seedchip.rtl.memcdc.MemPortCDC`.
+The chip's GATHER unit then runs in that domain as well (:class:`~seedchip.rtl.chip.Chip`'s
+``gather_domain``: the engine's pace is the SDRAM's), and an arbiter there
+merges its port with the crossing's in front of the width adapter.
 """
 
 from amaranth.hdl import DomainRenamer, Module
@@ -19,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..checks import check_type
 from ..config import ChipConfig
-from .chip import DATA_WIDTH, Chip
+from .chip import DATA_WIDTH, Chip, merge_ports
 from .memcdc import MemPortCDC
 from .memwidth import WidthAdapter
 from .sdram import SDRAMController
@@ -50,19 +53,21 @@ class ChipOnSDRAM(wiring.Component):
                  read_delay=0, rx_slots=4, timeout_bytes=1000, sdram_clk_freq=None):
         check_type("config", config, ChipConfig)
         self.sdram = check_type("sdram", sdram, SDRAMChip)
-        self.chip = Chip(config=config, mem_bytes=sdram.size_bytes,
-                         clk_freq=clk_freq, baud=baud, rx_slots=rx_slots,
-                         timeout_bytes=timeout_bytes)
-        self.adapter = WidthAdapter(addr_width=self.chip.addr_width, wide_width=DATA_WIDTH,
-                                    narrow_width=sdram.data_width)
         if sdram_clk_freq is not None and (
                 not isinstance(sdram_clk_freq, (int, float)) or isinstance(sdram_clk_freq, bool)
                 or sdram_clk_freq <= 0):
             raise ValueError(f"sdram_clk_freq must be a positive frequency in Hz or None, "
                              f"not {sdram_clk_freq!r}")
         self.sdram_clk_freq = sdram_clk_freq
-        #: the controller's domain: ``sync``, or ``sdram`` with a clock of its own
+        #: the controller's domain: ``sync``, or ``sdram`` with a clock of its
+        #: own (and then the GATHER unit's too)
         self.controller_domain = "sync" if sdram_clk_freq is None else self.SDRAM_DOMAIN
+        self.chip = Chip(config=config, mem_bytes=sdram.size_bytes,
+                         clk_freq=clk_freq, baud=baud, rx_slots=rx_slots,
+                         timeout_bytes=timeout_bytes,
+                         gather_domain=None if sdram_clk_freq is None else self.SDRAM_DOMAIN)
+        self.adapter = WidthAdapter(addr_width=self.chip.addr_width, wide_width=DATA_WIDTH,
+                                    narrow_width=sdram.data_width)
         self.controller = SDRAMController(chip=sdram, clk_freq=sdram_clk_freq or clk_freq,
                                           cas_latency=cas_latency, read_delay=read_delay,
                                           addr_width=self.adapter.narrow.signature.addr_width)
@@ -95,7 +100,15 @@ class ChipOnSDRAM(wiring.Component):
                 addr_width=self.chip.addr_width, data_width=DATA_WIDTH, up_domain="sync",
                 down_domain=dom)
             wiring.connect(m, chip.mem, cdc.up)
-            wiring.connect(m, cdc.down, adapter.wide)
+            # the crossing's requests and the GATHER unit's (both leave
+            # registers: skid buffers cut their ready alone); the unit's
+            # port, an arbiter's, holds resp.ready at 1
+            front = Module()
+            port = merge_ports(front, "arbiter", [cdc.down, chip.gather_mem],
+                               addr_width=self.chip.addr_width, sliced=True, sinks=[1],
+                               registered=[0, 1])
+            m.submodules.mem_front = DomainRenamer(dom)(front)
+            wiring.connect(m, port, adapter.wide)
             m.submodules.init_sync = FFSynchronizer(ctrl.init_done, self.init_done)
         wiring.connect(m, adapter.narrow, ctrl.port)
         wiring.connect(m, ctrl.pins, wiring.flipped(self.pins))

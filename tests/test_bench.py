@@ -150,5 +150,7 @@ def test_board_chip_sdram_sim():
     assert (s.clk_period_ns, s.sdram_period_ns, s.sdram_period) == (22.222, None, 22.222)
     assert s.clock_periods == {"clk": 22.222}
     # the board build's own
+    from seedchip.boards.build import CHIP_BOARD_MHZ, CHIP_BOARD_SDRAM_MHZ
     s = board_chip_sdram_sim()
-    assert s.chip.clk_mhz == 45.0 and s.sdram_period_ns == 12.5
+    assert s.chip.clk_mhz == CHIP_BOARD_MHZ
+    assert s.sdram_period_ns == round(1000 / CHIP_BOARD_SDRAM_MHZ, 3)

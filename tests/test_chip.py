@@ -311,10 +311,13 @@ def test_on_the_sdram_model(sim):
 
 def test_sdram_on_its_own_clock(sim):
     """The board build's two domains (``sdram_mhz`` != ``clk_mhz``): the
-    chip at 45 MHz (22 ns), the SDRAM controller and the pin-level model at
-    90 MHz (11 ns) in their own domain, the chip's memory port crossing
-    through MemPortCDC. A GEMM, a GATHER (sum, an empty bag) and 4 KiB
-    written and read back over the link, bit-exact."""
+    chip at 45 MHz (22 ns); the SDRAM controller, the pin-level model and
+    the GATHER unit at 90 MHz (11 ns) in their own domain, the chip's memory
+    port crossing through MemPortCDC, the GATHER unit's command and done
+    through UnitPortCDC. A GEMM, GATHERs (sum with an empty bag, weighted,
+    an out-of-range index: its error and then a good one again) and 4 KiB
+    written and read back over the link, bit-exact; the GATHER unit's
+    counters (kept in the chip's clock) add up."""
     rng = np.random.default_rng(10)
     a = rng.integers(-128, 128, (40, 72))
     b = rng.integers(-128, 128, (72, 24))
@@ -328,6 +331,16 @@ def test_sdram_on_its_own_clock(sim):
         offsets = [0, 7, 7, 30, 50]
         bag = embedding_bag(d, table, idx, offsets, mode="sum", limits=LIMITS)
         assert np.array_equal(bag.pooled, embedding_bag_ref(table, idx, offsets, "sum"))
+        w = rng.integers(-128, 128, idx.size)
+        bag = embedding_bag(d, table, idx, offsets, weights=w, limits=LIMITS)
+        assert np.array_equal(bag.pooled, embedding_bag_ref(table, idx, offsets,
+                                                            per_sample_weights=w))
+        with pytest.raises(ProgramError, match="OUT_OF_RANGE bag=1 index=300"):
+            embedding_bag(d, table, [1, 300, 2], [0, 1, 3], limits=LIMITS)
+        bag = embedding_bag(d, table, idx, offsets, mode="max", limits=LIMITS)
+        assert np.array_equal(bag.pooled, embedding_bag_ref(table, idx, offsets, "max"))
+        c = d.unit_counters()
+        assert c["gather"]["busy"] > 0 and c["gather"]["busy"] + c["gather"]["idle"] == c["cycles"]
         data = rng.integers(0, 256, 4096, dtype=np.uint8)
         d.write(0x10000, data)
         assert np.array_equal(d.read(0x10000, data.size), data)

@@ -38,10 +38,11 @@ def test_chip_top_clocking():
 
 def test_chip_top_sdram_domain():
     """sdram_mhz apart from clk_mhz: the SDRAM controller in a domain of its
-    own, ``sdram``, on the PLL's second output; the clock pin's copy of it
-    on the third; its CAS latency and phase planned at its own clock."""
+    own, ``sdram``, on the PLL's second output, the gather engine with it;
+    the clock pin's copy of it on the third; its CAS latency and phase
+    planned at its own clock."""
     top = ChipTop(config=CONFIG.replace(clk_mhz=45.0, sdram_mhz=90.0))
-    assert top.split and top.sdram_domain == "sdram" and top.gather_domain == "sync"
+    assert top.split and top.sdram_domain == "sdram" and top.gather_domain == "sdram"
     assert top.clk_mhz == pytest.approx(45.0) and top.sdram_mhz == pytest.approx(90.0)
     assert top.clock_domains == {"sync": pytest.approx(45.0), "sdram": pytest.approx(90.0)}
     assert set(top.clock_hints) == {"sync", "sdram", "sdram_clkout"}
@@ -58,7 +59,8 @@ def test_chip_top_sdram_domain():
 
 def test_chip_top_two_clock_domains():
     """The split top elaborated: three PLL outputs constrained, a reset per
-    domain on its own global buffer, the memory port's clock crossing."""
+    domain on its own global buffer, the memory port's clock crossing, the
+    GATHER unit's command crossing and the arbiter in the SDRAM's domain."""
     top = ChipTop(config=CONFIG.replace(clk_mhz=45.0, sdram_mhz=90.0))
     plan = get_board("ulx3s-85f").platform().prepare(top, name="top")
     il, lpf = plan.files["top.il"], plan.files["top.lpf"]
@@ -67,6 +69,7 @@ def test_chip_top_two_clock_domains():
                              ("pll.clkos2", "90000000.0")]
     assert _cells(il, "EHXPLLL") == 1 and _cells(il, "DCCA") == 2
     assert "mem_cdc" in il and "init_sync" in il
+    assert "gather_cdc" in il and "mem_front" in il
     assert _cells(il, "IFS1P3DX") == 16 and _cells(il, "ODDRX1F") == 1
 
 

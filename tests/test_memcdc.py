@@ -9,10 +9,10 @@ request, in order, with the right data or err, and none extra."""
 import numpy as np
 import pytest
 from amaranth.hdl import DomainRenamer, Module
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.sim import Simulator
 
-from seedchip.rtl.memcdc import MemPortCDC
+from seedchip.rtl.memcdc import MemPortCDC, UnitPortCDC
 from seedchip.rtl.onchip_ram import OnChipRAM
 from seedchip.sim.clocked import stream_sink, stream_source
 
@@ -97,3 +97,67 @@ def test_full_rate_and_stalls():
 def test_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MemPortCDC(addr_width=8, data_width=64, **kwargs)
+
+
+def run_unit_port(*, seed, up_ns, down_ns, n=40):
+    """UnitPortCDC between a command source and done sink in ``sync`` and a
+    unit in ``sdram`` that takes each command with random delay, raises
+    ``mem_stall`` for a while, and reports a done made from the command."""
+    layout = data.StructLayout({"x": 16, "y": 8})
+    cdc = UnitPortCDC(layout)
+    rng = np.random.default_rng(seed)
+    cmds = [{"x": int(rng.integers(0, 1 << 16)), "y": int(rng.integers(0, 256))} for _ in range(n)]
+    got, stalls, taken = [], [], []
+    sim = Simulator(cdc)
+    sim.add_clock(up_ns * 1e-9, domain="sync")
+    sim.add_clock(down_ns * 1e-9, domain="sdram")
+    sim.add_testbench(stream_source(cdc.up.cmd, cmds, np.random.default_rng([seed, 1]), 0.5))
+    sim.add_testbench(stream_sink(cdc.up.done, got, np.random.default_rng([seed, 2]), 0.6,
+                                  conv=lambda p: (p.bag, p.index, p.detail), count=n))
+    urng = np.random.default_rng([seed, 3])
+
+    async def unit(ctx):
+        down = cdc.down
+        while True:
+            ctx.set(down.cmd.ready, urng.random() < 0.5)
+            _, _, valid, ready, cmd = await ctx.tick("sdram").sample(
+                down.cmd.valid, down.cmd.ready, down.cmd.payload)
+            if not (valid and ready):
+                continue
+            ctx.set(down.cmd.ready, 0)
+            taken.append((cmd.x, cmd.y))
+            ctx.set(down.mem_stall, 1)
+            await ctx.tick("sdram").repeat(int(urng.integers(8, 20)))
+            ctx.set(down.mem_stall, 0)
+            ctx.set(down.done.valid, 1)
+            ctx.set(down.done.payload, {"error": 0, "detail": cmd.y, "bag": cmd.x,
+                                        "index": cmd.x * 3})
+            await ctx.tick("sdram").until(down.done.ready)
+            ctx.set(down.done.valid, 0)
+
+    async def watch(ctx):
+        while True:
+            _, _, stall, abort = await ctx.tick().sample(cdc.up.mem_stall, cdc.down.abort)
+            stalls.append(stall)
+            assert not abort
+
+    sim.add_process(unit)
+    sim.add_process(watch)
+    sim.run_until(n * 80 * max(up_ns, down_ns) * 1e-9)
+    assert taken == [(c["x"], c["y"]) for c in cmds], f"seed {seed}: commands lost or reordered"
+    assert got == [(c["x"], c["x"] * 3, c["y"]) for c in cmds], f"seed {seed}: dones"
+    # the stall level crossed: high for a part of the run, low at its end
+    assert 0 < sum(stalls) < len(stalls) and not any(stalls[-10:]), f"seed {seed}: mem_stall"
+
+
+@pytest.mark.parametrize("up_ns,down_ns", [(22.2, 11.1), (10, 31.7)])
+def test_unit_port_cdc(up_ns, down_ns):
+    """Commands and dones cross in order and intact, ``mem_stall`` crosses,
+    ``abort`` stays low, the chip's clock faster or slower than the unit's."""
+    for seed in range(3):
+        run_unit_port(seed=seed, up_ns=up_ns, down_ns=down_ns)
+
+
+def test_unit_port_cdc_same_domain():
+    with pytest.raises(ValueError, match="up_domain and down_domain must differ"):
+        UnitPortCDC(data.StructLayout({"x": 4}), up_domain="sync", down_domain="sync")
