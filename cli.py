@@ -693,12 +693,10 @@ def main(argv=None):
         "chip at clk_mhz, the SDRAM controller and the GATHER unit at sdram_mhz in a clock "
         "domain of their own when the two differ (without --config the `chip` preset at "
         f"{CHIP_BOARD_MHZ:g} MHz, its SDRAM and GATHER unit at {CHIP_BOARD_SDRAM_MHZ:g} MHz, "
-        "the clocks it "
-        "meets; the preset itself is specified for 100 MHz, one domain). --top exerciser "
-        "(build/<board>-exerciser/): the "
-        "matrix unit fed by pattern generators beside the SDRAM self test, in two clock "
-        "domains (clk_mhz, sdram_mhz; the built-in default configuration, --config gather "
-        "adds the gather engine).")
+        "the clocks it meets; the preset itself is specified for 100 MHz, one domain). "
+        "--top exerciser (build/<board>-exerciser/): the matrix unit fed by pattern "
+        "generators beside the SDRAM self test, in two clock domains (clk_mhz, sdram_mhz; "
+        "the built-in default configuration, --config gather adds the gather engine).")
     _add_config_args(p, default=f"--top chip: the chip preset at {CHIP_BOARD_MHZ:g} MHz, "
                      f"SDRAM {CHIP_BOARD_SDRAM_MHZ:g} MHz, "
                      "--top exerciser: the built-in default")

@@ -834,9 +834,9 @@ def _gather_section(top, clocks):
     if params is None:
         return None
     # The engine runs in the SDRAM controller's domain (the exerciser's
-    # `sdram`; the chip's, `sdram` or with one domain `sync`): its ceilings at that clock for typical row
-    # sizes (a miss reads ceil(dim / word bytes) words of the SDRAM, one per
-    # cycle at best, also when the engine's words are wider; a cache hit
+    # `sdram`; the chip's `sdram`, or `sync` when it has one domain): its
+    # ceilings at that clock for typical row sizes (a miss reads
+    # ceil(dim / word bytes) words of the SDRAM, one per cycle at best, also when the engine's words are wider; a cache hit
     # streams ceil(dim / lanes) beats); `make bench` measures the real rates
     # on the simulated RTL.
     lanes = params.lanes

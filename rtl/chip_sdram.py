@@ -65,7 +65,8 @@ class ChipOnSDRAM(wiring.Component):
         self.chip = Chip(config=config, mem_bytes=sdram.size_bytes,
                          clk_freq=clk_freq, baud=baud, rx_slots=rx_slots,
                          timeout_bytes=timeout_bytes,
-                         gather_domain=None if sdram_clk_freq is None else self.SDRAM_DOMAIN)
+                         gather_domain=None if self.controller_domain == "sync"
+                         else self.controller_domain)
         self.adapter = WidthAdapter(addr_width=self.chip.addr_width, wide_width=DATA_WIDTH,
                                     narrow_width=sdram.data_width)
         self.controller = SDRAMController(chip=sdram, clk_freq=sdram_clk_freq or clk_freq,
