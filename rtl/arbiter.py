@@ -193,13 +193,10 @@ class MemArbiter(wiring.Component):
     -----------------------------------------------------------------------
     ``order`` (:class:`MemOrderFIFO`), ``resp_fifos``, ``credits``,
     ``grant``, ``mask`` (round-robin: ports at or after the pointer),
-    ``staged_valid``/``staged_port`` (the request on ``mem.req``), ``sel``
-    (with ``registered_grant``: one-hot, the port granted when the backend
-    can take a request; zero for none).
+    ``staged_valid``/``staged_port`` (the request on ``mem.req``).
     """
 
-    def __init__(self, *, n_ports, addr_width, data_width, max_outstanding=8, sinks=(),
-                 registered_grant=False):
+    def __init__(self, *, n_ports, addr_width, data_width, max_outstanding=8, sinks=()):
         check_int("n_ports", n_ports, 1, 16)
         check_int("addr_width", addr_width, 1, 40)
         check_int("data_width", data_width, 8, 256)
@@ -210,9 +207,6 @@ class MemArbiter(wiring.Component):
         for i in sinks:
             check_int("sinks", i, 0, n_ports - 1)
         self.sinks = frozenset(sinks)
-        if not isinstance(registered_grant, bool):
-            raise TypeError(f"registered_grant must be a bool, not {registered_grant!r}")
-        self.registered_grant = registered_grant
         self.n_ports = n_ports
         self.addr_width = addr_width
         self.data_width = data_width
@@ -232,7 +226,6 @@ class MemArbiter(wiring.Component):
         self.mask = Signal(n_ports, init=(1 << n_ports) - 1)    # ports at/after the pointer
         self.staged_valid = Signal()
         self.staged_port = Signal(self.id_width)
-        self.sel = Signal(n_ports)
 
     # The sub-FIFOs are made on first use, so that a harness can reach their
     # state before elaboration and an arbiter that is never elaborated leaves
@@ -274,11 +267,9 @@ class MemArbiter(wiring.Component):
         m.d.comb += onehot.eq(Cat(bits))
         return onehot
 
-    def _arbitrate(self, m, requests, mask=None):
-        """One-hot pick among ``requests``: first at/after the pointer
-        (``mask``: the ports at or after it; default :attr:`mask`)."""
-        mask = self.mask if mask is None else mask
-        above = self._lowest(m, requests & mask, "pick_above")
+    def _arbitrate(self, m, requests):
+        """One-hot pick among ``requests``: first at/after the pointer."""
+        above = self._lowest(m, requests & self.mask, "pick_above")
         wrap = self._lowest(m, requests, "pick_wrap")
         pick = Signal(self.n_ports)
         m.d.comb += pick.eq(above | ((above == 0).replicate(self.n_ports) & wrap))
@@ -304,30 +295,16 @@ class MemArbiter(wiring.Component):
         requests = Signal(n)
         m.d.comb += requests.eq(Cat(p.req.valid & ((c != 0) if i not in self.sinks else 1)
                                     for i, (p, c) in enumerate(zip(self.ports, self.credits))))
+        pick = self._arbitrate(m, requests)
+
         # The staging register drives mem.req, so its valid never waits on
         # ready and its payload holds while stalled; it reloads in the cycle
         # it drains, for one request per cycle.
         staged = Signal(req_layout(self.addr_width, self.data_width))
         can_load = Signal()
-        go = can_load & order.w.ready
-        if self.registered_grant:
-            # the port in `sel` is granted when the backend can take it; the
-            # next pick (from registers, without that port: it may have no
-            # further request) is loaded then, or whenever `sel` is empty.
-            # A picked port keeps its request (a stream's valid holds until
-            # ready) and its credit (nothing else is granted to it). While
-            # `sel` holds a port, a pick is loaded only as it is granted, so
-            # the pick starts past it (the mask the grant leaves).
-            sel = self.sel
-            pick = self._arbitrate(m, requests & ~sel,
-                                   Mux(sel.any(), self._next_mask(sel), self.mask))
-            with m.If(~sel.any() | go):
-                m.d.sync += sel.eq(pick)
-        else:
-            sel = self._arbitrate(m, requests)
         m.d.comb += [
             can_load.eq(~self.staged_valid | mem.req.ready),
-            self.grant.eq(sel & go.replicate(n)),
+            self.grant.eq(pick & (can_load & order.w.ready).replicate(n)),
             mem.req.valid.eq(self.staged_valid),
             mem.req.payload.eq(staged),
         ]
@@ -336,20 +313,20 @@ class MemArbiter(wiring.Component):
 
         accept = self.grant.any()
         # One-hot AND-OR muxes (shallower than a binary-indexed mux), selected
-        # by the pick (or `sel`): when a request is accepted the grant is the
-        # pick, and when none is, the staging register loads don't-care data
-        # under staged_valid = 0. So the register's enable is can_load (flops
-        # and the backend's ready), not the grant: the grant reached every bit
-        # of the staged request both as its enable and through the mux, and
-        # that was the chip's critical path (the GEMM arbiter's mask -> grant
-        # -> staged, 17.8 ns routed).
+        # by the pick: when a request is accepted the grant is the pick, and
+        # when none is, the staging register loads don't-care data under
+        # staged_valid = 0. So the register's enable is can_load (flops and
+        # the backend's ready), not the grant: the grant reached every bit of
+        # the staged request both as its enable and through the mux, and that
+        # was the chip's critical path (the GEMM arbiter's mask -> grant ->
+        # staged, 17.8 ns routed).
         width = len(staged.as_value())
         payload = 0
         port_id = 0
         for i, p in enumerate(self.ports):
-            payload = payload | (p.req.payload.as_value() & sel[i].replicate(width))
+            payload = payload | (p.req.payload.as_value() & pick[i].replicate(width))
             if i:
-                port_id = port_id | (sel[i].replicate(self.id_width) & i)
+                port_id = port_id | (pick[i].replicate(self.id_width) & i)
         m.d.comb += [
             order.w.valid.eq(accept),
             order.w.payload.eq(port_id),

@@ -80,7 +80,7 @@ MAX_OUTSTANDING = 16
 
 
 def merge_ports(m, name, ports, *, addr_width, max_outstanding=MAX_OUTSTANDING, sliced=False,
-                sinks=(), registered=(), registered_grant=False):
+                sinks=(), registered=()):
     """One memory port for ``ports`` (a list of client ports): the port itself,
     or a round-robin :class:`MemArbiter` in front of them (a submodule ``name``).
     ``sinks``: the indices of ports whose client holds ``resp.ready`` at 1
@@ -96,14 +96,11 @@ def merge_ports(m, name, ports, *, addr_width, max_outstanding=MAX_OUTSTANDING, 
     costs a cycle of request latency per arbiter. ``registered``: the
     indices of ports whose requests already come from registers (an
     arbiter's ``mem``): a :class:`~seedchip.rtl.skid.SkidBuffer` cuts their
-    ``ready`` alone, without the cycle. ``registered_grant``: the arbiter's
-    (:class:`MemArbiter`), for a backend that takes a request every other
-    cycle at most."""
+    ``ready`` alone, without the cycle."""
     if len(ports) == 1:
         return ports[0]
     arb = MemArbiter(n_ports=len(ports), addr_width=addr_width, data_width=DATA_WIDTH,
-                     max_outstanding=max_outstanding, sinks=sinks,
-                     registered_grant=registered_grant)
+                     max_outstanding=max_outstanding, sinks=sinks)
     m.submodules[name] = arb
     for i, p in enumerate(ports):
         if sliced:
@@ -202,11 +199,6 @@ class Chip(wiring.Component):
         controller's, whose pace is the engine's), their memory traffic
         leaves on ``gather_mem`` instead of ``mem``, and the control unit's
         port to them crosses in a :class:`~seedchip.rtl.memcdc.UnitPortCDC`.
-    registered_grant : bool
-        Every arbiter of the chip decides its grants a cycle ahead
-        (:class:`~seedchip.rtl.arbiter.MemArbiter`'s ``registered_grant``):
-        shorter paths, at most a grant every other cycle to one port. For a
-        memory that takes a word every other cycle at most (the SDRAM).
 
     Ports
     -----
@@ -224,11 +216,8 @@ class Chip(wiring.Component):
     """
 
     def __init__(self, *, config, mem_bytes, clk_freq=100e6, baud=3_000_000, rx_slots=4,
-                 timeout_bytes=1000, gather_domain=None, registered_grant=False):
+                 timeout_bytes=1000, gather_domain=None):
         self.config = check_type("config", config, ChipConfig)
-        if not isinstance(registered_grant, bool):
-            raise TypeError(f"registered_grant must be a bool, not {registered_grant!r}")
-        self.registered_grant = registered_grant
         if gather_domain is not None and (not isinstance(gather_domain, str)
                                           or gather_domain in ("", "sync")):
             raise ValueError(f"gather_domain must be None or a clock domain's name other than "
@@ -276,7 +265,6 @@ class Chip(wiring.Component):
         clients = [link.mem, ctl.mem]
         sinks = [1] if 0 in ctl.resp_sinks else []
         registered = []
-        rg = self.registered_grant
         for u, unit in units.items():
             name = u.name.lower()
             m.submodules[f"{name}_abort"] = filt = AbortFilter(UNIT_CMD[u])
@@ -292,7 +280,7 @@ class Chip(wiring.Component):
                 slot = Module()
                 slot.submodules.unit = unit
                 port = merge_ports(slot, "arbiter", list(unit.mem), addr_width=aw, sliced=True,
-                                   sinks=list(unit.resp_sinks), registered_grant=rg)
+                                   sinks=list(unit.resp_sinks))
                 m.submodules[name] = DomainRenamer(dom)(slot)
                 wiring.connect(m, port, wiring.flipped(self.gather_mem))
                 continue
@@ -315,13 +303,13 @@ class Chip(wiring.Component):
             if merged or 0 in unit_sinks:
                 sinks.append(len(clients))
             clients.append(merge_ports(m, f"{name}_arbiter", ports, addr_width=aw, sliced=True,
-                                       sinks=unit_sinks, registered_grant=rg))
+                                       sinks=unit_sinks))
         # and in front of the top arbiter: its grant (all five clients'
         # valids, the backend's ready) would otherwise run on into a unit
         # arbiter's grant, or the link's and the control unit's state machines
         wiring.connect(m, wiring.flipped(self.mem),
                        merge_ports(m, "arbiter", clients, addr_width=aw, sliced=True, sinks=sinks,
-                                   registered=registered, registered_grant=rg))
+                                   registered=registered))
 
         st = ctl.reg_file.status
         m.d.comb += [self.running.eq(st.busy), self.done.eq(st.state == ChipState.DONE),

@@ -110,10 +110,7 @@ class IndexFeeder(wiring.Component):
         Word addresses of the arrays.
     weighted : In(1)
     limit : In(32)
-        Indices that may be read and given since ``start`` (may grow; the
-        readers see it a cycle late). Must be 0, with ``weighted`` set, from
-        the cycle before ``run`` rises, so that the readers' limits are 0
-        when it does.
+        Indices that may be read and given since ``start`` (may grow).
     run : In(1)
         As :class:`WordReader`'s (low: discard what arrives).
     idx_mem, w_mem : Out(MemPortSignature(addr_width, 64))
@@ -149,17 +146,9 @@ class IndexFeeder(wiring.Component):
         pos = Signal(32)
         iwd, wwd, idx, weighted = ird.words, wrd.words, self.indices, self.weighted
         have = iwd.valid & (~weighted | wwd.valid)
-        # the readers' limits in words, a cycle late (safe: a limit only
-        # grows, and it is 0 again before the next start lets them run): the
-        # add in front of each reader's compare made one 36-level carry chain
-        # into its request, the GATHER domain's critical path at 80 MHz
-        idx_words = Signal(32)
-        w_words = Signal(32)
-        m.d.sync += [idx_words.eq((self.limit + 1) >> 1),
-                     w_words.eq(Mux(weighted, (self.limit + 7) >> 3, 0))]
         m.d.comb += [
-            ird.limit.eq(idx_words),
-            wrd.limit.eq(w_words),
+            ird.limit.eq((self.limit + 1) >> 1),
+            wrd.limit.eq(Mux(weighted, (self.limit + 7) >> 3, 0)),
             ird.run.eq(self.run), wrd.run.eq(self.run),
             ird.start.eq(self.start), wrd.start.eq(self.start),
             ird.base.eq(self.idx_base), wrd.base.eq(self.w_base),

@@ -12,11 +12,7 @@ controller alone closes timing far above the whole chip), and the chip's
 memory port reaches the width adapter through a :class:`~seedchip.rtl.memcdc.MemPortCDC`.
 The chip's GATHER unit then runs in that domain as well (:class:`~seedchip.rtl.chip.Chip`'s
 ``gather_domain``: the engine's pace is the SDRAM's), and an arbiter there
-merges its port with the crossing's in front of the width adapter. Every
-arbiter then decides its grants a cycle ahead (``registered_grant``): the
-SDRAM takes a 64-bit word every four of its cycles at best, so an arbiter
-that grants one port every other cycle costs nothing, and its paths are
-shorter (the board build's critical paths were arbiters' grants).
+merges its port with the crossing's in front of the width adapter.
 """
 
 from amaranth.hdl import DomainRenamer, Module
@@ -70,8 +66,7 @@ class ChipOnSDRAM(wiring.Component):
                          clk_freq=clk_freq, baud=baud, rx_slots=rx_slots,
                          timeout_bytes=timeout_bytes,
                          gather_domain=None if self.controller_domain == "sync"
-                         else self.controller_domain,
-                         registered_grant=self.controller_domain != "sync")
+                         else self.controller_domain)
         self.adapter = WidthAdapter(addr_width=self.chip.addr_width, wide_width=DATA_WIDTH,
                                     narrow_width=sdram.data_width)
         self.controller = SDRAMController(chip=sdram, clk_freq=sdram_clk_freq or clk_freq,
@@ -112,7 +107,7 @@ class ChipOnSDRAM(wiring.Component):
             front = Module()
             port = merge_ports(front, "arbiter", [cdc.down, chip.gather_mem],
                                addr_width=self.chip.addr_width, sliced=True, sinks=[1],
-                               registered=[0, 1], registered_grant=True)
+                               registered=[0, 1])
             m.submodules.mem_front = DomainRenamer(dom)(front)
             wiring.connect(m, port, adapter.wide)
             m.submodules.init_sync = FFSynchronizer(ctrl.init_done, self.init_done)

@@ -258,9 +258,7 @@ class ArbiterHarness(wiring.Component):
     credits + outstanding = ``max_outstanding`` (``inv_credits``), and the
     round-robin mask is a thermometer code whose pointer is at most
     ``n_ports - 1 - waited grants`` away from a waiting port
-    (``inv_rr_pointer``); with a registered grant, ``sel`` holds at most one
-    port, one whose request waits from the last cycle, with a credit
-    (``inv_sel``). BMC of a mutant uses ``invariants=False`` so that
+    (``inv_rr_pointer``). BMC of a mutant uses ``invariants=False`` so that
     its failure is reported against the user-facing property.
 
     Covers: each port is granted (``port_granted``); each port's response
@@ -348,10 +346,8 @@ class ArbiterHarness(wiring.Component):
         readies = Cat(P[i].req.ready for i in range(n))
 
         # -- environment ------------------------------------------------------
-        helds = []
         for i in range(n):
             held = Signal(name=f"p{i}_held")
-            helds.append(held)
             held_payload = Signal.like(req_payload[i], name=f"p{i}_held_payload")
             m.d.sync += [held.eq(req_valid[i] & ~P[i].req.ready),
                          held_payload.eq(req_payload[i])]
@@ -397,17 +393,6 @@ class ArbiterHarness(wiring.Component):
             self._assert(m, "forwards_granted_request", tag(arb.mem.req.payload) == arb.staged_port)
             self._assert(m, "forwards_granted_request", arb.staged_port < n)
 
-        # A registered grant (``sel``): one port at most, one whose request
-        # was offered and not taken in the last cycle (so the clients' stream
-        # rules keep it valid), and with a credit.
-        if arb.registered_grant:
-            self._assert(m, "inv_sel", _onehot0(arb.sel))
-            for i in range(n):
-                with m.If(arb.sel[i]):
-                    self._assert(m, "inv_sel", helds[i])
-                    if i not in arb.sinks:
-                        self._assert(m, "inv_sel", arb.credits[i] != 0)
-
         # -- conservation -------------------------------------------------------
         for i in range(n):
             self._assert(m, "outstanding_bounded", out[i] <= D)
@@ -435,12 +420,6 @@ class ArbiterHarness(wiring.Component):
             for k, t in enumerate(therm):
                 with m.Case(t):
                     m.d.comb += ptr.eq(k % n)
-        if arb.registered_grant:
-            # the port in `sel` is granted next, and the pointer moves past
-            # it: for the distance, the pointer is there
-            for k in range(n):
-                with m.If(arb.sel[k]):
-                    m.d.comb += ptr.eq(k)
         for i in range(n):
             # Grants to other ports while port i requests with a credit.
             active = Signal(name=f"p{i}_active")

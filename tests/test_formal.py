@@ -36,15 +36,13 @@ def check(arbiter, mode, depth, tmp_path, **harness_args):
     return result, result.failed(harness.properties)
 
 
-@pytest.mark.parametrize("registered_grant", [False, True], ids=["comb", "registered"])
 @pytest.mark.parametrize("mode,depth", [
     ("bmc", BMC_DEPTH),
     ("prove", PROVE_K),
     ("cover", COVER_DEPTH),
 ])
-def test_arbiter(tools, mode, depth, registered_grant, tmp_path):
-    result, failed = check(MemArbiter(**PARAMS, registered_grant=registered_grant), mode, depth,
-                           tmp_path)
+def test_arbiter(tools, mode, depth, tmp_path):
+    result, failed = check(MemArbiter(**PARAMS), mode, depth, tmp_path)
     assert result.passed, f"failed: {failed}\n{result.summary()}"
 
 
