@@ -167,8 +167,9 @@ GATHER_CONFIG = ChipConfig(gather=GatherParams(), clk_mhz=100.0, sdram_mhz=80.0)
 #: benchmarks run it there; the board build runs it at the clock its
 #: placement meets today, ``boards.build.CHIP_BOARD_MHZ``, with its SDRAM
 #: controller and GATHER unit in a domain of their own at
-#: ``CHIP_BOARD_SDRAM_MHZ``), in one domain with its SDRAM controller (``sdram_mhz`` equal to ``clk_mhz``; the
-#: chip top gives the controller a domain of its own only when they differ). ``max_m``
+#: ``CHIP_BOARD_SDRAM_MHZ``), in one domain with its SDRAM controller
+#: (``sdram_mhz`` equal to ``clk_mhz``; the chip top gives the controller a
+#: domain of its own only when they differ). ``max_m``
 #: is 128, not 256: with 256 the chip needed 214 block RAMs of the ULX3S-85F's 208 while
 #: INTERACT's vector buffer was sized for ``max_k`` (32). Sized for the gather
 #: engine's ``max_dim`` it takes 8, and with the PARAMS pair table's 5 the

@@ -836,9 +836,9 @@ def _gather_section(top, clocks):
     # The engine runs in the SDRAM controller's domain (the exerciser's
     # `sdram`; the chip's `sdram`, or `sync` when it has one domain): its
     # ceilings at that clock for typical row sizes (a miss reads
-    # ceil(dim / word bytes) words of the SDRAM, one per cycle at best, also when the engine's words are wider; a cache hit
-    # streams ceil(dim / lanes) beats); `make bench` measures the real rates
-    # on the simulated RTL.
+    # ceil(dim / word bytes) words of the SDRAM, one per cycle at best, also
+    # when the engine's words are wider; a cache hit streams ceil(dim / lanes)
+    # beats); `make bench` measures the real rates on the simulated RTL.
     lanes = params.lanes
     word_bytes = min(params.word_lanes, top.sdram_chip.data_width // 8)
     domain = getattr(top, "gather_domain", "sdram")
